@@ -1,0 +1,64 @@
+import { Command } from "commander";
+import { createLogger } from "../../shared/logger.js";
+import { startWorker, type RunningWorker } from "../../worker/worker.js";
+import { configFrom, durationOption, intOption, withConnection, exitWith, type ConnectionFlags } from "../options.js";
+
+export interface WorkerFlags extends ConnectionFlags {
+  concurrency?: number;
+  attach?: string;
+  grace?: number;
+}
+
+export function withWorkerOptions(command: Command): Command {
+  return command
+    .option("--concurrency <n>", "jobs run at once (default: DISPATCH_CONCURRENCY, 4)", intOption("--concurrency", 1, 1_000))
+    .option("--attach <url>", "use this opencode server instead of spawning one (password: OPENCODE_SERVER_PASSWORD)")
+    .option("--grace <duration>", "on shutdown, how long running jobs may finish before they are handed back (default: 30s)", durationOption("--grace"));
+}
+
+/**
+ * Runs a worker until SIGINT/SIGTERM. The first signal stops taking jobs and lets running ones
+ * finish (for the grace period, then hands them back); a second hands them back at once.
+ */
+export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Promise<void>): Promise<number> {
+  const config = configFrom(flags);
+  if (flags.grace !== undefined) config.shutdownGraceMs = flags.grace;
+  const log = createLogger(config.logLevel);
+  let worker: RunningWorker | undefined;
+  let signals = 0;
+  let stopped: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (stopped = resolve));
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals === 1) {
+      log.info({ signal }, "stopping: no new jobs; running jobs may finish (send the signal again to hand them back now)");
+      stopped();
+    } else if (signals === 2) {
+      log.warn({ signal }, "stopping now: handing running jobs back to the queue");
+      void worker?.close({ graceMs: 0 });
+      setTimeout(() => process.exit(130), 10_000).unref();
+    } else {
+      process.exit(130);
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    worker = await startWorker({ config, concurrency: flags.concurrency, attach: flags.attach, log });
+    await done;
+    await worker.close();
+  } finally {
+    await onStop?.();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  return 0;
+}
+
+export function workerCommand(): Command {
+  const command = new Command("worker").description(
+    "run a worker: a warm opencode server (spawned, or --attach URL) that takes jobs from the queue",
+  );
+  withWorkerOptions(command);
+  return withConnection(command).action(exitWith((flags: WorkerFlags) => runWorkerUntilSignal(flags)));
+}

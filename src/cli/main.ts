@@ -1,0 +1,44 @@
+import { Command, CommanderError } from "commander";
+import { DispatchError, ExitCode } from "../shared/errors.js";
+import { enqueueCommand } from "./commands/enqueue.js";
+import { resultCommand, statusCommand, waitCommand } from "./commands/inspect.js";
+import { upCommand } from "./commands/up.js";
+import { actionExitCode } from "./options.js";
+import { workerCommand } from "./commands/worker.js";
+
+export function buildProgram(): Command {
+  const program = new Command("opencode-dispatch")
+    .description("A persistent job queue for opencode: enqueue prompts into Redis, run them on warm opencode servers.")
+    .version("0.1.0")
+    .showSuggestionAfterError();
+  for (const command of [enqueueCommand(), statusCommand(), resultCommand(), waitCommand(), workerCommand(), upCommand()]) {
+    program.addCommand(command);
+  }
+  // Every command: usage errors exit 2, not commander's default 1.
+  const configure = (command: Command) => {
+    command.exitOverride();
+    command.commands.forEach(configure);
+  };
+  configure(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return actionExitCode();
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") return ExitCode.ok;
+      return ExitCode.usage; // commander already printed the message
+    }
+    if (error instanceof DispatchError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`error: ${(error as Error)?.stack ?? String(error)}\n`);
+    return ExitCode.jobFailed;
+  }
+}
+

@@ -1,0 +1,33 @@
+import type { JobStatus } from "../producer/job-status.js";
+import { ExitCode } from "../shared/errors.js";
+import type { ResultRecord } from "../shared/result.js";
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/** Prints a final record: JSON, or the answer text (the error goes to stderr). Returns the exit code. */
+export function printRecord(record: ResultRecord, json: boolean): number {
+  if (json) printJson(record);
+  else if (record.state === "completed") process.stdout.write(`${record.text ?? ""}\n`);
+  if (record.state !== "completed") {
+    const error = record.error ? `${record.error.name}: ${record.error.message}` : "unknown error";
+    process.stderr.write(`job ${record.jobId} failed after ${record.attempts} attempt(s): ${error}\n`);
+    return ExitCode.jobFailed;
+  }
+  return ExitCode.ok;
+}
+
+export function printStatus(status: JobStatus, json: boolean): void {
+  if (json) return printJson(status);
+  const r = status.result;
+  const fields = [
+    `job ${status.jobId}`,
+    `state=${status.state}`,
+    `attempts=${status.attempts}`,
+    r?.sessionId ? `session=${r.sessionId}` : "",
+    r?.model ? `model=${r.model}` : "",
+    r?.error ? `error="${r.error.name}: ${r.error.message}"` : "",
+  ];
+  process.stdout.write(`${fields.filter(Boolean).join("  ")}\n`);
+}

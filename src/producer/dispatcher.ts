@@ -1,0 +1,198 @@
+import { randomUUID } from "node:crypto";
+import type { JobsOptions, Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { checkQueueName, loadConfig, type Config } from "../shared/config.js";
+import { InputError, NotFinishedError } from "../shared/errors.js";
+import { failedFromJob } from "../shared/record.js";
+import { connectRedis, closeRedis } from "../shared/redis.js";
+import { FINAL_STATES, type ResultRecord } from "../shared/result.js";
+import { ResultStore } from "../shared/result-store.js";
+import { BACKOFF, RETENTION, openQueue } from "../shared/queue.js";
+import { parseTask, toPayload, type Task, type TaskInput } from "../shared/task.js";
+import { readStatus, type JobStatus } from "./job-status.js";
+import { Waiter } from "./waiter.js";
+
+export const JOB_NAME = "dispatch";
+
+export interface DispatcherOptions {
+  /** @defaultValue `REDIS_URL`, else redis://127.0.0.1:6379 */
+  redisUrl?: string;
+  /** @defaultValue `DISPATCH_QUEUE`, else "opencode-dispatch" */
+  queue?: string;
+  /** Settings otherwise read from the environment. */
+  config?: Config;
+}
+
+export interface EnqueueReceipt {
+  jobId: string;
+  /** True when a job with this ID already existed (queued or finished): nothing was added. */
+  duplicate: boolean;
+}
+
+export interface WaitOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * The producer side: validates tasks, enqueues them, reads their status and results, and waits
+ * for them. Connects on first use; `close()` is idempotent.
+ */
+export class Dispatcher {
+  readonly queueName: string;
+  private readonly config: Config;
+  private readonly redisUrl: string;
+  private connected: Promise<{ redis: Redis; queue: Queue; store: ResultStore }> | undefined;
+  private waiter: Promise<Waiter> | undefined;
+  private subscriber: Redis | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: DispatcherOptions = {}) {
+    this.config = options.config ?? loadConfig();
+    this.redisUrl = options.redisUrl ?? this.config.redisUrl;
+    this.queueName = checkQueueName(options.queue ?? this.config.queue);
+  }
+
+  private connect() {
+    if (this.closing) throw new Error("the dispatcher is closed");
+    this.connected ??= (async () => {
+      const redis = await connectRedis(this.redisUrl, "producer");
+      const queue = openQueue(this.queueName, redis);
+      queue.on("error", () => undefined); // surfaced on the calls themselves
+      return { redis, queue, store: new ResultStore(redis, this.queueName) };
+    })();
+    this.connected.catch(() => (this.connected = undefined));
+    return this.connected;
+  }
+
+  /** Validates a task (throwing InputError naming the field) and enqueues it. */
+  async enqueue(input: TaskInput): Promise<EnqueueReceipt> {
+    const [receipt] = await this.enqueueMany([input]);
+    return receipt!;
+  }
+
+  /**
+   * Validates every task first (an InputError names the index and field of the first bad ones),
+   * then enqueues them all. Tasks whose `id` already exists are skipped and reported duplicate.
+   */
+  async enqueueMany(inputs: readonly TaskInput[]): Promise<EnqueueReceipt[]> {
+    const tasks = validateAll(inputs);
+    const { queue, store } = await this.connect();
+    const receipts: EnqueueReceipt[] = [];
+    const CHUNK = 1_000;
+    for (let i = 0; i < tasks.length; i += CHUNK) {
+      const chunk = tasks.slice(i, i + CHUNK);
+      const existing = await this.existingIds(queue, store, chunk);
+      const now = new Date();
+      const fresh: { task: Task; jobId: string }[] = [];
+      for (const task of chunk) {
+        const jobId = task.id ?? randomUUID();
+        const duplicate = existing.has(jobId);
+        receipts.push({ jobId, duplicate });
+        if (!duplicate) fresh.push({ task, jobId });
+        if (task.id) existing.add(task.id); // a key given twice in one call: the first one wins
+      }
+      await queue.addBulk(
+        fresh.map(({ task, jobId }) => ({
+          name: JOB_NAME,
+          data: toPayload(task, { timeoutMs: this.config.jobTimeoutMs }, now),
+          opts: this.jobOptions(task, jobId),
+        })),
+      );
+    }
+    return receipts;
+  }
+
+  private jobOptions(task: Task, jobId: string): JobsOptions {
+    return {
+      jobId,
+      priority: task.priority || undefined,
+      delay: task.delay,
+      attempts: task.attempts ?? this.config.attempts,
+      backoff: BACKOFF,
+      removeOnComplete: RETENTION.completed,
+      removeOnFail: RETENTION.failed,
+    };
+  }
+
+  /** IDs among the tasks' own keys that BullMQ or the result store already knows. */
+  private async existingIds(queue: Queue, store: ResultStore, tasks: readonly Task[]): Promise<Set<string>> {
+    const ids = [...new Set(tasks.map((t) => t.id).filter((id): id is string => !!id))];
+    if (ids.length === 0) return new Set();
+    const [jobs, records] = await Promise.all([
+      Promise.all(ids.map((id) => queue.getJob(id))),
+      store.getMany(ids),
+    ]);
+    return new Set(ids.filter((id, i) => jobs[i] || records[i]));
+  }
+
+  async status(jobId: string): Promise<JobStatus> {
+    const { queue, store } = await this.connect();
+    return readStatus(queue, store, jobId);
+  }
+
+  /** The final result record; NotFinishedError while the job is still queued or running. */
+  async result(jobId: string): Promise<ResultRecord> {
+    const status = await this.status(jobId);
+    if (status.result && FINAL_STATES.has(status.state)) return status.result;
+    throw new NotFinishedError(`job ${jobId} has not finished (state: ${status.state})`);
+  }
+
+  /** Waits until the job is completed or failed and returns its record (it does not throw on failure). */
+  async wait(jobId: string, opts: WaitOptions = {}): Promise<ResultRecord> {
+    await this.status(jobId); // NotFoundError for an unknown ID, rather than waiting forever
+    return (await this.getWaiter()).wait(jobId, opts);
+  }
+
+  /** Enqueues a task and waits for its record. */
+  async run(input: TaskInput, opts: WaitOptions = {}): Promise<ResultRecord> {
+    const { jobId } = await this.enqueue(input);
+    return this.wait(jobId, opts);
+  }
+
+  private getWaiter(): Promise<Waiter> {
+    this.waiter ??= (async () => {
+      const { queue, store } = await this.connect();
+      this.subscriber = await connectRedis(this.redisUrl, "subscriber");
+      return new Waiter(this.subscriber, store.keys.events, async (jobId) => {
+        const [record, job] = await Promise.all([store.get(jobId), queue.getJob(jobId)]);
+        if (record && FINAL_STATES.has(record.state)) return record;
+        if (job && (await job.isFailed())) return failedFromJob(job, record);
+        return null;
+      });
+    })();
+    this.waiter.catch(() => (this.waiter = undefined));
+    return this.waiter;
+  }
+
+  /** Stops every wait (they reject with NotFinishedError) and closes the connections. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const waiter = await this.waiter?.catch(() => undefined);
+      waiter?.close();
+      const connected = await this.connected?.catch(() => undefined);
+      await connected?.queue.close().catch(() => undefined);
+      await Promise.all([closeRedis(connected?.redis), closeRedis(this.subscriber)]);
+    })();
+    return this.closing;
+  }
+}
+
+export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
+  return new Dispatcher(options);
+}
+
+function validateAll(inputs: readonly TaskInput[]): Task[] {
+  const problems: string[] = [];
+  const tasks: Task[] = [];
+  inputs.forEach((input, index) => {
+    try {
+      tasks.push(parseTask(input, inputs.length > 1 ? `tasks[${index}].` : ""));
+    } catch (error) {
+      if (!(error instanceof InputError)) throw error;
+      if (problems.length < 10) problems.push(error.message);
+    }
+  });
+  if (problems.length) throw new InputError(problems.join("\n"));
+  return tasks;
+}

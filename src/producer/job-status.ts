@@ -1,0 +1,55 @@
+import type { Job, Queue } from "bullmq";
+import { NotFoundError } from "../shared/errors.js";
+import { failedFromJob } from "../shared/record.js";
+import { FINAL_STATES, type JobState, type ResultRecord } from "../shared/result.js";
+import type { ResultStore } from "../shared/result-store.js";
+
+export interface JobStatus {
+  jobId: string;
+  state: JobState;
+  /** Attempts started so far. */
+  attempts: number;
+  /** The latest progress a worker reported, if any. */
+  progress: unknown;
+  /** The result record, once a worker has started the job. */
+  result: ResultRecord | null;
+}
+
+const BULL_STATES: Record<string, JobState> = {
+  waiting: "waiting",
+  "waiting-children": "waiting",
+  prioritized: "prioritized",
+  delayed: "delayed",
+  active: "active",
+  completed: "completed",
+  failed: "failed",
+};
+
+/**
+ * The state of a job, merged from BullMQ (while it keeps the job) and our result record (which
+ * outlives it). A final record wins; a job BullMQ failed on its own (stalled too often) is failed.
+ */
+export async function readStatus(queue: Queue, store: ResultStore, jobId: string): Promise<JobStatus> {
+  const [job, record] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId)]);
+  if (!job && !record) throw new NotFoundError(`no job with ID "${jobId}" in queue "${queue.name}"`);
+  if (record && FINAL_STATES.has(record.state)) {
+    return { jobId, state: record.state, attempts: record.attempts, progress: job?.progress ?? null, result: record };
+  }
+  if (!job) {
+    // The record says unfinished but BullMQ no longer has the job: it was removed mid-flight.
+    return { jobId, state: record!.state, attempts: record!.attempts, progress: null, result: record };
+  }
+  const bullState = BULL_STATES[await job.getState()] ?? "waiting";
+  if (bullState === "failed") {
+    const failed = failedFromJob(job, record);
+    return { jobId, state: "failed", attempts: failed.attempts, progress: job.progress ?? null, result: failed };
+  }
+  const retrying = record?.state === "retrying" && bullState !== "active";
+  return {
+    jobId,
+    state: retrying ? "retrying" : bullState,
+    attempts: job.attemptsStarted ?? job.attemptsMade,
+    progress: job.progress ?? null,
+    result: record,
+  };
+}

@@ -1,0 +1,104 @@
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import { parseDuration } from "./duration.js";
+import { InputError } from "./errors.js";
+import { describeIssues } from "./task.js";
+
+/** Queue names become part of Redis keys. */
+export const QueueName = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.\-]*$/, "may hold only letters, digits, '_', '.', '-'");
+
+const duration = z.string().transform((value, ctx) => {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/**
+ * Every setting read from the environment, in one place. Nothing else reads `process.env`.
+ * The variable names are documented in the README (Configuration).
+ */
+const EnvSchema = z.object({
+  /** @defaultValue redis://127.0.0.1:6379 */
+  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  /** @defaultValue opencode-dispatch */
+  DISPATCH_QUEUE: QueueName.default("opencode-dispatch"),
+  /** Jobs a worker runs at once. @defaultValue 4 */
+  DISPATCH_CONCURRENCY: int(1, 1_000).default(4),
+  /** Attempts per job unless the job says. @defaultValue 3 */
+  DISPATCH_ATTEMPTS: int(1, 100).default(3),
+  /** Per-attempt timeout unless the job says. @defaultValue 30m */
+  DISPATCH_JOB_TIMEOUT: duration.default(30 * 60_000),
+  /** How long result records are kept; 0 keeps them forever. @defaultValue 30d */
+  DISPATCH_RESULT_TTL: duration.default(30 * 86_400_000),
+  /** How long a stopping worker lets running jobs finish before handing them back. @defaultValue 30s */
+  DISPATCH_SHUTDOWN_GRACE: duration.default(30_000),
+  /** Where a worker keeps its opencode server's data. @defaultValue $TMPDIR/opencode-dispatch */
+  DISPATCH_DATA_DIR: z.string().min(1).default(join(tmpdir(), "opencode-dispatch")),
+  /** An opencode server to attach to instead of spawning one. */
+  OPENCODE_URL: z.string().url().optional(),
+  OPENCODE_SERVER_USERNAME: z.string().min(1).default("opencode"),
+  OPENCODE_SERVER_PASSWORD: z.string().min(1).optional(),
+  /** The opencode binary; defaults to the one from the `opencode-ai` package. */
+  OPENCODE_BIN: z.string().min(1).optional(),
+  /** pino level. @defaultValue info */
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type Config = {
+  redisUrl: string;
+  queue: string;
+  concurrency: number;
+  attempts: number;
+  jobTimeoutMs: number;
+  resultTtlMs: number;
+  shutdownGraceMs: number;
+  dataDir: string;
+  /** Where the user's opencode keeps its data (provider credentials in opencode/auth.json). */
+  userDataHome: string;
+  opencode: { url?: string; username: string; password?: string; bin?: string };
+  logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
+};
+
+/** Reads the configuration from an environment (empty values count as unset). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([key, value]) => key in EnvSchema.shape && value !== ""),
+  );
+  const parsed = EnvSchema.safeParse(present);
+  if (!parsed.success) throw new InputError(`configuration: ${describeIssues(parsed.error)}`);
+  const e = parsed.data;
+  return {
+    redisUrl: e.REDIS_URL,
+    queue: e.DISPATCH_QUEUE,
+    concurrency: e.DISPATCH_CONCURRENCY,
+    attempts: e.DISPATCH_ATTEMPTS,
+    jobTimeoutMs: e.DISPATCH_JOB_TIMEOUT,
+    resultTtlMs: e.DISPATCH_RESULT_TTL,
+    shutdownGraceMs: e.DISPATCH_SHUTDOWN_GRACE,
+    dataDir: e.DISPATCH_DATA_DIR,
+    userDataHome: env.XDG_DATA_HOME || join(env.HOME || homedir(), ".local", "share"),
+    opencode: {
+      url: e.OPENCODE_URL,
+      username: e.OPENCODE_SERVER_USERNAME,
+      password: e.OPENCODE_SERVER_PASSWORD,
+      bin: e.OPENCODE_BIN,
+    },
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+/** Checks a queue name given on the command line or to the library. */
+export function checkQueueName(name: string): string {
+  const parsed = QueueName.safeParse(name);
+  if (!parsed.success) throw new InputError(`queue "${name}": ${parsed.error.issues[0]?.message}`);
+  return name;
+}

@@ -1,0 +1,20 @@
+/**
+ * Every Redis key and channel of a queue. All of them share the hash tag `{queue}`, so a queue
+ * lives in one Redis Cluster slot and BullMQ's multi-key scripts keep working on a cluster.
+ */
+export interface QueueKeys {
+  /** BullMQ's `prefix` option; BullMQ appends `:<queue>:…`. */
+  bullPrefix: string;
+  result(jobId: string): string;
+  /** Channel on which workers announce state changes: JSON `{ jobId, state }`. */
+  events: string;
+}
+
+export function queueKeys(queue: string): QueueKeys {
+  const base = `dispatch:{${queue}}`;
+  return {
+    bullPrefix: base,
+    result: (jobId) => `${base}:result:${jobId}`,
+    events: `${base}:events`,
+  };
+}

@@ -1,0 +1,63 @@
+import { z } from "zod";
+
+export const JobState = z.enum([
+  "waiting",
+  "delayed",
+  "prioritized",
+  "active",
+  "retrying",
+  "completed",
+  "failed",
+]);
+export type JobState = z.infer<typeof JobState>;
+
+export const FINAL_STATES: ReadonlySet<JobState> = new Set(["completed", "failed"]);
+
+export const Tokens = z.object({
+  input: z.number(),
+  output: z.number(),
+  reasoning: z.number(),
+  cacheRead: z.number(),
+  cacheWrite: z.number(),
+  total: z.number(),
+});
+export type Tokens = z.infer<typeof Tokens>;
+
+export const JobError = z.object({
+  name: z.string(),
+  message: z.string(),
+  retryable: z.boolean(),
+  statusCode: z.number().optional(),
+});
+export type JobError = z.infer<typeof JobError>;
+
+/**
+ * The record kept for every job that a worker has started, in Redis under its own key so that it
+ * outlives BullMQ's job retention. Written when an attempt starts and when it ends.
+ */
+export const ResultRecord = z.object({
+  jobId: z.string(),
+  state: JobState,
+  prompt: z.string(),
+  title: z.string().nullable(),
+  sessionId: z.string().nullable(),
+  text: z.string().nullable(),
+  model: z.string().nullable(),
+  agent: z.string().nullable(),
+  directory: z.string().nullable(),
+  tokens: Tokens.nullable(),
+  cost: z.number().nullable(),
+  attempts: z.number().int(),
+  enqueuedAt: z.string().nullable(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  durationMs: z.number().nullable(),
+  worker: z.string().nullable(),
+  metadata: z.record(z.string(), z.unknown()).nullable(),
+  error: JobError.nullable(),
+});
+export type ResultRecord = z.infer<typeof ResultRecord>;
+
+export function emptyTokens(): Tokens {
+  return { input: 0, output: 0, reasoning: 0, cacheRead: 0, cacheWrite: 0, total: 0 };
+}

@@ -1,0 +1,121 @@
+import { isAbsolute, resolve } from "node:path";
+import { z } from "zod";
+import { parseDuration } from "./duration.js";
+import { InputError } from "./errors.js";
+
+/** Limits that keep one job from bloating Redis. */
+export const LIMITS = {
+  promptChars: 1_000_000,
+  systemChars: 100_000,
+  titleChars: 200,
+  metadataBytes: 16_384,
+  attempts: 100,
+  /** BullMQ's highest priority number (lower runs first; 0 means none). */
+  priority: 2_097_152,
+} as const;
+
+/** `provider/model`; the model part may itself hold slashes (e.g. `openrouter/anthropic/x`). */
+export const ModelRef = z
+  .string()
+  .regex(/^[^/\s]+\/\S+$/, 'must be of the form "provider/model", e.g. "anthropic/claude-sonnet-4"');
+
+export function splitModel(model: string): { providerID: string; modelID: string } {
+  const slash = model.indexOf("/");
+  return { providerID: model.slice(0, slash), modelID: model.slice(slash + 1) };
+}
+
+/** Job IDs (also idempotency keys): BullMQ forbids ":" and pure integers in custom IDs. */
+export const JobId = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.\-]*$/, "may hold only letters, digits, '_', '.', '-'")
+  .refine((id) => !/^\d+$/.test(id), "must not be a plain number");
+
+const Duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  try {
+    const ms = parseDuration(value);
+    if (ms <= 0) throw new Error("must be greater than zero");
+    return ms;
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
+const Metadata = z
+  .record(z.string(), z.json())
+  .refine(
+    (value) => Buffer.byteLength(JSON.stringify(value)) <= LIMITS.metadataBytes,
+    `must be at most ${LIMITS.metadataBytes} bytes as JSON`,
+  );
+
+/** What the model is asked to do: the part of a task that travels to the worker. */
+const WorkFields = {
+  prompt: z
+    .string()
+    .refine((p) => p.trim().length > 0, "must not be empty")
+    .refine((p) => p.length <= LIMITS.promptChars, `must be at most ${LIMITS.promptChars} characters`),
+  model: ModelRef.optional(),
+  agent: z.string().min(1).max(100).optional(),
+  directory: z
+    .string()
+    .min(1)
+    .refine((d) => isAbsolute(d), "must be an absolute path")
+    .optional(),
+  title: z.string().min(1).max(LIMITS.titleChars).optional(),
+  system: z.string().min(1).max(LIMITS.systemChars).optional(),
+  metadata: Metadata.optional(),
+};
+
+/** Queue options: how BullMQ treats the job. */
+const QueueFields = {
+  id: JobId.optional(),
+  priority: z.number().int().min(0).max(LIMITS.priority).optional(),
+  delay: z.number().int().min(0).optional(),
+  attempts: z.number().int().min(1).max(LIMITS.attempts).optional(),
+  /** Per attempt; a number of ms or a duration string ("10m"). */
+  timeout: Duration.optional(),
+};
+
+/** A task as a producer gives it (library or CLI). Unknown fields are an error. */
+export const TaskInput = z.strictObject({ ...WorkFields, ...QueueFields });
+export type TaskInput = z.input<typeof TaskInput>;
+export type Task = z.output<typeof TaskInput>;
+
+/** What is stored in the BullMQ job: the work, plus the resolved timeout and enqueue time. */
+export const JobPayload = z.strictObject({
+  ...WorkFields,
+  timeoutMs: z.number().int().positive(),
+  enqueuedAt: z.iso.datetime(),
+  v: z.literal(1),
+});
+export type JobPayload = z.infer<typeof JobPayload>;
+
+/** Formats zod issues as `field: problem; field: problem`. */
+export function describeIssues(error: z.ZodError, prefix = ""): string {
+  return error.issues
+    .map((issue) => {
+      const path = issue.path.join(".");
+      const where = prefix + path;
+      if (issue.code === "unrecognized_keys") {
+        return `${where ? where + ": " : ""}unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+      }
+      return `${where || "task"}: ${issue.message}`;
+    })
+    .join("; ");
+}
+
+/** Parses a task, throwing an InputError that names every bad field. */
+export function parseTask(input: unknown, where = ""): Task {
+  const parsed = TaskInput.safeParse(input);
+  if (!parsed.success) throw new InputError(describeIssues(parsed.error, where));
+  const task = parsed.data;
+  if (task.directory) task.directory = resolve(task.directory);
+  return task;
+}
+
+export function toPayload(task: Task, defaults: { timeoutMs: number }, now = new Date()): JobPayload {
+  const { id: _id, priority: _p, delay: _d, attempts: _a, timeout, ...work } = task;
+  return { ...work, timeoutMs: timeout ?? defaults.timeoutMs, enqueuedAt: now.toISOString(), v: 1 };
+}

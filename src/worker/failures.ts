@@ -1,0 +1,48 @@
+/**
+ * Why an attempt failed, as the worker sees it. `classifyFailure` (retry-policy.ts) turns any of
+ * these, or anything else thrown, into one retry decision.
+ */
+
+/** opencode returned an assistant message with `info.error` set (HTTP 200 from the route). */
+export class ModelError extends Error {
+  constructor(
+    readonly errorName: string,
+    readonly data: { message?: string; statusCode?: number; isRetryable?: boolean; responseHeaders?: Record<string, string> },
+  ) {
+    super(data.message || errorName);
+    this.name = "ModelError";
+  }
+}
+
+/** An opencode route answered with an HTTP error. */
+export class OpencodeHttpError extends Error {
+  constructor(
+    readonly operation: string,
+    readonly status: number,
+    detail: string,
+  ) {
+    super(`opencode ${operation} answered ${status}${detail ? `: ${detail}` : ""}`);
+    this.name = "OpencodeHttpError";
+  }
+}
+
+/** The attempt was stopped on purpose; `reason` says why. */
+export type StopReason = "timeout" | "stall" | "cancelled" | "shutdown" | "server-died";
+
+export class StoppedError extends Error {
+  constructor(
+    readonly reason: StopReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = "StoppedError";
+  }
+}
+
+/** The job's payload does not match the task schema (for example written by another client). */
+export class PayloadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PayloadError";
+  }
+}

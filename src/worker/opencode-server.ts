@@ -1,0 +1,178 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdir, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import type { Logger } from "../shared/logger.js";
+import { basicAuth } from "./opencode-client.js";
+
+export interface OpencodeServer {
+  url: string;
+  /** The Authorization header value for every call, or undefined when the server has no password. */
+  authorization: string | undefined;
+  /** The process ID when this worker spawned the server. */
+  pid: number | undefined;
+  /** Resolves when a spawned server exits (never, for an attached one). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  close(): Promise<void>;
+}
+
+export interface SpawnOptions {
+  bin: string;
+  /** This server's own data directory (sessions, logs); created, and removed on close. */
+  dataDir: string;
+  /** The environment the server inherits (it chooses providers through OPENCODE_CONFIG*). */
+  env: NodeJS.ProcessEnv;
+  /** Where the user's opencode keeps provider credentials (auth.json), copied into dataDir. */
+  userDataHome?: string;
+  log: Logger;
+  startTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/**
+ * Spawns `opencode serve` on loopback with a fresh password and its own data directory, and
+ * resolves once it answers its health check.
+ */
+export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeServer> {
+  const port = await freePort();
+  const password = randomBytes(24).toString("base64url");
+  const username = "opencode";
+  const dataHome = join(opts.dataDir, "data");
+  await mkdir(join(dataHome, "opencode"), { recursive: true });
+  if (opts.userDataHome) {
+    await copyFile(join(opts.userDataHome, "opencode", "auth.json"), join(dataHome, "opencode", "auth.json")).catch(
+      () => undefined,
+    );
+  }
+  const child = spawn(opts.bin, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], {
+    env: {
+      ...opts.env,
+      XDG_DATA_HOME: dataHome,
+      OPENCODE_SERVER_PASSWORD: password,
+      OPENCODE_SERVER_USERNAME: username,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const log = opts.log.child({ opencode: url, opencodePid: child.pid });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+    child.once("error", (error) => {
+      log.error({ err: error }, "opencode server could not start");
+      resolve({ code: null, signal: null });
+    });
+  });
+  pipeLines(child, log);
+
+  const server: OpencodeServer = {
+    url,
+    authorization: basicAuth(username, password),
+    pid: child.pid,
+    exited,
+    close: once(async () => {
+      await stopProcess(child, exited);
+      await rm(opts.dataDir, { recursive: true, force: true }).catch(() => undefined);
+    }),
+  };
+  try {
+    await waitHealthy(server, { timeoutMs: opts.startTimeoutMs ?? 60_000, signal: opts.signal, exited });
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
+  log.info("opencode server is ready");
+  return server;
+}
+
+/** An opencode server someone else runs; closing it does nothing to it. */
+export async function attachOpencodeServer(
+  url: string,
+  auth: { username: string; password?: string },
+  opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<OpencodeServer> {
+  const server: OpencodeServer = {
+    url: url.replace(/\/+$/, ""),
+    authorization: auth.password ? basicAuth(auth.username, auth.password) : undefined,
+    pid: undefined,
+    exited: new Promise(() => undefined),
+    close: async () => undefined,
+  };
+  await waitHealthy(server, { timeoutMs: opts.timeoutMs ?? 30_000, signal: opts.signal });
+  return server;
+}
+
+/** Polls `GET /global/health` until it answers healthy. */
+export async function waitHealthy(
+  server: Pick<OpencodeServer, "url" | "authorization">,
+  opts: { timeoutMs: number; signal?: AbortSignal; exited?: Promise<unknown> },
+): Promise<void> {
+  const deadline = Date.now() + opts.timeoutMs;
+  let dead = false;
+  void opts.exited?.then(() => (dead = true));
+  let last = "no answer";
+  while (Date.now() < deadline) {
+    opts.signal?.throwIfAborted();
+    if (dead) throw new Error(`opencode server at ${server.url} exited before it was ready`);
+    const health = await checkHealth(server, AbortSignal.timeout(2_000));
+    if (health.ok) return;
+    last = health.reason;
+    if (health.fatal) throw new Error(`opencode server at ${server.url}: ${last}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`opencode server at ${server.url} not healthy after ${opts.timeoutMs} ms: ${last}`);
+}
+
+export async function checkHealth(
+  server: Pick<OpencodeServer, "url" | "authorization">,
+  signal: AbortSignal,
+): Promise<{ ok: true } | { ok: false; fatal: boolean; reason: string }> {
+  try {
+    const headers: Record<string, string> = server.authorization ? { authorization: server.authorization } : {};
+    const response = await fetch(`${server.url}/global/health`, { headers, signal });
+    if (response.status === 401) return { ok: false, fatal: true, reason: "401 unauthorized (check OPENCODE_SERVER_PASSWORD)" };
+    if (!response.ok) return { ok: false, fatal: false, reason: `HTTP ${response.status}` };
+    const body = (await response.json()) as { healthy?: boolean };
+    return body.healthy ? { ok: true } : { ok: false, fatal: false, reason: "not healthy yet" };
+  } catch (error) {
+    return { ok: false, fatal: false, reason: (error as Error).message };
+  }
+}
+
+async function stopProcess(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function pipeLines(child: ChildProcess, log: Logger): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    let buffer = "";
+    stream?.setEncoding("utf8");
+    stream?.on("data", (chunk: string) => {
+      buffer += chunk;
+      const lines = buffer.split("\n");
+      buffer = lines.pop() ?? "";
+      for (const line of lines) if (line.trim()) log.debug({ line }, "opencode");
+    });
+  }
+}
+
+export function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let promise: Promise<T> | undefined;
+  return () => (promise ??= fn());
+}

@@ -1,0 +1,74 @@
+import { ModelError, OpencodeHttpError, PayloadError, StoppedError } from "./failures.js";
+
+export interface FailureDecision {
+  /** Retry with backoff (true) or fail the job now (false). */
+  retryable: boolean;
+  /** Stable name for the result record and metrics. */
+  name: string;
+  message: string;
+  statusCode?: number;
+  /** The provider's Retry-After, when it gave one. */
+  retryAfterMs?: number;
+}
+
+/** Provider statuses that no retry can fix. */
+const PERMANENT_STATUS = new Set([400, 401, 403, 404, 422]);
+
+/** Message errors that say the same prompt would fail the same way again. */
+const PERMANENT_MESSAGE_ERRORS = new Set([
+  "ProviderAuthError",
+  "MessageOutputLengthError",
+  "ContextOverflowError",
+  "ContentFilterError",
+  "StructuredOutputError",
+]);
+
+/** The single place that decides retry or fail-now for every failure an attempt can meet. */
+export function classifyFailure(error: unknown): FailureDecision {
+  if (error instanceof PayloadError) return { retryable: false, name: "InvalidPayload", message: error.message };
+  if (error instanceof StoppedError) {
+    const retryable = error.reason !== "cancelled";
+    const names = { timeout: "Timeout", stall: "Stalled", cancelled: "Cancelled", shutdown: "Shutdown", "server-died": "ServerDied" };
+    return { retryable, name: names[error.reason], message: error.message };
+  }
+  if (error instanceof ModelError) return classifyModelError(error);
+  if (error instanceof OpencodeHttpError) {
+    // 400: opencode rejected the request itself (unknown agent, bad model, bad parts).
+    // 404: a session or resource this job names does not exist.
+    const retryable = !(error.status === 400 || error.status === 404);
+    return { retryable, name: "OpencodeHttpError", message: error.message, statusCode: error.status };
+  }
+  // Anything else (fetch failed, connection refused or reset, a server that died): retry.
+  const message = error instanceof Error ? error.message : String(error);
+  return { retryable: true, name: error instanceof Error ? error.name : "Error", message };
+}
+
+function classifyModelError(error: ModelError): FailureDecision {
+  const base = { name: error.errorName, message: error.message };
+  if (PERMANENT_MESSAGE_ERRORS.has(error.errorName)) return { ...base, retryable: false };
+  if (error.errorName === "MessageAbortedError") return { ...base, retryable: true };
+  const status = error.data.statusCode;
+  if (status !== undefined) {
+    const retryAfterMs = parseRetryAfter(error.data.responseHeaders);
+    const retryable = !PERMANENT_STATUS.has(status) && (status === 408 || status === 409 || status === 429 || status >= 500 || error.data.isRetryable === true);
+    return { ...base, retryable, statusCode: status, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
+  }
+  // UnknownError and an APIError without a status: trust opencode's own verdict, else retry.
+  return { ...base, retryable: error.data.isRetryable ?? true };
+}
+
+export function parseRetryAfter(headers: Record<string, string> | undefined, now = Date.now()): number | undefined {
+  if (!headers) return undefined;
+  const entry = Object.entries(headers).find(([key]) => key.toLowerCase() === "retry-after");
+  if (!entry) return undefined;
+  const seconds = Number(entry[1]);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1_000);
+  const date = Date.parse(entry[1]);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** Backoff before the next attempt: Retry-After when the provider gave one (capped), else exponential. */
+export function backoffDelay(attemptsMade: number, decision: Pick<FailureDecision, "retryAfterMs"> | undefined, baseMs = 2_000, capMs = 300_000): number {
+  if (decision?.retryAfterMs !== undefined) return Math.min(decision.retryAfterMs, capMs);
+  return Math.min(baseMs * 2 ** Math.max(0, attemptsMade - 1), capMs);
+}

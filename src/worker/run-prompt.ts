@@ -1,0 +1,135 @@
+import type { AssistantMessage, Part, PermissionRule } from "@opencode-ai/sdk/v2";
+import type { Logger } from "../shared/logger.js";
+import { emptyTokens, type Tokens } from "../shared/result.js";
+import { splitModel, type JobPayload } from "../shared/task.js";
+import { ModelError, OpencodeHttpError } from "./failures.js";
+import type { OpencodeClient } from "./opencode-client.js";
+
+export interface PromptOutcome {
+  sessionId: string;
+  text: string;
+  model: string;
+  tokens: Tokens;
+  cost: number;
+}
+
+/**
+ * Rules added to every session so that an unattended run never waits on a person: the question
+ * tool and plan switches are denied, and so are the asks opencode makes by default (like
+ * `opencode run` does).
+ */
+export const UNATTENDED_RULES: PermissionRule[] = [
+  { permission: "question", pattern: "*", action: "deny" },
+  { permission: "plan_enter", pattern: "*", action: "deny" },
+  { permission: "plan_exit", pattern: "*", action: "deny" },
+  { permission: "external_directory", pattern: "*", action: "deny" },
+  { permission: "doom_loop", pattern: "*", action: "deny" },
+];
+
+interface Call<T> {
+  data?: T;
+  error?: unknown;
+  response?: Response;
+}
+
+function unwrap<T>(operation: string, result: Call<T>): T {
+  if (result.data !== undefined && result.response?.ok !== false) return result.data;
+  const status = result.response?.status ?? 0;
+  const detail = typeof result.error === "string" ? result.error : JSON.stringify(result.error ?? "");
+  throw new OpencodeHttpError(operation, status, detail.slice(0, 500));
+}
+
+/**
+ * Runs one prompt in a new session and returns the final answer. A provider failure that opencode
+ * reports inside the message (`info.error`) is thrown as ModelError, never returned.
+ * When `signal` aborts, the session is aborted too and the abort reason is thrown.
+ */
+export async function runPrompt(
+  client: OpencodeClient,
+  payload: JobPayload,
+  opts: { signal: AbortSignal; log: Logger; onSession?: (sessionId: string) => void | Promise<void> },
+): Promise<PromptOutcome> {
+  const { signal } = opts;
+  const directory = payload.directory;
+  const session = unwrap(
+    "session.create",
+    await client.session.create({ directory, title: payload.title, permission: UNATTENDED_RULES }, { signal }),
+  );
+  const sessionId = session.id;
+  await opts.onSession?.(sessionId);
+  const log = opts.log.child({ sessionId });
+
+  const abortSession = () => {
+    log.info({ reason: String((signal.reason as Error)?.message ?? signal.reason) }, "aborting opencode session");
+    void client.session
+      .abort({ sessionID: sessionId, directory }, { signal: AbortSignal.timeout(5_000) })
+      .catch((error: unknown) => log.warn({ err: error }, "session abort failed"));
+  };
+  signal.addEventListener("abort", abortSession, { once: true });
+  try {
+    log.debug({ prompt: payload.prompt }, "prompting");
+    const answer = unwrap(
+      "session.prompt",
+      await client.session.prompt(
+        {
+          sessionID: sessionId,
+          directory,
+          model: payload.model ? splitModel(payload.model) : undefined,
+          agent: payload.agent,
+          system: payload.system,
+          parts: [{ type: "text", text: payload.prompt }],
+        },
+        { signal },
+      ),
+    );
+    signal.throwIfAborted();
+    const info = answer.info;
+    if (info.error) throw new ModelError(info.error.name, info.error.data as ModelError["data"]);
+    const usage = await turnUsage(client, info, directory, signal);
+    return {
+      sessionId,
+      text: finalText(answer.parts),
+      model: `${info.providerID}/${info.modelID}`,
+      ...usage,
+    };
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    throw error;
+  } finally {
+    signal.removeEventListener("abort", abortSession);
+  }
+}
+
+export function finalText(parts: Part[]): string {
+  return parts
+    .filter((part): part is Extract<Part, { type: "text" }> => part.type === "text" && !part.synthetic && !part.ignored)
+    .map((part) => part.text)
+    .join("\n")
+    .trim();
+}
+
+/** Tokens and cost of every assistant message of this turn (one per agent step), summed. */
+async function turnUsage(
+  client: OpencodeClient,
+  last: AssistantMessage,
+  directory: string | undefined,
+  signal: AbortSignal,
+): Promise<{ tokens: Tokens; cost: number }> {
+  const messages = await client.session.messages({ sessionID: last.sessionID, directory }, { signal });
+  const steps = (messages.data ?? [])
+    .map((m) => m.info)
+    .filter((m): m is AssistantMessage => m.role === "assistant" && m.parentID === last.parentID);
+  const all = steps.length ? steps : [last];
+  const tokens = emptyTokens();
+  let cost = 0;
+  for (const m of all) {
+    tokens.input += m.tokens.input;
+    tokens.output += m.tokens.output;
+    tokens.reasoning += m.tokens.reasoning;
+    tokens.cacheRead += m.tokens.cache.read;
+    tokens.cacheWrite += m.tokens.cache.write;
+    cost += m.cost;
+  }
+  tokens.total = tokens.input + tokens.output + tokens.reasoning + tokens.cacheRead + tokens.cacheWrite;
+  return { tokens, cost };
+}

@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openQueue } from "../../src/shared/queue";
+import { connectRedis, closeRedis } from "../../src/shared/redis";
+import type { RunningWorker } from "../../src/worker/worker";
+import { startStack, type Stack } from "../support/stack";
+
+describe("dispatch pipeline on real Redis and a real opencode server", () => {
+  let stack: Stack;
+  let worker: RunningWorker;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    worker = await stack.startWorker({ concurrency: 2 });
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("runs a prompt and stores the answer with its session ID", async () => {
+    const { jobId, duplicate } = await stack.dispatcher.enqueue({ prompt: "hello there", model: "fake/echo", title: "t" });
+    expect(duplicate).toBe(false);
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 45_000 });
+    expect(record).toMatchObject({ jobId, state: "completed", text: "echo: hello there", model: "fake/echo", attempts: 1, error: null });
+    expect(record.sessionId).toMatch(/^ses_/);
+    expect(record.tokens!.total).toBeGreaterThan(0);
+    expect(record.worker).toBe(worker.id);
+    expect(Date.parse(record.finishedAt!)).toBeGreaterThanOrEqual(Date.parse(record.startedAt!));
+    expect(stack.fake.calls("hello there")).toBe(1);
+  });
+
+  it("keeps the result after BullMQ has removed the job", async () => {
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "remember me", model: "fake/echo" });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 45_000 });
+    const redis = await connectRedis(stack.redisUrl, "producer");
+    const queue = openQueue(stack.queue, redis);
+    try {
+      await (await queue.getJob(jobId))!.remove();
+      expect(await queue.getJob(jobId)).toBeUndefined();
+    } finally {
+      await queue.close();
+      await closeRedis(redis);
+    }
+    expect(await stack.dispatcher.result(jobId)).toEqual(record);
+    expect((await stack.dispatcher.status(jobId)).state).toBe("completed");
+  });
+
+  it("fails a job whose provider answers 401, with the provider's message, after one attempt", async () => {
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "secret [[status:401]]", model: "fake/echo", attempts: 3 });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 45_000 });
+    expect(record.state).toBe("failed");
+    expect(record.attempts).toBe(1);
+    expect(record.error).toMatchObject({ name: "APIError", statusCode: 401, retryable: false });
+    expect(record.error!.message).toContain("fake error 401");
+    expect(record.text).toBeNull();
+    expect(stack.fake.calls("secret")).toBe(1);
+  });
+
+  it("retries a 500 and completes on the next attempt", async () => {
+    // opencode itself retries a 500 with backoff; scripting one 500 lets its own retry succeed,
+    // so the job completes either way without the provider error becoming the answer.
+    stack.fake.script({ status: 500 });
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "flaky", model: "fake/echo" });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 55_000 });
+    expect(record.state).toBe("completed");
+    expect(record.text).toBe("echo: flaky");
+  });
+
+  it("rejects invalid tasks naming the field, enqueueing nothing", async () => {
+    const before = await stack.dispatcher.enqueue({ prompt: "x", model: "fake/echo", delay: 3_600_000 });
+    await expect(stack.dispatcher.enqueue({ prompt: "  " })).rejects.toThrow(/prompt: must not be empty/);
+    await expect(stack.dispatcher.enqueue({ prompt: "x", model: "nomodel" })).rejects.toThrow(/model: must be of the form/);
+    await expect(stack.dispatcher.enqueueMany([{ prompt: "ok" }, { prompt: "ok", colour: "red" } as never])).rejects.toThrow(
+      /tasks\[1\]\.: unknown field "colour"|unknown field "colour"/,
+    );
+    const redis = await connectRedis(stack.redisUrl, "producer");
+    const queue = openQueue(stack.queue, redis);
+    try {
+      const counts = await queue.getJobCounts("waiting", "delayed", "prioritized");
+      expect(counts.waiting + counts.prioritized).toBe(0);
+      expect(counts.delayed).toBe(1); // only the valid delayed job from the start
+      await (await queue.getJob(before.jobId))!.remove();
+    } finally {
+      await queue.close();
+      await closeRedis(redis);
+    }
+  });
+
+  it("enqueues a job with an idempotency key only once", async () => {
+    const first = await stack.dispatcher.enqueue({ prompt: "once", model: "fake/echo", id: "key-once" });
+    const second = await stack.dispatcher.enqueue({ prompt: "once", model: "fake/echo", id: "key-once" });
+    expect(first).toEqual({ jobId: "key-once", duplicate: false });
+    expect(second).toEqual({ jobId: "key-once", duplicate: true });
+    await stack.dispatcher.wait("key-once", { timeoutMs: 45_000 });
+    const third = await stack.dispatcher.enqueue({ prompt: "once", model: "fake/echo", id: "key-once" });
+    expect(third.duplicate).toBe(true);
+    expect(stack.fake.calls("once")).toBe(1);
+  });
+});

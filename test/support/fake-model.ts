@@ -1,0 +1,383 @@
+/**
+ * A scriptable fake OpenAI-compatible model server (node:http only) for driving a real
+ * `opencode serve` in tests.
+ *
+ * What opencode 1.18.33 sends (observed with FAKE_MODEL_DEBUG=1 via fake-model.test.ts):
+ * - Every call is `POST /v1/chat/completions` with `stream: true`,
+ *   `stream_options: {include_usage: true}`, `max_tokens: 32000`. It never calls `GET /v1/models`.
+ * - Title generation: on the FIRST prompt of each session (only), opencode makes one extra call
+ *   with the `small_model` (model "echo" here even when the prompt uses fake/priced), no `tools`,
+ *   sent just before the real call. Its messages are: system "You are a title generator. You
+ *   output ONLY a thread title. ...", user "Generate a title for this conversation:\n", user
+ *   <prompt text>. Detected by that system text (or that user line); answered "Fake title",
+ *   not recorded, no script step consumed, directives ignored (so [[hang]] etc. only hit the
+ *   real call). The real agent call has a ~9.6k-char system prompt, 10 tools
+ *   (bash edit glob grep read skill task todowrite webfetch write) and `tool_choice: "auto"`.
+ * - The prompt text arrives verbatim as a string `content` through the SDK (`opencode run "..."`
+ *   on the CLI wraps it in literal double quotes!). Earlier turns of the session are replayed as
+ *   user/assistant messages (roles system,user,assistant,user on a second prompt).
+ * - A tool call is followed by a second request ending in assistant(tool_calls) + `{role:"tool",
+ *   tool_call_id, content}`; for bash `echo hi` the content is "hi\n".
+ * - Errors: `[[status:401]]` (body type "authentication_error") comes back from
+ *   `session.prompt` as HTTP 200 with `info.error = {name:"APIError", data:{message:"fake error
+ *   401", statusCode:401, isRetryable:false, responseHeaders, responseBody (our JSON, as a
+ *   string), metadata:{url}}}` after ~0.3 s, with exactly one model call (no retry). 5xx/429
+ *   (and, per the notes, a 401 whose body says server_error) are retried with backoff for ~1 min.
+ * - Tokens/cost: the final `usage` chunk is used as is: `info.tokens.input/output` equal our
+ *   prompt_tokens/completion_tokens (~2400 input for a first prompt, because of the system prompt)
+ *   and `info.cost` = tokens x config cost / 1e6 (2.399 for fake/priced on "hello fake model").
+ * - Timing: the first prompt on a freshly started server takes ~4 s; later ones ~0.3-0.8 s.
+ *
+ * Directives in the LAST user message text steer the reply (scripted steps take precedence):
+ *   [[delay:MS]] [[status:CODE]] [[status:429:retry-after=2]] [[hang]] [[slow:MS]]
+ *   [[tool:NAME:JSON_ARGS]] [[reply:TEXT]] [[transcript]]
+ * Default reply: `echo: <last user text>` (verbatim, directives included), or
+ * `tool done: <first 200 chars of the tool result>` when the last message is a tool result.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface ChatMessage {
+  role: string;
+  content?: string | Array<{ type: string; text?: string }> | null;
+  tool_calls?: unknown[];
+  tool_call_id?: string;
+  [key: string]: unknown;
+}
+
+export interface ChatRequest {
+  model: string;
+  messages: ChatMessage[];
+  stream?: boolean;
+  tools?: unknown[];
+  [key: string]: unknown;
+}
+
+export interface Step {
+  text?: string;
+  status?: number;
+  headers?: Record<string, string>;
+  delayMs?: number;
+  hang?: boolean;
+  toolCall?: { name: string; args: unknown };
+}
+
+export interface FakeModel {
+  /** Base URL including /v1, e.g. http://127.0.0.1:PORT/v1 */
+  url: string;
+  /** Every non-title chat request body received, in order. */
+  requests: ChatRequest[];
+  /** Queue responses consumed in order by non-title requests (before directives apply). */
+  script(...steps: Step[]): void;
+  /** Clear requests and script. */
+  reset(): void;
+  /** Number of recorded requests whose last user text contains `substring` (all if omitted). */
+  calls(substring?: string): number;
+  /** Idempotent; also ends hanging responses. */
+  close(): Promise<void>;
+}
+
+/** A full plan for one response. */
+interface Plan {
+  delayMs: number;
+  hang: boolean;
+  status?: number;
+  headers: Record<string, string>;
+  text: string;
+  slowMs?: number;
+  toolCall?: { name: string; args: unknown };
+}
+
+const DEBUG = process.env.FAKE_MODEL_DEBUG === "1";
+
+export function messageText(message: ChatMessage | undefined): string {
+  const content = message?.content;
+  if (typeof content === "string") return content;
+  if (Array.isArray(content)) {
+    return content
+      .filter((p) => p.type === "text" && typeof p.text === "string")
+      .map((p) => p.text)
+      .join("\n");
+  }
+  return "";
+}
+
+/** Text of the last `role: "user"` message of a request ("" if none). */
+export function lastUserText(req: ChatRequest): string {
+  const users = req.messages.filter((m) => m.role === "user");
+  return messageText(users[users.length - 1]);
+}
+
+export function isTitleRequest(req: ChatRequest): boolean {
+  return req.messages.some((m) => {
+    const text = messageText(m);
+    return (
+      (m.role === "system" && text.includes("You are a title generator")) ||
+      (m.role === "user" && text.startsWith("Generate a title for this conversation"))
+    );
+  });
+}
+
+function errorType(status: number): string {
+  if (status === 401) return "authentication_error";
+  if (status === 403) return "permission_error";
+  if (status === 429) return "rate_limit_error";
+  if (status >= 500) return "server_error";
+  return "invalid_request_error";
+}
+
+/** Finds `[[tool:NAME:JSON]]`, trying each `]]` as the end until the JSON parses. */
+function parseToolDirective(text: string): { name: string; args: unknown } | undefined {
+  const match = /\[\[tool:([^:\]]+):/.exec(text);
+  if (!match) return undefined;
+  const start = match.index + match[0].length;
+  for (let end = text.indexOf("]]", start); end !== -1; end = text.indexOf("]]", end + 1)) {
+    try {
+      return { name: match[1] ?? "", args: JSON.parse(text.slice(start, end)) as unknown };
+    } catch {
+      // keep looking for a later "]]"
+    }
+  }
+  throw new Error(`fake-model: bad tool directive in ${JSON.stringify(text)}`);
+}
+
+function defaultText(req: ChatRequest): string {
+  const last = req.messages[req.messages.length - 1];
+  if (last?.role === "tool") return `tool done: ${messageText(last).slice(0, 200)}`;
+  return `echo: ${lastUserText(req)}`;
+}
+
+function planFromDirectives(req: ChatRequest): Plan {
+  const text = lastUserText(req);
+  const lastIsTool = req.messages[req.messages.length - 1]?.role === "tool";
+  const plan: Plan = { delayMs: 0, hang: false, headers: {}, text: defaultText(req) };
+  const delay = /\[\[delay:(\d+)\]\]/.exec(text);
+  if (delay) plan.delayMs = Number(delay[1]);
+  const slow = /\[\[slow:(\d+)\]\]/.exec(text);
+  if (slow) plan.slowMs = Number(slow[1]);
+  if (text.includes("[[hang]]")) plan.hang = true;
+  const status = /\[\[status:(\d{3})(?::retry-after=(\d+))?\]\]/.exec(text);
+  if (status) {
+    plan.status = Number(status[1]);
+    if (status[2] !== undefined) plan.headers["retry-after"] = status[2];
+  }
+  const reply = /\[\[reply:([\s\S]*?)\]\]/.exec(text);
+  if (reply) plan.text = reply[1] ?? "";
+  if (text.includes("[[transcript]]")) {
+    const users = req.messages.filter((m) => m.role === "user").map(messageText);
+    plan.text = JSON.stringify(users);
+  }
+  // The tool directive only applies to the first call; the follow-up with the tool result
+  // gets the default "tool done: ..." text.
+  if (!lastIsTool) plan.toolCall = parseToolDirective(text);
+  return plan;
+}
+
+function planFromStep(step: Step, req: ChatRequest): Plan {
+  return {
+    delayMs: step.delayMs ?? 0,
+    hang: step.hang ?? false,
+    status: step.status,
+    headers: step.headers ?? {},
+    text: step.text ?? defaultText(req),
+    toolCall: step.toolCall,
+  };
+}
+
+function approxTokens(chars: number): number {
+  return Math.max(1, Math.ceil(chars / 4));
+}
+
+function usageFor(req: ChatRequest, output: string) {
+  const promptChars = req.messages.reduce((n, m) => n + messageText(m).length, 0);
+  const prompt_tokens = approxTokens(promptChars);
+  const completion_tokens = approxTokens(output.length);
+  return { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
+}
+
+function splitInto(text: string, parts: number): string[] {
+  if (text.length === 0) return [""];
+  const size = Math.max(1, Math.ceil(text.length / parts));
+  const out: string[] = [];
+  for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size));
+  return out;
+}
+
+export async function startFakeModel(): Promise<FakeModel> {
+  const requests: ChatRequest[] = [];
+  const steps: Step[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  let counter = 0;
+  let closed = false;
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        resolve();
+      }, ms);
+      timers.add(t);
+    });
+
+  async function respond(req: ChatRequest, plan: Plan, res: http.ServerResponse): Promise<void> {
+    if (plan.hang) return; // never answered; close() destroys the socket
+    if (plan.delayMs > 0) await sleep(plan.delayMs);
+    if (closed || res.destroyed) return;
+
+    if (plan.status !== undefined && plan.status >= 400) {
+      const body = {
+        error: {
+          message: `fake error ${plan.status}`,
+          type: errorType(plan.status),
+          code: String(plan.status),
+        },
+      };
+      res.writeHead(plan.status, { "content-type": "application/json", ...plan.headers });
+      res.end(JSON.stringify(body));
+      return;
+    }
+
+    const id = `chatcmpl-fake-${++counter}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = req.model;
+    const toolCall = plan.toolCall && {
+      index: 0,
+      id: `call_fake_${counter}`,
+      type: "function",
+      function: { name: plan.toolCall.name, arguments: JSON.stringify(plan.toolCall.args ?? {}) },
+    };
+    const output = toolCall ? toolCall.function.arguments : plan.text;
+    const usage = usageFor(req, output);
+    const finish = toolCall ? "tool_calls" : "stop";
+
+    if (!req.stream) {
+      res.writeHead(200, { "content-type": "application/json", ...plan.headers });
+      res.end(
+        JSON.stringify({
+          id,
+          object: "chat.completion",
+          created,
+          model,
+          choices: [
+            {
+              index: 0,
+              message: toolCall
+                ? { role: "assistant", content: null, tool_calls: [toolCall] }
+                : { role: "assistant", content: plan.text },
+              finish_reason: finish,
+            },
+          ],
+          usage,
+        }),
+      );
+      return;
+    }
+
+    res.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      ...plan.headers,
+    });
+    const send = (choices: unknown[], extra: Record<string, unknown> = {}) => {
+      if (!res.destroyed) {
+        const chunk = { id, object: "chat.completion.chunk", created, model, choices, ...extra };
+        res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      }
+    };
+    send([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]);
+    if (toolCall) {
+      send([{ index: 0, delta: { tool_calls: [toolCall] }, finish_reason: null }]);
+    } else {
+      const pieces = plan.slowMs !== undefined ? splitInto(plan.text, 5) : [plan.text];
+      for (const [i, piece] of pieces.entries()) {
+        if (i > 0 && plan.slowMs) await sleep(plan.slowMs);
+        if (closed || res.destroyed) return;
+        send([{ index: 0, delta: { content: piece }, finish_reason: null }]);
+      }
+    }
+    send([{ index: 0, delta: {}, finish_reason: finish }]);
+    send([], { usage });
+    if (!res.destroyed) res.end("data: [DONE]\n\n");
+  }
+
+  async function handleChat(body: string, res: http.ServerResponse): Promise<void> {
+    const req = JSON.parse(body) as ChatRequest;
+    if (!Array.isArray(req.messages)) throw new Error("messages missing");
+    if (isTitleRequest(req)) {
+      if (DEBUG) console.error(`[fake-model] title request (model ${req.model}, ${req.tools?.length ?? 0} tools)`);
+      await respond(req, { delayMs: 0, hang: false, headers: {}, text: "Fake title" }, res);
+      return;
+    }
+    requests.push(req);
+    const step = steps.shift();
+    const plan = step ? planFromStep(step, req) : planFromDirectives(req);
+    if (DEBUG) {
+      const roles = req.messages.map((m) => m.role).join(",");
+      console.error(`[fake-model] #${requests.length} roles=${roles} last=${JSON.stringify(lastUserText(req))} plan=${JSON.stringify(plan)}`);
+    }
+    await respond(req, plan, res);
+  }
+
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const path = (req.url ?? "").split("?")[0] ?? "";
+      const body = Buffer.concat(chunks).toString("utf8");
+      if (DEBUG) console.error(`[fake-model] ${req.method} ${req.url}`);
+      if (req.method === "GET" && path.endsWith("/models")) {
+        const data = ["echo", "priced"].map((id) => ({ id, object: "model", created: 0, owned_by: "fake" }));
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ object: "list", data }));
+        return;
+      }
+      if (req.method === "POST" && path.endsWith("/chat/completions")) {
+        handleChat(body, res).catch((err: unknown) => {
+          if (res.headersSent) {
+            res.destroy();
+            return;
+          }
+          res.writeHead(400, { "content-type": "application/json" });
+          res.end(JSON.stringify({ error: { message: String(err), type: "invalid_request_error" } }));
+        });
+        return;
+      }
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { message: `no route ${req.method} ${path}` } }));
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    requests,
+    script(...more: Step[]) {
+      steps.push(...more);
+    },
+    reset() {
+      requests.length = 0;
+      steps.length = 0;
+    },
+    calls(substring?: string) {
+      if (substring === undefined) return requests.length;
+      return requests.filter((r) => lastUserText(r).includes(substring)).length;
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        closed = true;
+        for (const t of timers) clearTimeout(t);
+        timers.clear();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}

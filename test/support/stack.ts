@@ -1,0 +1,82 @@
+/**
+ * A whole dispatch stack for a test: the fake model, a hermetic opencode environment, a unique
+ * queue on the shared Redis, a Dispatcher, and (optionally) an in-process worker spawning a real
+ * `opencode serve`. `close()` tears everything down and deletes the queue's keys.
+ */
+import { randomUUID } from "node:crypto";
+import { inject } from "vitest";
+import { Redis } from "ioredis";
+import { loadConfig, type Config } from "../../src/shared/config";
+import { createLogger } from "../../src/shared/logger";
+import { Dispatcher } from "../../src/producer/dispatcher";
+import { startWorker, type RunningWorker } from "../../src/worker/worker";
+import { startFakeModel, type FakeModel } from "./fake-model";
+import { makeOpencodeEnv, type OpencodeEnv } from "./opencode-env";
+
+export interface Stack {
+  queue: string;
+  redisUrl: string;
+  config: Config;
+  fake: FakeModel;
+  opencode: OpencodeEnv;
+  dispatcher: Dispatcher;
+  /** Environment for a child process (CLI or worker) on this stack. */
+  childEnv: NodeJS.ProcessEnv;
+  startWorker(opts?: { concurrency?: number; attach?: string }): Promise<RunningWorker>;
+  close(): Promise<void>;
+}
+
+export async function startStack(opts: { configEnv?: Record<string, string> } = {}): Promise<Stack> {
+  const redisUrl = inject("redisUrl");
+  const queue = `test-${randomUUID().slice(0, 8)}`;
+  const fake = await startFakeModel();
+  const opencode = await makeOpencodeEnv(fake.url);
+  const configEnv = {
+    REDIS_URL: redisUrl,
+    DISPATCH_QUEUE: queue,
+    DISPATCH_DATA_DIR: `${opencode.root}/workers`,
+    DISPATCH_SHUTDOWN_GRACE: "5s",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
+    ...opts.configEnv,
+  };
+  const config = loadConfig(configEnv);
+  const dispatcher = new Dispatcher({ config });
+  const workers: RunningWorker[] = [];
+  const childEnv = { ...process.env, ...opencode.env, ...configEnv };
+  return {
+    queue,
+    redisUrl,
+    config,
+    fake,
+    opencode,
+    dispatcher,
+    childEnv,
+    async startWorker(workerOpts = {}) {
+      const worker = await startWorker({
+        config,
+        ...workerOpts,
+        serverEnv: { ...process.env, ...opencode.env },
+        log: createLogger(config.logLevel, { test: queue }),
+      });
+      workers.push(worker);
+      return worker;
+    },
+    async close() {
+      await Promise.all(workers.map((w) => w.close({ graceMs: 0 })));
+      await dispatcher.close();
+      await deleteQueueKeys(redisUrl, queue);
+      await fake.close();
+      await opencode.cleanup();
+    },
+  };
+}
+
+export async function deleteQueueKeys(redisUrl: string, queue: string): Promise<void> {
+  const redis = new Redis(redisUrl);
+  try {
+    const keys = await redis.keys(`dispatch:{${queue}}:*`);
+    if (keys.length) await redis.del(...keys);
+  } finally {
+    redis.disconnect();
+  }
+}
