@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from "ioredis";
 import { RedisUnavailableError, redactUrl } from "./errors.js";
 
 /**
@@ -24,16 +24,55 @@ function optionsFor(role: RedisRole): RedisOptions {
   return { lazyConnect: true, maxRetriesPerRequest: null, connectTimeout: 10_000, retryStrategy };
 }
 
+/** `redis+cluster://` and `rediss+cluster://` URLs name a Redis Cluster (see openRedis). */
+export function isClusterUrl(url: string): boolean {
+  return /^rediss?\+cluster:\/\//i.test(url);
+}
+
+/**
+ * A client for a URL, not yet connected. `redis://[user:pass@]host:port[/db]` and `rediss://`
+ * (TLS) give a plain connection; `redis+cluster://[user:pass@]host:port[?nodes=h:p,h:p]` and
+ * `rediss+cluster://` give an ioredis Cluster seeded with that node (and any extra `nodes`); it
+ * discovers the other masters itself. A Cluster is returned typed as `Redis`: it serves the same
+ * commands, pub/sub and `quit`/`disconnect`, and BullMQ accepts either.
+ */
+export function openRedis(url: string, role: RedisRole): Redis {
+  if (!isClusterUrl(url)) return new Redis(url, optionsFor(role));
+  const parsed = new URL(url.replace(/^(rediss?)\+cluster:/i, "$1:"));
+  const seed = { host: parsed.hostname, port: Number(parsed.port || 6379) };
+  const extra = (parsed.searchParams.get("nodes") ?? "")
+    .split(",")
+    .filter(Boolean)
+    .map((node) => {
+      const [host, port] = node.split(":");
+      return { host: host!, port: Number(port || 6379) };
+    });
+  const { lazyConnect: _lazy, retryStrategy, ...perNode } = optionsFor(role);
+  const options: ClusterOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: role !== "producer",
+    clusterRetryStrategy: retryStrategy,
+    redisOptions: {
+      ...perNode,
+      username: parsed.username ? decodeURIComponent(parsed.username) : undefined,
+      password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+      tls: parsed.protocol === "rediss:" ? {} : undefined,
+    },
+  };
+  return new Cluster([seed, ...extra], options) as unknown as Redis;
+}
+
 /**
  * Opens a connection and waits until it is ready, or throws RedisUnavailableError (the URL in the
- * message has its password masked). `rediss://` URLs use TLS; ACL users come from the URL.
+ * message has its password masked). `rediss://` URLs use TLS; ACL users come from the URL;
+ * `redis+cluster://` opens a Redis Cluster (see openRedis).
  */
 export async function connectRedis(
   url: string,
   role: RedisRole,
   opts: { timeoutMs?: number; signal?: AbortSignal } = {},
 ): Promise<Redis> {
-  const redis = new Redis(url, optionsFor(role));
+  const redis = openRedis(url, role);
   let lastError: Error | undefined;
   const onError = (error: Error) => {
     lastError = error;
