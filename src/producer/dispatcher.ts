@@ -2,13 +2,17 @@ import { randomUUID } from "node:crypto";
 import type { JobsOptions, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { checkQueueName, loadConfig, type Config } from "../shared/config.js";
-import { InputError, NotFinishedError } from "../shared/errors.js";
+import { InputError, NotFinishedError, NotFoundError } from "../shared/errors.js";
 import { failedFromJob } from "../shared/record.js";
 import { connectRedis, closeRedis } from "../shared/redis.js";
 import { FINAL_STATES, type ResultRecord } from "../shared/result.js";
 import { ResultStore } from "../shared/result-store.js";
 import { BACKOFF, RETENTION, openQueue } from "../shared/queue.js";
 import { parseTask, toPayload, type Task, type TaskInput } from "../shared/task.js";
+import { BatchHandle } from "./batch/handle.js";
+import { isBatchSource, taskListSource, type BatchSource, type TaskList } from "./batch/source.js";
+import { BatchStore } from "./batch/store.js";
+import { submitBatch, type BatchOptions } from "./batch/submit.js";
 import { readStatus, type JobStatus } from "./job-status.js";
 import { Waiter } from "./waiter.js";
 
@@ -124,6 +128,48 @@ export class Dispatcher {
       store.getMany(ids),
     ]);
     return new Set(ids.filter((id, i) => jobs[i] || records[i]));
+  }
+
+  /**
+   * Validates a whole batch (streaming: a BatchSource or a function is read twice, never held
+   * whole), then enqueues it in chunks under one batch ID. Throws BatchInputError (every bad line
+   * with its number) and enqueues nothing if a task is invalid, unless `skipInvalid`.
+   * Re-submitting the same batch adds only what is missing. Returns a handle to wait on.
+   */
+  async submitBatch(tasks: TaskList | BatchSource, opts: BatchOptions = {}): Promise<BatchHandle> {
+    const source = isBatchSource(tasks) ? tasks : taskListSource(tasks);
+    const { queue } = await this.connect();
+    const batches = await this.batchStore();
+    const receipt = await submitBatch(
+      { queue, batches, jobName: JOB_NAME, jobTimeoutMs: this.config.jobTimeoutMs, jobOptions: (task, jobId) => this.jobOptions(task, jobId) },
+      source,
+      opts,
+    );
+    return this.batchHandle(receipt.batchId, receipt);
+  }
+
+  /** The batch with this ID, or null if there is none. */
+  async findBatch(batchId: string): Promise<BatchHandle | null> {
+    const batches = await this.batchStore();
+    const known = (await batches.meta(batchId)) !== null || (await batches.count(batchId)) > 0;
+    return known ? this.batchHandle(batchId) : null;
+  }
+
+  /** The batch with this ID; NotFoundError if there is none. */
+  async batch(batchId: string): Promise<BatchHandle> {
+    const handle = await this.findBatch(batchId);
+    if (!handle) throw new NotFoundError(`no batch with ID "${batchId}" in queue "${this.queueName}"`);
+    return handle;
+  }
+
+  private async batchStore(): Promise<BatchStore> {
+    const { redis } = await this.connect();
+    return new BatchStore(redis, this.queueName, this.config.resultTtlMs);
+  }
+
+  private async batchHandle(batchId: string, receipt: ConstructorParameters<typeof BatchHandle>[2] = null): Promise<BatchHandle> {
+    const { queue, store } = await this.connect();
+    return new BatchHandle({ redisUrl: this.redisUrl, queue, results: store, batches: await this.batchStore() }, batchId, receipt);
   }
 
   async status(jobId: string): Promise<JobStatus> {

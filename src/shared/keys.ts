@@ -8,6 +8,10 @@ export interface QueueKeys {
   result(jobId: string): string;
   /** Channel on which workers announce state changes: JSON `{ jobId, state }`. */
   events: string;
+  /** A batch's description (hash: total, invalid, createdAt, …). */
+  batch(batchId: string): string;
+  /** A batch's members (sorted set: job ID scored by its line number). */
+  batchJobs(batchId: string): string;
 }
 
 export function queueKeys(queue: string): QueueKeys {
@@ -16,5 +20,7 @@ export function queueKeys(queue: string): QueueKeys {
     bullPrefix: base,
     result: (jobId) => `${base}:result:${jobId}`,
     events: `${base}:events`,
+    batch: (batchId) => `${base}:batch:${batchId}`,
+    batchJobs: (batchId) => `${base}:batch:${batchId}:jobs`,
   };
 }

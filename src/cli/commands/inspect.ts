@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { ExitCode } from "../../shared/errors.js";
 import { printRecord, printStatus } from "../output.js";
+import { printBatchStatus, waitForBatch } from "./batch.js";
 import { dispatcherFrom, durationOption, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
 interface Flags extends ConnectionFlags {
@@ -10,13 +11,15 @@ interface Flags extends ConnectionFlags {
 
 export function statusCommand(): Command {
   const command = new Command("status")
-    .description("show a job's state, attempts, session and error")
-    .argument("<jobId>")
+    .description("show a job's state, attempts, session and error, or a batch's counts")
+    .argument("<jobId|batchId>")
     .option("--json", "print the status as JSON");
   return withConnection(command).action(exitWith(async (jobId: string, flags: Flags) => {
     const dispatcher = dispatcherFrom(flags);
     try {
-      printStatus(await dispatcher.status(jobId), Boolean(flags.json));
+      const batch = await dispatcher.findBatch(jobId);
+      if (batch) printBatchStatus(await batch.status(), Boolean(flags.json));
+      else printStatus(await dispatcher.status(jobId), Boolean(flags.json));
       return ExitCode.ok;
     } finally {
       await dispatcher.close();
@@ -41,13 +44,15 @@ export function resultCommand(): Command {
 
 export function waitCommand(): Command {
   const command = new Command("wait")
-    .description("wait until jobs finish and print their answers (exit 1 if any failed, 5 on timeout)")
-    .argument("<jobId...>")
+    .description("wait until jobs (or a whole batch) finish and print their answers (exit 1 if any failed, 5 on timeout)")
+    .argument("<jobId...>", "job IDs, or one batch ID")
     .option("--timeout <duration>", "give up after this long (ms, or 30s, 5m, …)", durationOption("--timeout"))
     .option("--json", "print one result record per line as JSON");
   return withConnection(command).action(exitWith(async (jobIds: string[], flags: Flags) => {
     const dispatcher = dispatcherFrom(flags);
     try {
+      const batch = jobIds.length === 1 ? await dispatcher.findBatch(jobIds[0]!) : null;
+      if (batch) return await waitForBatch(batch, { json: flags.json, recordsToStdout: flags.json, timeoutMs: flags.timeout });
       const deadline = flags.timeout === undefined ? undefined : Date.now() + flags.timeout;
       for (const jobId of jobIds) await dispatcher.status(jobId); // unknown IDs fail before any wait
       let exit: number = ExitCode.ok;

@@ -1,0 +1,162 @@
+import type { Redis } from "ioredis";
+import { queueKeys, type QueueKeys } from "../../shared/keys.js";
+
+/** What Redis keeps about a batch (besides its member list). */
+export interface BatchMeta {
+  batchId: string;
+  /** Valid tasks in the batch (its members once fully enqueued). */
+  total: number;
+  /** Lines skipped as invalid (with skipInvalid). */
+  invalid: number;
+  createdAt: string;
+  /** Set once every member has been enqueued. */
+  complete: boolean;
+}
+
+/** A member's state as far as Redis knows, cheaply: "" when no worker has started it yet. */
+export type MemberState = "" | "waiting" | "active" | "retrying" | "completed" | "failed";
+
+/**
+ * Returns, for each job ID, the state in its result record ("" if none), or "failed" when BullMQ
+ * failed the job without a final record (stalled too often). KEYS: failed set, then record keys.
+ * The record's state is read from its head (records start `{"jobId":…,"state":…`) with a full
+ * JSON decode as fallback, so large answers are never copied out of Redis.
+ */
+const STATES_SCRIPT = `
+local out = {}
+for i = 2, #KEYS do
+  local raw = redis.call('GET', KEYS[i])
+  local state = ''
+  if raw then
+    state = string.match(raw, '^{"jobId":"[^"]*","state":"(%a+)"')
+    if not state then
+      local ok, record = pcall(cjson.decode, raw)
+      state = (ok and type(record) == 'table' and record.state) or ''
+    end
+  end
+  if state ~= 'completed' and state ~= 'failed' and redis.call('ZSCORE', KEYS[1], ARGV[i - 1]) then
+    state = 'failed'
+  end
+  out[i - 1] = state
+end
+return out
+`;
+
+/**
+ * A batch in Redis: `dispatch:{queue}:batch:<id>` (hash) and `…:batch:<id>:jobs` (sorted set of
+ * job IDs scored by line number). Both expire with the result records (`ttlMs`, 0 = never).
+ */
+export class BatchStore {
+  readonly keys: QueueKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly queue: string,
+    private readonly ttlMs = 0,
+  ) {
+    this.keys = queueKeys(queue);
+  }
+
+  /** BullMQ's key for a job's hash. */
+  jobKey(jobId: string): string {
+    return `${this.keys.bullPrefix}:${this.queue}:${jobId}`;
+  }
+
+  private get failedKey(): string {
+    return `${this.keys.bullPrefix}:${this.queue}:failed`;
+  }
+
+  async meta(batchId: string): Promise<BatchMeta | null> {
+    const raw = await this.redis.hgetall(this.keys.batch(batchId));
+    if (!raw.batchId) return null;
+    return {
+      batchId: raw.batchId,
+      total: Number(raw.total ?? 0),
+      invalid: Number(raw.invalid ?? 0),
+      createdAt: raw.createdAt ?? "",
+      complete: raw.complete === "1",
+    };
+  }
+
+  /** Records the batch before its first job is added (keeps the first createdAt). */
+  async begin(meta: Omit<BatchMeta, "complete" | "createdAt">): Promise<{ existed: boolean }> {
+    const key = this.keys.batch(meta.batchId);
+    const multi = this.redis.multi();
+    multi.hsetnx(key, "createdAt", new Date().toISOString());
+    multi.hset(key, { batchId: meta.batchId, total: meta.total, invalid: meta.invalid });
+    multi.hsetnx(key, "complete", "0");
+    this.expire(multi, key);
+    const [[, created]] = (await multi.exec()) as [[Error | null, number]];
+    return { existed: created === 0 };
+  }
+
+  /** Adds members after their jobs were added to BullMQ. */
+  async addMembers(batchId: string, members: readonly { jobId: string; line: number }[]): Promise<void> {
+    if (members.length === 0) return;
+    const key = this.keys.batchJobs(batchId);
+    const args: (string | number)[] = [];
+    for (const m of members) args.push(m.line, m.jobId);
+    const multi = this.redis.multi();
+    multi.zadd(key, ...args);
+    this.expire(multi, key);
+    await multi.exec();
+  }
+
+  async finish(batchId: string): Promise<void> {
+    const multi = this.redis.multi();
+    multi.hset(this.keys.batch(batchId), "complete", "1");
+    this.expire(multi, this.keys.batch(batchId));
+    this.expire(multi, this.keys.batchJobs(batchId));
+    await multi.exec();
+  }
+
+  /** Which of these job IDs are already members (a crashed submission got that far). */
+  async members(batchId: string, jobIds: readonly string[]): Promise<Set<string>> {
+    if (jobIds.length === 0) return new Set();
+    const scores = await this.redis.zmscore(this.keys.batchJobs(batchId), ...jobIds);
+    return new Set(jobIds.filter((_, i) => scores[i] !== null));
+  }
+
+  /** Which of these job IDs BullMQ holds or have a result record (removed from BullMQ since). */
+  async existing(jobIds: readonly string[]): Promise<Set<string>> {
+    if (jobIds.length === 0) return new Set();
+    const pipe = this.redis.pipeline();
+    for (const id of jobIds) pipe.exists(this.jobKey(id), this.keys.result(id));
+    const replies = (await pipe.exec()) ?? [];
+    return new Set(jobIds.filter((_, i) => Number(replies[i]?.[1] ?? 0) > 0));
+  }
+
+  async count(batchId: string): Promise<number> {
+    return this.redis.zcard(this.keys.batchJobs(batchId));
+  }
+
+  /** Members in line order, `size` at a time. */
+  async *memberChunks(batchId: string, size = 2_000): AsyncIterable<{ jobId: string; line: number }[]> {
+    const key = this.keys.batchJobs(batchId);
+    for (let start = 0; ; start += size) {
+      const flat = await this.redis.zrange(key, start, start + size - 1, "WITHSCORES");
+      if (flat.length === 0) return;
+      const chunk: { jobId: string; line: number }[] = [];
+      for (let i = 0; i < flat.length; i += 2) chunk.push({ jobId: flat[i]!, line: Number(flat[i + 1]) });
+      yield chunk;
+      if (flat.length < size * 2) return;
+    }
+  }
+
+  /** The states of these jobs (see STATES_SCRIPT), in order. */
+  async states(jobIds: readonly string[]): Promise<MemberState[]> {
+    const out: MemberState[] = [];
+    const STEP = 500;
+    for (let i = 0; i < jobIds.length; i += STEP) {
+      const ids = jobIds.slice(i, i + STEP);
+      const keys = [this.failedKey, ...ids.map((id) => this.keys.result(id))];
+      const reply = (await this.redis.eval(STATES_SCRIPT, keys.length, ...keys, ...ids)) as string[];
+      out.push(...(reply as MemberState[]));
+    }
+    return out;
+  }
+
+  private expire(multi: ReturnType<Redis["multi"]>, key: string): void {
+    if (this.ttlMs > 0) multi.pexpire(key, this.ttlMs);
+  }
+}

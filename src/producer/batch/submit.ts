@@ -1,0 +1,185 @@
+import { createHash } from "node:crypto";
+import type { JobsOptions, Queue } from "bullmq";
+import { InputError } from "../../shared/errors.js";
+import { JobId, parseTask, toPayload, type Task, type TaskInput } from "../../shared/task.js";
+import type { BatchEntry, BatchSource } from "./source.js";
+import type { BatchStore } from "./store.js";
+
+export interface BatchOptions {
+  /**
+   * The batch ID (letters, digits, `_ . -`; at most 150 characters). Tasks without their own `id`
+   * get the job ID `<batchId>-<line>`.
+   * @defaultValue `batch-` and a hash of the tasks and `defaults`, so the same input gets the same ID
+   */
+  id?: string;
+  /** Fields every task gets unless it sets them itself (like the CLI's task options). */
+  defaults?: Partial<TaskInput>;
+  /** Leave invalid tasks out instead of rejecting the whole batch. @defaultValue false */
+  skipInvalid?: boolean;
+  /** Tasks per round trip to Redis. @defaultValue 1000 */
+  chunkSize?: number;
+  /** Called after each chunk is enqueued. */
+  onEnqueued?(progress: { processed: number; total: number; enqueued: number; duplicates: number }): void;
+}
+
+export interface InvalidLine {
+  line: number;
+  error: string;
+}
+
+export interface BatchReceipt {
+  batchId: string;
+  /** Valid tasks: the batch's members. */
+  total: number;
+  /** Jobs added now. */
+  enqueued: number;
+  /** Tasks already enqueued earlier (by an earlier submission, or a job with the same `id`). */
+  duplicates: number;
+  /** Invalid tasks left out (only with skipInvalid). */
+  invalid: number;
+  /** The first 100 invalid tasks with their reasons. */
+  invalidLines: InvalidLine[];
+}
+
+/** A batch rejected because of invalid lines; nothing was enqueued. */
+export class BatchInputError extends InputError {
+  constructor(
+    readonly invalidLines: InvalidLine[],
+    readonly invalidCount: number,
+  ) {
+    const shown = invalidLines.slice(0, 20).map((p) => `line ${p.line}: ${p.error}`);
+    const more = invalidCount > shown.length ? [`… and ${invalidCount - shown.length} more`] : [];
+    super(
+      [...shown, ...more, `${invalidCount} invalid line${invalidCount > 1 ? "s" : ""}: nothing was enqueued (skipInvalid / --skip-invalid enqueues the valid ones)`].join("\n"),
+    );
+  }
+}
+
+export interface SubmitContext {
+  queue: Queue;
+  batches: BatchStore;
+  jobName: string;
+  jobTimeoutMs: number;
+  jobOptions(task: Task, jobId: string): JobsOptions;
+}
+
+const MAX_BATCH_ID = 150;
+
+function checkBatchId(id: string): string {
+  const parsed = JobId.safeParse(id);
+  if (!parsed.success) throw new InputError(`batch id "${id}": ${parsed.error.issues[0]?.message}`);
+  if (id.length > MAX_BATCH_ID) throw new InputError(`batch id: must be at most ${MAX_BATCH_ID} characters`);
+  return id;
+}
+
+/** A task from an entry merged over the defaults, or the reason it is invalid. */
+function validate(entry: BatchEntry, defaults: Partial<TaskInput>): { task: Task } | { error: string } {
+  if ("error" in entry) return { error: entry.error };
+  try {
+    return { task: parseTask({ ...defaults, ...entry.input }) };
+  } catch (error) {
+    if (error instanceof InputError) return { error: error.message };
+    throw error;
+  }
+}
+
+function stableJson(value: unknown): string {
+  if (!value || typeof value !== "object") return JSON.stringify(value) ?? "";
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+  const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+  entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(",")}}`;
+}
+
+/**
+ * Submits a batch in two streaming passes: the first validates every entry (and hashes them for the
+ * default batch ID), the second enqueues them in chunks. A chunk's jobs are added to BullMQ before
+ * they are recorded as members, so a re-submission after a crash adds exactly what is missing:
+ * members and jobs that BullMQ or the result store already know are skipped.
+ */
+export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts: BatchOptions = {}): Promise<BatchReceipt> {
+  const defaults = opts.defaults ?? {};
+  if (opts.id !== undefined) checkBatchId(opts.id);
+
+  // Pass 1: validate, count, hash.
+  const hash = createHash("sha256").update(`${stableJson(defaults)}\n`);
+  const invalidLines: InvalidLine[] = [];
+  let invalid = 0;
+  let total = 0;
+  const ownIds = new Map<string, number>(); // task `id` → the line that owns it
+  const reject = (line: number, error: string) => {
+    invalid += 1;
+    if (invalidLines.length < 100) invalidLines.push({ line, error });
+  };
+  for await (const entry of source.entries()) {
+    hash.update(`${entry.line}\t${entry.raw}\n`);
+    const result = validate(entry, defaults);
+    if ("error" in result) {
+      reject(entry.line, result.error);
+      continue;
+    }
+    const id = result.task.id;
+    if (id !== undefined) {
+      const owner = ownIds.get(id);
+      if (owner !== undefined) {
+        reject(entry.line, `id: "${id}" is already the id of line ${owner}`);
+        continue;
+      }
+      ownIds.set(id, entry.line);
+    }
+    total += 1;
+  }
+  if (invalid > 0 && !opts.skipInvalid) throw new BatchInputError(invalidLines, invalid);
+  if (total === 0) throw new InputError(invalid > 0 ? "the batch has no valid tasks: nothing was enqueued" : "the batch is empty");
+  const batchId = opts.id ?? `batch-${hash.digest("hex").slice(0, 20)}`;
+
+  // Pass 2: enqueue in chunks, overlapping reading the next chunk with writing the current one.
+  const { existed } = await ctx.batches.begin({ batchId, total, invalid });
+  const chunkSize = Math.max(1, opts.chunkSize ?? 1_000);
+  let enqueued = 0;
+  let duplicates = 0;
+  let processed = 0;
+
+  const flush = async (chunk: { task: Task; jobId: string; line: number }[]) => {
+    const ids = chunk.map((c) => c.jobId);
+    const known = existed ? await ctx.batches.members(batchId, ids) : new Set<string>();
+    const unknown = chunk.filter((c) => !known.has(c.jobId) && (existed || c.task.id !== undefined)).map((c) => c.jobId);
+    for (const id of await ctx.batches.existing(unknown)) known.add(id);
+    const now = new Date();
+    const fresh = chunk.filter((c) => !known.has(c.jobId));
+    if (fresh.length) {
+      await ctx.queue.addBulk(
+        fresh.map(({ task, jobId }) => ({
+          name: ctx.jobName,
+          data: toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now),
+          opts: ctx.jobOptions(task, jobId),
+        })),
+      );
+    }
+    await ctx.batches.addMembers(batchId, chunk);
+    enqueued += fresh.length;
+    duplicates += chunk.length - fresh.length;
+    processed += chunk.length;
+    opts.onEnqueued?.({ processed, total, enqueued, duplicates });
+  };
+
+  let chunk: { task: Task; jobId: string; line: number }[] = [];
+  let inflight: Promise<void> | undefined;
+  for await (const entry of source.entries()) {
+    const result = validate(entry, defaults);
+    if ("error" in result) continue;
+    const { task } = result;
+    if (task.id !== undefined && ownIds.get(task.id) !== entry.line) continue; // a repeated id
+    chunk.push({ task, jobId: task.id ?? `${batchId}-${entry.line}`, line: entry.line });
+    if (chunk.length >= chunkSize) {
+      await inflight;
+      inflight = flush(chunk);
+      inflight.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled
+      chunk = [];
+    }
+  }
+  await inflight;
+  if (chunk.length) await flush(chunk);
+  await ctx.batches.finish(batchId);
+  return { batchId, total, enqueued, duplicates, invalid, invalidLines };
+}
