@@ -49,6 +49,12 @@ const EnvSchema = z.object({
   OPENCODE_SERVER_PASSWORD: z.string().min(1).optional(),
   /** The opencode binary; defaults to the one from the `opencode-ai` package. */
   OPENCODE_BIN: z.string().min(1).optional(),
+  /** Port of a worker's Prometheus `/metrics` and `/healthz` (like `worker --metrics-port`); unset: none. */
+  DISPATCH_METRICS_PORT: int(0, 65_535).optional(),
+  /** Dashboard basic-auth user. @defaultValue admin */
+  DASHBOARD_USER: z.string().min(1).default("admin"),
+  /** Dashboard basic-auth password; required when the dashboard binds beyond loopback. */
+  DASHBOARD_PASSWORD: z.string().min(1).optional(),
   /** pino level. @defaultValue info */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -66,7 +72,12 @@ export type Config = {
   userDataHome: string;
   opencode: { url?: string; username: string; password?: string; bin?: string };
   logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
+  metricsPort?: number;
+  dashboard: { user: string; password?: string };
 };
+
+/** Every environment variable loadConfig reads. */
+export const CONFIG_ENV_VARS: readonly string[] = Object.keys(EnvSchema.shape);
 
 /** Reads the configuration from an environment (empty values count as unset). */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -93,6 +104,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       bin: e.OPENCODE_BIN,
     },
     logLevel: e.LOG_LEVEL,
+    metricsPort: e.DISPATCH_METRICS_PORT,
+    dashboard: { user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD },
   };
 }
 

@@ -11,6 +11,7 @@ import { ResultStore } from "../shared/result-store.js";
 import { resolveOpencodeBinary } from "./opencode-binary.js";
 import { createClient, type OpencodeClient } from "./opencode-client.js";
 import { attachOpencodeServer, once, spawnOpencodeServer, type OpencodeServer } from "./opencode-server.js";
+import type { WorkerMetrics } from "./metrics.js";
 import { createProcessor, type DecidedError } from "./processor.js";
 import { backoffDelay } from "./retry-policy.js";
 
@@ -27,6 +28,8 @@ export interface WorkerOptions {
   /** The environment a spawned opencode server inherits. @defaultValue process.env */
   serverEnv?: NodeJS.ProcessEnv;
   log?: Logger;
+  /** Prometheus metrics to feed (see metrics.ts). */
+  metrics?: WorkerMetrics;
 }
 
 export interface RunningWorker {
@@ -65,6 +68,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   let connection: Redis | undefined;
   let bull: Worker | undefined;
   let closing = false;
+  let detachMetrics: (() => Promise<void>) | undefined;
   try {
     connection = await connectRedis(opts.redisUrl ?? config.redisUrl, "worker", { timeoutMs: 10_000 });
     const store = new ResultStore(connection, queue, config.resultTtlMs);
@@ -78,6 +82,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       },
     });
     bull.on("error", (error) => log.error({ err: error }, "queue error"));
+    detachMetrics = opts.metrics?.attach({ worker: bull, store, connection, queue });
   } catch (error) {
     await server.close();
     await closeRedis(connection);
@@ -90,6 +95,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     void current.exited.then(async (exit) => {
       if (closing || current !== server) return;
       log.error({ ...exit }, "opencode server died; restarting it");
+      opts.metrics?.serverRestarted();
       worker.cancelAllJobs("server-died");
       await current.close();
       try {
@@ -123,6 +129,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
           clearTimeout(handBack);
         }
         await server.close().catch((error: unknown) => log.error({ err: error }, "error while stopping opencode"));
+        await detachMetrics?.();
         await closeRedis(connection);
         log.info("worker stopped");
       });

@@ -1,5 +1,7 @@
 import { Command } from "commander";
 import { createLogger } from "../../shared/logger.js";
+import { createWorkerMetrics, serveMetrics, type MetricsServer } from "../../worker/metrics.js";
+import { checkHealth } from "../../worker/opencode-server.js";
 import { startWorker, type RunningWorker } from "../../worker/worker.js";
 import { configFrom, durationOption, intOption, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
@@ -7,13 +9,15 @@ export interface WorkerFlags extends ConnectionFlags {
   concurrency?: number;
   attach?: string;
   grace?: number;
+  metricsPort?: number;
 }
 
 export function withWorkerOptions(command: Command): Command {
   return command
     .option("--concurrency <n>", "jobs run at once (default: DISPATCH_CONCURRENCY, 4)", intOption("--concurrency", 1, 1_000))
     .option("--attach <url>", "use this opencode server instead of spawning one (password: OPENCODE_SERVER_PASSWORD)")
-    .option("--grace <duration>", "on shutdown, how long running jobs may finish before they are handed back (default: 30s)", durationOption("--grace"));
+    .option("--grace <duration>", "on shutdown, how long running jobs may finish before they are handed back (default: 30s)", durationOption("--grace"))
+    .option("--metrics-port <port>", "serve Prometheus /metrics and /healthz on this port (default: DISPATCH_METRICS_PORT; 0: any free port)", intOption("--metrics-port", 0, 65_535));
 }
 
 /**
@@ -25,6 +29,9 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
   if (flags.grace !== undefined) config.shutdownGraceMs = flags.grace;
   const log = createLogger(config.logLevel);
   let worker: RunningWorker | undefined;
+  let metricsServer: MetricsServer | undefined;
+  const metricsPort = flags.metricsPort ?? config.metricsPort;
+  const metrics = metricsPort !== undefined ? createWorkerMetrics({ log }) : undefined;
   let signals = 0;
   let stopped: () => void = () => undefined;
   const done = new Promise<void>((resolve) => (stopped = resolve));
@@ -44,10 +51,27 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
-    worker = await startWorker({ config, concurrency: flags.concurrency, attach: flags.attach, log });
+    worker = await startWorker({ config, concurrency: flags.concurrency, attach: flags.attach, log, metrics });
+    if (metrics) {
+      const running = worker;
+      metricsServer = await serveMetrics({
+        registry: metrics.registry,
+        port: metricsPort!,
+        health: async () => {
+          const opencode = await checkHealth(running.server(), AbortSignal.timeout(2_000));
+          const redis = metrics.redisStatus();
+          return { ok: opencode.ok && redis === "ready", worker: running.id, opencode: opencode.ok ? "ok" : opencode.reason, redis };
+        },
+      }).catch(async (error: unknown) => {
+        await running.close({ graceMs: 0 });
+        throw error;
+      });
+      log.info({ metrics: `${metricsServer.url}/metrics` }, "metrics served");
+    }
     await done;
     await worker.close();
   } finally {
+    await metricsServer?.close();
     await onStop?.();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
