@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { DispatchError, ExitCode } from "../shared/errors.js";
 import { batchCommand } from "./commands/batch.js";
+import { dashboardCommand } from "./commands/dashboard.js";
 import { enqueueCommand } from "./commands/enqueue.js";
 import { resultCommand, statusCommand, waitCommand } from "./commands/inspect.js";
 import { upCommand } from "./commands/up.js";
@@ -12,7 +13,7 @@ export function buildProgram(): Command {
     .description("A persistent job queue for opencode: enqueue prompts into Redis, run them on warm opencode servers.")
     .version("0.1.0")
     .showSuggestionAfterError();
-  for (const command of [enqueueCommand(), batchCommand(), statusCommand(), resultCommand(), waitCommand(), workerCommand(), upCommand()]) {
+  for (const command of [enqueueCommand(), batchCommand(), statusCommand(), resultCommand(), waitCommand(), workerCommand(), upCommand(), dashboardCommand()]) {
     program.addCommand(command);
   }
   // Every command: usage errors exit 2, not commander's default 1.

@@ -1,0 +1,45 @@
+import { Command } from "commander";
+import { startDashboard } from "../../dashboard/server.js";
+import { createLogger } from "../../shared/logger.js";
+import { configFrom, exitWith, intOption, withConnection, type ConnectionFlags } from "../options.js";
+
+interface DashboardFlags extends ConnectionFlags {
+  port: number;
+  host: string;
+  allowActions?: boolean;
+}
+
+/**
+ * Serves the dashboard until SIGINT/SIGTERM. Bound beyond loopback it requires basic auth
+ * (DASHBOARD_USER / DASHBOARD_PASSWORD) and refuses to start without a password.
+ */
+export function dashboardCommand(): Command {
+  const command = new Command("dashboard")
+    .description("serve a web dashboard: bull-board for the queue, plus results and sessions (read-only unless --allow-actions)")
+    .option("--port <port>", "port to listen on (0: any free port)", intOption("--port", 0, 65_535), 3000)
+    .option("--host <address>", "address to bind; beyond loopback DASHBOARD_PASSWORD is required", "127.0.0.1")
+    .option("--allow-actions", "let the dashboard retry, promote, clean and remove jobs");
+  return withConnection(command).action(
+    exitWith(async (flags: DashboardFlags) => {
+      const config = configFrom(flags);
+      const log = createLogger(config.logLevel);
+      const dashboard = await startDashboard({
+        redisUrl: config.redisUrl,
+        queue: config.queue,
+        host: flags.host,
+        port: flags.port,
+        allowActions: flags.allowActions ?? false,
+        auth: config.dashboard,
+        log,
+      });
+      log.info({ url: dashboard.url, queue: config.queue, actions: flags.allowActions ?? false, auth: !!config.dashboard.password }, "dashboard ready");
+      process.stderr.write(`Dashboard: ${dashboard.url}/results  (bull-board: ${dashboard.url}/queues)\n`);
+      await new Promise<void>((resolve) => {
+        process.once("SIGINT", () => resolve());
+        process.once("SIGTERM", () => resolve());
+      });
+      await dashboard.close();
+      return 0;
+    }),
+  );
+}
