@@ -14,14 +14,13 @@ function optionsFor(role: RedisRole): RedisOptions {
   const retryStrategy = (times: number) => Math.min(100 * 2 ** Math.min(times, 6), 5_000);
   if (role === "producer") {
     return {
-      lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 5_000,
       retryStrategy,
     };
   }
-  return { lazyConnect: true, maxRetriesPerRequest: null, connectTimeout: 10_000, retryStrategy };
+  return { maxRetriesPerRequest: null, connectTimeout: 10_000, retryStrategy };
 }
 
 /** `redis+cluster://` and `rediss+cluster://` URLs name a Redis Cluster (see openRedis). */
@@ -77,12 +76,19 @@ export async function connectRedis(
   const onError = (error: Error) => {
     lastError = error;
   };
+  // Auth and protocol errors will not heal by reconnecting: fail at once on those.
+  const fatal = (error: Error) => /NOAUTH|WRONGPASS|NOPERM|ERR /.test(error.message);
   redis.on("error", onError);
   const timeoutMs = opts.timeoutMs ?? 5_000;
   try {
     await new Promise<void>((resolve, reject) => {
       const fail = (why: string) => reject(new RedisUnavailableError(`Redis at ${redactUrl(url)} is unreachable: ${why}`));
       const timer = setTimeout(() => fail(lastError?.message ?? `no answer within ${timeoutMs} ms`), timeoutMs);
+      redis.on("error", (error: Error) => {
+        if (!fatal(error)) return;
+        clearTimeout(timer);
+        fail(error.message);
+      });
       const onAbort = () => fail("aborted");
       opts.signal?.addEventListener("abort", onAbort, { once: true });
       redis.once("ready", () => {
@@ -90,14 +96,8 @@ export async function connectRedis(
         opts.signal?.removeEventListener("abort", onAbort);
         resolve();
       });
-      redis.connect().catch((error: Error) => {
-        lastError = error;
-        // ioredis keeps retrying; only a auth/protocol error is worth failing on at once.
-        if (/NOAUTH|WRONGPASS|ERR/.test(error.message)) {
-          clearTimeout(timer);
-          fail(error.message);
-        }
-      });
+      // A lazy client (a Cluster) connects on request; errors arrive through the listeners above.
+      if (redis.status === "wait") redis.connect().catch(() => undefined);
     });
   } catch (error) {
     redis.disconnect();

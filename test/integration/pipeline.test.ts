@@ -76,7 +76,7 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
     const queue = openQueue(stack.queue, redis);
     try {
       const counts = await queue.getJobCounts("waiting", "delayed", "prioritized");
-      expect(counts.waiting + counts.prioritized).toBe(0);
+      expect((counts.waiting ?? 0) + (counts.prioritized ?? 0)).toBe(0);
       expect(counts.delayed).toBe(1); // only the valid delayed job from the start
       await (await queue.getJob(before.jobId))!.remove();
     } finally {
