@@ -37,6 +37,14 @@ export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEG
   };
 }
 
+export function numberOption(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!value.trim() || !Number.isFinite(n) || n <= 0) throw new InputError(`${name}: "${value}" is not a positive number`);
+    return n;
+  };
+}
+
 export function durationOption(name: string) {
   return (value: string): number => {
     try {

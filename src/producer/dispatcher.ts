@@ -13,7 +13,9 @@ import { BatchHandle } from "./batch/handle.js";
 import { isBatchSource, taskListSource, type BatchSource, type TaskList } from "./batch/source.js";
 import { BatchStore } from "./batch/store.js";
 import { submitBatch, type BatchOptions } from "./batch/submit.js";
+import { placeInThread, type Placement } from "./continuation.js";
 import { readStatus, type JobStatus } from "./job-status.js";
+import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
 import { Waiter } from "./waiter.js";
 
 export const JOB_NAME = "dispatch";
@@ -81,25 +83,28 @@ export class Dispatcher {
    */
   async enqueueMany(inputs: readonly TaskInput[]): Promise<EnqueueReceipt[]> {
     const tasks = validateAll(inputs);
-    const { queue, store } = await this.connect();
+    const { redis, queue, store } = await this.connect();
     const receipts: EnqueueReceipt[] = [];
     const CHUNK = 1_000;
     for (let i = 0; i < tasks.length; i += CHUNK) {
       const chunk = tasks.slice(i, i + CHUNK);
       const existing = await this.existingIds(queue, store, chunk);
       const now = new Date();
-      const fresh: { task: Task; jobId: string }[] = [];
+      const fresh: { task: Task; jobId: string; placement: Placement }[] = [];
       for (const task of chunk) {
         const jobId = task.id ?? randomUUID();
         const duplicate = existing.has(jobId);
         receipts.push({ jobId, duplicate });
-        if (!duplicate) fresh.push({ task, jobId });
+        if (!duplicate) {
+          const placement = await placeInThread(redis, store.keys, task, jobId, (id) => this.known(queue, store, id), this.config.resultTtlMs);
+          fresh.push({ task, jobId, placement });
+        }
         if (task.id) existing.add(task.id); // a key given twice in one call: the first one wins
       }
       await queue.addBulk(
-        fresh.map(({ task, jobId }) => ({
+        fresh.map(({ task, jobId, placement }) => ({
           name: JOB_NAME,
-          data: toPayload(task, { timeoutMs: this.config.jobTimeoutMs }, now),
+          data: { ...toPayload(task, { timeoutMs: this.config.jobTimeoutMs }, now), ...placement },
           opts: this.jobOptions(task, jobId),
         })),
       );
@@ -117,6 +122,10 @@ export class Dispatcher {
       removeOnComplete: RETENTION.completed,
       removeOnFail: RETENTION.failed,
     };
+  }
+
+  private async known(queue: Queue, store: ResultStore, jobId: string): Promise<boolean> {
+    return Boolean((await queue.getJob(jobId)) ?? (await store.exists(jobId)));
   }
 
   /** IDs among the tasks' own keys that BullMQ or the result store already knows. */
@@ -194,6 +203,46 @@ export class Dispatcher {
   async run(input: TaskInput, opts: WaitOptions = {}): Promise<ResultRecord> {
     const { jobId } = await this.enqueue(input);
     return this.wait(jobId, opts);
+  }
+
+  /**
+   * Cancels a job from any machine: a waiting, delayed or retrying job is removed from the queue
+   * and its record marked failed "Cancelled"; a running one is aborted by the worker running it
+   * (waiting up to `timeoutMs`, default 15 s, for it to confirm). JobStateError if it has finished.
+   */
+  async cancel(jobId: string, opts: { timeoutMs?: number } = {}): Promise<CancelOutcome> {
+    return cancelJob(await this.manageDeps(), jobId, opts);
+  }
+
+  /** Re-queues a failed job with a fresh set of attempts (see retryJob). JobStateError unless it failed. */
+  async retry(jobId: string): Promise<RetryOutcome> {
+    const { queue } = await this.connect();
+    return retryJob(
+      {
+        ...(await this.manageDeps()),
+        add: async (task, id) => {
+          await queue.add(JOB_NAME, toPayload(task, { timeoutMs: this.config.jobTimeoutMs }), this.jobOptions(task, id));
+        },
+      },
+      jobId,
+    );
+  }
+
+  /** The newest jobs BullMQ keeps, optionally only those in some states. */
+  async list(opts: ListOptions = {}): Promise<JobSummary[]> {
+    const { queue, store } = await this.connect();
+    return listJobs({ queue, store }, opts);
+  }
+
+  private async manageDeps(): Promise<ManageDeps> {
+    const { redis, queue, store } = await this.connect();
+    return {
+      redis,
+      queue,
+      store,
+      keys: store.keys,
+      waitFinal: async (jobId, timeoutMs) => (await this.getWaiter()).wait(jobId, { timeoutMs }),
+    };
   }
 
   private getWaiter(): Promise<Waiter> {

@@ -20,6 +20,14 @@ const duration = z.string().transform((value, ctx) => {
     return z.NEVER;
   }
 });
+const size = z.string().transform((value, ctx) => {
+  try {
+    return parseSize(value);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    return z.NEVER;
+  }
+});
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 /**
@@ -41,8 +49,22 @@ const EnvSchema = z.object({
   DISPATCH_RESULT_TTL: duration.default(30 * 86_400_000),
   /** How long a stopping worker lets running jobs finish before handing them back. @defaultValue 30s */
   DISPATCH_SHUTDOWN_GRACE: duration.default(30_000),
+  /** A running job with no event from opencode for this long is aborted and retried. @defaultValue 10m */
+  DISPATCH_STALL_TIMEOUT: duration.default(10 * 60_000),
+  /** opencode's own provider retries tolerated before the queue's retry policy takes over. @defaultValue 2 */
+  DISPATCH_PROVIDER_RETRIES: int(0, 20).default(2),
+  /** Approve permission asks once instead of rejecting them, for jobs that do not say. @defaultValue false */
+  DISPATCH_AUTO_APPROVE: z.enum(["true", "false", "1", "0"]).default("false").transform((v) => v === "true" || v === "1"),
   /** Where a worker keeps its opencode server's data. @defaultValue $TMPDIR/opencode-dispatch */
   DISPATCH_DATA_DIR: z.string().min(1).default(join(tmpdir(), "opencode-dispatch")),
+  /** Replace the spawned opencode server after this many jobs; 0: never. @defaultValue 0 */
+  DISPATCH_RECYCLE_JOBS: int(0, 1_000_000_000).default(0),
+  /** Replace the spawned opencode server once its resident memory passes this ("2GB"); unset: never. */
+  DISPATCH_RECYCLE_RSS: size.optional(),
+  /** How often a worker looks for jobs whose worker died (BullMQ stalledInterval). @defaultValue 30s */
+  DISPATCH_STALLED_INTERVAL: duration.default(30_000),
+  /** How long a job's lock lasts without renewal (BullMQ lockDuration): a dead worker's job is recovered after this. @defaultValue 30s */
+  DISPATCH_LOCK_DURATION: duration.default(30_000),
   /** An opencode server to attach to instead of spawning one. */
   OPENCODE_URL: z.string().url().optional(),
   OPENCODE_SERVER_USERNAME: z.string().min(1).default("opencode"),
@@ -67,7 +89,15 @@ export type Config = {
   jobTimeoutMs: number;
   resultTtlMs: number;
   shutdownGraceMs: number;
+  stallMs: number;
+  providerRetries: number;
+  autoApprove: boolean;
   dataDir: string;
+  /** Server recycling: after `jobs` jobs (0: never) or once its RSS passes `rssBytes` (undefined: never). */
+  recycle: { jobs: number; rssBytes?: number };
+  /** BullMQ stalled-job recovery: check interval and lock duration, in ms. */
+  stalledIntervalMs: number;
+  lockDurationMs: number;
   /** Where the user's opencode keeps its data (provider credentials in opencode/auth.json). */
   userDataHome: string;
   opencode: { url?: string; username: string; password?: string; bin?: string };
@@ -95,7 +125,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jobTimeoutMs: e.DISPATCH_JOB_TIMEOUT,
     resultTtlMs: e.DISPATCH_RESULT_TTL,
     shutdownGraceMs: e.DISPATCH_SHUTDOWN_GRACE,
+    stallMs: e.DISPATCH_STALL_TIMEOUT,
+    providerRetries: e.DISPATCH_PROVIDER_RETRIES,
+    autoApprove: e.DISPATCH_AUTO_APPROVE,
     dataDir: e.DISPATCH_DATA_DIR,
+    recycle: { jobs: e.DISPATCH_RECYCLE_JOBS, rssBytes: e.DISPATCH_RECYCLE_RSS },
+    stalledIntervalMs: e.DISPATCH_STALLED_INTERVAL,
+    lockDurationMs: e.DISPATCH_LOCK_DURATION,
     userDataHome: env.XDG_DATA_HOME || join(env.HOME || homedir(), ".local", "share"),
     opencode: {
       url: e.OPENCODE_URL,
@@ -107,6 +143,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsPort: e.DISPATCH_METRICS_PORT,
     dashboard: { user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD },
   };
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** Sizes: bytes ("1048576") or a number with a unit ("512MB", "2GB", "1.5G", "2GiB"); units are powers of 1024. */
+export function parseSize(input: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|(b))?\s*$/i.exec(input);
+  if (!match) throw new Error(`invalid size "${input}" (use e.g. 512MB, 2GB)`);
+  const unit = (match[2] ?? match[3] ?? "b").toLowerCase();
+  const bytes = Math.round(Number(match[1]) * (SIZE_UNITS[unit] ?? 1));
+  if (bytes <= 0) throw new Error(`invalid size "${input}": must be greater than zero`);
+  return bytes;
 }
 
 /** Checks a queue name given on the command line or to the library. */

@@ -8,6 +8,16 @@ export interface QueueKeys {
   result(jobId: string): string;
   /** Channel on which workers announce state changes: JSON `{ jobId, state }`. */
   events: string;
+  /** Channel every worker of the queue listens on for commands: JSON `{ type: "cancel", jobId }`. */
+  control: string;
+  /** Set while a cancel of the job is pending: a worker that picks the job up refuses it. */
+  cancelRequest(jobId: string): string;
+  /** The thread (chain of jobs sharing one session) a continuing job belongs to. */
+  threadOf(jobId: string): string;
+  /** The last job enqueued in a thread: the next follow-up runs after it. */
+  threadTail(thread: string): string;
+  /** A session's exported transcript (gzipped JSON), so any worker can continue it. */
+  sessionExport(sessionId: string): string;
   /** A batch's description (hash: total, invalid, createdAt, …). */
   batch(batchId: string): string;
   /** A batch's members (sorted set: job ID scored by its line number). */
@@ -20,6 +30,11 @@ export function queueKeys(queue: string): QueueKeys {
     bullPrefix: base,
     result: (jobId) => `${base}:result:${jobId}`,
     events: `${base}:events`,
+    control: `${base}:control`,
+    cancelRequest: (jobId) => `${base}:cancel:${jobId}`,
+    threadOf: (jobId) => `${base}:thread-of:${jobId}`,
+    threadTail: (thread) => `${base}:thread-tail:${thread}`,
+    sessionExport: (sessionId) => `${base}:session:${sessionId}`,
     batch: (batchId) => `${base}:batch:${batchId}`,
     batchJobs: (batchId) => `${base}:batch:${batchId}:jobs`,
   };

@@ -8,8 +8,11 @@ export const RETENTION = {
   failed: { age: 7 * 24 * 3600, count: 10_000 },
 } as const;
 
-/** Backoff between attempts unless the failure says how long to wait. */
-export const BACKOFF = { type: "exponential", delay: 2_000 } as const;
+/**
+ * Backoff between attempts: the worker's own strategy (worker/retry-policy.ts backoffDelay)
+ * honours a provider's Retry-After (capped), else grows exponentially from `delay`.
+ */
+export const BACKOFF = { type: "dispatch", delay: 2_000 } as const;
 
 export function openQueue(name: string, connection: Redis): Queue {
   return new Queue(name, { connection, prefix: queueKeys(name).bullPrefix });

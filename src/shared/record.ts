@@ -27,6 +27,9 @@ export function baseRecord(jobId: string, data: unknown, state: JobState): Resul
     worker: null,
     metadata: p?.metadata ?? null,
     error: null,
+    asks: [],
+    continues: null,
+    worktree: null,
   };
 }
 

@@ -31,6 +31,27 @@ export const JobError = z.object({
 });
 export type JobError = z.infer<typeof JobError>;
 
+/** A permission ask or question the agent made, and what the worker answered. */
+export const Ask = z.object({
+  kind: z.enum(["permission", "question"]),
+  what: z.string(),
+  patterns: z.array(z.string()),
+  answer: z.enum(["once", "reject"]),
+  at: z.string(),
+});
+export type Ask = z.infer<typeof Ask>;
+
+/** What a running job has done so far (also BullMQ's job progress). */
+export const Progress = z.object({
+  steps: z.number(),
+  toolCalls: z.number(),
+  tokens: z.number(),
+  cost: z.number(),
+  lastTool: z.string().nullable(),
+  status: z.string(),
+});
+export type Progress = z.infer<typeof Progress>;
+
 /**
  * The record kept for every job that a worker has started, in Redis under its own key so that it
  * outlives BullMQ's job retention. Written when an attempt starts and when it ends.
@@ -55,6 +76,15 @@ export const ResultRecord = z.object({
   worker: z.string().nullable(),
   metadata: z.record(z.string(), z.unknown()).nullable(),
   error: JobError.nullable(),
+  /** Permission asks and questions, with the answers given. */
+  asks: z.array(Ask).default([]),
+  /** The job whose session this one continued, if any. */
+  continues: z.string().nullable().default(null),
+  /** Where a `worktree` job ran: the worktree path, its branch, and the files it changed. */
+  worktree: z
+    .object({ path: z.string(), branch: z.string(), base: z.string(), changedFiles: z.array(z.string()) })
+    .nullable()
+    .default(null),
 });
 export type ResultRecord = z.infer<typeof ResultRecord>;
 

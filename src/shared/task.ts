@@ -66,6 +66,20 @@ const WorkFields = {
   title: z.string().min(1).max(LIMITS.titleChars).optional(),
   system: z.string().min(1).max(LIMITS.systemChars).optional(),
   metadata: Metadata.optional(),
+  /** Approve permission asks once instead of rejecting them (the worker's default otherwise). */
+  autoApprove: z.boolean().optional(),
+  /** Abort and fail (not retried) once the session's running cost passes this many USD. */
+  maxCost: z.number().positive().optional(),
+  /** Abort and fail (not retried) once the session's running token count passes this. */
+  maxTokens: z.number().int().positive().optional(),
+  /** Run in a fresh git worktree (its own branch) of `directory`. */
+  worktree: z.boolean().optional(),
+};
+
+/** Which session a task runs in: a new one, the session of an earlier job, or a given session. */
+const SessionFields = {
+  continue: JobId.optional(),
+  session: z.string().min(1).max(200).regex(/^[A-Za-z0-9_\-]+$/, "is not a session ID").optional(),
 };
 
 /** Queue options: how BullMQ treats the job. */
@@ -79,13 +93,25 @@ const QueueFields = {
 };
 
 /** A task as a producer gives it (library or CLI). Unknown fields are an error. */
-export const TaskInput = z.strictObject({ ...WorkFields, ...QueueFields });
+export const TaskInput = z
+  .strictObject({ ...WorkFields, ...SessionFields, ...QueueFields })
+  .refine((t) => !(t.continue && t.session), { message: "give either continue or session, not both", path: ["continue"] })
+  .refine((t) => !t.worktree || t.directory || t.continue || t.session, {
+    message: "needs a directory (the git repository to make the worktree from)",
+    path: ["worktree"],
+  });
 export type TaskInput = z.input<typeof TaskInput>;
 export type Task = z.output<typeof TaskInput>;
 
 /** What is stored in the BullMQ job: the work, plus the resolved timeout and enqueue time. */
 export const JobPayload = z.strictObject({
   ...WorkFields,
+  /** An explicit session to continue (`session` on the task). */
+  session: SessionFields.session,
+  /** The job this one continues: it runs after that job has finished, in its session. */
+  after: JobId.optional(),
+  /** The chain of jobs sharing one session (see producer/continuation.ts). */
+  thread: z.string().optional(),
   timeoutMs: z.number().int().positive(),
   enqueuedAt: z.iso.datetime(),
   v: z.literal(1),
@@ -116,6 +142,6 @@ export function parseTask(input: unknown, where = ""): Task {
 }
 
 export function toPayload(task: Task, defaults: { timeoutMs: number }, now = new Date()): JobPayload {
-  const { id: _id, priority: _p, delay: _d, attempts: _a, timeout, ...work } = task;
+  const { id: _id, priority: _p, delay: _d, attempts: _a, timeout, continue: _c, ...work } = task;
   return { ...work, timeoutMs: timeout ?? defaults.timeoutMs, enqueuedAt: now.toISOString(), v: 1 };
 }

@@ -46,3 +46,11 @@ export class PayloadError extends Error {
     this.name = "PayloadError";
   }
 }
+
+/** The session's running cost or tokens passed the job's cap. Never retried. */
+export class BudgetExceededError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BudgetExceeded";
+  }
+}

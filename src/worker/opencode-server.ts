@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import type { Logger } from "../shared/logger.js";
 import { basicAuth } from "./opencode-client.js";
+import { ownPids, startReaper, writePids } from "./orphans.js";
 
 export interface OpencodeServer {
   url: string;
@@ -14,6 +15,11 @@ export interface OpencodeServer {
   pid: number | undefined;
   /** Resolves when a spawned server exits (never, for an attached one). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /**
+   * Runs `opencode <args>` against this server's data directory (e.g. `import file.json`), for a
+   * spawned server; undefined for an attached one.
+   */
+  runCli?: (args: string[], opts: { cwd: string; signal?: AbortSignal }) => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -57,15 +63,19 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
       () => undefined,
     );
   }
+  const env = { ...opts.env, XDG_DATA_HOME: dataHome };
   const child = spawn(opts.bin, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], {
-    env: {
-      ...opts.env,
-      XDG_DATA_HOME: dataHome,
-      OPENCODE_SERVER_PASSWORD: password,
-      OPENCODE_SERVER_USERNAME: username,
-    },
+    env: { ...env, OPENCODE_SERVER_PASSWORD: password, OPENCODE_SERVER_USERNAME: username },
     stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group: a Ctrl-C meant for the worker must not kill the server under the
+    // jobs it lets finish. The reaper (orphans.ts) makes sure it never outlives the worker.
+    detached: true,
   });
+  let reaper: { stop(): void } | undefined;
+  if (child.pid !== undefined) {
+    writePids(opts.dataDir, ownPids(child.pid, port));
+    reaper = startReaper(child.pid, opts.dataDir);
+  }
   const url = `http://127.0.0.1:${port}`;
   const log = opts.log.child({ opencode: url, opencodePid: child.pid });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -82,8 +92,10 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
     authorization: basicAuth(username, password),
     pid: child.pid,
     exited,
+    runCli: (args, cliOpts) => runOpencode(opts.bin, args, { env, ...cliOpts }),
     close: once(async () => {
       await stopProcess(child, exited);
+      reaper?.stop();
       await rm(opts.dataDir, { recursive: true, force: true }).catch(() => undefined);
     }),
   };
@@ -175,4 +187,19 @@ function pipeLines(child: ChildProcess, log: Logger): void {
 export function once<T>(fn: () => Promise<T>): () => Promise<T> {
   let promise: Promise<T> | undefined;
   return () => (promise ??= fn());
+}
+
+/** Runs the opencode CLI to completion; rejects with its stderr when it fails. */
+export function runOpencode(
+  bin: string,
+  args: string[],
+  opts: { env: NodeJS.ProcessEnv; cwd: string; signal?: AbortSignal },
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { env: opts.env, cwd: opts.cwd, stdio: ["ignore", "ignore", "pipe"], signal: opts.signal });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2_000)));
+    child.once("error", reject);
+    child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`opencode ${args[0]} exited ${code}: ${stderr.trim()}`))));
+  });
 }

@@ -1,21 +1,22 @@
-import { UnrecoverableError, WaitingError, type Job } from "bullmq";
+import { DelayedError, UnrecoverableError, WaitingError, type Job } from "bullmq";
 import type { Logger } from "../shared/logger.js";
 import { baseRecord } from "../shared/record.js";
 import type { ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
 import { describeIssues, JobPayload } from "../shared/task.js";
 import { PayloadError, StoppedError, type StopReason } from "./failures.js";
-import type { OpencodeClient } from "./opencode-client.js";
+import { runAttempt, type AttemptDeps, type AttemptTrace } from "./attempt.js";
 import { classifyFailure, type FailureDecision } from "./retry-policy.js";
-import { runPrompt } from "./run-prompt.js";
 
-export interface ProcessorDeps {
-  store: ResultStore;
-  /** The client of the worker's current opencode server. */
-  client: () => OpencodeClient;
+export interface ProcessorDeps extends AttemptDeps {
+  /** BullMQ's state of another job of the queue ("unknown" when BullMQ no longer has it). */
+  jobState: (jobId: string) => Promise<string>;
   workerId: string;
   log: Logger;
 }
+
+/** How often a follow-up whose predecessor has not finished looks again (it holds no slot meanwhile). */
+const CHAIN_POLL_MS = 500;
 
 /** What BullMQ keeps as the job's return value (the full answer lives in the result record). */
 export interface JobReturn {
@@ -62,6 +63,11 @@ export function createProcessor(deps: ProcessorDeps) {
       throw new UnrecoverableError(error.message);
     }
     const payload = parsed.data;
+    if (payload.after && token && !(await finished(deps, payload.after))) {
+      // A follow-up waits for the job it continues, in the queue rather than in a worker slot.
+      await job.moveToDelayed(Date.now() + CHAIN_POLL_MS, token);
+      throw new DelayedError();
+    }
     await deps.store.put(record);
 
     const control = new AbortController();
@@ -72,21 +78,34 @@ export function createProcessor(deps: ProcessorDeps) {
     const onBullAbort = () => control.abort(stopFor(String(bullSignal?.reason ?? "")));
     bullSignal?.addEventListener("abort", onBullAbort, { once: true });
 
+    const trace: AttemptTrace = {
+      sessionId: record.sessionId,
+      continues: record.continues,
+      directory: record.directory,
+      asks: [],
+      worktree: record.worktree,
+    };
+    const earlierAsks = record.asks;
+    const traced = (): ResultRecord => ({ ...record, ...trace, asks: [...earlierAsks, ...trace.asks] });
     try {
       log.info({ attempt, model: payload.model }, "job started");
-      const outcome = await runPrompt(deps.client(), payload, {
+      const outcome = await runAttempt(deps, jobId, payload, {
         signal: control.signal,
+        abort: (reason) => control.abort(reason),
         log,
-        onSession: async (sessionId) => {
-          record = { ...record, sessionId };
+        trace,
+        onSession: async () => {
+          record = { ...record, ...trace };
           await deps.store.put(record);
         },
+        onProgress: (progress) => void job.updateProgress(progress).catch(() => undefined),
       });
-      record = { ...record, ...outcome };
+      record = { ...traced(), ...outcome };
       await finish(deps.store, record, started, "completed");
       log.info({ sessionId: outcome.sessionId, tokens: outcome.tokens.total, cost: outcome.cost }, "job completed");
       return { sessionId: outcome.sessionId };
     } catch (error) {
+      record = traced();
       const decision = classifyFailure(error);
       const logCtx = { sessionId: record.sessionId, attempt, err: error, decision: decision.name };
       if (error instanceof StoppedError && error.reason === "shutdown" && token) {
@@ -119,6 +138,14 @@ const STOP_MESSAGES: Record<string, [StopReason, string]> = {
 function stopFor(reason: string): StoppedError {
   const [kind, message] = STOP_MESSAGES[reason] ?? ["cancelled", `cancelled${reason && reason !== "cancelled" ? `: ${reason}` : ""}`];
   return new StoppedError(kind, message);
+}
+
+/** Whether a job has ended for good: completed, failed (also when BullMQ failed it), or gone. */
+async function finished(deps: ProcessorDeps, jobId: string): Promise<boolean> {
+  const record = await deps.store.get(jobId);
+  if (record?.state === "completed" || record?.state === "failed") return true;
+  const state = await deps.jobState(jobId);
+  return state === "failed" || (state === "unknown" && record?.state !== "active");
 }
 
 async function finish(

@@ -1,4 +1,4 @@
-import { ModelError, OpencodeHttpError, PayloadError, StoppedError } from "./failures.js";
+import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, StoppedError } from "./failures.js";
 
 export interface FailureDecision {
   /** Retry with backoff (true) or fail the job now (false). */
@@ -26,6 +26,7 @@ const PERMANENT_MESSAGE_ERRORS = new Set([
 /** The single place that decides retry or fail-now for every failure an attempt can meet. */
 export function classifyFailure(error: unknown): FailureDecision {
   if (error instanceof PayloadError) return { retryable: false, name: "InvalidPayload", message: error.message };
+  if (error instanceof BudgetExceededError) return { retryable: false, name: "BudgetExceeded", message: error.message };
   if (error instanceof StoppedError) {
     const retryable = error.reason !== "cancelled";
     const names = { timeout: "Timeout", stall: "Stalled", cancelled: "Cancelled", shutdown: "Shutdown", "server-died": "ServerDied" };

@@ -14,16 +14,13 @@ export interface PromptOutcome {
 }
 
 /**
- * Rules added to every session so that an unattended run never waits on a person: the question
- * tool and plan switches are denied, and so are the asks opencode makes by default (like
- * `opencode run` does).
+ * Rules added to every new session: plan switches wait for a person, so they are denied. Every
+ * other ask (external directories, doom loops, `.env` reads, the question tool, anything a
+ * user's config sets to "ask") reaches the session watch, which answers it by policy.
  */
 export const UNATTENDED_RULES: PermissionRule[] = [
-  { permission: "question", pattern: "*", action: "deny" },
   { permission: "plan_enter", pattern: "*", action: "deny" },
   { permission: "plan_exit", pattern: "*", action: "deny" },
-  { permission: "external_directory", pattern: "*", action: "deny" },
-  { permission: "doom_loop", pattern: "*", action: "deny" },
 ];
 
 interface Call<T> {
@@ -32,33 +29,38 @@ interface Call<T> {
   response?: Response;
 }
 
-function unwrap<T>(operation: string, result: Call<T>): T {
+export function unwrap<T>(operation: string, result: Call<T>): T {
   if (result.data !== undefined && result.response?.ok !== false) return result.data;
   const status = result.response?.status ?? 0;
   const detail = typeof result.error === "string" ? result.error : JSON.stringify(result.error ?? "");
   throw new OpencodeHttpError(operation, status, detail.slice(0, 500));
 }
 
-/**
- * Runs one prompt in a new session and returns the final answer. A provider failure that opencode
- * reports inside the message (`info.error`) is thrown as ModelError, never returned.
- * When `signal` aborts, the session is aborted too and the abort reason is thrown.
- */
-export async function runPrompt(
+export async function createSession(
   client: OpencodeClient,
   payload: JobPayload,
-  opts: { signal: AbortSignal; log: Logger; onSession?: (sessionId: string) => void | Promise<void> },
-): Promise<PromptOutcome> {
-  const { signal } = opts;
-  const directory = payload.directory;
+  directory: string | undefined,
+  signal: AbortSignal,
+): Promise<string> {
   const session = unwrap(
     "session.create",
     await client.session.create({ directory, title: payload.title, permission: UNATTENDED_RULES }, { signal }),
   );
-  const sessionId = session.id;
-  await opts.onSession?.(sessionId);
-  const log = opts.log.child({ sessionId });
+  return session.id;
+}
 
+/**
+ * Sends the prompt and waits for the agent's whole turn. A provider failure that opencode
+ * reports inside the message (`info.error`) is thrown as ModelError, never returned. When
+ * `signal` aborts, the session is aborted too and the abort reason is thrown.
+ */
+export async function promptSession(
+  client: OpencodeClient,
+  sessionId: string,
+  payload: JobPayload,
+  opts: { directory: string | undefined; signal: AbortSignal; log: Logger },
+): Promise<PromptOutcome> {
+  const { signal, directory, log } = opts;
   const abortSession = () => {
     log.info({ reason: String((signal.reason as Error)?.message ?? signal.reason) }, "aborting opencode session");
     void client.session
@@ -86,12 +88,7 @@ export async function runPrompt(
     const info = answer.info;
     if (info.error) throw new ModelError(info.error.name, info.error.data as ModelError["data"]);
     const usage = await turnUsage(client, info, directory, signal);
-    return {
-      sessionId,
-      text: finalText(answer.parts),
-      model: `${info.providerID}/${info.modelID}`,
-      ...usage,
-    };
+    return { sessionId, text: finalText(answer.parts), model: `${info.providerID}/${info.modelID}`, ...usage };
   } catch (error) {
     if (signal.aborted) throw signal.reason;
     throw error;
@@ -119,10 +116,9 @@ async function turnUsage(
   const steps = (messages.data ?? [])
     .map((m) => m.info)
     .filter((m): m is AssistantMessage => m.role === "assistant" && m.parentID === last.parentID);
-  const all = steps.length ? steps : [last];
   const tokens = emptyTokens();
   let cost = 0;
-  for (const m of all) {
+  for (const m of steps.length ? steps : [last]) {
     tokens.input += m.tokens.input;
     tokens.output += m.tokens.output;
     tokens.reasoning += m.tokens.reasoning;

@@ -1,16 +1,21 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { Worker } from "bullmq";
+import { Worker, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { checkQueueName, type Config } from "../shared/config.js";
 import { queueKeys } from "../shared/keys.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { closeRedis, connectRedis } from "../shared/redis.js";
 import { ResultStore } from "../shared/result-store.js";
+import { openQueue } from "../shared/queue.js";
 import { resolveOpencodeBinary } from "./opencode-binary.js";
-import { createClient, type OpencodeClient } from "./opencode-client.js";
+import { startControl, refuseCancelled } from "./control.js";
 import { attachOpencodeServer, once, spawnOpencodeServer, type OpencodeServer } from "./opencode-server.js";
+import { sweepOrphans } from "./orphans.js";
+import { ServerKeeper } from "./server-keeper.js";
+import { HubPerServer } from "./hub-per-server.js";
+import { SessionTransfer } from "./session-transfer.js";
 import type { WorkerMetrics } from "./metrics.js";
 import { createProcessor, type DecidedError } from "./processor.js";
 import { backoffDelay } from "./retry-policy.js";
@@ -30,6 +35,8 @@ export interface WorkerOptions {
   log?: Logger;
   /** Prometheus metrics to feed (see metrics.ts). */
   metrics?: WorkerMetrics;
+  /** Server recycling thresholds. @defaultValue config.recycle */
+  recycle?: { jobs?: number; rssBytes?: number };
 }
 
 export interface RunningWorker {
@@ -63,62 +70,67 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
           log,
         });
 
-  let server = await startServer();
-  let client: OpencodeClient = createClient(server);
-  let connection: Redis | undefined;
+  if (!attach) await sweepOrphans(config.dataDir, log);
   let bull: Worker | undefined;
+  const keeper = await ServerKeeper.start({
+    start: startServer,
+    spawned: !attach,
+    recycle: { ...config.recycle, ...opts.recycle },
+    log,
+    onReplaced: () => opts.metrics?.serverRestarted(),
+    onFatal: () => void running.close({ graceMs: 0 }),
+  });
+  const hubs = new HubPerServer(log);
+  let states: Queue | undefined;
+  let connection: Redis | undefined;
+  let control: { close(): Promise<void> } | undefined;
   let closing = false;
   let detachMetrics: (() => Promise<void>) | undefined;
   try {
-    connection = await connectRedis(opts.redisUrl ?? config.redisUrl, "worker", { timeoutMs: 10_000 });
+    const redisUrl = opts.redisUrl ?? config.redisUrl;
+    connection = await connectRedis(redisUrl, "worker", { timeoutMs: 10_000 });
     const store = new ResultStore(connection, queue, config.resultTtlMs);
-    const processor = createProcessor({ store, client: () => client, workerId: id, log });
-    bull = new Worker(queue, processor, {
+    const transfer = new SessionTransfer(connection, queueKeys(queue), config.resultTtlMs, log);
+    states = openQueue(queue, connection);
+    const jobState = (jobId: string) => states!.getJobState(jobId);
+    const processor = createProcessor({ store, transfer, config, jobState, current: () => hubs.current(keeper), workerId: id, log });
+    bull = new Worker(queue, keeper.wrap(refuseCancelled(processor, { connection, store, log })), {
       connection,
       prefix: queueKeys(queue).bullPrefix,
       concurrency: opts.concurrency ?? config.concurrency,
+      lockDuration: config.lockDurationMs,
+      stalledInterval: config.stalledIntervalMs,
       settings: {
         backoffStrategy: (attemptsMade, _type, error) => backoffDelay(attemptsMade, (error as DecidedError | undefined)?.decision),
       },
     });
     bull.on("error", (error) => log.error({ err: error }, "queue error"));
+    const intakeOf = bull;
+    keeper.attach({
+      pause: () => intakeOf.pause(true),
+      resume: () => intakeOf.resume(),
+      cancelAll: (reason) => intakeOf.cancelAllJobs(reason),
+    });
+    control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log });
     detachMetrics = opts.metrics?.attach({ worker: bull, store, connection, queue });
   } catch (error) {
-    await server.close();
+    await bull?.close(true).catch(() => undefined);
+    await keeper.close();
     await closeRedis(connection);
     throw error;
   }
   const worker = bull;
-
-  // A spawned server that dies is replaced; the jobs it was running are retried.
-  const watch = (current: OpencodeServer) => {
-    void current.exited.then(async (exit) => {
-      if (closing || current !== server) return;
-      log.error({ ...exit }, "opencode server died; restarting it");
-      opts.metrics?.serverRestarted();
-      worker.cancelAllJobs("server-died");
-      await current.close();
-      try {
-        server = await startServer();
-        client = createClient(server);
-        watch(server);
-      } catch (error) {
-        log.fatal({ err: error }, "could not restart the opencode server; stopping the worker");
-        void running.close({ graceMs: 0 });
-      }
-    });
-  };
-  if (!attach) watch(server);
-  log.info({ opencode: server.url, concurrency: opts.concurrency ?? config.concurrency }, "worker ready");
+  log.info({ opencode: keeper.server().url, concurrency: opts.concurrency ?? config.concurrency }, "worker ready");
 
   const running: RunningWorker = {
     id,
     queue,
-    server: () => server,
+    server: () => keeper.server(),
     close: (() => {
       let graceMs = config.shutdownGraceMs;
       const closeOnce = once(async () => {
         closing = true;
+        keeper.stopWatching();
         log.info({ graceMs }, "worker stopping");
         const handBack = setTimeout(() => worker.cancelAllJobs("shutdown"), graceMs);
         try {
@@ -128,7 +140,10 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         } finally {
           clearTimeout(handBack);
         }
-        await server.close().catch((error: unknown) => log.error({ err: error }, "error while stopping opencode"));
+        await control?.close();
+        hubs.close();
+        await states?.close().catch(() => undefined);
+        await keeper.close().catch((error: unknown) => log.error({ err: error }, "error while stopping opencode"));
         await detachMetrics?.();
         await closeRedis(connection);
         log.info("worker stopped");

@@ -2,7 +2,7 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import type { TaskInput } from "../../shared/task.js";
 import { printJson, printRecord } from "../output.js";
-import { dispatcherFrom, durationOption, intOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
+import { dispatcherFrom, durationOption, intOption, numberOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
 interface EnqueueFlags extends ConnectionFlags {
   model?: string;
@@ -15,6 +15,12 @@ interface EnqueueFlags extends ConnectionFlags {
   delay?: number;
   attempts?: number;
   timeout?: number;
+  continue?: string;
+  session?: string;
+  autoApprove?: boolean;
+  worktree?: boolean;
+  maxCost?: number;
+  maxTokens?: number;
   id?: string;
   wait?: boolean;
   json?: boolean;
@@ -32,7 +38,13 @@ export function withTaskOptions(command: Command): Command {
     .option("--priority <n>", "1 (highest) to 2097152; jobs without a priority run first", intOption("--priority", 0, 2_097_152))
     .option("--delay <duration>", "start no earlier than this from now (ms, or 30s, 5m, …)", durationOption("--delay"))
     .option("--attempts <n>", "attempts before the job fails (default: DISPATCH_ATTEMPTS, 3)", intOption("--attempts", 1, 100))
-    .option("--timeout <duration>", "per-attempt time limit, e.g. 10m (default: DISPATCH_JOB_TIMEOUT, 30m)", durationOption("--timeout"));
+    .option("--timeout <duration>", "per-attempt time limit, e.g. 10m (default: DISPATCH_JOB_TIMEOUT, 30m)", durationOption("--timeout"))
+    .option("--continue <jobId>", "run in the session of that earlier job, after it (follow-ups run one at a time, in order)")
+    .option("--session <sessionId>", "run in this existing opencode session")
+    .option("--auto-approve", "approve permission asks once instead of rejecting them (default: the worker's)")
+    .option("--worktree", "run in a fresh git worktree of --directory, on its own branch dispatch/<jobId>")
+    .option("--max-cost <usd>", "abort and fail (no retry) once the session has cost more than this", numberOption("--max-cost"))
+    .option("--max-tokens <n>", "abort and fail (no retry) once the session has used more tokens than this", intOption("--max-tokens", 1));
 }
 
 export function taskFromFlags(prompt: string, flags: EnqueueFlags): TaskInput {
@@ -48,6 +60,12 @@ export function taskFromFlags(prompt: string, flags: EnqueueFlags): TaskInput {
     delay: flags.delay,
     attempts: flags.attempts,
     timeout: flags.timeout,
+    continue: flags.continue,
+    session: flags.session,
+    autoApprove: flags.autoApprove,
+    worktree: flags.worktree,
+    maxCost: flags.maxCost,
+    maxTokens: flags.maxTokens,
     id: flags.id,
   };
   for (const key of Object.keys(task)) if (task[key] === undefined) delete task[key];

@@ -1,4 +1,6 @@
 import { Command } from "commander";
+import { parseSize } from "../../shared/config.js";
+import { InputError } from "../../shared/errors.js";
 import { createLogger } from "../../shared/logger.js";
 import { createWorkerMetrics, serveMetrics, type MetricsServer } from "../../worker/metrics.js";
 import { checkHealth } from "../../worker/opencode-server.js";
@@ -10,13 +12,21 @@ export interface WorkerFlags extends ConnectionFlags {
   attach?: string;
   grace?: number;
   metricsPort?: number;
+  recycleJobs?: number;
+  recycleRss?: number;
+  autoApprove?: boolean;
+  stallTimeout?: number;
 }
 
 export function withWorkerOptions(command: Command): Command {
   return command
     .option("--concurrency <n>", "jobs run at once (default: DISPATCH_CONCURRENCY, 4)", intOption("--concurrency", 1, 1_000))
     .option("--attach <url>", "use this opencode server instead of spawning one (password: OPENCODE_SERVER_PASSWORD)")
+    .option("--auto-approve", "approve agents' permission asks once, for jobs that do not say (default: DISPATCH_AUTO_APPROVE, reject like `opencode run`)")
+    .option("--stall-timeout <duration>", "abort and retry a job when opencode sends no event for this long (default: DISPATCH_STALL_TIMEOUT, 10m)", durationOption("--stall-timeout"))
     .option("--grace <duration>", "on shutdown, how long running jobs may finish before they are handed back (default: 30s)", durationOption("--grace"))
+    .option("--recycle-jobs <n>", "replace the spawned opencode server after this many jobs (default: DISPATCH_RECYCLE_JOBS; 0: never)", intOption("--recycle-jobs", 0, 1_000_000_000))
+    .option("--recycle-rss <size>", "replace the spawned opencode server once its memory (RSS) passes this, e.g. 2GB (default: DISPATCH_RECYCLE_RSS)", sizeOption("--recycle-rss"))
     .option("--metrics-port <port>", "serve Prometheus /metrics and /healthz on this port (default: DISPATCH_METRICS_PORT; 0: any free port)", intOption("--metrics-port", 0, 65_535));
 }
 
@@ -27,6 +37,10 @@ export function withWorkerOptions(command: Command): Command {
 export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Promise<void>): Promise<number> {
   const config = configFrom(flags);
   if (flags.grace !== undefined) config.shutdownGraceMs = flags.grace;
+  if (flags.autoApprove) config.autoApprove = true;
+  if (flags.stallTimeout !== undefined) config.stallMs = flags.stallTimeout;
+  if (flags.recycleJobs !== undefined) config.recycle = { ...config.recycle, jobs: flags.recycleJobs };
+  if (flags.recycleRss !== undefined) config.recycle = { ...config.recycle, rssBytes: flags.recycleRss };
   const log = createLogger(config.logLevel);
   let worker: RunningWorker | undefined;
   let metricsServer: MetricsServer | undefined;
@@ -85,4 +99,14 @@ export function workerCommand(): Command {
   );
   withWorkerOptions(command);
   return withConnection(command).action(exitWith((flags: WorkerFlags) => runWorkerUntilSignal(flags)));
+}
+
+function sizeOption(name: string) {
+  return (value: string): number => {
+    try {
+      return parseSize(value);
+    } catch (error) {
+      throw new InputError(`${name}: ${(error as Error).message}`);
+    }
+  };
 }

@@ -1,0 +1,39 @@
+import type { Redis } from "ioredis";
+import { NotFoundError } from "../shared/errors.js";
+import type { QueueKeys } from "../shared/keys.js";
+import type { Task } from "../shared/task.js";
+
+export interface Placement {
+  /** The job this one runs after (and whose session it continues). */
+  after?: string;
+  thread?: string;
+}
+
+/**
+ * Puts a continuing task at the end of its thread: the chain of jobs that share one session.
+ * A job started fresh is the root of thread `job:<id>`; `session: S` names thread `ses:S`. Each
+ * follow-up runs after the thread's previous tail (set atomically with SET … GET, so follow-ups
+ * submitted at once by several producers still form one chain), in the order submitted.
+ */
+export async function placeInThread(
+  redis: Redis,
+  keys: QueueKeys,
+  task: Task,
+  jobId: string,
+  exists: (jobId: string) => Promise<boolean>,
+  ttlMs: number,
+): Promise<Placement> {
+  if (!task.continue && !task.session) return {};
+  let thread: string;
+  if (task.continue) {
+    if (!(await exists(task.continue))) throw new NotFoundError(`continue: no job with ID "${task.continue}"`);
+    thread = (await redis.get(keys.threadOf(task.continue))) ?? `job:${task.continue}`;
+  } else {
+    thread = `ses:${task.session}`;
+  }
+  const px = ttlMs > 0 ? (["PX", ttlMs] as const) : ([] as const);
+  const previous = (await redis.call("SET", keys.threadTail(thread), jobId, ...px, "GET")) as string | null;
+  await redis.call("SET", keys.threadOf(jobId), thread, ...px);
+  const after = previous ?? task.continue;
+  return { thread, ...(after ? { after } : {}) };
+}

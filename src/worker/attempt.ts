@@ -1,0 +1,130 @@
+import type { Config } from "../shared/config.js";
+import type { Logger } from "../shared/logger.js";
+import type { Ask, Progress, ResultRecord } from "../shared/result.js";
+import type { ResultStore } from "../shared/result-store.js";
+import type { JobPayload } from "../shared/task.js";
+import type { EventHub } from "./event-hub.js";
+import { OpencodeHttpError } from "./failures.js";
+import type { OpencodeClient } from "./opencode-client.js";
+import type { OpencodeServer } from "./opencode-server.js";
+import { createSession, promptSession, type PromptOutcome } from "./run-prompt.js";
+import { SessionWatch } from "./session-watch.js";
+import type { SessionTransfer } from "./session-transfer.js";
+import { finishWorktree, prepareWorktree } from "./worktree.js";
+
+/** The worker's current opencode server and what talks to it (replaced when the server is). */
+export interface ServerHandle {
+  server: OpencodeServer;
+  client: OpencodeClient;
+  hub: EventHub;
+}
+
+export interface AttemptDeps {
+  current: () => ServerHandle;
+  store: ResultStore;
+  transfer: SessionTransfer;
+  config: Pick<Config, "stallMs" | "providerRetries" | "autoApprove">;
+}
+
+/** What an attempt learned, kept for the result record whether it succeeds or fails. */
+export interface AttemptTrace {
+  sessionId: string | null;
+  continues: string | null;
+  directory: string | null;
+  asks: Ask[];
+  worktree: ResultRecord["worktree"];
+}
+
+/**
+ * One attempt of a job on the worker's opencode server: picks the session (new, or the one of
+ * the job it continues, imported if this server lacks it), the directory (a fresh worktree when
+ * asked), watches the session while the prompt runs, and stores the session for other workers.
+ */
+export async function runAttempt(
+  deps: AttemptDeps,
+  jobId: string,
+  payload: JobPayload,
+  opts: {
+    signal: AbortSignal;
+    abort: (reason: Error) => void;
+    log: Logger;
+    trace: AttemptTrace;
+    onSession: () => Promise<void>;
+    onProgress: (progress: Progress) => void;
+  },
+): Promise<PromptOutcome> {
+  const { server, client, hub } = deps.current();
+  const { signal, trace } = opts;
+  let directory = payload.directory;
+  let sessionId: string | undefined;
+
+  if (payload.after || payload.session) {
+    if (payload.after) {
+      const previous = await deps.store.get(payload.after);
+      trace.continues = payload.after;
+      sessionId = previous?.sessionId ?? undefined;
+      if (!sessionId) {
+        throw new OpencodeHttpError("continue", 404, `job ${payload.after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`);
+      }
+      trace.worktree = previous?.worktree ?? null;
+    } else {
+      sessionId = payload.session!;
+    }
+    directory = (await deps.transfer.ensureLocal(server, client, sessionId, signal)) ?? directory;
+  } else if (payload.worktree && payload.directory) {
+    const tree = await prepareWorktree(payload.directory, jobId, trace.worktree?.base, signal);
+    trace.worktree = { ...tree, changedFiles: trace.worktree?.changedFiles ?? [] };
+    directory = tree.path;
+  }
+  sessionId ??= await createSession(client, payload, directory, signal);
+  trace.sessionId = sessionId;
+  trace.directory = directory ?? null;
+  await opts.onSession();
+
+  const log = opts.log.child({ sessionId });
+  const watch = new SessionWatch({
+    client,
+    hub,
+    sessionId,
+    directory,
+    log,
+    autoApprove: payload.autoApprove ?? deps.config.autoApprove,
+    maxCost: payload.maxCost,
+    maxTokens: payload.maxTokens,
+    stallMs: deps.config.stallMs,
+    providerRetries: deps.config.providerRetries,
+    abort: opts.abort,
+    onProgress: opts.onProgress,
+  });
+  try {
+    return await promptSession(client, sessionId, payload, { directory, signal, log });
+  } finally {
+    watch.close();
+    trace.asks = watch.asks;
+    await afterPrompt(deps, client, trace, jobId, payload, log);
+  }
+}
+
+/** Commits a worktree job's changes and stores the session for other workers; never throws. */
+async function afterPrompt(
+  deps: AttemptDeps,
+  client: OpencodeClient,
+  trace: AttemptTrace,
+  jobId: string,
+  payload: JobPayload,
+  log: Logger,
+): Promise<void> {
+  const signal = AbortSignal.timeout(30_000);
+  if (trace.worktree) {
+    // A follow-up of a worktree job runs (and commits) in the same worktree.
+    try {
+      const changedFiles = await finishWorktree(trace.worktree, `opencode-dispatch job ${jobId}${payload.title ? `: ${payload.title}` : ""}`, signal);
+      trace.worktree = { ...trace.worktree, changedFiles };
+    } catch (error) {
+      log.warn({ err: error }, "could not commit the worktree's changes");
+    }
+  }
+  if (trace.sessionId) {
+    await deps.transfer.save(client, trace.sessionId, signal).catch((error: unknown) => log.warn({ err: error }, "could not store the session"));
+  }
+}

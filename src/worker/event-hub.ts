@@ -1,0 +1,94 @@
+import type { GlobalEvent } from "@opencode-ai/sdk/v2";
+import type { Logger } from "../shared/logger.js";
+import type { OpencodeClient } from "./opencode-client.js";
+
+export type ServerEvent = GlobalEvent["payload"];
+export type SessionHandler = (event: ServerEvent, directory: string) => void;
+
+/** The session an event belongs to, wherever opencode put its ID. */
+export function sessionOf(event: ServerEvent): string | undefined {
+  if (!("properties" in event)) return undefined;
+  const p = event.properties as {
+    sessionID?: string;
+    info?: { sessionID?: string };
+    part?: { sessionID?: string };
+  };
+  return p.sessionID ?? p.info?.sessionID ?? p.part?.sessionID;
+}
+
+/**
+ * One `GET /global/event` stream per opencode server, fanned out to the watchers of each session.
+ * The SDK's SSE client reconnects by itself; each (re)connection is announced to `onConnect`
+ * listeners so they can catch up on what they may have missed (pending permission asks).
+ */
+export class EventHub {
+  private readonly handlers = new Map<string, Set<SessionHandler>>();
+  private readonly connectListeners = new Set<() => void>();
+  private readonly controller = new AbortController();
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly client: OpencodeClient,
+    private readonly log: Logger,
+  ) {}
+
+  start(): this {
+    this.running ??= this.loop();
+    return this;
+  }
+
+  private async loop(): Promise<void> {
+    const signal = this.controller.signal;
+    while (!signal.aborted) {
+      try {
+        const { stream } = await this.client.global.event({
+          signal,
+          sseDefaultRetryDelay: 500,
+          sseMaxRetryDelay: 2_000,
+          onSseError: (error: unknown) => {
+            if (!signal.aborted) this.log.debug({ err: error }, "event stream error; reconnecting");
+          },
+        });
+        for await (const item of stream) {
+          const event = item as GlobalEvent;
+          if (!event?.payload) continue;
+          if (event.payload.type === "server.connected") this.connectListeners.forEach((l) => l());
+          const sessionId = sessionOf(event.payload);
+          if (!sessionId) continue;
+          this.handlers.get(sessionId)?.forEach((handler) => {
+            try {
+              handler(event.payload, event.directory);
+            } catch (error) {
+              this.log.error({ err: error, sessionId }, "session event handler failed");
+            }
+          });
+        }
+      } catch (error) {
+        if (signal.aborted) return;
+        this.log.warn({ err: error }, "event stream ended; reconnecting");
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+
+  subscribe(sessionId: string, handler: SessionHandler): () => void {
+    const set = this.handlers.get(sessionId) ?? new Set();
+    set.add(handler);
+    this.handlers.set(sessionId, set);
+    return () => {
+      set.delete(handler);
+      if (set.size === 0) this.handlers.delete(sessionId);
+    };
+  }
+
+  onConnect(listener: () => void): () => void {
+    this.connectListeners.add(listener);
+    return () => this.connectListeners.delete(listener);
+  }
+
+  close(): void {
+    this.controller.abort();
+    this.handlers.clear();
+    this.connectListeners.clear();
+  }
+}

@@ -1,0 +1,198 @@
+import type { AssistantMessage, Part } from "@opencode-ai/sdk/v2";
+import type { Logger } from "../shared/logger.js";
+import type { Ask, Progress } from "../shared/result.js";
+import type { EventHub, ServerEvent } from "./event-hub.js";
+import { BudgetExceededError, ModelError, StoppedError } from "./failures.js";
+import type { OpencodeClient } from "./opencode-client.js";
+import { classifyFailure } from "./retry-policy.js";
+
+export interface WatchOptions {
+  client: OpencodeClient;
+  hub: EventHub;
+  sessionId: string;
+  /** The session's directory (opencode keeps pending asks per directory). */
+  directory: string | undefined;
+  log: Logger;
+  /** Approve permission asks once (true) or reject them like `opencode run` does (false). */
+  autoApprove: boolean;
+  maxCost?: number;
+  maxTokens?: number;
+  /** No event for this long aborts the attempt as stalled. */
+  stallMs: number;
+  /** opencode's own provider retries tolerated before the worker takes over the decision. */
+  providerRetries: number;
+  /** Stops the attempt; the reason is what the attempt fails with. */
+  abort: (reason: Error) => void;
+  onProgress?: (progress: Progress) => void;
+}
+
+/**
+ * Watches one session while a prompt runs, through the server's event stream: answers permission
+ * asks and questions so nothing waits for a person, stops opencode's retry loop when the provider
+ * error is hopeless, enforces the budget, notices a stall, and reports progress.
+ */
+export class SessionWatch {
+  readonly asks: Ask[] = [];
+  readonly progress: Progress = { steps: 0, toolCalls: 0, tokens: 0, cost: 0, lastTool: null, status: "busy" };
+  private readonly usage = new Map<string, { tokens: number; cost: number }>();
+  private readonly toolCalls = new Set<string>();
+  private readonly answered = new Set<string>();
+  private lastEventAt = Date.now();
+  private lastRetryError: ModelError | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
+  private readonly stallTimer: NodeJS.Timeout;
+  private readonly unsubscribe: () => void;
+  private readonly offConnect: () => void;
+  private stopped = false;
+
+  constructor(private readonly opts: WatchOptions) {
+    this.unsubscribe = opts.hub.subscribe(opts.sessionId, (event, directory) => this.onEvent(event, directory));
+    this.offConnect = opts.hub.onConnect(() => void this.answerPending());
+    this.stallTimer = setInterval(() => {
+      if (Date.now() - this.lastEventAt > opts.stallMs) {
+        this.stop(new StoppedError("stall", `no progress from opencode for ${Math.round(opts.stallMs / 1000)} s`));
+      }
+    }, Math.min(1_000, opts.stallMs)).unref();
+    void this.answerPending();
+  }
+
+  private onEvent(event: ServerEvent, directory: string): void {
+    this.lastEventAt = Date.now();
+    switch (event.type) {
+      case "message.part.updated":
+        return this.onPart(event.properties.part);
+      case "message.updated":
+        if (event.properties.info.role === "assistant") this.onAssistant(event.properties.info);
+        return;
+      case "session.status": {
+        const status = event.properties.status;
+        this.progress.status = status.type;
+        if (status.type === "retry") this.onProviderRetry(status.attempt, status.message, status.next);
+        return this.reportProgress();
+      }
+      case "permission.asked":
+        return void this.answerPermission(event.properties, directory);
+      case "question.asked":
+        return void this.rejectQuestion(event.properties, directory);
+      default:
+        return;
+    }
+  }
+
+  private onPart(part: Part): void {
+    if (part.type === "tool" && !this.toolCalls.has(part.callID)) {
+      this.toolCalls.add(part.callID);
+      this.progress.toolCalls = this.toolCalls.size;
+      this.progress.lastTool = part.tool;
+      this.reportProgress();
+    } else if (part.type === "step-finish") {
+      this.progress.steps += 1;
+      this.reportProgress();
+    } else if (part.type === "retry") {
+      this.lastRetryError = new ModelError(part.error.name, part.error.data);
+      this.onProviderRetry(part.attempt, part.error.data.message, undefined);
+    }
+  }
+
+  private onAssistant(info: AssistantMessage): void {
+    const t = info.tokens;
+    this.usage.set(info.id, {
+      tokens: t.input + t.output + t.reasoning + t.cache.read + t.cache.write,
+      cost: info.cost,
+    });
+    let tokens = 0;
+    let cost = 0;
+    for (const u of this.usage.values()) {
+      tokens += u.tokens;
+      cost += u.cost;
+    }
+    this.progress.tokens = tokens;
+    this.progress.cost = cost;
+    this.reportProgress();
+    const { maxCost, maxTokens } = this.opts;
+    if (maxCost !== undefined && cost > maxCost) {
+      this.stop(new BudgetExceededError(`budget exceeded: cost $${cost.toFixed(4)} passed --max-cost $${maxCost}`));
+    } else if (maxTokens !== undefined && tokens > maxTokens) {
+      this.stop(new BudgetExceededError(`budget exceeded: ${tokens} tokens passed --max-tokens ${maxTokens}`));
+    }
+  }
+
+  /**
+   * opencode retries provider errors itself, for a minute or more and even on some 4xx. Stop it
+   * at once when the error is one no retry fixes, and after `providerRetries` tries otherwise,
+   * so the job's own retry policy (with backoff and Retry-After) decides.
+   */
+  private onProviderRetry(attempt: number, message: string, next: number | undefined): void {
+    const error = this.lastRetryError ?? new ModelError("APIError", { message, isRetryable: true });
+    const decision = classifyFailure(error);
+    const waitMs = next === undefined ? 0 : next - Date.now();
+    if (!decision.retryable) {
+      this.opts.log.info({ attempt, message }, "provider error is not retryable; stopping opencode's retries");
+      this.stop(error);
+    } else if (attempt > this.opts.providerRetries || waitMs > 60_000) {
+      this.opts.log.info({ attempt, message, waitMs }, "provider keeps failing; handing the retry to the queue");
+      this.stop(error);
+    }
+  }
+
+  private async answerPermission(
+    ask: { id: string; permission: string; patterns: string[] },
+    directory: string | undefined,
+  ): Promise<void> {
+    if (this.answered.has(ask.id)) return;
+    this.answered.add(ask.id);
+    const reply = this.opts.autoApprove ? "once" : "reject";
+    this.asks.push({ kind: "permission", what: ask.permission, patterns: ask.patterns, answer: reply, at: new Date().toISOString() });
+    this.opts.log.info({ permission: ask.permission, patterns: ask.patterns, reply }, "answered a permission ask");
+    await this.opts.client.permission
+      .reply({ requestID: ask.id, directory, reply }, { signal: AbortSignal.timeout(10_000) })
+      .catch((error: unknown) => this.opts.log.warn({ err: error }, "permission reply failed"));
+  }
+
+  private async rejectQuestion(
+    question: { id: string; questions: { question: string }[] },
+    directory: string | undefined,
+  ): Promise<void> {
+    if (this.answered.has(question.id)) return;
+    this.answered.add(question.id);
+    const what = question.questions.map((q) => q.question).join(" / ");
+    this.asks.push({ kind: "question", what, patterns: [], answer: "reject", at: new Date().toISOString() });
+    this.opts.log.info({ question: what }, "rejected a question (no one is there to answer it)");
+    await this.opts.client.question
+      .reject({ requestID: question.id, directory }, { signal: AbortSignal.timeout(10_000) })
+      .catch((error: unknown) => this.opts.log.warn({ err: error }, "question reject failed"));
+  }
+
+  /** Catches asks made while the event stream was away (or before this watch began). */
+  private async answerPending(): Promise<void> {
+    const signal = AbortSignal.timeout(10_000);
+    const [permissions, questions] = await Promise.all([
+      this.opts.client.permission.list({ directory: this.opts.directory }, { signal }).catch(() => undefined),
+      this.opts.client.question.list({ directory: this.opts.directory }, { signal }).catch(() => undefined),
+    ]);
+    for (const ask of permissions?.data ?? []) if (ask.sessionID === this.opts.sessionId) await this.answerPermission(ask, this.opts.directory);
+    for (const q of questions?.data ?? []) if (q.sessionID === this.opts.sessionId) await this.rejectQuestion(q, this.opts.directory);
+  }
+
+  private reportProgress(): void {
+    if (!this.opts.onProgress || this.progressTimer) return;
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = undefined;
+      if (!this.stopped) this.opts.onProgress?.({ ...this.progress });
+    }, 500);
+  }
+
+  private stop(reason: Error): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.opts.abort(reason);
+  }
+
+  close(): void {
+    this.stopped = true;
+    clearInterval(this.stallTimer);
+    clearTimeout(this.progressTimer);
+    this.unsubscribe();
+    this.offConnect();
+  }
+}
