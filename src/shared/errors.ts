@@ -9,6 +9,7 @@ export const ExitCode = {
   redisUnavailable: 3,
   notFound: 4,
   notFinished: 5,
+  wrongState: 6,
   interrupted: 130,
 } as const;
 
@@ -38,6 +39,11 @@ export class NotFoundError extends DispatchError {
 /** A wait ended (timeout or abort) before the job finished. */
 export class NotFinishedError extends DispatchError {
   override readonly exitCode = ExitCode.notFinished;
+}
+
+/** The job is in the wrong state for the request (cancel of a finished job, retry of one that did not fail). */
+export class JobStateError extends DispatchError {
+  override readonly exitCode = ExitCode.wrongState;
 }
 
 /** Wraps anything thrown into an Error, keeping the original as `cause`. */

@@ -1,0 +1,26 @@
+import { z } from "zod";
+import { baseRecord } from "./record.js";
+import type { ResultRecord } from "./result.js";
+
+/** Messages on a queue's control channel (`QueueKeys.control`), which every worker listens to. */
+export const ControlMessage = z.object({ type: z.literal("cancel"), jobId: z.string().min(1) });
+export type ControlMessage = z.infer<typeof ControlMessage>;
+
+/** The reason handed to BullMQ's `worker.cancelJob`; the processor maps it to a non-retryable stop. */
+export const CANCEL_REASON = "cancelled";
+
+/** The error name a cancelled job's record carries (the same name the processor gives a cancel). */
+export const CANCELLED = "Cancelled";
+
+/** How long a pending cancel request is remembered for a job that no worker is running yet. */
+export const CANCEL_REQUEST_TTL_MS = 7 * 86_400_000;
+
+/** The final record of a job cancelled before a worker ran it (or between two attempts). */
+export function cancelledRecord(jobId: string, data: unknown, previous: ResultRecord | null, message: string, now = new Date()): ResultRecord {
+  return {
+    ...(previous ?? baseRecord(jobId, data, "failed")),
+    state: "failed",
+    finishedAt: now.toISOString(),
+    error: { name: CANCELLED, message, retryable: false },
+  };
+}

@@ -1,0 +1,176 @@
+import { readFile } from "node:fs/promises";
+import type { Job } from "bullmq";
+import type { Logger } from "../shared/logger.js";
+import { createClient, type OpencodeClient } from "./opencode-client.js";
+import type { OpencodeServer } from "./opencode-server.js";
+
+/** What the keeper needs of the BullMQ worker: stop and restart fetching jobs, abort running ones. */
+export interface Intake {
+  pause(): Promise<void>;
+  resume(): void;
+  cancelAll(reason: string): void;
+}
+
+export interface KeeperOptions {
+  /** Starts a server (spawned or attached). */
+  start(): Promise<OpencodeServer>;
+  /** Whether servers are spawned by this worker (only those are watched and recycled). */
+  spawned: boolean;
+  /** Replace the server after this many jobs (0: never) or once its RSS passes `rssBytes`. */
+  recycle: { jobs: number; rssBytes?: number };
+  log: Logger;
+  /** Called whenever the server is replaced, whatever the reason. */
+  onReplaced?(why: "died" | "recycled"): void;
+  /** A replacement server could not be started: the worker should stop. */
+  onFatal(error: unknown): void;
+}
+
+type Processor<R> = (job: Job, token?: string, signal?: AbortSignal) => Promise<R>;
+
+/**
+ * Keeps the worker's opencode server alive and fresh. A spawned server that dies is replaced at
+ * once (the jobs it was running are aborted with "server-died" and retried); one that has run
+ * `recycle.jobs` jobs or grown past `recycle.rssBytes` is replaced once no job runs on it. While a
+ * server is replaced the worker takes no new jobs, and a job that was fetched just before waits
+ * for the new server.
+ */
+export class ServerKeeper {
+  private current: OpencodeServer;
+  private currentClient: OpencodeClient;
+  /** The server being replaced on purpose: its exit is not a death. */
+  private retiring: OpencodeServer | undefined;
+  private replacing: Promise<void> | undefined;
+  private generation = 0;
+  private jobsOnServer = 0;
+  private running = 0;
+  private idle: (() => void)[] = [];
+  private intake: Intake | undefined;
+  private closed = false;
+
+  static async start(opts: KeeperOptions): Promise<ServerKeeper> {
+    return new ServerKeeper(opts, await opts.start());
+  }
+
+  private constructor(
+    private readonly opts: KeeperOptions,
+    server: OpencodeServer,
+  ) {
+    this.current = server;
+    this.currentClient = createClient(server);
+    this.watch(server);
+  }
+
+  server(): OpencodeServer {
+    return this.current;
+  }
+
+  client(): OpencodeClient {
+    return this.currentClient;
+  }
+
+  /** Connects the BullMQ worker, once it exists. */
+  attach(intake: Intake): void {
+    this.intake = intake;
+  }
+
+  /** Wraps a processor: holds jobs while the server is replaced, counts them, recycles when due. */
+  wrap<R>(processor: Processor<R>): Processor<R> {
+    return async (job, token, signal) => {
+      while (this.replacing) await this.replacing.catch(() => undefined);
+      const generation = this.generation;
+      this.running += 1;
+      try {
+        return await processor(job, token, signal);
+      } finally {
+        this.running -= 1;
+        if (generation === this.generation) this.jobsOnServer += 1;
+        if (this.running === 0) this.idle.splice(0).forEach((resolve) => resolve());
+        void this.recycleIfDue();
+      }
+    };
+  }
+
+  private watch(server: OpencodeServer): void {
+    if (!this.opts.spawned) return;
+    void server.exited.then((exit) => {
+      if (this.closed || server !== this.current || server === this.retiring) return;
+      this.opts.log.error({ ...exit }, "opencode server died; restarting it");
+      this.intake?.cancelAll("server-died");
+      void this.replace("died");
+    });
+  }
+
+  private async recycleIfDue(): Promise<void> {
+    if (!this.opts.spawned || this.closed || this.replacing) return;
+    const { jobs, rssBytes } = this.opts.recycle;
+    let why: Record<string, unknown> | undefined;
+    if (jobs > 0 && this.jobsOnServer >= jobs) why = { jobs: this.jobsOnServer, limit: jobs };
+    else if (rssBytes !== undefined && this.current.pid !== undefined) {
+      const rss = await readRss(this.current.pid);
+      if (rss !== undefined && rss > rssBytes) why = { rssBytes: rss, limit: rssBytes };
+    }
+    if (why && !this.closed && !this.replacing) {
+      this.opts.log.info(why, "recycling the opencode server once its running jobs are done");
+      void this.replace("recycled");
+    }
+  }
+
+  /** Replaces the server: pauses intake, (when recycling) waits for running jobs, swaps, resumes. */
+  private replace(why: "died" | "recycled"): Promise<void> {
+    this.replacing ??= (async () => {
+      await this.intake?.pause();
+      if (why === "recycled") await this.drained();
+      if (this.closed) return;
+      const old = this.current;
+      this.retiring = old;
+      await old.close().catch((error: unknown) => this.opts.log.warn({ err: error }, "error while stopping the old opencode server"));
+      try {
+        this.current = await this.opts.start();
+      } catch (error) {
+        this.opts.log.fatal({ err: error }, "could not start a new opencode server; stopping the worker");
+        this.opts.onFatal(error);
+        return;
+      }
+      this.currentClient = createClient(this.current);
+      this.generation += 1;
+      this.jobsOnServer = 0;
+      this.retiring = undefined;
+      this.watch(this.current);
+      this.opts.onReplaced?.(why);
+      this.opts.log.info({ opencode: this.current.url, why }, "opencode server replaced");
+    })().finally(() => {
+      this.replacing = undefined;
+      if (!this.closed) this.intake?.resume();
+    });
+    return this.replacing;
+  }
+
+  private drained(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  /** Stops watching and recycling (the worker is shutting down); the server keeps running. */
+  stopWatching(): void {
+    this.closed = true;
+    this.idle.splice(0).forEach((resolve) => resolve());
+  }
+
+  /** Stops watching and recycling, waits for a replacement in progress, stops the server. */
+  async close(): Promise<void> {
+    this.stopWatching();
+    await this.replacing?.catch(() => undefined);
+    await this.current.close();
+  }
+}
+
+/** Resident memory of a process in bytes (Linux: VmRSS in /proc/<pid>/status), or undefined. */
+export async function readRss(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
