@@ -1,0 +1,223 @@
+/**
+ * Managing jobs after they were enqueued: cancel, retry, list. The Dispatcher exposes these as
+ * `cancel(id)`, `retry(id)` and `list(opts)`.
+ */
+import type { Job, JobType, Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { CANCEL_REQUEST_TTL_MS, CANCELLED, cancelledRecord, type ControlMessage } from "../shared/cancel.js";
+import { InputError, JobStateError, NotFinishedError, NotFoundError } from "../shared/errors.js";
+import type { QueueKeys } from "../shared/keys.js";
+import { failedFromJob } from "../shared/record.js";
+import { FINAL_STATES, JobState, type ResultRecord } from "../shared/result.js";
+import type { ResultStore } from "../shared/result-store.js";
+import { parseTask, type Task } from "../shared/task.js";
+import { readStatus } from "./job-status.js";
+
+export interface ManageDeps {
+  redis: Redis;
+  queue: Queue;
+  store: ResultStore;
+  keys: QueueKeys;
+  /** Waits for the job's final record; rejects with NotFinishedError when `timeoutMs` passes. */
+  waitFinal(jobId: string, timeoutMs: number): Promise<ResultRecord>;
+}
+
+export interface CancelOutcome {
+  jobId: string;
+  /**
+   * `removed`: it was waiting (or delayed, or between attempts) and is gone from the queue;
+   * `cancelled`: it was running and its worker aborted it;
+   * `pending`: it is running but no worker confirmed the abort in time (a worker that picks it
+   * up later refuses it);
+   * `finished`: it finished on its own before the cancel took effect.
+   */
+  outcome: "removed" | "cancelled" | "pending" | "finished";
+  /** The final record, unless pending. */
+  record: ResultRecord | null;
+}
+
+/** Cancels a job that has not finished. JobStateError for a finished one, NotFoundError for an unknown ID. */
+export async function cancelJob(deps: ManageDeps, jobId: string, opts: { timeoutMs?: number } = {}): Promise<CancelOutcome> {
+  const { redis, queue, store, keys } = deps;
+  const status = await readStatus(queue, store, jobId);
+  if (FINAL_STATES.has(status.state)) {
+    throw new JobStateError(`job ${jobId} has already ${status.state}; there is nothing to cancel`);
+  }
+  // Remembered first, so that a worker picking the job up from here on refuses it.
+  await redis.set(keys.cancelRequest(jobId), "1", "PX", CANCEL_REQUEST_TTL_MS);
+  const job = (await queue.getJob(jobId)) as Job | undefined;
+  if (!job || status.state !== "active") {
+    // BullMQ refuses to remove a job a worker has locked: then it has just started, and is aborted below.
+    const removed = job ? await job.remove().then(() => true, () => false) : true;
+    if (removed) {
+      const message = status.state === "retrying" ? "cancelled while waiting for a retry" : "cancelled before it ran";
+      const record = cancelledRecord(jobId, job?.data, status.result, message);
+      await store.put(record);
+      await redis.del(keys.cancelRequest(jobId));
+      return { jobId, outcome: "removed", record };
+    }
+  }
+  // Running: ask every worker; the one running it aborts it. Asked again until it ends, in case a
+  // worker was reconnecting when the first message went out.
+  const message: ControlMessage = { type: "cancel", jobId };
+  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+  for (;;) {
+    await redis.publish(keys.control, JSON.stringify(message));
+    const left = deadline - Date.now();
+    if (left <= 0) return { jobId, outcome: "pending", record: null };
+    try {
+      const record = await deps.waitFinal(jobId, Math.min(left, 2_000));
+      const cancelled = record.state === "failed" && record.error?.name === CANCELLED;
+      if (cancelled) await redis.del(keys.cancelRequest(jobId));
+      return { jobId, outcome: cancelled ? "cancelled" : "finished", record };
+    } catch (error) {
+      if (!(error instanceof NotFinishedError)) throw error;
+    }
+  }
+}
+
+export interface RetryOutcome {
+  jobId: string;
+  /** `retried`: BullMQ still had the failed job and moved it back to waiting; `requeued`: it was re-enqueued from its result record. */
+  how: "retried" | "requeued";
+}
+
+export interface RequeueDeps extends ManageDeps {
+  /** Enqueues a task under a given job ID (the Dispatcher's own job options). */
+  add(task: Task, jobId: string): Promise<void>;
+}
+
+/**
+ * Re-queues a failed job with a fresh set of attempts. While BullMQ still keeps the job, its own
+ * retry is used (the payload and options are kept as they were). Once BullMQ has removed it (it
+ * was cancelled while waiting, or is past BullMQ's retention), it is enqueued again under the
+ * same ID from its result record: prompt, model, agent, directory, title and metadata; the
+ * system prompt and queue options are not in the record, so they take their defaults.
+ */
+export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryOutcome> {
+  const { redis, queue, store, keys } = deps;
+  const [job, record] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId)]);
+  if (!job && !record) throw new NotFoundError(`no job with ID "${jobId}" in queue "${queue.name}"`);
+  if (job) {
+    const state = await job.getState();
+    if (state !== "failed") throw new JobStateError(`job ${jobId} is ${state}; only a failed job can be retried`);
+    const previous = record ?? failedFromJob(job, null);
+    await redis.del(keys.cancelRequest(jobId));
+    await store.put(requeuedRecord(previous));
+    try {
+      await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+    } catch (error) {
+      await store.put(previous);
+      throw error;
+    }
+    return { jobId, how: "retried" };
+  }
+  if (record!.state !== "failed") throw new JobStateError(`job ${jobId} is ${record!.state}; only a failed job can be retried`);
+  const task = taskFromRecord(record!);
+  await redis.del(keys.cancelRequest(jobId));
+  await store.put(requeuedRecord(record!));
+  try {
+    await deps.add(task, jobId);
+  } catch (error) {
+    await store.put(record!);
+    throw error;
+  }
+  return { jobId, how: "requeued" };
+}
+
+function requeuedRecord(previous: ResultRecord): ResultRecord {
+  return { ...previous, state: "waiting", error: null, finishedAt: null, durationMs: null };
+}
+
+function taskFromRecord(record: ResultRecord): Task {
+  const fields = {
+    prompt: record.prompt,
+    model: record.model ?? undefined,
+    agent: record.agent ?? undefined,
+    directory: record.directory ?? undefined,
+    title: record.title ?? undefined,
+    metadata: record.metadata ?? undefined,
+  };
+  try {
+    return parseTask(Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)));
+  } catch (error) {
+    throw new InputError(`job ${record.jobId} cannot be re-enqueued from its record: ${(error as Error).message}`);
+  }
+}
+
+export interface JobSummary {
+  jobId: string;
+  state: JobState;
+  attempts: number;
+  model: string | null;
+  /** The first 200 characters of the prompt. */
+  prompt: string;
+  enqueuedAt: string | null;
+  finishedAt: string | null;
+  sessionId: string | null;
+  error: ResultRecord["error"];
+}
+
+export interface ListOptions {
+  /** Only jobs in these states. @defaultValue every state */
+  state?: JobState | readonly JobState[];
+  /** At most this many, newest first. @defaultValue 50 */
+  limit?: number;
+}
+
+const BULL_TYPES: Record<JobState, JobType[]> = {
+  waiting: ["wait", "paused", "waiting-children"],
+  prioritized: ["prioritized"],
+  delayed: ["delayed"],
+  retrying: ["delayed"],
+  active: ["active"],
+  completed: ["completed"],
+  failed: ["failed"],
+};
+
+/**
+ * The newest jobs BullMQ still keeps (finished jobs stay for its retention: a day when completed,
+ * a week when failed), with their states merged with the result records like `status`.
+ */
+export async function listJobs(deps: Pick<ManageDeps, "queue" | "store">, opts: ListOptions = {}): Promise<JobSummary[]> {
+  const wanted = new Set<JobState>(opts.state === undefined ? JobState.options : typeof opts.state === "string" ? [opts.state] : opts.state);
+  for (const state of wanted) if (!JobState.options.includes(state)) throw new InputError(`state: "${state}" is not one of ${JobState.options.join(", ")}`);
+  const limit = opts.limit ?? 50;
+  if (!Number.isInteger(limit) || limit < 1) throw new InputError(`limit: must be a whole number of at least 1`);
+  const types = [...new Set([...wanted].flatMap((state) => BULL_TYPES[state]))];
+  const perType = await Promise.all(
+    types.map(async (type) => ((await deps.queue.getJobs([type], 0, limit - 1, false)) as (Job | undefined)[]).map((job) => ({ job, type }))),
+  );
+  const seen = new Set<string>();
+  const found = perType
+    .flat()
+    .filter((entry): entry is { job: Job; type: JobType } => !!entry.job?.id && !seen.has(entry.job.id) && !!seen.add(entry.job.id))
+    .sort((a, b) => b.job.timestamp - a.job.timestamp);
+  const records = await deps.store.getMany(found.map(({ job }) => job.id!));
+  const summaries: JobSummary[] = [];
+  found.forEach(({ job, type }, i) => {
+    const record = records[i] ?? null;
+    const state = stateOf(job, type, record);
+    if (!wanted.has(state)) return;
+    const merged = state === "failed" && record?.state !== "failed" ? failedFromJob(job, record) : record;
+    summaries.push({
+      jobId: job.id!,
+      state,
+      attempts: merged?.attempts ?? job.attemptsStarted ?? job.attemptsMade,
+      model: merged?.model ?? (job.data as { model?: string } | null)?.model ?? null,
+      prompt: (merged?.prompt ?? String((job.data as { prompt?: unknown } | null)?.prompt ?? "")).slice(0, 200),
+      enqueuedAt: merged?.enqueuedAt ?? new Date(job.timestamp).toISOString(),
+      finishedAt: merged?.finishedAt ?? (job.finishedOn ? new Date(job.finishedOn).toISOString() : null),
+      sessionId: merged?.sessionId ?? null,
+      error: merged?.error ?? null,
+    });
+  });
+  return summaries.slice(0, limit);
+}
+
+function stateOf(job: Job, type: JobType, record: ResultRecord | null): JobState {
+  if (record && FINAL_STATES.has(record.state)) return record.state;
+  if (type === "failed" || type === "completed" || type === "active" || type === "prioritized") return type;
+  if (type === "delayed") return record?.state === "retrying" ? "retrying" : "delayed";
+  return "waiting";
+}
