@@ -13,6 +13,8 @@ export interface OpencodeServer {
   authorization: string | undefined;
   /** The process ID when this worker spawned the server. */
   pid: number | undefined;
+  /** The spawned server's own data directory (removed on close). */
+  dataDir?: string;
   /** Resolves when a spawned server exits (never, for an attached one). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /**
@@ -91,6 +93,7 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
     url,
     authorization: basicAuth(username, password),
     pid: child.pid,
+    dataDir: opts.dataDir,
     exited,
     runCli: (args, cliOpts) => runOpencode(opts.bin, args, { env, ...cliOpts }),
     close: once(async () => {

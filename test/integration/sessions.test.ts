@@ -1,0 +1,166 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunningWorker } from "../../src/worker/worker";
+import { startStack, type Stack } from "../support/stack";
+
+const transcriptOf = (text: string | null): string[] => JSON.parse(text!.replace(/^transcript: /, "")) as string[];
+
+describe("sessions that continue anywhere", () => {
+  let stack: Stack;
+  let worker: RunningWorker;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    worker = await stack.startWorker({ concurrency: 4 });
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("a follow-up runs in the earlier job's session and the model sees the earlier turns", async () => {
+    const first = await stack.dispatcher.run({ prompt: "my name is Zed", model: "fake/echo" }, { timeoutMs: 60_000 });
+    expect(first.state).toBe("completed");
+    const follow = await stack.dispatcher.run({ prompt: "what is my name? [[transcript]]", continue: first.jobId }, { timeoutMs: 60_000 });
+    expect(follow.state).toBe("completed");
+    expect(follow.sessionId).toBe(first.sessionId);
+    expect(follow.continues).toBe(first.jobId);
+    const seen = transcriptOf(follow.text);
+    expect(seen[0]).toBe("my name is Zed");
+    expect(seen.at(-1)).toContain("what is my name?");
+  });
+
+  it("three follow-ups submitted at once run one at a time, in order, each seeing the one before", async () => {
+    const root = await stack.dispatcher.enqueue({ prompt: "root turn [[slow:300]]", model: "fake/echo" });
+    const follows = [];
+    for (const n of [1, 2, 3]) follows.push(await stack.dispatcher.enqueue({ prompt: `follow ${n} [[transcript]]`, continue: root.jobId }));
+    // Jobs on other sessions keep flowing while the chain waits.
+    const other = await stack.dispatcher.enqueue({ prompt: "unrelated", model: "fake/echo" });
+    const otherRecord = await stack.dispatcher.wait(other.jobId, { timeoutMs: 60_000 });
+    const records = await Promise.all(follows.map((f) => stack.dispatcher.wait(f.jobId, { timeoutMs: 90_000 })));
+    const rootRecord = await stack.dispatcher.result(root.jobId);
+    expect(records.map((r) => r.state)).toEqual(["completed", "completed", "completed"]);
+    expect(new Set(records.map((r) => r.sessionId))).toEqual(new Set([rootRecord.sessionId]));
+    expect(new Set(records.map((r) => r.text)).size).toBe(3);
+    records.forEach((record, i) => {
+      const seen = transcriptOf(record.text);
+      expect(seen).toHaveLength(i + 2); // the root turn, the follow-ups before, and this one
+      expect(seen.slice(1).map((s) => s.replace(/ \[\[transcript\]\]$/, ""))).toEqual([1, 2, 3].slice(0, i + 1).map((n) => `follow ${n}`));
+    });
+    for (let i = 1; i < records.length; i++) {
+      expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
+    }
+    expect(Date.parse(otherRecord.finishedAt!)).toBeLessThan(Date.parse(records[2]!.finishedAt!));
+  });
+
+  it("continues a session after the worker that ran it, and its data folder, are gone", async () => {
+    const first = await stack.dispatcher.run({ prompt: "remember the word pelican", model: "fake/echo" }, { timeoutMs: 60_000 });
+    const dataDir = worker.server().dataDir!;
+    expect(existsSync(dataDir)).toBe(true);
+    await worker.close({ graceMs: 0 });
+    expect(existsSync(dataDir)).toBe(false);
+    worker = await stack.startWorker({ concurrency: 4 });
+    const follow = await stack.dispatcher.run({ prompt: "which word? [[transcript]]", continue: first.jobId }, { timeoutMs: 60_000 });
+    expect(follow.state).toBe("completed");
+    expect(follow.sessionId).toBe(first.sessionId);
+    expect(transcriptOf(follow.text)[0]).toBe("remember the word pelican");
+    // --session names the session directly, too.
+    const bySession = await stack.dispatcher.run({ prompt: "again [[transcript]]", session: first.sessionId! }, { timeoutMs: 60_000 });
+    expect(bySession.sessionId).toBe(first.sessionId);
+    expect(transcriptOf(bySession.text)).toHaveLength(3);
+  }, 150_000);
+
+  it("continuing an unknown job is an input error", async () => {
+    await expect(stack.dispatcher.enqueue({ prompt: "x", continue: "no-such-job" })).rejects.toThrow(/continue: no job with ID "no-such-job"/);
+    await expect(stack.dispatcher.enqueue({ prompt: "x", continue: "a", session: "ses_x" } as never)).rejects.toThrow(/either continue or session/);
+  });
+});
+
+describe("unattended runs that never hang", () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    await stack.startWorker({ concurrency: 4 });
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("rejects a permission ask by default and shows it in the result", async () => {
+    const record = await stack.dispatcher.run(
+      { prompt: 'peek [[tool:read:{"filePath":"/etc/hostname"}]]', model: "fake/echo", directory: stack.opencode.root },
+      { timeoutMs: 60_000 },
+    );
+    expect(record.state).toBe("completed");
+    expect(record.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" })]);
+    // opencode ends the turn when a permission is rejected: no tool output reaches the model.
+    expect(stack.fake.calls("peek [[tool")).toBe(1);
+    expect(record.text).not.toContain(readFileSync("/etc/hostname", "utf8").trim());
+  });
+
+  it("approves it once with autoApprove", async () => {
+    const record = await stack.dispatcher.run(
+      { prompt: 'peek again [[tool:read:{"filePath":"/etc/hostname"}]]', model: "fake/echo", directory: stack.opencode.root, autoApprove: true },
+      { timeoutMs: 60_000 },
+    );
+    expect(record.state).toBe("completed");
+    expect(record.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once" })]);
+    expect(record.text).toContain(readFileSync("/etc/hostname", "utf8").trim());
+  });
+
+  it("rejects the question tool instead of waiting for an answer", async () => {
+    const args = { questions: [{ question: "Which colour?", header: "Colour", options: [{ label: "red", description: "red" }] }] };
+    const record = await stack.dispatcher.run({ prompt: `ask me [[tool:question:${JSON.stringify(args)}]]`, model: "fake/echo" }, { timeoutMs: 60_000 });
+    expect(record.state).toBe("completed");
+    expect(record.asks).toEqual([expect.objectContaining({ kind: "question", what: "Which colour?", answer: "reject" })]);
+  });
+
+  it("a budget cap aborts the run and fails the job without a retry", async () => {
+    const byTokens = await stack.dispatcher.run({ prompt: "too long", model: "fake/echo", maxTokens: 100, attempts: 3 }, { timeoutMs: 60_000 });
+    expect(byTokens.state).toBe("failed");
+    expect(byTokens.attempts).toBe(1);
+    expect(byTokens.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
+    expect(byTokens.error!.message).toMatch(/budget exceeded: \d+ tokens passed --max-tokens 100/);
+    const byCost = await stack.dispatcher.run({ prompt: "too dear", model: "fake/priced", maxCost: 0.5 }, { timeoutMs: 60_000 });
+    expect(byCost.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
+    expect(byCost.error!.message).toMatch(/passed --max-cost \$0.5/);
+  });
+
+  it("shows progress (steps, tool calls, tokens) through status", async () => {
+    const record = await stack.dispatcher.run({ prompt: 'work [[tool:bash:{"command":"echo hi","description":"say hi"}]]', model: "fake/echo" }, { timeoutMs: 60_000 });
+    expect(record.state).toBe("completed");
+    const status = await stack.dispatcher.status(record.jobId);
+    expect(status.progress).toMatchObject({ toolCalls: 1, lastTool: "bash" });
+    expect((status.progress as { steps: number }).steps).toBeGreaterThanOrEqual(1);
+    expect((status.progress as { tokens: number }).tokens).toBeGreaterThan(0);
+  });
+
+  it("two worktree tasks on one repository edit the same file without trampling each other", async () => {
+    const repo = join(stack.opencode.root, "repo");
+    mkdirSync(repo);
+    const git = (...args: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd: repo }).toString().trim();
+    git("init", "-q", "-b", "main");
+    writeFileSync(join(repo, "notes.txt"), "original\n");
+    git("add", ".");
+    git("commit", "-qm", "init");
+    const edit = (content: string) =>
+      stack.dispatcher.enqueue({
+        prompt: `edit [[tool:write:${JSON.stringify({ filePath: "notes.txt", content })}]]`,
+        model: "fake/echo",
+        directory: repo,
+        worktree: true,
+      });
+    const [a, b] = await Promise.all([edit("from A\n"), edit("from B\n")]);
+    const [ra, rb] = await Promise.all([a, b].map((j) => stack.dispatcher.wait(j.jobId, { timeoutMs: 90_000 })));
+    for (const [record, content] of [[ra!, "from A\n"], [rb!, "from B\n"]] as const) {
+      expect(record.state).toBe("completed");
+      expect(record.worktree).toMatchObject({ branch: `dispatch/${record.jobId}`, changedFiles: ["notes.txt"] });
+      expect(readFileSync(join(record.worktree!.path, "notes.txt"), "utf8")).toBe(content);
+      expect(git("show", `dispatch/${record.jobId}:notes.txt`)).toBe(content.trim());
+    }
+    expect(ra!.worktree!.path).not.toBe(rb!.worktree!.path);
+    expect(readFileSync(join(repo, "notes.txt"), "utf8")).toBe("original\n");
+  });
+});
