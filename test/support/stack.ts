@@ -22,12 +22,12 @@ export interface Stack {
   dispatcher: Dispatcher;
   /** Environment for a child process (CLI or worker) on this stack. */
   childEnv: NodeJS.ProcessEnv;
-  startWorker(opts?: { concurrency?: number; attach?: string }): Promise<RunningWorker>;
+  startWorker(opts?: { concurrency?: number; attach?: string; recycle?: { jobs?: number; rssBytes?: number } }): Promise<RunningWorker>;
   close(): Promise<void>;
 }
 
-export async function startStack(opts: { configEnv?: Record<string, string> } = {}): Promise<Stack> {
-  const redisUrl = inject("redisUrl");
+export async function startStack(opts: { configEnv?: Record<string, string>; redisUrl?: string } = {}): Promise<Stack> {
+  const redisUrl = opts.redisUrl ?? inject("redisUrl");
   const queue = `test-${randomUUID().slice(0, 8)}`;
   const fake = await startFakeModel();
   const opencode = await makeOpencodeEnv(fake.url);
