@@ -1,0 +1,176 @@
+/**
+ * Chaos on one worker (in this process, real Redis, real `opencode serve`, fake model): the
+ * opencode server killed mid-job, a running job cancelled from the CLI, a poisoned payload,
+ * cancel/retry/list of queued jobs, and a server recycled after N jobs.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openQueue } from "../../src/shared/queue";
+import { closeRedis, connectRedis } from "../../src/shared/redis";
+import { createClient } from "../../src/worker/opencode-client";
+import type { RunningWorker } from "../../src/worker/worker";
+import { runCli } from "../support/cli";
+import { startStack, type Stack } from "../support/stack";
+
+/** The machine running the suite may be shared and loaded: a cold opencode prompt can take 30 s. */
+const WAIT = 120_000;
+const TEST = 240_000;
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("chaos on one worker", () => {
+  let stack: Stack;
+  let worker: RunningWorker;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    worker = await stack.startWorker({ concurrency: 3 });
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("the opencode server killed mid-job: the server is restarted and the job completes on a retry", async () => {
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "[[delay:2500]] survive the crash", model: "fake/echo" });
+    await until("the model call", () => stack.fake.calls("survive the crash") >= 1);
+    const first = worker.server().pid!;
+    process.kill(first, "SIGKILL");
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
+    expect(record).toMatchObject({ state: "completed", text: "echo: [[delay:2500]] survive the crash", attempts: 2 });
+    expect(worker.server().pid).not.toBe(first);
+    expect(alive(first)).toBe(false);
+    expect(stack.fake.calls("survive the crash")).toBe(2);
+  }, TEST);
+
+  it("cancel of a running job aborts its opencode session and fails it Cancelled, quickly", async () => {
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "[[hang]] cancel me", model: "fake/echo", attempts: 3 });
+    await until("the hanging model call", () => stack.fake.calls("cancel me") >= 1);
+    const sessionId = await until("the session", async () => (await stack.dispatcher.status(jobId)).result?.sessionId ?? undefined);
+    const client = createClient(worker.server());
+    const statusOf = async () => ((await client.session.status()).data ?? {})[sessionId]?.type ?? "idle";
+    expect(await statusOf()).toBe("busy");
+
+    const started = Date.now();
+    const run = await runCli(["cancel", jobId], { env: stack.childEnv });
+    expect(run.stderr).toBe("");
+    expect(run.stdout).toContain(`job ${jobId} cancelled (its session was aborted)`);
+    expect(run.code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(20_000);
+
+    const record = await stack.dispatcher.result(jobId);
+    expect(record).toMatchObject({ state: "failed", attempts: 1, error: { name: "Cancelled", retryable: false } });
+    await until("the session to stop", async () => (await statusOf()) !== "busy", 30_000);
+    expect(stack.fake.calls("cancel me")).toBe(1); // not retried
+
+    const again = await runCli(["cancel", jobId], { env: stack.childEnv });
+    expect(again.code).toBe(6);
+    expect(again.stderr).toMatch(/has already failed; there is nothing to cancel/);
+  }, TEST);
+
+  it("a poisoned payload fails with the schema error while other jobs carry on", async () => {
+    const redis = await connectRedis(stack.redisUrl, "producer");
+    const queue = openQueue(stack.queue, redis);
+    try {
+      await queue.add("dispatch", { prompt: 42, colour: "red" }, { jobId: "poisoned", attempts: 3 });
+    } finally {
+      await queue.close();
+      await closeRedis(redis);
+    }
+    const good = await stack.dispatcher.enqueue({ prompt: "still fine", model: "fake/echo" });
+    const [poisoned, fine] = await Promise.all([
+      stack.dispatcher.wait("poisoned", { timeoutMs: WAIT }),
+      stack.dispatcher.wait(good.jobId, { timeoutMs: WAIT }),
+    ]);
+    expect(poisoned).toMatchObject({ state: "failed", attempts: 1, error: { name: "InvalidPayload", retryable: false } });
+    expect(poisoned.error!.message).toMatch(/prompt/);
+    expect(fine).toMatchObject({ state: "completed", text: "echo: still fine" });
+  }, TEST);
+
+  it("cancel removes a waiting job (its wait ends), retry re-queues it, list shows states; unknown IDs exit 4", async () => {
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "later please", model: "fake/echo", delay: 3_600_000, id: "later-please" });
+    const waiting = stack.dispatcher.wait(jobId, { timeoutMs: 30_000 });
+
+    const listed = await runCli(["list", "--state", "delayed", "--json"], { env: stack.childEnv });
+    expect(listed.code).toBe(0);
+    const rows = listed.stdout.trim().split("\n").map((line) => JSON.parse(line));
+    expect(rows).toEqual([expect.objectContaining({ jobId, state: "delayed", prompt: "later please", model: "fake/echo" })]);
+
+    const cancel = await runCli(["cancel", jobId, "--json"], { env: stack.childEnv });
+    expect(cancel.code).toBe(0);
+    expect(JSON.parse(cancel.stdout)).toMatchObject({ jobId, outcome: "removed", record: { state: "failed", error: { name: "Cancelled" } } });
+    expect(await waiting).toMatchObject({ state: "failed", error: { name: "Cancelled", retryable: false } });
+    expect((await stack.dispatcher.status(jobId)).state).toBe("failed");
+
+    const retry = await runCli(["retry", jobId], { env: stack.childEnv });
+    expect(retry.code).toBe(0);
+    expect(retry.stdout).toContain("re-queued (from its result record)");
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
+    expect(record).toMatchObject({ state: "completed", text: "echo: later please", error: null });
+
+    const failedList = await runCli(["list", "--state", "failed,completed"], { env: stack.childEnv });
+    expect(failedList.code).toBe(0);
+    expect(failedList.stdout).toMatch(/^JOB\s+STATE/);
+    expect(failedList.stdout).toMatch(/poisoned\s+failed/);
+    expect(failedList.stdout).toMatch(/later-please\s+completed/);
+    expect(failedList.stdout).not.toMatch(/\bdelayed\b/);
+
+    // retry of a job BullMQ still keeps as failed: its own retry, with fresh attempts
+    const retried = await runCli(["retry", "poisoned", "--json"], { env: stack.childEnv });
+    expect(retried.code).toBe(0);
+    expect(JSON.parse(retried.stdout)).toEqual({ jobId: "poisoned", how: "retried" });
+    expect(await stack.dispatcher.wait("poisoned", { timeoutMs: WAIT })).toMatchObject({ state: "failed", attempts: 1, error: { name: "InvalidPayload" } });
+
+    for (const command of ["cancel", "retry", "status"]) {
+      const unknown = await runCli([command, "no-such-job"], { env: stack.childEnv });
+      expect(unknown.code, command).toBe(4);
+      expect(unknown.stderr).toMatch(/no job with ID "no-such-job"/);
+    }
+    const notFailed = await runCli(["retry", jobId], { env: stack.childEnv });
+    expect(notFailed.code).toBe(6);
+    expect(notFailed.stderr).toMatch(/only a failed job can be retried/);
+    const badState = await runCli(["list", "--state", "sleeping"], { env: stack.childEnv });
+    expect(badState.code).toBe(2);
+    expect(badState.stderr).toMatch(/--state: "sleeping" is not one of/);
+  }, TEST);
+});
+
+describe("server recycling", () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("replaces the opencode server after N jobs, between jobs, and goes on", async () => {
+    const worker = await stack.startWorker({ concurrency: 2, recycle: { jobs: 2 } });
+    const first = worker.server().pid!;
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) ids.push((await stack.dispatcher.enqueue({ prompt: `[[delay:500]] batch one ${i}`, model: "fake/echo" })).jobId);
+    for (const id of ids) expect(await stack.dispatcher.wait(id, { timeoutMs: WAIT })).toMatchObject({ state: "completed", attempts: 1 });
+    const second = await until("a new server", () => (worker.server().pid !== first ? worker.server().pid : undefined));
+    await until("the old server to exit", () => !alive(first));
+    const after = await stack.dispatcher.run({ prompt: "on the fresh server", model: "fake/echo" }, { timeoutMs: WAIT });
+    expect(after).toMatchObject({ state: "completed", text: "echo: on the fresh server", attempts: 1 });
+    expect(worker.server().pid).toBe(second); // one job on it: below the threshold
+    expect(alive(second)).toBe(true);
+  }, TEST);
+});
