@@ -77,6 +77,7 @@ export function createProcessor(deps: ProcessorDeps) {
     );
     const onBullAbort = () => control.abort(stopFor(String(bullSignal?.reason ?? "")));
     bullSignal?.addEventListener("abort", onBullAbort, { once: true });
+    if (bullSignal?.aborted) onBullAbort(); // cancelled before the listener was in place
 
     const trace: AttemptTrace = {
       sessionId: record.sessionId,
@@ -104,8 +105,10 @@ export function createProcessor(deps: ProcessorDeps) {
       await finish(deps.store, record, started, "completed");
       log.info({ sessionId: outcome.sessionId, tokens: outcome.tokens.total, cost: outcome.cost }, "job completed");
       return { sessionId: outcome.sessionId };
-    } catch (error) {
+    } catch (thrown) {
       record = traced();
+      // Whatever a call reported once the attempt was stopped, the reason it was stopped is the cause.
+      const error: unknown = control.signal.aborted ? control.signal.reason : thrown;
       const decision = classifyFailure(error);
       const logCtx = { sessionId: record.sessionId, attempt, err: error, decision: decision.name };
       if (error instanceof StoppedError && error.reason === "shutdown" && token) {
@@ -118,9 +121,9 @@ export function createProcessor(deps: ProcessorDeps) {
       await finish(deps.store, record, started, final ? "failed" : "retrying", decision);
       log.warn({ ...logCtx, retryable: decision.retryable, final }, final ? "job failed" : "attempt failed; will retry");
       if (!decision.retryable) throw new UnrecoverableError(`${decision.name}: ${decision.message}`);
-      const thrown: DecidedError = error instanceof Error ? error : new Error(decision.message);
-      thrown.decision = decision;
-      throw thrown;
+      const decided: DecidedError = error instanceof Error ? error : new Error(decision.message);
+      decided.decision = decision;
+      throw decided;
     } finally {
       clearTimeout(timer);
       bullSignal?.removeEventListener("abort", onBullAbort);

@@ -73,3 +73,21 @@ export function backoffDelay(attemptsMade: number, decision: Pick<FailureDecisio
   if (decision?.retryAfterMs !== undefined) return Math.min(decision.retryAfterMs, capMs);
   return Math.min(baseMs * 2 ** Math.max(0, attemptsMade - 1), capMs);
 }
+
+/**
+ * While opencode retries a provider call itself, its session status carries only the error's
+ * message, not its status code. These patterns recognise the errors no retry fixes (bad key,
+ * forbidden, unknown model, invalid request), so the worker can stop the loop at once.
+ */
+const HOPELESS_MESSAGE =
+  /\b(400|401|403|404|422)\b|unauthori[sz]ed|forbidden|api[ _-]?key|authenticat|permission denied|invalid[ _]request|model[ _]not[ _]found|does not exist/i;
+
+/** The ModelError data a retry status message stands for. */
+export function retryStatusError(message: string): { message: string; isRetryable: boolean; statusCode?: number } {
+  const code = /\b(400|401|403|404|422|429|5\d\d)\b/.exec(message)?.[1];
+  return {
+    message,
+    isRetryable: !HOPELESS_MESSAGE.test(message),
+    ...(code ? { statusCode: Number(code) } : {}),
+  };
+}

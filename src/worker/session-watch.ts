@@ -4,7 +4,7 @@ import type { Ask, Progress } from "../shared/result.js";
 import type { EventHub, ServerEvent } from "./event-hub.js";
 import { BudgetExceededError, ModelError, StoppedError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
-import { classifyFailure } from "./retry-policy.js";
+import { classifyFailure, retryStatusError } from "./retry-policy.js";
 
 export interface WatchOptions {
   client: OpencodeClient;
@@ -123,7 +123,7 @@ export class SessionWatch {
    * so the job's own retry policy (with backoff and Retry-After) decides.
    */
   private onProviderRetry(attempt: number, message: string, next: number | undefined): void {
-    const error = this.lastRetryError ?? new ModelError("APIError", { message, isRetryable: true });
+    const error = this.lastRetryError ?? new ModelError("APIError", retryStatusError(message));
     const decision = classifyFailure(error);
     const waitMs = next === undefined ? 0 : next - Date.now();
     if (!decision.retryable) {

@@ -29,7 +29,8 @@
  * - Timing: the first prompt on a freshly started server takes ~4 s; later ones ~0.3-0.8 s.
  *
  * Directives in the LAST user message text steer the reply (scripted steps take precedence):
- *   [[delay:MS]] [[status:CODE]] [[status:429:retry-after=2]] [[hang]] [[slow:MS]]
+ *   [[delay:MS]] [[status:CODE]] [[status:429:retry-after=2]] [[status:401:type=server_error]]
+ *   [[hang]] [[slow:MS]]
  *   [[tool:NAME:JSON_ARGS]] [[reply:TEXT]] [[transcript]]
  * Default reply: `echo: <last user text>` (verbatim, directives included), or
  * `tool done: <first 200 chars of the tool result>` when the last message is a tool result.
@@ -82,6 +83,8 @@ interface Plan {
   delayMs: number;
   hang: boolean;
   status?: number;
+  /** The error body's `type` (defaults by status; "server_error" makes opencode retry even a 4xx). */
+  errorType?: string;
   headers: Record<string, string>;
   text: string;
   slowMs?: number;
@@ -156,10 +159,11 @@ function planFromDirectives(req: ChatRequest): Plan {
   const slow = /\[\[slow:(\d+)\]\]/.exec(text);
   if (slow) plan.slowMs = Number(slow[1]);
   if (text.includes("[[hang]]")) plan.hang = true;
-  const status = /\[\[status:(\d{3})(?::retry-after=(\d+))?\]\]/.exec(text);
+  const status = /\[\[status:(\d{3})(?::retry-after=(\d+))?(?::type=(\w+))?\]\]/.exec(text);
   if (status) {
     plan.status = Number(status[1]);
     if (status[2] !== undefined) plan.headers["retry-after"] = status[2];
+    if (status[3] !== undefined) plan.errorType = status[3];
   }
   const reply = /\[\[reply:([\s\S]*?)\]\]/.exec(text);
   if (reply) plan.text = reply[1] ?? "";
@@ -228,7 +232,7 @@ export async function startFakeModel(): Promise<FakeModel> {
       const body = {
         error: {
           message: `fake error ${plan.status}`,
-          type: errorType(plan.status),
+          type: plan.errorType ?? errorType(plan.status),
           code: String(plan.status),
         },
       };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, StoppedError } from "../../src/worker/failures";
-import { backoffDelay, classifyFailure, parseRetryAfter, type FailureDecision } from "../../src/worker/retry-policy";
+import { backoffDelay, classifyFailure, parseRetryAfter, retryStatusError, type FailureDecision } from "../../src/worker/retry-policy";
 
 const apiError = (statusCode: number | undefined, extra: Partial<ModelError["data"]> = {}) =>
   new ModelError("APIError", { message: `provider said ${statusCode}`, statusCode, ...extra });
@@ -82,5 +82,25 @@ describe("Retry-After and backoff", () => {
     expect(backoffDelay(3, undefined)).toBe(8_000);
     expect(backoffDelay(30, undefined)).toBe(300_000);
     expect(backoffDelay(0, undefined)).toBe(2_000);
+  });
+});
+
+describe("a retry status seen while opencode retries a provider call", () => {
+  const decide = (message: string) => classifyFailure(new ModelError("APIError", retryStatusError(message)));
+  it.each([
+    ["fake error 401", false, 401],
+    ["Incorrect API key provided: sk-xx", false, undefined],
+    ["invalid x-api-key", false, undefined],
+    ["403 Forbidden", false, 403],
+    ["The model `gpt-9` does not exist", false, undefined],
+    ["Unauthorized", false, undefined],
+    ["fake error 503", true, 503],
+    ["Rate limit reached (429)", true, 429],
+    ["Overloaded", true, undefined],
+    ["socket hang up", true, undefined],
+  ])("%s → retryable %s", (message, retryable, statusCode) => {
+    const decision = decide(message);
+    expect(decision.retryable).toBe(retryable);
+    expect(decision.statusCode).toBe(statusCode);
   });
 });
