@@ -1,0 +1,23 @@
+/**
+ * The library: enqueue opencode prompts from an app and wait for their results, or run a worker
+ * in-process. See the README's "The library".
+ */
+export { createDispatcher, Dispatcher, type DispatcherOptions, type EnqueueReceipt, type WaitOptions } from "./producer/dispatcher.js";
+export type { JobStatus } from "./producer/job-status.js";
+export { BatchHandle, type BatchCounts, type BatchProgress, type BatchStatus, type BatchWaitOptions } from "./producer/batch/handle.js";
+export { fileSource, type BatchFormat, type BatchSource } from "./producer/batch/source.js";
+export { BatchInputError, type BatchOptions, type BatchReceipt, type InvalidLine } from "./producer/batch/submit.js";
+export type { BatchSummary, BatchFailure } from "./producer/batch/summary.js";
+export { loadConfig, type Config } from "./shared/config.js";
+export {
+  DispatchError,
+  ExitCode,
+  InputError,
+  JobStateError,
+  NotFinishedError,
+  NotFoundError,
+  RedisUnavailableError,
+} from "./shared/errors.js";
+export type { Ask, JobError, JobState, Progress, ResultRecord, Tokens } from "./shared/result.js";
+export { TaskInput, type Task } from "./shared/task.js";
+export { startWorker, type RunningWorker, type WorkerOptions } from "./worker/worker.js";
