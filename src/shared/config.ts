@@ -4,6 +4,7 @@ import { z } from "zod";
 import { parseDuration } from "./duration.js";
 import { InputError } from "./errors.js";
 import { describeIssues } from "./task.js";
+import { parseLimits, type FlowSettings } from "./flow-limits.js";
 
 /** Queue names become part of Redis keys. */
 export const QueueName = z
@@ -55,6 +56,12 @@ const EnvSchema = z.object({
   DISPATCH_PROVIDER_RETRIES: int(0, 20).default(2),
   /** Approve permission asks once instead of rejecting them, for jobs that do not say. @defaultValue false */
   DISPATCH_AUTO_APPROVE: z.enum(["true", "false", "1", "0"]).default("false").transform((v) => v === "true" || v === "1"),
+  /** Caps on running jobs per provider or model, shared by all workers: `anthropic=4,openai/gpt-4o=2`. */
+  DISPATCH_CONCURRENCY_LIMITS: z.string().optional(),
+  /** Caps on jobs started per period per provider or model, shared by all workers: `anthropic=50/1m`. */
+  DISPATCH_RATE_LIMITS: z.string().optional(),
+  /** Running jobs allowed per task `concurrencyKey`. @defaultValue 1 */
+  DISPATCH_KEY_CONCURRENCY: int(1, 10_000).default(1),
   /** Where a worker keeps its opencode server's data. @defaultValue $TMPDIR/opencode-dispatch */
   DISPATCH_DATA_DIR: z.string().min(1).default(join(tmpdir(), "opencode-dispatch")),
   /** Replace the spawned opencode server after this many jobs; 0: never. @defaultValue 0 */
@@ -77,6 +84,14 @@ const EnvSchema = z.object({
   DASHBOARD_USER: z.string().min(1).default("admin"),
   /** Dashboard basic-auth password; required when the dashboard binds beyond loopback. */
   DASHBOARD_PASSWORD: z.string().min(1).optional(),
+  /** Key of the HMAC-SHA256 signature on webhook deliveries (`X-Dispatch-Signature`); unset: unsigned. */
+  DISPATCH_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** Delivery attempts per webhook notification before it is given up. @defaultValue 12 */
+  DISPATCH_WEBHOOK_ATTEMPTS: int(1, 100).default(12),
+  /** First wait between webhook delivery attempts; doubles each time, capped at 1h. @defaultValue 5s */
+  DISPATCH_WEBHOOK_BACKOFF: duration.default(5_000),
+  /** Time limit of one webhook delivery attempt. @defaultValue 10s */
+  DISPATCH_WEBHOOK_TIMEOUT: duration.default(10_000),
   /** pino level. @defaultValue info */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
@@ -90,6 +105,7 @@ export type Config = {
   resultTtlMs: number;
   shutdownGraceMs: number;
   stallMs: number;
+  flow: FlowSettings;
   providerRetries: number;
   autoApprove: boolean;
   dataDir: string;
@@ -101,6 +117,8 @@ export type Config = {
   /** Where the user's opencode keeps its data (provider credentials in opencode/auth.json). */
   userDataHome: string;
   opencode: { url?: string; username: string; password?: string; bin?: string };
+  /** Webhook delivery (worker side): signing secret, attempts, first backoff, per-attempt timeout. */
+  webhook: { secret?: string; attempts: number; backoffMs: number; timeoutMs: number };
   logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
   metricsPort?: number;
   dashboard: { user: string; password?: string };
@@ -126,6 +144,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     resultTtlMs: e.DISPATCH_RESULT_TTL,
     shutdownGraceMs: e.DISPATCH_SHUTDOWN_GRACE,
     stallMs: e.DISPATCH_STALL_TIMEOUT,
+    flow: {
+      concurrency: parseLimits(e.DISPATCH_CONCURRENCY_LIMITS, "concurrency", "DISPATCH_CONCURRENCY_LIMITS"),
+      rate: parseLimits(e.DISPATCH_RATE_LIMITS, "rate", "DISPATCH_RATE_LIMITS"),
+      keyConcurrency: e.DISPATCH_KEY_CONCURRENCY,
+    },
     providerRetries: e.DISPATCH_PROVIDER_RETRIES,
     autoApprove: e.DISPATCH_AUTO_APPROVE,
     dataDir: e.DISPATCH_DATA_DIR,
@@ -138,6 +161,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       username: e.OPENCODE_SERVER_USERNAME,
       password: e.OPENCODE_SERVER_PASSWORD,
       bin: e.OPENCODE_BIN,
+    },
+    webhook: {
+      secret: e.DISPATCH_WEBHOOK_SECRET,
+      attempts: e.DISPATCH_WEBHOOK_ATTEMPTS,
+      backoffMs: e.DISPATCH_WEBHOOK_BACKOFF,
+      timeoutMs: e.DISPATCH_WEBHOOK_TIMEOUT,
     },
     logLevel: e.LOG_LEVEL,
     metricsPort: e.DISPATCH_METRICS_PORT,

@@ -18,6 +18,10 @@ export interface QueueKeys {
   threadTail(thread: string): string;
   /** A session's exported transcript (gzipped JSON), so any worker can continue it. */
   sessionExport(sessionId: string): string;
+  /** Running jobs holding a flow-control slot (sorted set: job ID scored by lease expiry). */
+  flowSlots(name: string): string;
+  /** Jobs started in one rate-limit window. */
+  flowRate(name: string, window: number): string;
   /** A batch's description (hash: total, invalid, createdAt, …). */
   batch(batchId: string): string;
   /** A batch's members (sorted set: job ID scored by its line number). */
@@ -32,6 +36,8 @@ export function queueKeys(queue: string): QueueKeys {
     events: `${base}:events`,
     control: `${base}:control`,
     cancelRequest: (jobId) => `${base}:cancel:${jobId}`,
+    flowSlots: (name) => `${base}:flow:slots:${name}`,
+    flowRate: (name, window) => `${base}:flow:rate:${name}:${window}`,
     threadOf: (jobId) => `${base}:thread-of:${jobId}`,
     threadTail: (thread) => `${base}:thread-tail:${thread}`,
     sessionExport: (sessionId) => `${base}:session:${sessionId}`,

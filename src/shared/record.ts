@@ -30,6 +30,8 @@ export function baseRecord(jobId: string, data: unknown, state: JobState): Resul
     asks: [],
     continues: null,
     worktree: null,
+    structured: null,
+    webhook: p?.webhook ?? null,
   };
 }
 

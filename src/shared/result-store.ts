@@ -1,10 +1,16 @@
 import type { Redis } from "ioredis";
 import { queueKeys, type QueueKeys } from "./keys.js";
-import { ResultRecord, type JobState } from "./result.js";
+import { FINAL_STATES, ResultRecord, type JobState, type Progress } from "./result.js";
+import { WebhookOutbox } from "./webhook.js";
 
+/**
+ * What the queue's events channel carries: a record's new state, or (state "active" with
+ * `progress`) what a running job has done so far.
+ */
 export interface StateEvent {
   jobId: string;
   state: JobState;
+  progress?: Progress;
 }
 
 /**
@@ -14,6 +20,7 @@ export interface StateEvent {
  */
 export class ResultStore {
   readonly keys: QueueKeys;
+  private readonly outbox: WebhookOutbox;
 
   constructor(
     private readonly redis: Redis,
@@ -21,6 +28,7 @@ export class ResultStore {
     private readonly ttlMs = 0,
   ) {
     this.keys = queueKeys(queue);
+    this.outbox = new WebhookOutbox(redis, queue);
   }
 
   async get(jobId: string): Promise<ResultRecord | null> {
@@ -38,7 +46,12 @@ export class ResultStore {
     return (await this.redis.exists(this.keys.result(jobId))) === 1;
   }
 
+  /**
+   * Writes a record and announces it. A final record that names a webhook gets its delivery job
+   * first, so a crash in between notifies (at least once) rather than not at all.
+   */
   async put(record: ResultRecord): Promise<void> {
+    if (FINAL_STATES.has(record.state) && record.webhook) await this.outbox.add(record);
     const key = this.keys.result(record.jobId);
     const value = JSON.stringify(record);
     const event: StateEvent = { jobId: record.jobId, state: record.state };
@@ -47,5 +60,16 @@ export class ResultStore {
     else multi.set(key, value);
     multi.publish(this.keys.events, JSON.stringify(event));
     await multi.exec();
+  }
+
+  /** Announces a running job's progress on the events channel (not stored: BullMQ's job progress holds it). */
+  async publishProgress(jobId: string, progress: Progress): Promise<void> {
+    const event: StateEvent = { jobId, state: "active", progress };
+    await this.redis.publish(this.keys.events, JSON.stringify(event));
+  }
+
+  /** Closes the webhook outbox's queue handle (not the Redis connection). */
+  async close(): Promise<void> {
+    await this.outbox.close();
   }
 }

@@ -85,6 +85,10 @@ export const ResultRecord = z.object({
     .object({ path: z.string(), branch: z.string(), base: z.string(), changedFiles: z.array(z.string()) })
     .nullable()
     .default(null),
+  /** The structured answer (a task with a `schema`): the object the model gave, checked against the schema. */
+  structured: z.unknown().default(null),
+  /** Where the final record is POSTed (a task with a `webhook`). */
+  webhook: z.string().nullable().default(null),
 });
 export type ResultRecord = z.infer<typeof ResultRecord>;
 

@@ -2,6 +2,8 @@ import { isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 import { InputError } from "./errors.js";
+import { FilePart, FilesInput } from "./files.js";
+import { schemaProblem } from "./json-schema.js";
 
 /** Limits that keep one job from bloating Redis. */
 export const LIMITS = {
@@ -12,6 +14,9 @@ export const LIMITS = {
   attempts: 100,
   /** BullMQ's highest priority number (lower runs first; 0 means none). */
   priority: 2_097_152,
+  schemaBytes: 65_536,
+  /** Repair prompts after a structured answer that misses the schema. */
+  schemaRetries: 10,
 } as const;
 
 /** `provider/model`; the model part may itself hold slashes (e.g. `openrouter/anthropic/x`). */
@@ -50,6 +55,21 @@ const Metadata = z
     `must be at most ${LIMITS.metadataBytes} bytes as JSON`,
   );
 
+/** An output schema: a JSON Schema object whose root is an object (checked with ajv). */
+const OutputSchema = z
+  .record(z.string(), z.json())
+  .refine((value) => Buffer.byteLength(JSON.stringify(value)) <= LIMITS.schemaBytes, `must be at most ${LIMITS.schemaBytes} bytes as JSON`)
+  .superRefine((value, ctx) => {
+    const problem = schemaProblem(value);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+
+/** Where a finished job's record is POSTed. */
+const WebhookUrl = z
+  .string()
+  .max(2_000)
+  .refine((url) => URL.canParse(url) && /^https?:$/.test(new URL(url).protocol), "must be an http:// or https:// URL");
+
 /** What the model is asked to do: the part of a task that travels to the worker. */
 const WorkFields = {
   prompt: z
@@ -74,6 +94,14 @@ const WorkFields = {
   maxTokens: z.number().int().positive().optional(),
   /** Run in a fresh git worktree (its own branch) of `directory`. */
   worktree: z.boolean().optional(),
+  /** Ask for a structured answer matching this JSON Schema (validated by the worker). */
+  schema: OutputSchema.optional(),
+  /** Repair prompts when the structured answer misses the schema. @defaultValue 2 */
+  schemaRetries: z.number().int().min(0).max(LIMITS.schemaRetries).optional(),
+  /** POST the result record here when the job completes or fails for good. */
+  webhook: WebhookUrl.optional(),
+  /** Jobs sharing this key run at most `DISPATCH_KEY_CONCURRENCY` (1) at a time, across all workers. */
+  concurrencyKey: z.string().min(1).max(500).optional(),
 };
 
 /** Which session a task runs in: a new one, the session of an earlier job, or a given session. */
@@ -94,7 +122,13 @@ const QueueFields = {
 
 /** A task as a producer gives it (library or CLI). Unknown fields are an error. */
 export const TaskInput = z
-  .strictObject({ ...WorkFields, ...SessionFields, ...QueueFields })
+  .strictObject({
+    ...WorkFields,
+    /** Files attached to the prompt: paths (read at enqueue time) or data URLs. */
+    files: FilesInput.optional(),
+    ...SessionFields,
+    ...QueueFields,
+  })
   .refine((t) => !(t.continue && t.session), { message: "give either continue or session, not both", path: ["continue"] })
   .refine((t) => !t.worktree || t.directory || t.continue || t.session, {
     message: "needs a directory (the git repository to make the worktree from)",
@@ -106,6 +140,8 @@ export type Task = z.output<typeof TaskInput>;
 /** What is stored in the BullMQ job: the work, plus the resolved timeout and enqueue time. */
 export const JobPayload = z.strictObject({
   ...WorkFields,
+  /** Attached files, as data URLs. */
+  files: z.array(FilePart).optional(),
   /** An explicit session to continue (`session` on the task). */
   session: SessionFields.session,
   /** The job this one continues: it runs after that job has finished, in its session. */

@@ -7,9 +7,10 @@ import type { EventHub } from "./event-hub.js";
 import { OpencodeHttpError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import type { OpencodeServer } from "./opencode-server.js";
-import { createSession, promptSession, type PromptOutcome } from "./run-prompt.js";
+import { createSession, type PromptOutcome } from "./run-prompt.js";
 import { SessionWatch } from "./session-watch.js";
 import type { SessionTransfer } from "./session-transfer.js";
+import { promptChecked } from "./structured.js";
 import { finishWorktree, prepareWorktree } from "./worktree.js";
 
 /** The worker's current opencode server and what talks to it (replaced when the server is). */
@@ -33,6 +34,8 @@ export interface AttemptTrace {
   directory: string | null;
   asks: Ask[];
   worktree: ResultRecord["worktree"];
+  /** The last structured answer, also when it missed the schema. */
+  structured?: unknown;
 }
 
 /**
@@ -94,10 +97,13 @@ export async function runAttempt(
     stallMs: deps.config.stallMs,
     providerRetries: deps.config.providerRetries,
     abort: opts.abort,
-    onProgress: opts.onProgress,
+    onProgress: (progress) => {
+      opts.onProgress(progress);
+      void deps.store.publishProgress(jobId, progress).catch(() => undefined);
+    },
   });
   try {
-    return await promptSession(client, sessionId, payload, { directory, signal, log });
+    return await promptChecked(client, sessionId, payload, { directory, signal, log, onStructured: (value) => (trace.structured = value) });
   } finally {
     watch.close();
     trace.asks = watch.asks;

@@ -54,3 +54,11 @@ export class BudgetExceededError extends Error {
     this.name = "BudgetExceeded";
   }
 }
+
+/** The structured answer still missed the task's schema after the repair prompts. Never retried. */
+export class SchemaMismatchError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`the structured answer does not match the schema: ${problems.join("; ")}`);
+    this.name = "SchemaMismatch";
+  }
+}

@@ -5,10 +5,13 @@ import type { ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
 import { describeIssues, JobPayload } from "../shared/task.js";
 import { PayloadError, StoppedError, type StopReason } from "./failures.js";
+import type { FlowControl } from "./flow-control.js";
 import { runAttempt, type AttemptDeps, type AttemptTrace } from "./attempt.js";
 import { classifyFailure, type FailureDecision } from "./retry-policy.js";
 
 export interface ProcessorDeps extends AttemptDeps {
+  /** Shared rate and concurrency caps (see flow-control.ts). */
+  flow: FlowControl;
   /** BullMQ's state of another job of the queue ("unknown" when BullMQ no longer has it). */
   jobState: (jobId: string) => Promise<string>;
   workerId: string;
@@ -43,7 +46,7 @@ export function createProcessor(deps: ProcessorDeps) {
       return { sessionId: previous.sessionId };
     }
 
-    const started = new Date();
+    let started = new Date();
     let record: ResultRecord = {
       ...(previous ?? baseRecord(jobId, job.data, "active")),
       state: "active",
@@ -68,6 +71,15 @@ export function createProcessor(deps: ProcessorDeps) {
       await job.moveToDelayed(Date.now() + CHAIN_POLL_MS, token);
       throw new DelayedError();
     }
+    const flow = { jobId, model: payload.model, concurrencyKey: payload.concurrencyKey, leaseMs: payload.timeoutMs + 60_000 };
+    const wait = token ? await deps.flow.acquire(flow) : 0;
+    if (wait > 0) {
+      // Over a model's rate or concurrency cap, or its key is busy: back to the queue, no slot held.
+      await job.moveToDelayed(Date.now() + wait + Math.floor(Math.random() * 100), token);
+      throw new DelayedError();
+    }
+    started = new Date();
+    record.startedAt = started.toISOString();
     await deps.store.put(record);
 
     const control = new AbortController();
@@ -127,6 +139,7 @@ export function createProcessor(deps: ProcessorDeps) {
     } finally {
       clearTimeout(timer);
       bullSignal?.removeEventListener("abort", onBullAbort);
+      await deps.flow.release(flow).catch((error: unknown) => log.warn({ err: error }, "could not release flow-control slots"));
     }
   };
 }

@@ -1,4 +1,4 @@
-import type { AssistantMessage, Part, PermissionRule } from "@opencode-ai/sdk/v2";
+import type { AssistantMessage, FilePartInput, Part, PermissionRule, TextPartInput } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../shared/logger.js";
 import { emptyTokens, type Tokens } from "../shared/result.js";
 import { splitModel, type JobPayload } from "../shared/task.js";
@@ -11,6 +11,8 @@ export interface PromptOutcome {
   model: string;
   tokens: Tokens;
   cost: number;
+  /** The StructuredOutput tool's arguments when the task has a schema (unchecked), else null. */
+  structured: unknown;
 }
 
 /**
@@ -36,6 +38,15 @@ export function unwrap<T>(operation: string, result: Call<T>): T {
   throw new OpencodeHttpError(operation, status, detail.slice(0, 500));
 }
 
+/**
+ * A session created without a title makes opencode ask the model for one: a second model call per
+ * job. The prompt's first line serves instead.
+ */
+export function titleFrom(prompt: string): string {
+  const line = prompt.trim().split("\n", 1)[0]!.trim();
+  return line.length > 60 ? `${line.slice(0, 59)}…` : line;
+}
+
 export async function createSession(
   client: OpencodeClient,
   payload: JobPayload,
@@ -44,9 +55,15 @@ export async function createSession(
 ): Promise<string> {
   const session = unwrap(
     "session.create",
-    await client.session.create({ directory, title: payload.title, permission: UNATTENDED_RULES }, { signal }),
+    await client.session.create({ directory, title: payload.title ?? titleFrom(payload.prompt), permission: UNATTENDED_RULES }, { signal }),
   );
   return session.id;
+}
+
+/** The prompt's parts: the text, then any attached files. */
+export function promptParts(payload: JobPayload): (TextPartInput | FilePartInput)[] {
+  const files = (payload.files ?? []).map((file): FilePartInput => ({ type: "file", mime: file.mime, url: file.url, filename: file.filename }));
+  return [{ type: "text", text: payload.prompt }, ...files];
 }
 
 /**
@@ -58,7 +75,13 @@ export async function promptSession(
   client: OpencodeClient,
   sessionId: string,
   payload: JobPayload,
-  opts: { directory: string | undefined; signal: AbortSignal; log: Logger },
+  opts: {
+    directory: string | undefined;
+    signal: AbortSignal;
+    log: Logger;
+    /** Send these parts instead of the task's prompt and files (a repair prompt). */
+    parts?: (TextPartInput | FilePartInput)[];
+  },
 ): Promise<PromptOutcome> {
   const { signal, directory, log } = opts;
   const abortSession = () => {
@@ -69,7 +92,8 @@ export async function promptSession(
   };
   signal.addEventListener("abort", abortSession, { once: true });
   try {
-    log.debug({ prompt: payload.prompt }, "prompting");
+    const parts = opts.parts ?? promptParts(payload);
+    log.debug({ prompt: parts.find((p) => p.type === "text")?.text }, "prompting");
     const answer = unwrap(
       "session.prompt",
       await client.session.prompt(
@@ -79,7 +103,8 @@ export async function promptSession(
           model: payload.model ? splitModel(payload.model) : undefined,
           agent: payload.agent,
           system: payload.system,
-          parts: [{ type: "text", text: payload.prompt }],
+          parts,
+          ...(payload.schema ? { format: { type: "json_schema" as const, schema: payload.schema } } : {}),
         },
         { signal },
       ),
@@ -88,7 +113,13 @@ export async function promptSession(
     const info = answer.info;
     if (info.error) throw new ModelError(info.error.name, info.error.data as ModelError["data"]);
     const usage = await turnUsage(client, info, directory, signal);
-    return { sessionId, text: finalText(answer.parts), model: `${info.providerID}/${info.modelID}`, ...usage };
+    return {
+      sessionId,
+      text: finalText(answer.parts),
+      model: `${info.providerID}/${info.modelID}`,
+      ...usage,
+      structured: payload.schema ? (info.structured ?? null) : null,
+    };
   } catch (error) {
     if (signal.aborted) throw signal.reason;
     throw error;

@@ -16,8 +16,10 @@ import { sweepOrphans } from "./orphans.js";
 import { ServerKeeper } from "./server-keeper.js";
 import { HubPerServer } from "./hub-per-server.js";
 import { SessionTransfer } from "./session-transfer.js";
+import { FlowControl } from "./flow-control.js";
 import type { WorkerMetrics } from "./metrics.js";
 import { createProcessor, type DecidedError } from "./processor.js";
+import { startWebhookDelivery } from "./webhooks.js";
 import { backoffDelay } from "./retry-policy.js";
 
 export interface WorkerOptions {
@@ -84,16 +86,18 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   let states: Queue | undefined;
   let connection: Redis | undefined;
   let control: { close(): Promise<void> } | undefined;
+  let webhooks: { close(): Promise<void> } | undefined;
+  let store: ResultStore | undefined;
   let closing = false;
   let detachMetrics: (() => Promise<void>) | undefined;
   try {
     const redisUrl = opts.redisUrl ?? config.redisUrl;
     connection = await connectRedis(redisUrl, "worker", { timeoutMs: 10_000 });
-    const store = new ResultStore(connection, queue, config.resultTtlMs);
+    store = new ResultStore(connection, queue, config.resultTtlMs);
     const transfer = new SessionTransfer(connection, queueKeys(queue), config.resultTtlMs, log);
     states = openQueue(queue, connection);
     const jobState = (jobId: string) => states!.getJobState(jobId);
-    const processor = createProcessor({ store, transfer, config, jobState, current: () => hubs.current(keeper), workerId: id, log });
+    const processor = createProcessor({ store, transfer, config, jobState, flow: new FlowControl(connection, queueKeys(queue), config.flow), current: () => hubs.current(keeper), workerId: id, log });
     bull = new Worker(queue, keeper.wrap(refuseCancelled(processor, { connection, store, log })), {
       connection,
       prefix: queueKeys(queue).bullPrefix,
@@ -112,9 +116,11 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       cancelAll: (reason) => intakeOf.cancelAllJobs(reason),
     });
     control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log });
+    webhooks = startWebhookDelivery({ connection, queue, config, log });
     detachMetrics = opts.metrics?.attach({ worker: bull, store, connection, queue });
   } catch (error) {
     await bull?.close(true).catch(() => undefined);
+    await webhooks?.close().catch(() => undefined);
     await keeper.close();
     await closeRedis(connection);
     throw error;
@@ -141,6 +147,8 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
           clearTimeout(handBack);
         }
         await control?.close();
+        await webhooks?.close().catch((error: unknown) => log.error({ err: error }, "error while closing the webhook worker"));
+        await store?.close();
         hubs.close();
         await states?.close().catch(() => undefined);
         await keeper.close().catch((error: unknown) => log.error({ err: error }, "error while stopping opencode"));

@@ -21,6 +21,7 @@ interface EnqueueFlags extends ConnectionFlags {
   worktree?: boolean;
   maxCost?: number;
   maxTokens?: number;
+  concurrencyKey?: string;
   id?: string;
   wait?: boolean;
   json?: boolean;
@@ -44,6 +45,7 @@ export function withTaskOptions(command: Command): Command {
     .option("--auto-approve", "approve permission asks once instead of rejecting them (default: the worker's)")
     .option("--worktree", "run in a fresh git worktree of --directory, on its own branch dispatch/<jobId>")
     .option("--max-cost <usd>", "abort and fail (no retry) once the session has cost more than this", numberOption("--max-cost"))
+    .option("--concurrency-key <key>", "jobs sharing this key run one at a time across all workers (DISPATCH_KEY_CONCURRENCY), e.g. a repository path")
     .option("--max-tokens <n>", "abort and fail (no retry) once the session has used more tokens than this", intOption("--max-tokens", 1));
 }
 
@@ -66,6 +68,7 @@ export function taskFromFlags(prompt: string, flags: EnqueueFlags): TaskInput {
     worktree: flags.worktree,
     maxCost: flags.maxCost,
     maxTokens: flags.maxTokens,
+    concurrencyKey: flags.concurrencyKey,
     id: flags.id,
   };
   for (const key of Object.keys(task)) if (task[key] === undefined) delete task[key];

@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { parseSize } from "../../shared/config.js";
+import { parseLimits } from "../../shared/flow-limits.js";
 import { InputError } from "../../shared/errors.js";
 import { createLogger } from "../../shared/logger.js";
 import { createWorkerMetrics, serveMetrics, type MetricsServer } from "../../worker/metrics.js";
@@ -16,6 +17,9 @@ export interface WorkerFlags extends ConnectionFlags {
   recycleRss?: number;
   autoApprove?: boolean;
   stallTimeout?: number;
+  modelConcurrency?: string;
+  rateLimit?: string;
+  keyConcurrency?: number;
 }
 
 export function withWorkerOptions(command: Command): Command {
@@ -24,6 +28,9 @@ export function withWorkerOptions(command: Command): Command {
     .option("--attach <url>", "use this opencode server instead of spawning one (password: OPENCODE_SERVER_PASSWORD)")
     .option("--auto-approve", "approve agents' permission asks once, for jobs that do not say (default: DISPATCH_AUTO_APPROVE, reject like `opencode run`)")
     .option("--stall-timeout <duration>", "abort and retry a job when opencode sends no event for this long (default: DISPATCH_STALL_TIMEOUT, 10m)", durationOption("--stall-timeout"))
+    .option("--model-concurrency <limits>", "caps on running jobs per provider or model, shared by all workers, e.g. anthropic=4,openai/gpt-4o=2 (default: DISPATCH_CONCURRENCY_LIMITS)")
+    .option("--rate-limit <limits>", "caps on jobs started per period per provider or model, shared by all workers, e.g. anthropic=50/1m (default: DISPATCH_RATE_LIMITS)")
+    .option("--key-concurrency <n>", "running jobs allowed per --concurrency-key (default: DISPATCH_KEY_CONCURRENCY, 1)", intOption("--key-concurrency", 1, 10_000))
     .option("--grace <duration>", "on shutdown, how long running jobs may finish before they are handed back (default: 30s)", durationOption("--grace"))
     .option("--recycle-jobs <n>", "replace the spawned opencode server after this many jobs (default: DISPATCH_RECYCLE_JOBS; 0: never)", intOption("--recycle-jobs", 0, 1_000_000_000))
     .option("--recycle-rss <size>", "replace the spawned opencode server once its memory (RSS) passes this, e.g. 2GB (default: DISPATCH_RECYCLE_RSS)", sizeOption("--recycle-rss"))
@@ -39,6 +46,9 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
   if (flags.grace !== undefined) config.shutdownGraceMs = flags.grace;
   if (flags.autoApprove) config.autoApprove = true;
   if (flags.stallTimeout !== undefined) config.stallMs = flags.stallTimeout;
+  if (flags.modelConcurrency !== undefined) config.flow.concurrency = parseLimits(flags.modelConcurrency, "concurrency", "--model-concurrency");
+  if (flags.rateLimit !== undefined) config.flow.rate = parseLimits(flags.rateLimit, "rate", "--rate-limit");
+  if (flags.keyConcurrency !== undefined) config.flow.keyConcurrency = flags.keyConcurrency;
   if (flags.recycleJobs !== undefined) config.recycle = { ...config.recycle, jobs: flags.recycleJobs };
   if (flags.recycleRss !== undefined) config.recycle = { ...config.recycle, rssBytes: flags.recycleRss };
   const log = createLogger(config.logLevel);

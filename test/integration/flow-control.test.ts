@@ -1,0 +1,71 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ResultRecord } from "../../src/shared/result";
+import { startStack, type Stack } from "../support/stack";
+
+const span = (r: ResultRecord) => [Date.parse(r.startedAt!), Date.parse(r.finishedAt!)] as const;
+
+function expectNoOverlap(records: ResultRecord[]): void {
+  const spans = records.map(span).sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) expect(spans[i]![0]).toBeGreaterThanOrEqual(spans[i - 1]![1]);
+}
+
+describe("flow control shared by all workers", () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack({ configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake/echo=1", DISPATCH_RATE_LIMITS: "fake/priced=2/4s" } });
+    await Promise.all([stack.startWorker({ concurrency: 4 }), stack.startWorker({ concurrency: 4 })]);
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("a model's concurrency cap holds across two workers, and other models keep flowing", async () => {
+    const capped = await stack.dispatcher.enqueueMany([1, 2, 3, 4].map((n) => ({ prompt: `capped ${n} [[delay:700]]`, model: "fake/echo" })));
+    const free = await stack.dispatcher.enqueue({ prompt: "free", model: "fake/priced" });
+    const records = await Promise.all(capped.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
+    const freeRecord = await stack.dispatcher.wait(free.jobId, { timeoutMs: 60_000 });
+    expect(records.every((r) => r.state === "completed" && r.attempts === 1)).toBe(true);
+    expect(new Set(records.map((r) => r.worker)).size).toBe(2); // both workers took part
+    expectNoOverlap(records);
+    expect(Date.parse(freeRecord.finishedAt!)).toBeLessThan(Math.max(...records.map((r) => Date.parse(r.finishedAt!))));
+  });
+
+  it("a model's rate limit holds across two workers", async () => {
+    const receipts = await stack.dispatcher.enqueueMany([1, 2, 3, 4, 5].map((n) => ({ prompt: `rated ${n}`, model: "fake/priced" })));
+    const records = await Promise.all(receipts.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
+    expect(records.every((r) => r.state === "completed" && r.attempts === 1)).toBe(true);
+    const perWindow = new Map<number, number>();
+    for (const r of records) {
+      const window = Math.floor(Date.parse(r.startedAt!) / 4_000);
+      perWindow.set(window, (perWindow.get(window) ?? 0) + 1);
+    }
+    expect(Math.max(...perWindow.values())).toBeLessThanOrEqual(2);
+    expect(perWindow.size).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("per-key concurrency", () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    await Promise.all([stack.startWorker({ concurrency: 4 }), stack.startWorker({ concurrency: 4 })]);
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("runs jobs sharing a key one at a time across workers, without holding worker slots", async () => {
+    const keyed = await stack.dispatcher.enqueueMany([1, 2, 3].map((n) => ({ prompt: `keyed ${n} [[delay:800]]`, concurrencyKey: "/srv/repo" })));
+    const others = await stack.dispatcher.enqueueMany([1, 2, 3].map((n) => ({ prompt: `other ${n} [[delay:800]]` })));
+    const keyedRecords = await Promise.all(keyed.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
+    const otherRecords = await Promise.all(others.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
+    expect([...keyedRecords, ...otherRecords].every((r) => r.state === "completed")).toBe(true);
+    expectNoOverlap(keyedRecords);
+    // Unkeyed jobs ran alongside each other: the keyed ones waiting held no slot.
+    const spans = otherRecords.map(span);
+    const overlapping = spans.some((a, i) => spans.some((b, j) => i !== j && a[0] < b[1] && b[0] < a[1]));
+    expect(overlapping).toBe(true);
+  });
+});
