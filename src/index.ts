@@ -2,7 +2,16 @@
  * The library: enqueue opencode prompts from an app and wait for their results, or run a worker
  * in-process. See the README's "The library".
  */
-export { createDispatcher, Dispatcher, type DispatcherOptions, type EnqueueReceipt, type WaitOptions } from "./producer/dispatcher.js";
+export {
+  createDispatcher,
+  Dispatcher,
+  type DispatchTask,
+  type DispatcherOptions,
+  type EnqueueReceipt,
+  type TypedResultRecord,
+  type WaitOptions,
+} from "./producer/dispatcher.js";
+export type { DispatchEventName, EventHandlers, EventScope, Subscription } from "./producer/events.js";
 export type { JobStatus } from "./producer/job-status.js";
 export { BatchHandle, type BatchCounts, type BatchProgress, type BatchStatus, type BatchWaitOptions } from "./producer/batch/handle.js";
 export { fileSource, type BatchFormat, type BatchSource } from "./producer/batch/source.js";
@@ -20,4 +29,7 @@ export {
 } from "./shared/errors.js";
 export type { Ask, JobError, JobState, Progress, ResultRecord, Tokens } from "./shared/result.js";
 export { TaskInput, type Task } from "./shared/task.js";
+export { FILE_LIMITS, type FileInput } from "./shared/files.js";
+export type { JsonSchema } from "./shared/json-schema.js";
+export { signBody, verifySignature, WEBHOOK_HEADERS } from "./shared/webhook.js";
 export { startWorker, type RunningWorker, type WorkerOptions } from "./worker/worker.js";

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { JobsOptions, Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { z } from "zod";
 import { checkQueueName, loadConfig, type Config } from "../shared/config.js";
 import { InputError, NotFinishedError, NotFoundError } from "../shared/errors.js";
 import { failedFromJob } from "../shared/record.js";
 import { connectRedis, closeRedis } from "../shared/redis.js";
-import { FINAL_STATES, type ResultRecord } from "../shared/result.js";
+import { FINAL_STATES, type JobState, type ResultRecord } from "../shared/result.js";
 import { ResultStore } from "../shared/result-store.js";
 import { BACKOFF, RETENTION, openQueue } from "../shared/queue.js";
 import { parseTask, toPayload, type Task, type TaskInput } from "../shared/task.js";
@@ -16,6 +17,7 @@ import { submitBatch, type BatchOptions } from "./batch/submit.js";
 import { placeInThread, type Placement } from "./continuation.js";
 import { readStatus, type JobStatus } from "./job-status.js";
 import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
+import { EventBus, Subscriptions, type DispatchEventName, type EventHandlers, type EventScope, type Subscription } from "./events.js";
 import { Waiter } from "./waiter.js";
 
 export const JOB_NAME = "dispatch";
@@ -35,6 +37,17 @@ export interface EnqueueReceipt {
   duplicate: boolean;
 }
 
+/** A task whose `schema` may also be a zod schema (converted with zod's own `z.toJSONSchema`). */
+export type DispatchTask = Omit<TaskInput, "schema"> & { schema?: TaskInput["schema"] | z.ZodType };
+
+/**
+ * The record of a task with a zod schema: once completed, `structured` is the schema's output type
+ * (parsed by the schema); otherwise it is whatever the model last gave, if anything.
+ */
+export type TypedResultRecord<T> =
+  | (Omit<ResultRecord, "state" | "structured"> & { state: "completed"; structured: T })
+  | (Omit<ResultRecord, "state"> & { state: Exclude<JobState, "completed"> });
+
 export interface WaitOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -50,6 +63,8 @@ export class Dispatcher {
   private readonly redisUrl: string;
   private connected: Promise<{ redis: Redis; queue: Queue; store: ResultStore }> | undefined;
   private waiter: Promise<Waiter> | undefined;
+  private bus: Promise<EventBus> | undefined;
+  private subscriptions: Promise<Subscriptions> | undefined;
   private subscriber: Redis | undefined;
   private closing: Promise<void> | undefined;
 
@@ -72,7 +87,7 @@ export class Dispatcher {
   }
 
   /** Validates a task (throwing InputError naming the field) and enqueues it. */
-  async enqueue(input: TaskInput): Promise<EnqueueReceipt> {
+  async enqueue(input: DispatchTask): Promise<EnqueueReceipt> {
     const [receipt] = await this.enqueueMany([input]);
     return receipt!;
   }
@@ -81,8 +96,8 @@ export class Dispatcher {
    * Validates every task first (an InputError names the index and field of the first bad ones),
    * then enqueues them all. Tasks whose `id` already exists are skipped and reported duplicate.
    */
-  async enqueueMany(inputs: readonly TaskInput[]): Promise<EnqueueReceipt[]> {
-    const tasks = validateAll(inputs);
+  async enqueueMany(inputs: readonly DispatchTask[]): Promise<EnqueueReceipt[]> {
+    const tasks = validateAll(inputs.map(withJsonSchema));
     const { redis, queue, store } = await this.connect();
     const receipts: EnqueueReceipt[] = [];
     const CHUNK = 1_000;
@@ -199,10 +214,32 @@ export class Dispatcher {
     return (await this.getWaiter()).wait(jobId, opts);
   }
 
-  /** Enqueues a task and waits for its record. */
-  async run(input: TaskInput, opts: WaitOptions = {}): Promise<ResultRecord> {
+  /**
+   * Enqueues a task and waits for its record. With a zod `schema`, the completed record's
+   * `structured` is parsed by it and typed by it (an answer the zod schema still rejects, say a
+   * refinement JSON Schema cannot express, turns the returned record into a SchemaMismatch failure).
+   */
+  async run<S extends z.ZodType>(input: Omit<TaskInput, "schema"> & { schema: S }, opts?: WaitOptions): Promise<TypedResultRecord<z.output<S>>>;
+  async run(input: DispatchTask, opts?: WaitOptions): Promise<ResultRecord>;
+  async run(input: DispatchTask, opts: WaitOptions = {}): Promise<ResultRecord> {
     const { jobId } = await this.enqueue(input);
-    return this.wait(jobId, opts);
+    const record = await this.wait(jobId, opts);
+    return isZodSchema(input.schema) ? parseStructured(input.schema, record) : record;
+  }
+
+  /**
+   * Listens for jobs ending (`completed`, `failed`) and for their `progress`: of one job
+   * (`{ jobId }`), of one batch (`{ batchId }`), or of the whole queue (no scope). Every listener
+   * of a dispatcher shares one Redis subscription. Resolves once listening.
+   */
+  async subscribe(handlers: EventHandlers, scope: EventScope = {}): Promise<Subscription> {
+    return (await this.getSubscriptions()).subscribe(handlers, scope);
+  }
+
+  /** One listener for one kind of event (see subscribe); resolves to its removal. */
+  async on<E extends DispatchEventName>(event: E, listener: NonNullable<EventHandlers[E]>, scope: EventScope = {}): Promise<() => void> {
+    const subscription = await this.subscribe({ [event]: listener } as EventHandlers, scope);
+    return () => subscription.close();
   }
 
   /**
@@ -245,11 +282,34 @@ export class Dispatcher {
     };
   }
 
+  /** The one subscription on the queue's events channel, shared by waits and listeners. */
+  private getBus(): Promise<EventBus> {
+    this.bus ??= (async () => {
+      const { store } = await this.connect();
+      this.subscriber ??= await connectRedis(this.redisUrl, "subscriber");
+      return new EventBus(this.subscriber, store.keys.events);
+    })();
+    this.bus.catch(() => (this.bus = undefined));
+    return this.bus;
+  }
+
+  private getSubscriptions(): Promise<Subscriptions> {
+    this.subscriptions ??= (async () => {
+      const bus = await this.getBus();
+      const { redis, store } = await this.connect();
+      return new Subscriptions(bus, {
+        record: (jobId) => store.get(jobId),
+        inBatch: async (batchId, jobId) => (await redis.zscore(store.keys.batchJobs(batchId), jobId)) !== null,
+      });
+    })();
+    this.subscriptions.catch(() => (this.subscriptions = undefined));
+    return this.subscriptions;
+  }
+
   private getWaiter(): Promise<Waiter> {
     this.waiter ??= (async () => {
       const { queue, store } = await this.connect();
-      this.subscriber = await connectRedis(this.redisUrl, "subscriber");
-      return new Waiter(this.subscriber, store.keys.events, async (jobId) => {
+      return new Waiter(await this.getBus(), async (jobId) => {
         const [record, job] = await Promise.all([store.get(jobId), queue.getJob(jobId)]);
         if (record && FINAL_STATES.has(record.state)) return record;
         if (job && (await job.isFailed())) return failedFromJob(job, record);
@@ -265,8 +325,10 @@ export class Dispatcher {
     this.closing ??= (async () => {
       const waiter = await this.waiter?.catch(() => undefined);
       waiter?.close();
+      (await this.subscriptions?.catch(() => undefined))?.close();
       const connected = await this.connected?.catch(() => undefined);
       await connected?.queue.close().catch(() => undefined);
+      await connected?.store.close();
       await Promise.all([closeRedis(connected?.redis), closeRedis(this.subscriber)]);
     })();
     return this.closing;
@@ -275,6 +337,31 @@ export class Dispatcher {
 
 export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
   return new Dispatcher(options);
+}
+
+function isZodSchema(schema: unknown): schema is z.ZodType {
+  return typeof schema === "object" && schema !== null && "_zod" in schema;
+}
+
+/** A task with its zod schema turned into JSON Schema (of the schema's input: what the model writes). */
+function withJsonSchema(input: DispatchTask): TaskInput {
+  if (!isZodSchema(input.schema)) return input as TaskInput;
+  let schema: Record<string, unknown>;
+  try {
+    schema = z.toJSONSchema(input.schema, { io: "input" }) as Record<string, unknown>;
+  } catch (error) {
+    throw new InputError(`schema: cannot be expressed as JSON Schema: ${(error as Error).message}`);
+  }
+  return { ...input, schema } as TaskInput;
+}
+
+/** Parses a completed record's structured answer with the task's zod schema. */
+function parseStructured(schema: z.ZodType, record: ResultRecord): ResultRecord {
+  if (record.state !== "completed") return record;
+  const parsed = schema.safeParse(record.structured);
+  if (parsed.success) return { ...record, structured: parsed.data };
+  const message = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+  return { ...record, state: "failed", error: { name: "SchemaMismatch", message: `the structured answer does not match the schema: ${message}`, retryable: false } };
 }
 
 function validateAll(inputs: readonly TaskInput[]): Task[] {

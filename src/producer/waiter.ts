@@ -1,7 +1,6 @@
-import type { Redis } from "ioredis";
 import { NotFinishedError } from "../shared/errors.js";
 import { FINAL_STATES, type ResultRecord } from "../shared/result.js";
-import type { StateEvent } from "../shared/result-store.js";
+import type { EventBus } from "./events.js";
 
 interface Pending {
   resolve(record: ResultRecord): void;
@@ -9,37 +8,27 @@ interface Pending {
 }
 
 /**
- * Waits for jobs to finish with one Redis subscription shared by every wait. A published state
- * event triggers a read of the job; a slow sweep re-checks every pending job in case an event
+ * Waits for jobs to finish on the dispatcher's one events subscription (see EventBus). A
+ * published state event triggers a read of the job; a slow sweep re-checks every pending job in case an event
  * was missed (published before we subscribed, or lost while reconnecting).
  */
 export class Waiter {
   private readonly pending = new Map<string, Set<Pending>>();
   private sweepTimer: NodeJS.Timeout | undefined;
-  private subscribed: Promise<void> | undefined;
+  private unlisten: (() => void) | undefined;
 
   constructor(
-    private readonly subscriber: Redis,
-    private readonly channel: string,
+    private readonly bus: EventBus,
     /** Returns the job's final record, or null while it is unfinished. */
     private readonly finalRecord: (jobId: string) => Promise<ResultRecord | null>,
     private readonly sweepMs = 2_000,
   ) {}
 
   private start(): Promise<void> {
-    this.subscribed ??= (async () => {
-      this.subscriber.on("message", (channel: string, message: string) => {
-        if (channel !== this.channel) return;
-        try {
-          const event = JSON.parse(message) as StateEvent;
-          if (FINAL_STATES.has(event.state) && this.pending.has(event.jobId)) void this.check(event.jobId);
-        } catch {
-          // not ours
-        }
-      });
-      await this.subscriber.subscribe(this.channel);
-    })();
-    return this.subscribed;
+    this.unlisten ??= this.bus.listen((event) => {
+      if (FINAL_STATES.has(event.state) && this.pending.has(event.jobId)) void this.check(event.jobId);
+    });
+    return this.bus.ready();
   }
 
   private async check(jobId: string): Promise<void> {
@@ -105,6 +94,7 @@ export class Waiter {
   }
 
   close(): void {
+    this.unlisten?.();
     clearTimeout(this.sweepTimer);
     this.sweepTimer = undefined;
     const entries = [...this.pending.values()].flatMap((set) => [...set]);

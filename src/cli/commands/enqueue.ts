@@ -1,7 +1,9 @@
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command } from "commander";
 import type { TaskInput } from "../../shared/task.js";
 import { printJson, printRecord } from "../output.js";
+import { InputError } from "../../shared/errors.js";
 import { dispatcherFrom, durationOption, intOption, numberOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
 interface EnqueueFlags extends ConnectionFlags {
@@ -22,6 +24,10 @@ interface EnqueueFlags extends ConnectionFlags {
   maxCost?: number;
   maxTokens?: number;
   concurrencyKey?: string;
+  schema?: Record<string, unknown>;
+  schemaRetries?: number;
+  file?: string[];
+  webhook?: string;
   id?: string;
   wait?: boolean;
   json?: boolean;
@@ -46,7 +52,30 @@ export function withTaskOptions(command: Command): Command {
     .option("--worktree", "run in a fresh git worktree of --directory, on its own branch dispatch/<jobId>")
     .option("--max-cost <usd>", "abort and fail (no retry) once the session has cost more than this", numberOption("--max-cost"))
     .option("--concurrency-key <key>", "jobs sharing this key run one at a time across all workers (DISPATCH_KEY_CONCURRENCY), e.g. a repository path")
-    .option("--max-tokens <n>", "abort and fail (no retry) once the session has used more tokens than this", intOption("--max-tokens", 1));
+    .option("--max-tokens <n>", "abort and fail (no retry) once the session has used more tokens than this", intOption("--max-tokens", 1))
+    .option("--schema <file>", "a JSON Schema file: ask for a structured answer matching it (checked, repaired, else the job fails)", schemaFileOption)
+    .option("--schema-retries <n>", "repair prompts after a structured answer that misses the schema (default 2)", intOption("--schema-retries", 0, 10))
+    .option("--file <path>", "attach a file to the prompt (repeatable; at most 5 MB each, 20 MB in all)", (value: string, previous: string[] = []) => [...previous, value])
+    .option("--webhook <url>", "POST the result record here when the job completes or fails (signed with DISPATCH_WEBHOOK_SECRET)");
+}
+
+/** `--schema FILE`: the file must exist and hold a JSON object. */
+function schemaFileOption(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new InputError(`--schema: cannot read "${path}"${code === "ENOENT" ? ": no such file" : `: ${(error as Error).message}`}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new InputError(`--schema: "${path}" is not valid JSON (${(error as Error).message})`);
+  }
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new InputError(`--schema: "${path}" must hold a JSON object`);
+  return parsed as Record<string, unknown>;
 }
 
 export function taskFromFlags(prompt: string, flags: EnqueueFlags): TaskInput {
@@ -69,6 +98,10 @@ export function taskFromFlags(prompt: string, flags: EnqueueFlags): TaskInput {
     maxCost: flags.maxCost,
     maxTokens: flags.maxTokens,
     concurrencyKey: flags.concurrencyKey,
+    schema: flags.schema,
+    schemaRetries: flags.schemaRetries,
+    files: flags.file,
+    webhook: flags.webhook,
     id: flags.id,
   };
   for (const key of Object.keys(task)) if (task[key] === undefined) delete task[key];
