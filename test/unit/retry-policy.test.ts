@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, StoppedError } from "../../src/worker/failures";
+import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, SchemaMismatchError, StoppedError } from "../../src/worker/failures";
 import { backoffDelay, classifyFailure, parseRetryAfter, retryStatusError, type FailureDecision } from "../../src/worker/retry-policy";
 
 const apiError = (statusCode: number | undefined, extra: Partial<ModelError["data"]> = {}) =>
@@ -10,6 +10,7 @@ const TABLE: [string, unknown, Partial<FailureDecision>][] = [
   // schema
   ["payload that fails its schema", new PayloadError("invalid job payload: prompt: Required"), { retryable: false, name: "InvalidPayload", message: "invalid job payload: prompt: Required" }],
   // budgets
+  ["structured answer still off the schema after repairs", new SchemaMismatchError(["age: is required"]), { retryable: false, name: "SchemaMismatch", message: "the structured answer does not match the schema: age: is required" }],
   ["cost or token budget passed", new BudgetExceededError("cost 1.2 passed the budget 1"), { retryable: false, name: "BudgetExceeded", message: "cost 1.2 passed the budget 1" }],
   // stopped on purpose
   ["timeout", new StoppedError("timeout", "attempt timed out after 10 ms"), { retryable: true, name: "Timeout" }],
