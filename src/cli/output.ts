@@ -9,7 +9,10 @@ export function printJson(value: unknown): void {
 /** Prints a final record: JSON, or the answer text (the error goes to stderr). Returns the exit code. */
 export function printRecord(record: ResultRecord, json: boolean): number {
   if (json) printJson(record);
-  else if (record.state === "completed") process.stdout.write(`${record.text ?? ""}\n`);
+  else if (record.state === "completed") {
+    // A task with a schema answers with its structured object.
+    process.stdout.write(`${record.structured != null ? JSON.stringify(record.structured) : (record.text ?? "")}\n`);
+  }
   if (record.state !== "completed") {
     const error = record.error ? `${record.error.name}: ${record.error.message}` : "unknown error";
     process.stderr.write(`job ${record.jobId} failed after ${record.attempts} attempt(s): ${error}\n`);
