@@ -62,6 +62,8 @@ const EnvSchema = z.object({
   DISPATCH_RATE_LIMITS: z.string().optional(),
   /** Running jobs allowed per task `concurrencyKey`. @defaultValue 1 */
   DISPATCH_KEY_CONCURRENCY: int(1, 10_000).default(1),
+  /** Keep opencode's per-step git snapshots of the working directory (slow on big directories). @defaultValue false */
+  DISPATCH_SNAPSHOTS: z.enum(["true", "false", "1", "0"]).default("false").transform((v) => v === "true" || v === "1"),
   /** Where a worker keeps its opencode server's data. @defaultValue $TMPDIR/opencode-dispatch */
   DISPATCH_DATA_DIR: z.string().min(1).default(join(tmpdir(), "opencode-dispatch")),
   /** Replace the spawned opencode server after this many jobs; 0: never. @defaultValue 0 */
@@ -105,6 +107,7 @@ export type Config = {
   resultTtlMs: number;
   shutdownGraceMs: number;
   stallMs: number;
+  snapshots: boolean;
   flow: FlowSettings;
   providerRetries: number;
   autoApprove: boolean;
@@ -144,6 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     resultTtlMs: e.DISPATCH_RESULT_TTL,
     shutdownGraceMs: e.DISPATCH_SHUTDOWN_GRACE,
     stallMs: e.DISPATCH_STALL_TIMEOUT,
+    snapshots: e.DISPATCH_SNAPSHOTS,
     flow: {
       concurrency: parseLimits(e.DISPATCH_CONCURRENCY_LIMITS, "concurrency", "DISPATCH_CONCURRENCY_LIMITS"),
       rate: parseLimits(e.DISPATCH_RATE_LIMITS, "rate", "DISPATCH_RATE_LIMITS"),

@@ -34,6 +34,11 @@ export interface SpawnOptions {
   /** Where the user's opencode keeps provider credentials (auth.json), copied into dataDir. */
   userDataHome?: string;
   log: Logger;
+  /**
+   * opencode's per-step git snapshots of the working directory (for undo). Off by default: on a
+   * large directory they cost more than the model call, and a queue does not undo.
+   */
+  snapshots?: boolean;
   startTimeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -65,7 +70,7 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
       () => undefined,
     );
   }
-  const env = { ...opts.env, XDG_DATA_HOME: dataHome };
+  const env = { ...opts.env, XDG_DATA_HOME: dataHome, ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }) };
   const child = spawn(opts.bin, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], {
     env: { ...env, OPENCODE_SERVER_PASSWORD: password, OPENCODE_SERVER_USERNAME: username },
     stdio: ["ignore", "pipe", "pipe"],
@@ -205,4 +210,19 @@ export function runOpencode(
     child.once("error", reject);
     child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`opencode ${args[0]} exited ${code}: ${stderr.trim()}`))));
   });
+}
+
+/**
+ * Settings laid over the user's opencode configuration through OPENCODE_CONFIG_CONTENT (which
+ * opencode merges last), keeping whatever else the user gave there.
+ */
+export function configOverlay(env: NodeJS.ProcessEnv, overlay: Record<string, unknown>): { OPENCODE_CONFIG_CONTENT: string } {
+  let content: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = env.OPENCODE_CONFIG_CONTENT ? JSON.parse(env.OPENCODE_CONFIG_CONTENT) : {};
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) content = parsed as Record<string, unknown>;
+  } catch {
+    // not JSON: opencode would reject it too; our overlay alone is used
+  }
+  return { OPENCODE_CONFIG_CONTENT: JSON.stringify({ ...content, ...overlay }) };
 }

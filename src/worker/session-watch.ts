@@ -53,7 +53,7 @@ export class SessionWatch {
         this.stop(new StoppedError("stall", `no progress from opencode for ${Math.round(opts.stallMs / 1000)} s`));
       }
     }, Math.min(1_000, opts.stallMs)).unref();
-    void this.answerPending();
+    // No ask can come before the prompt this watch precedes; after a reconnect, catch up.
   }
 
   private onEvent(event: ServerEvent, directory: string): void {

@@ -69,6 +69,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
           dataDir: join(config.dataDir, `worker-${id}-${randomBytes(3).toString("hex")}`),
           env: opts.serverEnv ?? process.env,
           userDataHome: config.userDataHome,
+          snapshots: config.snapshots,
           log,
         });
 

@@ -157,7 +157,7 @@ describe("batches run by workers", () => {
     const out = join(dir, "thousand.out.jsonl");
     await writeFile(file, `${lines.join("\n")}\n`);
     const started = Date.now();
-    const run = await cli(["batch", file, "--model", "fake/echo", "--id", "thousand", "--wait", "--out", out], stack.childEnv, undefined, 400_000);
+    const run = await cli(["batch", file, "--model", "fake/echo", "--id", "thousand", "--wait", "--out", out], stack.childEnv, undefined, 900_000);
     const seconds = (Date.now() - started) / 1000;
     expect(run.code, run.stderr).toBe(1);
     expect(run.stdout).toMatch(/batch thousand: 1000 tasks, 999 completed, 1 failed/);
@@ -192,7 +192,7 @@ describe("batches run by workers", () => {
     expect(JSON.parse(again.stdout)).toMatchObject({ enqueued: 0, duplicates: 1_000 });
     expect(await jobCount(stack)).toBe(0);
     expect(stack.fake.calls("bulk task")).toBe(calls);
-  }, 420_000); // ~75 s on an idle 2-core machine (opencode runs ~14 trivial tasks/s per core); generous for a loaded one
+  }, 960_000); // minutes on this 2-core machine (opencode, not the queue, is the bottleneck); generous for a loaded one
 
   it("takes plain-text prompts on stdin and waits with progress events through the library", async () => {
     const prompts = ["first plain prompt", "", "second plain prompt", "third plain prompt"];
@@ -215,7 +215,7 @@ describe("batches run by workers", () => {
     let lastProgress: { finished: number; total: number } | undefined;
     batch.on("result", (record) => seen.push(record.jobId));
     batch.on("progress", (p) => (lastProgress = p));
-    const result = await batch.wait({ timeoutMs: 45_000 });
+    const result = await batch.wait({ timeoutMs: 120_000 });
     expect(result).toMatchObject({ total: 2, completed: 2, failed: 0 });
     expect(seen.sort()).toEqual([`${batch.id}-1`, "lib-own-key"]);
     expect(lastProgress).toMatchObject({ finished: 2, total: 2 });

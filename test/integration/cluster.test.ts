@@ -26,7 +26,7 @@ describe("on a Redis Cluster", () => {
     const jobs = await Promise.all(
       ["one", "two", "three"].map((word) => stack.dispatcher.enqueue({ prompt: `cluster ${word}`, model: "fake/echo" })),
     );
-    const records = await Promise.all(jobs.map(({ jobId }) => stack.dispatcher.wait(jobId, { timeoutMs: 45_000 })));
+    const records = await Promise.all(jobs.map(({ jobId }) => stack.dispatcher.wait(jobId, { timeoutMs: 120_000 })));
     expect(records.map((r) => [r.state, r.text])).toEqual([
       ["completed", "echo: cluster one"],
       ["completed", "echo: cluster two"],

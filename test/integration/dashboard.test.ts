@@ -27,8 +27,8 @@ describe("dashboard", () => {
     const [, launched] = await Promise.all([stack.startWorker({ concurrency: 2 }), launchChromium()]);
     browser = launched;
     [completed, failed] = await Promise.all([
-      stack.dispatcher.run({ prompt: "show me <b>on the dashboard</b>", model: "fake/priced", title: "dash ok" }, { timeoutMs: 45_000 }),
-      stack.dispatcher.run({ prompt: "refused [[status:401]]", model: "fake/echo" }, { timeoutMs: 45_000 }),
+      stack.dispatcher.run({ prompt: "show me <b>on the dashboard</b>", model: "fake/priced", title: "dash ok" }, { timeoutMs: 120_000 }),
+      stack.dispatcher.run({ prompt: "refused [[status:401]]", model: "fake/echo" }, { timeoutMs: 120_000 }),
     ]);
     dashboard = await startDashboard({
       redisUrl: stack.redisUrl,

@@ -24,7 +24,7 @@ describe("flow control shared by all workers", () => {
     const capped = await stack.dispatcher.enqueueMany([1, 2, 3, 4].map((n) => ({ prompt: `capped ${n} [[delay:700]]`, model: "fake/echo" })));
     const free = await stack.dispatcher.enqueue({ prompt: "free", model: "fake/priced" });
     const records = await Promise.all(capped.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
-    const freeRecord = await stack.dispatcher.wait(free.jobId, { timeoutMs: 60_000 });
+    const freeRecord = await stack.dispatcher.wait(free.jobId, { timeoutMs: 120_000 });
     expect(records.every((r) => r.state === "completed" && r.attempts === 1)).toBe(true);
     expect(new Set(records.map((r) => r.worker)).size).toBe(2); // both workers took part
     expectNoOverlap(records);

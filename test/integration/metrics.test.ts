@@ -48,13 +48,13 @@ describe("worker metrics", () => {
 
   it("counts completed, retried and failed jobs by model, with tokens, cost, durations and queue depth", async () => {
     const q = stack.queue;
-    const done = await stack.dispatcher.run({ prompt: "measure me", model: "fake/priced" }, { timeoutMs: 45_000 });
+    const done = await stack.dispatcher.run({ prompt: "measure me", model: "fake/priced" }, { timeoutMs: 120_000 });
     expect(done.state).toBe("completed");
-    const failed = await stack.dispatcher.run({ prompt: "denied [[status:401]]", model: "fake/echo", attempts: 3 }, { timeoutMs: 45_000 });
+    const failed = await stack.dispatcher.run({ prompt: "denied [[status:401]]", model: "fake/echo", attempts: 3 }, { timeoutMs: 120_000 });
     expect(failed.state).toBe("failed");
     // First attempt hangs until its timeout (retryable), the second gets the default echo.
     stack.fake.script({ hang: true });
-    const retried = await stack.dispatcher.run({ prompt: "second time lucky", model: "fake/echo", timeout: "2s", attempts: 2 }, { timeoutMs: 45_000 });
+    const retried = await stack.dispatcher.run({ prompt: "second time lucky", model: "fake/echo", timeout: "2s", attempts: 2 }, { timeoutMs: 120_000 });
     expect(retried).toMatchObject({ state: "completed", attempts: 2 });
     // A job that waits (delayed) shows up in the queue depth.
     await stack.dispatcher.enqueue({ prompt: "later", delay: 3_600_000 });

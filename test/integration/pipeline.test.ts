@@ -19,7 +19,7 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
   it("runs a prompt and stores the answer with its session ID", async () => {
     const { jobId, duplicate } = await stack.dispatcher.enqueue({ prompt: "hello there", model: "fake/echo", title: "t" });
     expect(duplicate).toBe(false);
-    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 45_000 });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 120_000 });
     expect(record).toMatchObject({ jobId, state: "completed", text: "echo: hello there", model: "fake/echo", attempts: 1, error: null });
     expect(record.sessionId).toMatch(/^ses_/);
     expect(record.tokens!.total).toBeGreaterThan(0);
@@ -30,7 +30,7 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
 
   it("keeps the result after BullMQ has removed the job", async () => {
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "remember me", model: "fake/echo" });
-    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 45_000 });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 120_000 });
     const redis = await connectRedis(stack.redisUrl, "producer");
     const queue = openQueue(stack.queue, redis);
     try {
@@ -46,7 +46,7 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
 
   it("fails a job whose provider answers 401, with the provider's message, after one attempt", async () => {
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "secret [[status:401]]", model: "fake/echo", attempts: 3 });
-    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 45_000 });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 120_000 });
     expect(record.state).toBe("failed");
     expect(record.attempts).toBe(1);
     expect(record.error).toMatchObject({ name: "APIError", statusCode: 401, retryable: false });
@@ -90,7 +90,7 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
     const second = await stack.dispatcher.enqueue({ prompt: "once", model: "fake/echo", id: "key-once" });
     expect(first).toEqual({ jobId: "key-once", duplicate: false });
     expect(second).toEqual({ jobId: "key-once", duplicate: true });
-    await stack.dispatcher.wait("key-once", { timeoutMs: 45_000 });
+    await stack.dispatcher.wait("key-once", { timeoutMs: 120_000 });
     const third = await stack.dispatcher.enqueue({ prompt: "once", model: "fake/echo", id: "key-once" });
     expect(third.duplicate).toBe(true);
     expect(stack.fake.calls("once")).toBe(1);

@@ -49,7 +49,7 @@ describe("Redis ACL users and TLS, and secrets in logs", () => {
 
   it("runs a job as an ACL user restricted to the dispatch:* keys and channels", async () => {
     const worker = await stack.startWorker({ concurrency: 1 });
-    const record = await stack.dispatcher.run({ prompt: "acl hello", model: "fake/echo" }, { timeoutMs: 45_000 });
+    const record = await stack.dispatcher.run({ prompt: "acl hello", model: "fake/echo" }, { timeoutMs: 120_000 });
     expect(record).toMatchObject({ state: "completed", text: "echo: acl hello" });
     await worker.close({ graceMs: 0 }); // the CLI worker below must be the only one on the queue
   }, 120_000);

@@ -20,9 +20,9 @@ describe("sessions that continue anywhere", () => {
   });
 
   it("a follow-up runs in the earlier job's session and the model sees the earlier turns", async () => {
-    const first = await stack.dispatcher.run({ prompt: "my name is Zed", model: "fake/echo" }, { timeoutMs: 60_000 });
+    const first = await stack.dispatcher.run({ prompt: "my name is Zed", model: "fake/echo" }, { timeoutMs: 120_000 });
     expect(first.state).toBe("completed");
-    const follow = await stack.dispatcher.run({ prompt: "what is my name? [[transcript]]", continue: first.jobId }, { timeoutMs: 60_000 });
+    const follow = await stack.dispatcher.run({ prompt: "what is my name? [[transcript]]", continue: first.jobId }, { timeoutMs: 120_000 });
     expect(follow.state).toBe("completed");
     expect(follow.sessionId).toBe(first.sessionId);
     expect(follow.continues).toBe(first.jobId);
@@ -37,7 +37,7 @@ describe("sessions that continue anywhere", () => {
     for (const n of [1, 2, 3]) follows.push(await stack.dispatcher.enqueue({ prompt: `follow ${n} [[transcript]]`, continue: root.jobId }));
     // Jobs on other sessions keep flowing while the chain waits.
     const other = await stack.dispatcher.enqueue({ prompt: "unrelated", model: "fake/echo" });
-    const otherRecord = await stack.dispatcher.wait(other.jobId, { timeoutMs: 60_000 });
+    const otherRecord = await stack.dispatcher.wait(other.jobId, { timeoutMs: 120_000 });
     const records = await Promise.all(follows.map((f) => stack.dispatcher.wait(f.jobId, { timeoutMs: 90_000 })));
     const rootRecord = await stack.dispatcher.result(root.jobId);
     expect(records.map((r) => r.state)).toEqual(["completed", "completed", "completed"]);
@@ -55,18 +55,18 @@ describe("sessions that continue anywhere", () => {
   });
 
   it("continues a session after the worker that ran it, and its data folder, are gone", async () => {
-    const first = await stack.dispatcher.run({ prompt: "remember the word pelican", model: "fake/echo" }, { timeoutMs: 60_000 });
+    const first = await stack.dispatcher.run({ prompt: "remember the word pelican", model: "fake/echo" }, { timeoutMs: 120_000 });
     const dataDir = worker.server().dataDir!;
     expect(existsSync(dataDir)).toBe(true);
     await worker.close({ graceMs: 0 });
     expect(existsSync(dataDir)).toBe(false);
     worker = await stack.startWorker({ concurrency: 4 });
-    const follow = await stack.dispatcher.run({ prompt: "which word? [[transcript]]", continue: first.jobId }, { timeoutMs: 60_000 });
+    const follow = await stack.dispatcher.run({ prompt: "which word? [[transcript]]", continue: first.jobId }, { timeoutMs: 120_000 });
     expect(follow.state).toBe("completed");
     expect(follow.sessionId).toBe(first.sessionId);
     expect(transcriptOf(follow.text)[0]).toBe("remember the word pelican");
     // --session names the session directly, too.
-    const bySession = await stack.dispatcher.run({ prompt: "again [[transcript]]", session: first.sessionId! }, { timeoutMs: 60_000 });
+    const bySession = await stack.dispatcher.run({ prompt: "again [[transcript]]", session: first.sessionId! }, { timeoutMs: 120_000 });
     expect(bySession.sessionId).toBe(first.sessionId);
     expect(transcriptOf(bySession.text)).toHaveLength(3);
   }, 150_000);
@@ -91,7 +91,7 @@ describe("unattended runs that never hang", () => {
   it("rejects a permission ask by default and shows it in the result", async () => {
     const record = await stack.dispatcher.run(
       { prompt: 'peek [[tool:read:{"filePath":"/etc/hostname"}]]', model: "fake/echo", directory: stack.opencode.root },
-      { timeoutMs: 60_000 },
+      { timeoutMs: 120_000 },
     );
     expect(record.state).toBe("completed");
     expect(record.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" })]);
@@ -103,7 +103,7 @@ describe("unattended runs that never hang", () => {
   it("approves it once with autoApprove", async () => {
     const record = await stack.dispatcher.run(
       { prompt: 'peek again [[tool:read:{"filePath":"/etc/hostname"}]]', model: "fake/echo", directory: stack.opencode.root, autoApprove: true },
-      { timeoutMs: 60_000 },
+      { timeoutMs: 120_000 },
     );
     expect(record.state).toBe("completed");
     expect(record.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once" })]);
@@ -112,24 +112,24 @@ describe("unattended runs that never hang", () => {
 
   it("rejects the question tool instead of waiting for an answer", async () => {
     const args = { questions: [{ question: "Which colour?", header: "Colour", options: [{ label: "red", description: "red" }] }] };
-    const record = await stack.dispatcher.run({ prompt: `ask me [[tool:question:${JSON.stringify(args)}]]`, model: "fake/echo" }, { timeoutMs: 60_000 });
+    const record = await stack.dispatcher.run({ prompt: `ask me [[tool:question:${JSON.stringify(args)}]]`, model: "fake/echo" }, { timeoutMs: 120_000 });
     expect(record.state).toBe("completed");
     expect(record.asks).toEqual([expect.objectContaining({ kind: "question", what: "Which colour?", answer: "reject" })]);
   });
 
   it("a budget cap aborts the run and fails the job without a retry", async () => {
-    const byTokens = await stack.dispatcher.run({ prompt: "too long", model: "fake/echo", maxTokens: 100, attempts: 3 }, { timeoutMs: 60_000 });
+    const byTokens = await stack.dispatcher.run({ prompt: "too long", model: "fake/echo", maxTokens: 100, attempts: 3 }, { timeoutMs: 120_000 });
     expect(byTokens.state).toBe("failed");
     expect(byTokens.attempts).toBe(1);
     expect(byTokens.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
     expect(byTokens.error!.message).toMatch(/budget exceeded: \d+ tokens passed --max-tokens 100/);
-    const byCost = await stack.dispatcher.run({ prompt: "too dear", model: "fake/priced", maxCost: 0.5 }, { timeoutMs: 60_000 });
+    const byCost = await stack.dispatcher.run({ prompt: "too dear", model: "fake/priced", maxCost: 0.5 }, { timeoutMs: 120_000 });
     expect(byCost.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
     expect(byCost.error!.message).toMatch(/passed --max-cost \$0.5/);
   });
 
   it("shows progress (steps, tool calls, tokens) through status", async () => {
-    const record = await stack.dispatcher.run({ prompt: 'work [[tool:bash:{"command":"echo hi","description":"say hi"}]]', model: "fake/echo" }, { timeoutMs: 60_000 });
+    const record = await stack.dispatcher.run({ prompt: 'work [[tool:bash:{"command":"echo hi","description":"say hi"}]]', model: "fake/echo" }, { timeoutMs: 120_000 });
     expect(record.state).toBe("completed");
     const status = await stack.dispatcher.status(record.jobId);
     expect(status.progress).toMatchObject({ toolCalls: 1, lastTool: "bash" });

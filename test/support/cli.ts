@@ -22,7 +22,7 @@ export function runCli(args: string[], opts: { env: NodeJS.ProcessEnv; input?: s
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       reject(new Error(`opencode-dispatch ${args.join(" ")} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, opts.timeoutMs ?? 60_000);
+    }, opts.timeoutMs ?? 150_000);
     child.on("error", reject);
     child.on("close", (code) => {
       clearTimeout(timer);
@@ -56,7 +56,7 @@ export function startCli(args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: s
   return {
     child,
     output: () => output,
-    waitFor(pattern, timeoutMs = 60_000) {
+    waitFor(pattern, timeoutMs = 150_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
           if (pattern.test(output)) {
