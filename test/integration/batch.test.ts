@@ -2,44 +2,20 @@
  * `opencode-dispatch batch` end to end: the real CLI (bin/, built by the global setup) against a
  * real Redis, with workers on real `opencode serve` processes and the fake model.
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ResultRecord } from "../../src/shared/result";
 import { openQueue } from "../../src/shared/queue";
 import { closeRedis, connectRedis } from "../../src/shared/redis";
 import { queueKeys } from "../../src/shared/keys";
+import { runCli } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 
-const BIN = fileURLToPath(new URL("../../bin/opencode-dispatch.js", import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv, input?: string, timeoutMs = 60_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`batch CLI timed out: ${args.join(" ")}\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input ?? "");
-  });
+/** The real CLI, with a long default timeout (a batch may take minutes on 2 cores). */
+function cli(args: string[], env: NodeJS.ProcessEnv, input?: string, timeoutMs = 150_000) {
+  return runCli(args, { env, input, timeoutMs });
 }
 
 async function withQueue<T>(stack: Stack, fn: (queue: ReturnType<typeof openQueue>, redis: Awaited<ReturnType<typeof connectRedis>>) => Promise<T>): Promise<T> {

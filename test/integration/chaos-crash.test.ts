@@ -10,27 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ResultRecord } from "../../src/shared/result";
 import { startCli, type CliProcess } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
+import { alive, until } from "../support/until";
 
 const WAIT = 120_000;
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe("a worker killed with SIGKILL mid-job", () => {
   let stack: Stack;

@@ -10,29 +10,12 @@ import { createClient } from "../../src/worker/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
+import { alive, until } from "../support/until";
 
 /** The machine running the suite may be shared and loaded: a cold opencode prompt can take 30 s. */
 const WAIT = 120_000;
 const TEST = 240_000;
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = WAIT): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe("chaos on one worker", () => {
   let stack: Stack;
