@@ -62,3 +62,14 @@ export class SchemaMismatchError extends Error {
     this.name = "SchemaMismatch";
   }
 }
+
+/** The budget error for a turn's running totals, or undefined while they are within the caps. */
+export function checkBudget(caps: { maxCost?: number; maxTokens?: number }, tokens: number, cost: number): BudgetExceededError | undefined {
+  if (caps.maxCost !== undefined && cost > caps.maxCost) {
+    return new BudgetExceededError(`budget exceeded: cost $${cost.toFixed(4)} passed --max-cost $${caps.maxCost}`);
+  }
+  if (caps.maxTokens !== undefined && tokens > caps.maxTokens) {
+    return new BudgetExceededError(`budget exceeded: ${tokens} tokens passed --max-tokens ${caps.maxTokens}`);
+  }
+  return undefined;
+}

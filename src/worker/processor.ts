@@ -4,7 +4,7 @@ import { baseRecord } from "../shared/record.js";
 import type { ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
 import { describeIssues, JobPayload } from "../shared/task.js";
-import { PayloadError, StoppedError, type StopReason } from "./failures.js";
+import { checkBudget, PayloadError, StoppedError, type StopReason } from "./failures.js";
 import type { FlowControl } from "./flow-control.js";
 import { runAttempt, type AttemptDeps, type AttemptTrace } from "./attempt.js";
 import { classifyFailure, type FailureDecision } from "./retry-policy.js";
@@ -114,6 +114,9 @@ export function createProcessor(deps: ProcessorDeps) {
         onProgress: (progress) => void job.updateProgress(progress).catch(() => undefined),
       });
       record = { ...traced(), ...outcome };
+      // The watch stops a run that passes its budget; a turn that ended first is checked here.
+      const overBudget = checkBudget(payload, outcome.tokens.total, outcome.cost);
+      if (overBudget) throw overBudget;
       await finish(deps.store, record, started, "completed");
       log.info({ sessionId: outcome.sessionId, tokens: outcome.tokens.total, cost: outcome.cost }, "job completed");
       return { sessionId: outcome.sessionId };

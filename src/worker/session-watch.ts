@@ -2,7 +2,7 @@ import type { AssistantMessage, Part } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../shared/logger.js";
 import type { Ask, Progress } from "../shared/result.js";
 import type { EventHub, ServerEvent } from "./event-hub.js";
-import { BudgetExceededError, ModelError, StoppedError } from "./failures.js";
+import { checkBudget, ModelError, StoppedError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import { classifyFailure, retryStatusError } from "./retry-policy.js";
 
@@ -109,12 +109,8 @@ export class SessionWatch {
     this.progress.tokens = tokens;
     this.progress.cost = cost;
     this.reportProgress();
-    const { maxCost, maxTokens } = this.opts;
-    if (maxCost !== undefined && cost > maxCost) {
-      this.stop(new BudgetExceededError(`budget exceeded: cost $${cost.toFixed(4)} passed --max-cost $${maxCost}`));
-    } else if (maxTokens !== undefined && tokens > maxTokens) {
-      this.stop(new BudgetExceededError(`budget exceeded: ${tokens} tokens passed --max-tokens ${maxTokens}`));
-    }
+    const overBudget = checkBudget(this.opts, tokens, cost);
+    if (overBudget) this.stop(overBudget);
   }
 
   /**
