@@ -61,12 +61,16 @@ export function startWebhookDelivery(opts: {
 }): { close(): Promise<void> } {
   const { attempts, backoffMs, timeoutMs, secret } = opts.config.webhook;
   const log = opts.log.child({ component: "webhooks" });
-  if (!secret) log.warn("DISPATCH_WEBHOOK_SECRET is not set: webhook deliveries go out unsigned");
+  let warnedUnsigned = false;
   const worker = new Worker<WebhookDelivery>(
     webhookQueueName(opts.queue),
     async (job: Job<WebhookDelivery>) => {
       const attempt = job.attemptsMade + 1;
       const where = { jobId: job.data.record.jobId, webhook: origin(job.data.url), attempt };
+      if (!secret && !warnedUnsigned) {
+        warnedUnsigned = true;
+        log.warn("DISPATCH_WEBHOOK_SECRET is not set: webhook deliveries go out unsigned");
+      }
       try {
         await deliver(job.data, { deliveryId: job.id!, secret, timeoutMs });
         log.info(where, "webhook delivered");

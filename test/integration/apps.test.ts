@@ -217,4 +217,35 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     expect(badHook.stderr).toContain("webhook");
     expect((await stack.dispatcher.list({ limit: 1000 })).length).toBe(before);
   });
+
+  it("CLI: batch lines inherit --webhook and --schema", async () => {
+    const got: ResultRecord[] = [];
+    const receiver = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const body = Buffer.concat(chunks);
+        if (verifySignature(SECRET, body, req.headers["x-dispatch-signature"] as string)) got.push(JSON.parse(body.toString("utf8")) as ResultRecord);
+        res.writeHead(200).end("ok");
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = receiver.address() as AddressInfo;
+      const schemaFile = join(stack.opencode.root, "batch.schema.json");
+      writeFileSync(schemaFile, JSON.stringify(PERSON));
+      const lines = [
+        { prompt: 'b1 [[tool:StructuredOutput:{"name":"B","age":1}]]' },
+        { prompt: 'b2 [[tool:StructuredOutput:{"name":"C","age":2}]]' },
+      ].map((task) => JSON.stringify(task));
+      const file = join(stack.opencode.root, "hooks.jsonl");
+      writeFileSync(file, lines.join("\n") + "\n");
+      const run = await runCli(["batch", file, "--model", "fake/echo", "--schema", schemaFile, "--webhook", `http://127.0.0.1:${port}/b`, "--wait"], { env: stack.childEnv });
+      expect(run.code, run.stderr).toBe(0);
+      await expect.poll(() => got.length, { timeout: 15_000 }).toBe(2);
+      expect(got.map((r) => r.structured).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))).toEqual([{ name: "B", age: 1 }, { name: "C", age: 2 }]);
+    } finally {
+      await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    }
+  });
 });
