@@ -13,22 +13,23 @@ export class EventBus {
   constructor(
     private readonly subscriber: Redis,
     private readonly channel: string,
-  ) {}
+  ) {
+    subscriber.on("message", (from: string, message: string) => {
+      if (from !== this.channel) return;
+      let event: StateEvent;
+      try {
+        event = JSON.parse(message) as StateEvent;
+      } catch {
+        return; // not ours
+      }
+      if (typeof event?.jobId !== "string") return;
+      for (const listener of this.listeners) listener(event);
+    });
+  }
 
   /** Resolves once the subscription is in place (events published from then on arrive). */
   ready(): Promise<void> {
     this.subscribed ??= (async () => {
-      this.subscriber.on("message", (channel: string, message: string) => {
-        if (channel !== this.channel) return;
-        let event: StateEvent;
-        try {
-          event = JSON.parse(message) as StateEvent;
-        } catch {
-          return; // not ours
-        }
-        if (typeof event?.jobId !== "string") return;
-        for (const listener of this.listeners) listener(event);
-      });
       await this.subscriber.subscribe(this.channel);
     })();
     this.subscribed.catch(() => (this.subscribed = undefined));
