@@ -169,6 +169,9 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
 
       // Reads the records of finished jobs, 500 at a time, one fetch at a time.
       const fetchFinished = (): Promise<void> => {
+        // Set when a read failed: the loop is not restarted at once (with no offline queue every
+        // call would reject at once, a loop of microtasks starving the timers); the sweep retries.
+        let stopped = false;
         fetching ??= (async () => {
           while (toFetch.size > 0 && !ended) {
             const ids = [...toFetch].slice(0, 500);
@@ -176,7 +179,8 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
             try {
               records = await results.getMany(ids);
             } catch {
-              break; // Redis away: the sweep marks them again
+              stopped = true;
+              break; // Redis away: the next sweep tries again
             }
             for (let i = 0; i < ids.length; i++) {
               const id = ids[i]!;
@@ -197,7 +201,7 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
           }
         })().finally(() => {
           fetching = undefined;
-          if (toFetch.size > 0 && !ended) void fetchFinished();
+          if (toFetch.size > 0 && !ended && !stopped) void fetchFinished();
           maybeDone();
         });
         return fetching;
