@@ -40,8 +40,21 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`error: ${error.message}\n`);
       return error.exitCode;
     }
+    if (isRedisConnectionError(error)) {
+      process.stderr.write(`error: lost the connection to Redis: ${(error as Error).message}\n`);
+      return ExitCode.redisUnavailable;
+    }
     process.stderr.write(`error: ${(error as Error)?.stack ?? String(error)}\n`);
     return ExitCode.jobFailed;
   }
 }
 
+
+/** ioredis errors once connected: the connection dropped, or it gave up on a command while away. */
+function isRedisConnectionError(error: unknown): boolean {
+  const e = error as { name?: string; message?: string } | undefined;
+  return (
+    e?.name === "MaxRetriesPerRequestError" ||
+    /Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT/.test(e?.message ?? "")
+  );
+}

@@ -34,6 +34,7 @@ export async function placeInThread(
   const px = ttlMs > 0 ? (["PX", ttlMs] as const) : ([] as const);
   const previous = (await redis.call("SET", keys.threadTail(thread), jobId, ...px, "GET")) as string | null;
   await redis.call("SET", keys.threadOf(jobId), thread, ...px);
-  const after = previous ?? task.continue;
+  // A retried enqueue of the same key finds itself at the tail: keep the chain, never wait on itself.
+  const after = previous && previous !== jobId ? previous : task.continue;
   return { thread, ...(after ? { after } : {}) };
 }

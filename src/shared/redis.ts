@@ -80,28 +80,27 @@ export async function connectRedis(
   const fatal = (error: Error) => /NOAUTH|WRONGPASS|NOPERM|ERR /.test(error.message);
   redis.on("error", onError);
   const timeoutMs = opts.timeoutMs ?? 5_000;
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       const fail = (why: string) => reject(new RedisUnavailableError(`Redis at ${redactUrl(url)} is unreachable: ${why}`));
-      const timer = setTimeout(() => fail(lastError?.message ?? `no answer within ${timeoutMs} ms`), timeoutMs);
+      timer = setTimeout(() => fail(lastError?.message ?? `no answer within ${timeoutMs} ms`), timeoutMs);
       redis.on("error", (error: Error) => {
-        if (!fatal(error)) return;
-        clearTimeout(timer);
-        fail(error.message);
+        if (fatal(error)) fail(error.message);
       });
-      const onAbort = () => fail("aborted");
+      onAbort = () => fail("aborted");
       opts.signal?.addEventListener("abort", onAbort, { once: true });
-      redis.once("ready", () => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener("abort", onAbort);
-        resolve();
-      });
+      redis.once("ready", () => resolve());
       // A lazy client (a Cluster) connects on request; errors arrive through the listeners above.
       if (redis.status === "wait") redis.connect().catch(() => undefined);
     });
   } catch (error) {
     redis.disconnect();
     throw error;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) opts.signal?.removeEventListener("abort", onAbort);
   }
   return redis;
 }
@@ -110,7 +109,8 @@ export async function connectRedis(
 export async function closeRedis(redis: Redis | undefined): Promise<void> {
   if (!redis || redis.status === "end") return;
   try {
-    await Promise.race([redis.quit(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([redis.quit(), new Promise((resolve) => (timer = setTimeout(resolve, 1_000)))]).finally(() => clearTimeout(timer));
   } catch {
     // already closing or not connected
   }

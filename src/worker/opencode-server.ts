@@ -70,7 +70,7 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
       () => undefined,
     );
   }
-  const env = { ...opts.env, XDG_DATA_HOME: dataHome, ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }) };
+  const env = { ...withoutWorkerSecrets(opts.env), XDG_DATA_HOME: dataHome, ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }) };
   const child = spawn(opts.bin, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], {
     env: { ...env, OPENCODE_SERVER_PASSWORD: password, OPENCODE_SERVER_USERNAME: username },
     stdio: ["ignore", "pipe", "pipe"],
@@ -173,8 +173,17 @@ export async function checkHealth(
 
 async function stopProcess(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+  // The server leads its own process group: signal the group, so the commands its tools started
+  // (shells, MCP servers, language servers) go with it.
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, signal);
+    } catch {
+      child.kill(signal);
+    }
+  };
+  signalGroup("SIGTERM");
+  const timer = setTimeout(() => signalGroup("SIGKILL"), 5_000);
   await exited;
   clearTimeout(timer);
 }
@@ -225,4 +234,14 @@ export function configOverlay(env: NodeJS.ProcessEnv, overlay: Record<string, un
     // not JSON: opencode would reject it too; our overlay alone is used
   }
   return { OPENCODE_CONFIG_CONTENT: JSON.stringify({ ...content, ...overlay }) };
+}
+
+/**
+ * The worker's own secrets stay out of the server's environment: the agent's shell tool inherits
+ * it, and a prompt like "print the environment" would put them into a result.
+ */
+export function withoutWorkerSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(env).filter(([key]) => !/^(REDIS_URL|DISPATCH_|DASHBOARD_|OPENCODE_SERVER_PASSWORD$|OPENCODE_SERVER_USERNAME$|OPENCODE_URL$)/.test(key)),
+  );
 }

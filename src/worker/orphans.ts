@@ -40,7 +40,7 @@ export function writePids(dataDir: string, pids: Pids): void {
 export function startReaper(serverPid: number, dataDir: string): { stop(): void } {
   let reaper: ChildProcess | undefined;
   try {
-    reaper = spawn("sh", ["-c", 'cat >/dev/null; kill -9 "$1" 2>/dev/null; rm -rf "$2"', "reaper", String(serverPid), dataDir], {
+    reaper = spawn("sh", ["-c", 'cat >/dev/null; kill -9 -- -"$1" 2>/dev/null || kill -9 "$1" 2>/dev/null; rm -rf "$2"', "reaper", String(serverPid), dataDir], {
       stdio: ["pipe", "ignore", "ignore"],
       detached: true,
     });
@@ -98,7 +98,11 @@ export async function sweepOrphans(dataDir: string, log: Logger): Promise<number
     if (ownerAlive) continue;
     if (alive(pids.server) && (await isServer(pids.server, pids.port))) {
       try {
-        process.kill(pids.server, "SIGKILL");
+        try {
+          process.kill(-pids.server, "SIGKILL"); // its process group: the server and what its tools started
+        } catch {
+          process.kill(pids.server, "SIGKILL");
+        }
         log.warn({ pid: pids.server, dir }, "killed the opencode server of a worker that is gone");
       } catch {
         // exited meanwhile

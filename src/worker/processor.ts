@@ -66,7 +66,7 @@ export function createProcessor(deps: ProcessorDeps) {
       throw new UnrecoverableError(error.message);
     }
     const payload = parsed.data;
-    if (payload.after && token && !(await finished(deps, payload.after))) {
+    if (payload.after && payload.after !== jobId && token && !(await finished(deps, payload.after))) {
       // A follow-up waits for the job it continues, in the queue rather than in a worker slot.
       await job.moveToDelayed(Date.now() + CHAIN_POLL_MS, token);
       throw new DelayedError();
@@ -80,7 +80,6 @@ export function createProcessor(deps: ProcessorDeps) {
     }
     started = new Date();
     record.startedAt = started.toISOString();
-    await deps.store.put(record);
 
     const control = new AbortController();
     const timer = setTimeout(
@@ -101,6 +100,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const earlierAsks = record.asks;
     const traced = (): ResultRecord => ({ ...record, ...trace, asks: [...earlierAsks, ...trace.asks] });
     try {
+      await deps.store.put(record); // inside the try: the flow slots taken above are released whatever happens
       log.info({ attempt, model: payload.model }, "job started");
       const outcome = await runAttempt(deps, jobId, payload, {
         signal: control.signal,
@@ -164,7 +164,8 @@ async function finished(deps: ProcessorDeps, jobId: string): Promise<boolean> {
   const record = await deps.store.get(jobId);
   if (record?.state === "completed" || record?.state === "failed") return true;
   const state = await deps.jobState(jobId);
-  return state === "failed" || (state === "unknown" && record?.state !== "active");
+  // "unknown": BullMQ no longer has it (removed, or trimmed after failing on its own).
+  return state === "failed" || state === "unknown";
 }
 
 async function finish(

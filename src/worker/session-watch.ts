@@ -127,7 +127,9 @@ export class SessionWatch {
       this.stop(error);
     } else if (attempt > this.opts.providerRetries || waitMs > 60_000) {
       this.opts.log.info({ attempt, message, waitMs }, "provider keeps failing; handing the retry to the queue");
-      this.stop(error);
+      // opencode's own next try says how long the provider asked to wait: the queue honours it.
+      const retryAfter = waitMs > 0 ? { "retry-after": String(Math.ceil(waitMs / 1000)) } : undefined;
+      this.stop(retryAfter ? new ModelError(error.errorName, { ...error.data, responseHeaders: { ...error.data.responseHeaders, ...retryAfter } }) : error);
     }
   }
 
