@@ -16,6 +16,12 @@ export function sessionOf(event: ServerEvent): string | undefined {
   return p.sessionID ?? p.info?.sessionID ?? p.part?.sessionID;
 }
 
+/** For a `session.created` event of a child session (a subagent's), the parent's ID. */
+export function childOf(event: ServerEvent): string | undefined {
+  if (event.type !== "session.created") return undefined;
+  return (event.properties as { info?: { parentID?: string } }).info?.parentID;
+}
+
 /**
  * One `GET /global/event` stream per opencode server, fanned out to the watchers of each session.
  * The SDK's SSE client reconnects by itself; each (re)connection is announced to `onConnect`
@@ -53,7 +59,8 @@ export class EventHub {
           const event = item as GlobalEvent;
           if (!event?.payload) continue;
           if (event.payload.type === "server.connected") this.connectListeners.forEach((l) => l());
-          const sessionId = sessionOf(event.payload);
+          // A subagent's session is announced to the watchers of its parent.
+          const sessionId = childOf(event.payload) ?? sessionOf(event.payload);
           if (!sessionId) continue;
           this.handlers.get(sessionId)?.forEach((handler) => {
             try {

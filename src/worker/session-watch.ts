@@ -41,12 +41,13 @@ export class SessionWatch {
   private lastRetryError: ModelError | undefined;
   private progressTimer: NodeJS.Timeout | undefined;
   private readonly stallTimer: NodeJS.Timeout;
-  private readonly unsubscribe: () => void;
+  /** The job's session and the subagent sessions it started, each with its unsubscribe. */
+  private readonly sessions = new Map<string, () => void>();
   private readonly offConnect: () => void;
   private stopped = false;
 
   constructor(private readonly opts: WatchOptions) {
-    this.unsubscribe = opts.hub.subscribe(opts.sessionId, (event, directory) => this.onEvent(event, directory));
+    this.watch(opts.sessionId);
     this.offConnect = opts.hub.onConnect(() => void this.answerPending());
     this.stallTimer = setInterval(() => {
       if (Date.now() - this.lastEventAt > opts.stallMs) {
@@ -56,9 +57,20 @@ export class SessionWatch {
     // No ask can come before the prompt this watch precedes; after a reconnect, catch up.
   }
 
+  private watch(sessionId: string): void {
+    if (this.sessions.has(sessionId) || this.stopped) return;
+    this.sessions.set(sessionId, this.opts.hub.subscribe(sessionId, (event, directory) => this.onEvent(event, directory)));
+  }
+
   private onEvent(event: ServerEvent, directory: string): void {
     this.lastEventAt = Date.now();
     switch (event.type) {
+      case "session.created": {
+        // A subagent (the task tool) runs in a child session: its asks must be answered too.
+        const child = event.properties.info;
+        if (child.parentID && this.sessions.has(child.parentID)) this.watch(child.id);
+        return;
+      }
       case "message.part.updated":
         return this.onPart(event.properties.part);
       case "message.updated":
@@ -168,8 +180,8 @@ export class SessionWatch {
       this.opts.client.permission.list({ directory: this.opts.directory }, { signal }).catch(() => undefined),
       this.opts.client.question.list({ directory: this.opts.directory }, { signal }).catch(() => undefined),
     ]);
-    for (const ask of permissions?.data ?? []) if (ask.sessionID === this.opts.sessionId) await this.answerPermission(ask, this.opts.directory);
-    for (const q of questions?.data ?? []) if (q.sessionID === this.opts.sessionId) await this.rejectQuestion(q, this.opts.directory);
+    for (const ask of permissions?.data ?? []) if (this.sessions.has(ask.sessionID)) await this.answerPermission(ask, this.opts.directory);
+    for (const q of questions?.data ?? []) if (this.sessions.has(q.sessionID)) await this.rejectQuestion(q, this.opts.directory);
   }
 
   private reportProgress(): void {
@@ -190,7 +202,8 @@ export class SessionWatch {
     this.stopped = true;
     clearInterval(this.stallTimer);
     clearTimeout(this.progressTimer);
-    this.unsubscribe();
+    this.sessions.forEach((unsubscribe) => unsubscribe());
+    this.sessions.clear();
     this.offConnect();
   }
 }
