@@ -286,7 +286,14 @@ export class Dispatcher {
   private getBus(): Promise<EventBus> {
     this.bus ??= (async () => {
       const { store } = await this.connect();
-      this.subscriber ??= await connectRedis(this.redisUrl, "subscriber");
+      if (!this.subscriber) {
+        const subscriber = await connectRedis(this.redisUrl, "subscriber");
+        if (this.closing) {
+          void closeRedis(subscriber); // close() began while it connected
+          throw new Error("the dispatcher is closed");
+        }
+        this.subscriber = subscriber;
+      }
       return new EventBus(this.subscriber, store.keys.events);
     })();
     this.bus.catch(() => (this.bus = undefined));

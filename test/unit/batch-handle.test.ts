@@ -68,3 +68,15 @@ describe("BatchHandle.wait", () => {
     expect(ticks).toBeGreaterThan(10); // timers kept running meanwhile
   });
 });
+
+describe("BatchHandle.wait ending while connecting", () => {
+  it("closes the subscriber connection that arrives after the wait timed out", async () => {
+    let connected!: (connection: unknown) => void;
+    redis.connect = () => new Promise((resolve) => (connected = resolve));
+    const handle = new BatchHandle(context(async () => []), "b");
+    await expect(handle.wait({ timeoutMs: 50 })).rejects.toThrow(/timed out/);
+    const sub = fakeSubscriber();
+    connected(sub);
+    await vi.waitFor(() => expect(redis.closed).toEqual([sub]));
+  });
+});

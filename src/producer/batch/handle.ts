@@ -230,7 +230,12 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
 
       void (async () => {
         try {
-          sub = await connectRedis(this.ctx.redisUrl, "subscriber");
+          const connection = await connectRedis(this.ctx.redisUrl, "subscriber");
+          if (ended) {
+            void closeRedis(connection); // the wait ended (timeout, abort) while connecting
+            return;
+          }
+          sub = connection;
           sub.on("message", (channel: string, message: string) => {
             if (channel !== results.keys.events) return;
             let event: StateEvent;
