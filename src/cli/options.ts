@@ -18,7 +18,7 @@ export function withConnection(command: Command): Command {
 
 export function configFrom(flags: ConnectionFlags): Config {
   const config = loadConfig();
-  return { ...config, redisUrl: flags.redis ?? config.redisUrl, queue: flags.queue ?? config.queue };
+  return { ...config, redisUrl: flags.redis || config.redisUrl, queue: flags.queue || config.queue };
 }
 
 export function dispatcherFrom(flags: ConnectionFlags): Dispatcher {

@@ -18,7 +18,7 @@ export function upCommand(): Command {
     .option("--data-dir <path>", "where the local Redis keeps its AOF files", join(".opencode-dispatch", "redis"));
   return withConnection(command).action(exitWith(async (flags: UpFlags) => {
     // --redis, or REDIS_URL through it: use that Redis and run just the worker.
-    if (flags.redis !== undefined) return runWorkerUntilSignal(flags);
+    if (flags.redis) return runWorkerUntilSignal(flags);
     const redis = await startEmbeddedRedis(flags.dataDir, flags.redisPort);
     process.stderr.write(
       `Redis: ${redis.url} (AOF in ${flags.dataDir}). Enqueue with:\n` +
