@@ -162,10 +162,17 @@ export class Dispatcher {
    */
   async submitBatch(tasks: TaskList | BatchSource, opts: BatchOptions = {}): Promise<BatchHandle> {
     const source = isBatchSource(tasks) ? tasks : taskListSource(tasks);
-    const { queue } = await this.connect();
+    const { redis, queue, store } = await this.connect();
     const batches = await this.batchStore();
     const receipt = await submitBatch(
-      { queue, batches, jobName: JOB_NAME, jobTimeoutMs: this.config.jobTimeoutMs, jobOptions: (task, jobId) => this.jobOptions(task, jobId) },
+      {
+        queue,
+        batches,
+        jobName: JOB_NAME,
+        jobTimeoutMs: this.config.jobTimeoutMs,
+        jobOptions: (task, jobId) => this.jobOptions(task, jobId),
+        place: (task, jobId) => placeInThread(redis, store.keys, task, jobId, (id) => this.known(queue, store, id), this.config.resultTtlMs),
+      },
       source,
       opts,
     );

@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ResultRecord } from "../../src/shared/result";
 import type { RunningWorker } from "../../src/worker/worker";
 import { startStack, type Stack } from "../support/stack";
 
@@ -52,6 +53,25 @@ describe("sessions that continue anywhere", () => {
       expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
     }
     expect(Date.parse(otherRecord.finishedAt!)).toBeLessThan(Date.parse(records[2]!.finishedAt!));
+  });
+
+  it("a batch continuing a job runs its lines one at a time, in order, in that session", async () => {
+    const root = await stack.dispatcher.run({ prompt: "batch root", model: "fake/echo" }, { timeoutMs: 120_000 });
+    const batch = await stack.dispatcher.submitBatch(
+      [1, 2, 3].map((n) => ({ prompt: `line ${n} [[transcript]]` })),
+      { defaults: { continue: root.jobId } },
+    );
+    const byLine = new Map<number, ResultRecord>();
+    batch.on("result", (record, line) => byLine.set(line, record));
+    const summary = await batch.wait({ timeoutMs: 90_000 });
+    expect(summary.completed).toBe(3);
+    const records = [...byLine.entries()].sort(([a], [b]) => a - b).map(([, record]) => record);
+    expect(new Set(records.map((r) => r.sessionId))).toEqual(new Set([root.sessionId]));
+    records.forEach((record, i) => {
+      const seen = transcriptOf(record.text);
+      expect(seen[0]).toBe("batch root");
+      expect(seen.slice(1).map((s) => s.replace(/ \[\[transcript\]\]$/, ""))).toEqual([1, 2, 3].slice(0, i + 1).map((n) => `line ${n}`));
+    });
   });
 
   it("continues a session after the worker that ran it, and its data folder, are gone", async () => {

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { JobsOptions, Queue } from "bullmq";
 import { InputError } from "../../shared/errors.js";
 import { JobId, parseTask, toPayload, type Task, type TaskInput } from "../../shared/task.js";
+import type { Placement } from "../continuation.js";
 import type { BatchEntry, BatchSource } from "./source.js";
 import type { BatchStore } from "./store.js";
 
@@ -61,6 +62,8 @@ export interface SubmitContext {
   jobName: string;
   jobTimeoutMs: number;
   jobOptions(task: Task, jobId: string): JobsOptions;
+  /** Puts a task with `continue` or `session` at the end of its thread (see placeInThread). */
+  place(task: Task, jobId: string): Promise<Placement>;
 }
 
 const MAX_BATCH_ID = 150;
@@ -148,10 +151,13 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
     const now = new Date();
     const fresh = chunk.filter((c) => !known.has(c.jobId));
     if (fresh.length) {
+      // In line order: follow-ups of one session run one at a time, in the order of the lines.
+      const placements: Placement[] = [];
+      for (const { task, jobId } of fresh) placements.push(task.continue || task.session ? await ctx.place(task, jobId) : {});
       await ctx.queue.addBulk(
-        fresh.map(({ task, jobId }) => ({
+        fresh.map(({ task, jobId }, i) => ({
           name: ctx.jobName,
-          data: toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now),
+          data: { ...toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now), ...placements[i] },
           opts: ctx.jobOptions(task, jobId),
         })),
       );
