@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import type { Job } from "bullmq";
+import { DelayedError, WaitingError, type Job } from "bullmq";
 import type { Logger } from "../shared/logger.js";
 import { createClient, type OpencodeClient } from "./opencode-client.js";
 import type { OpencodeServer } from "./opencode-server.js";
@@ -73,17 +73,25 @@ export class ServerKeeper {
     this.intake = intake;
   }
 
-  /** Wraps a processor: holds jobs while the server is replaced, counts them, recycles when due. */
+  /**
+   * Wraps a processor: holds jobs while the server is replaced, counts those that ran (not those
+   * sent back to the queue), recycles when due.
+   */
   wrap<R>(processor: Processor<R>): Processor<R> {
     return async (job, token, signal) => {
       while (this.replacing) await this.replacing.catch(() => undefined);
       const generation = this.generation;
       this.running += 1;
+      // A job sent back to the queue (a chain poll, flow control, a hand-back) did not run here.
+      let ran = true;
       try {
         return await processor(job, token, signal);
+      } catch (error) {
+        if (error instanceof DelayedError || error instanceof WaitingError) ran = false;
+        throw error;
       } finally {
         this.running -= 1;
-        if (generation === this.generation) this.jobsOnServer += 1;
+        if (ran && generation === this.generation) this.jobsOnServer += 1;
         if (this.running === 0) this.idle.splice(0).forEach((resolve) => resolve());
         void this.recycleIfDue();
       }

@@ -1,0 +1,69 @@
+import { DelayedError, WaitingError, type Job } from "bullmq";
+import { describe, expect, it } from "vitest";
+import { createLogger } from "../../src/shared/logger";
+import type { OpencodeServer } from "../../src/worker/opencode-server";
+import { ServerKeeper } from "../../src/worker/server-keeper";
+
+/** A spawned server that exits when `die()` (or close) is called. */
+function fakeServer(n: number) {
+  let exit!: (info: { code: number | null; signal: NodeJS.Signals | null }) => void;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => (exit = resolve));
+  const server: OpencodeServer & { die(): void } = {
+    url: `http://127.0.0.1:${4000 + n}`,
+    authorization: undefined,
+    pid: undefined,
+    exited,
+    close: async () => exit({ code: 0, signal: null }),
+    die: () => exit({ code: null, signal: "SIGKILL" }),
+  };
+  return server;
+}
+
+async function keeperWith(recycleJobs: number) {
+  const servers: ReturnType<typeof fakeServer>[] = [];
+  const replaced: string[] = [];
+  const keeper = await ServerKeeper.start({
+    start: async () => {
+      const server = fakeServer(servers.length);
+      servers.push(server);
+      return server;
+    },
+    spawned: true,
+    recycle: { jobs: recycleJobs },
+    log: createLogger("silent"),
+    onReplaced: (why) => replaced.push(why),
+    onFatal: (error) => {
+      throw error;
+    },
+  });
+  keeper.attach({ pause: async () => undefined, resume: () => undefined, cancelAll: () => undefined });
+  return { keeper, servers, replaced };
+}
+
+const job = (id: string) => ({ id }) as Job;
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+describe("ServerKeeper", () => {
+  it("counts toward --recycle-jobs only the jobs that ran, not those sent back to the queue", async () => {
+    const { keeper, servers, replaced } = await keeperWith(2);
+    const bounce = keeper.wrap(async (j) => {
+      throw j.id === "delayed" ? new DelayedError() : new WaitingError();
+    });
+    for (let i = 0; i < 5; i++) {
+      await expect(bounce(job("delayed"))).rejects.toBeInstanceOf(DelayedError);
+      await expect(bounce(job("handed-back"))).rejects.toBeInstanceOf(WaitingError);
+    }
+    await settle();
+    expect(replaced).toEqual([]);
+    const run = keeper.wrap(async () => "done");
+    await run(job("a"));
+    const fail = keeper.wrap(async () => {
+      throw new Error("a real failure");
+    });
+    await expect(fail(job("b"))).rejects.toThrow("a real failure");
+    await settle();
+    expect(replaced).toEqual(["recycled"]);
+    expect(servers).toHaveLength(2);
+    await keeper.close();
+  });
+});
