@@ -4,11 +4,11 @@ import type { Logger } from "../shared/logger.js";
 import { createClient, type OpencodeClient } from "./opencode-client.js";
 import type { OpencodeServer } from "./opencode-server.js";
 
-/** What the keeper needs of the BullMQ worker: stop and restart fetching jobs, abort running ones. */
+/** What the keeper needs of the BullMQ worker: stop and restart fetching jobs, abort a running one. */
 export interface Intake {
   pause(): Promise<void>;
   resume(): void;
-  cancelAll(reason: string): void;
+  cancelJob(jobId: string, reason: string): void;
 }
 
 export interface KeeperOptions {
@@ -43,6 +43,8 @@ export class ServerKeeper {
   private generation = 0;
   private jobsOnServer = 0;
   private running = 0;
+  /** Running jobs (not those waiting for a replacement) and the generation of their server. */
+  private readonly runningOn = new Map<string, number>();
   private idle: (() => void)[] = [];
   private intake: Intake | undefined;
   private closed = false;
@@ -81,6 +83,7 @@ export class ServerKeeper {
     return async (job, token, signal) => {
       while (this.replacing) await this.replacing.catch(() => undefined);
       const generation = this.generation;
+      if (job.id) this.runningOn.set(job.id, generation);
       this.running += 1;
       // A job sent back to the queue (a chain poll, flow control, a hand-back) did not run here.
       let ran = true;
@@ -90,6 +93,7 @@ export class ServerKeeper {
         if (error instanceof DelayedError || error instanceof WaitingError) ran = false;
         throw error;
       } finally {
+        if (job.id) this.runningOn.delete(job.id);
         this.running -= 1;
         if (ran && generation === this.generation) this.jobsOnServer += 1;
         if (this.running === 0) this.idle.splice(0).forEach((resolve) => resolve());
@@ -100,10 +104,12 @@ export class ServerKeeper {
 
   private watch(server: OpencodeServer): void {
     if (!this.opts.spawned) return;
+    const generation = this.generation;
     void server.exited.then((exit) => {
       if (this.closed || server !== this.current || server === this.retiring) return;
       this.opts.log.error({ ...exit }, "opencode server died; restarting it");
-      this.intake?.cancelAll("server-died");
+      // Only the jobs that ran on it: those waiting for a replacement have not started.
+      for (const [jobId, on] of this.runningOn) if (on === generation) this.intake?.cancelJob(jobId, "server-died");
       void this.replace("died");
     });
   }

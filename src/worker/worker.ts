@@ -114,7 +114,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     keeper.attach({
       pause: () => intakeOf.pause(true),
       resume: () => intakeOf.resume(),
-      cancelAll: (reason) => intakeOf.cancelAllJobs(reason),
+      cancelJob: (jobId, reason) => void intakeOf.cancelJob(jobId, reason),
     });
     control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log });
     webhooks = startWebhookDelivery({ connection, queue, config, log });
@@ -122,6 +122,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   } catch (error) {
     await bull?.close(true).catch(() => undefined);
     await webhooks?.close().catch(() => undefined);
+    await states?.close().catch(() => undefined);
     await keeper.close();
     await closeRedis(connection);
     throw error;

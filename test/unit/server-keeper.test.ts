@@ -1,5 +1,5 @@
 import { DelayedError, WaitingError, type Job } from "bullmq";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createLogger } from "../../src/shared/logger";
 import type { OpencodeServer } from "../../src/worker/opencode-server";
 import { ServerKeeper } from "../../src/worker/server-keeper";
@@ -19,11 +19,12 @@ function fakeServer(n: number) {
   return server;
 }
 
-async function keeperWith(recycleJobs: number) {
+async function keeperWith(recycleJobs: number, opts: { starting?: () => Promise<void> } = {}) {
   const servers: ReturnType<typeof fakeServer>[] = [];
   const replaced: string[] = [];
   const keeper = await ServerKeeper.start({
     start: async () => {
+      if (servers.length > 0) await opts.starting?.();
       const server = fakeServer(servers.length);
       servers.push(server);
       return server;
@@ -36,8 +37,9 @@ async function keeperWith(recycleJobs: number) {
       throw error;
     },
   });
-  keeper.attach({ pause: async () => undefined, resume: () => undefined, cancelAll: () => undefined });
-  return { keeper, servers, replaced };
+  const cancelled: string[] = [];
+  keeper.attach({ pause: async () => undefined, resume: () => undefined, cancelJob: (jobId, reason) => void cancelled.push(`${jobId}:${reason}`) });
+  return { keeper, servers, replaced, cancelled };
 }
 
 const job = (id: string) => ({ id }) as Job;
@@ -64,6 +66,34 @@ describe("ServerKeeper", () => {
     await settle();
     expect(replaced).toEqual(["recycled"]);
     expect(servers).toHaveLength(2);
+    await keeper.close();
+  });
+
+  it("when the server dies, aborts only the jobs running on it, not those waiting for the new one", async () => {
+    let started!: () => void;
+    const { keeper, servers, cancelled, replaced } = await keeperWith(0, { starting: () => new Promise<void>((resolve) => (started = resolve)) });
+    const release = new Map<string, () => void>();
+    const run = keeper.wrap((j) => new Promise<string>((resolve) => release.set(j.id!, () => resolve(j.id!))));
+    const a = run(job("a"));
+    await settle();
+    servers[0]!.die();
+    await settle();
+    expect(cancelled).toEqual(["a:server-died"]);
+    const b = run(job("b")); // fetched just before intake paused: waits for the new server
+    await settle();
+    expect(release.has("b")).toBe(false);
+    started();
+    await vi.waitFor(() => expect(release.has("b")).toBe(true));
+    expect(replaced).toEqual(["died"]);
+    expect(cancelled).toEqual(["a:server-died"]);
+    // "a" is still unwinding when the new server dies too: only "b" ran on that one.
+    servers[1]!.die();
+    await settle();
+    expect(cancelled).toEqual(["a:server-died", "b:server-died"]);
+    started();
+    release.get("a")!();
+    release.get("b")!();
+    await expect(Promise.all([a, b])).resolves.toEqual(["a", "b"]);
     await keeper.close();
   });
 });
