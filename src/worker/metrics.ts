@@ -14,12 +14,17 @@ export interface MetricsTarget {
   store: ResultStore;
   connection: Redis;
   queue: string;
+  /**
+   * Jobs in the worker's processor now. (BullMQ emits `active` for every fetch but no event for a
+   * job its processor sends back to the queue with DelayedError or WaitingError.)
+   */
+  running(): number;
 }
 
 /**
  * Prometheus metrics of one worker process. The worker calls `attach` once its BullMQ worker runs
- * (the metrics follow its `active`/`completed`/`failed` events and read the result records for
- * model, tokens and cost) and `serverRestarted` whenever it replaces its opencode server.
+ * (the metrics follow its `completed`/`failed` events and read the result records for model, tokens
+ * and cost) and `serverRestarted` whenever it replaces its opencode server.
  */
 export interface WorkerMetrics {
   registry: Registry;
@@ -61,13 +66,24 @@ export function createWorkerMetrics(opts: { log?: Logger; defaultMetrics?: boole
     registers: [registry],
   });
   const cost = new Counter({ name: "dispatch_cost_total", help: "Cost of completed jobs, as opencode reports it", labelNames, registers: [registry] });
-  const active = new Gauge({ name: "dispatch_worker_active_jobs", help: "Jobs this worker runs now", labelNames: ["queue"], registers: [registry] });
+  const targets = new Set<{ queue: Queue; name: string; running: () => number }>();
+  new Gauge({
+    name: "dispatch_worker_active_jobs",
+    help: "Jobs this worker runs now",
+    labelNames: ["queue"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const byQueue = new Map<string, number>();
+      for (const target of targets) byQueue.set(target.name, (byQueue.get(target.name) ?? 0) + target.running());
+      for (const [queue, n] of byQueue) this.set({ queue }, n);
+    },
+  });
   const restarts = new Counter({
     name: "dispatch_opencode_server_restarts_total",
     help: "Times this worker replaced a dead opencode server",
     registers: [registry],
   });
-  const targets = new Set<{ queue: Queue; name: string }>();
   let connectionOf: Redis | undefined;
   new Gauge({
     name: "dispatch_queue_jobs",
@@ -91,15 +107,12 @@ export function createWorkerMetrics(opts: { log?: Logger; defaultMetrics?: boole
     registry,
     serverRestarted: () => restarts.inc(),
     redisStatus: () => connectionOf?.status ?? "not attached",
-    attach({ worker, store, connection, queue }) {
-      const depth = { queue: openQueue(queue, connection), name: queue };
+    attach({ worker, store, connection, queue, running }) {
+      const depth = { queue: openQueue(queue, connection), name: queue, running };
       depth.queue.on("error", () => undefined);
       targets.add(depth);
       connectionOf = connection;
-      active.set({ queue }, 0);
-      const onActive = () => active.inc({ queue });
       const onCompleted = async (job: Job) => {
-        active.dec({ queue });
         const record = await readRecord(store, job);
         const model = modelOf(record, job);
         completed.inc({ queue, model });
@@ -112,7 +125,6 @@ export function createWorkerMetrics(opts: { log?: Logger; defaultMetrics?: boole
         if (record?.cost) cost.inc({ queue, model }, record.cost);
       };
       const onFailed = async (job: Job | undefined) => {
-        active.dec({ queue });
         const record = await readRecord(store, job);
         const model = modelOf(record, job);
         // The processor writes the record before it throws: "retrying" or "failed" tells which.
@@ -125,11 +137,9 @@ export function createWorkerMetrics(opts: { log?: Logger; defaultMetrics?: boole
       };
       const completedListener = guard(onCompleted);
       const failedListener = guard(onFailed);
-      worker.on("active", onActive);
       worker.on("completed", completedListener);
       worker.on("failed", failedListener);
       return async () => {
-        worker.off("active", onActive);
         worker.off("completed", completedListener);
         worker.off("failed", failedListener);
         targets.delete(depth);

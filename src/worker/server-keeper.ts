@@ -70,6 +70,11 @@ export class ServerKeeper {
     return this.currentClient;
   }
 
+  /** Jobs in the processor now (not those waiting for a replacement server). */
+  runningJobs(): number {
+    return this.running;
+  }
+
   /** Connects the BullMQ worker, once it exists. */
   attach(intake: Intake): void {
     this.intake = intake;

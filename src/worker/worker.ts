@@ -118,7 +118,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     });
     control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log });
     webhooks = startWebhookDelivery({ connection, queue, config, log });
-    detachMetrics = opts.metrics?.attach({ worker: bull, store, connection, queue });
+    detachMetrics = opts.metrics?.attach({ worker: bull, store, connection, queue, running: () => keeper.runningJobs() });
   } catch (error) {
     await bull?.close(true).catch(() => undefined);
     await webhooks?.close().catch(() => undefined);
