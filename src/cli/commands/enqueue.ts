@@ -42,7 +42,7 @@ export function withTaskOptions(command: Command): Command {
     .option("--title <text>", "session title")
     .option("--system <text>", "extra system prompt")
     .option("--metadata <json>", "a small JSON object stored with the result", jsonObjectOption("--metadata"))
-    .option("--priority <n>", "1 (highest) to 2097152; jobs without a priority run first", intOption("--priority", 0, 2_097_152))
+    .option("--priority <n>", "0 (none) or 1 (highest) to 2097152; jobs without a priority run first", intOption("--priority", 0, 2_097_152))
     .option("--delay <duration>", "start no earlier than this from now (ms, or 30s, 5m, …)", durationOption("--delay"))
     .option("--attempts <n>", "attempts before the job fails (default: DISPATCH_ATTEMPTS, 3)", intOption("--attempts", 1, 100))
     .option("--timeout <duration>", "per-attempt time limit, e.g. 10m (default: DISPATCH_JOB_TIMEOUT, 30m)", durationOption("--timeout"))
