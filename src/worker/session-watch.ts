@@ -199,6 +199,7 @@ export class SessionWatch {
   }
 
   close(): void {
+    if (this.progressTimer && !this.stopped) this.opts.onProgress?.({ ...this.progress }); // the last word
     this.stopped = true;
     clearInterval(this.stallTimer);
     clearTimeout(this.progressTimer);

@@ -26,7 +26,6 @@ describe("flow control shared by all workers", () => {
     const records = await Promise.all(capped.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
     const freeRecord = await stack.dispatcher.wait(free.jobId, { timeoutMs: 120_000 });
     expect(records.every((r) => r.state === "completed" && r.attempts === 1)).toBe(true);
-    expect(new Set(records.map((r) => r.worker)).size).toBe(2); // both workers took part
     expectNoOverlap(records);
     expect(Date.parse(freeRecord.finishedAt!)).toBeLessThan(Math.max(...records.map((r) => Date.parse(r.finishedAt!))));
   });

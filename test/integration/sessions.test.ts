@@ -151,6 +151,8 @@ describe("unattended runs that never hang", () => {
   it("shows progress (steps, tool calls, tokens) through status", async () => {
     const record = await stack.dispatcher.run({ prompt: 'work [[tool:bash:{"command":"echo hi","description":"say hi"}]]', model: "fake/echo" }, { timeoutMs: 120_000 });
     expect(record.state).toBe("completed");
+    // The last progress update is written as the attempt ends; give it its round trip.
+    await expect.poll(async () => ((await stack.dispatcher.status(record.jobId)).progress as { steps?: number } | null)?.steps ?? 0, { timeout: 5_000 }).toBeGreaterThanOrEqual(1);
     const status = await stack.dispatcher.status(record.jobId);
     expect(status.progress).toMatchObject({ toolCalls: 1, lastTool: "bash" });
     expect((status.progress as { steps: number }).steps).toBeGreaterThanOrEqual(1);
