@@ -8,21 +8,10 @@ import type { BatchSummary } from "../../producer/batch/summary.js";
 import { ExitCode, InputError } from "../../shared/errors.js";
 import type { TaskInput } from "../../shared/task.js";
 import { printJson } from "../output.js";
-import { dispatcherFrom, exitWith, withConnection, type ConnectionFlags } from "../options.js";
-import { taskFromFlags, withTaskOptions } from "./enqueue.js";
+import { dispatcherFrom, exitWith, withConnection } from "../options.js";
+import { taskFromFlags, withTaskOptions, type TaskFlags } from "./enqueue.js";
 
-interface BatchFlags extends ConnectionFlags {
-  model?: string;
-  agent?: string;
-  directory?: string;
-  title?: string;
-  system?: string;
-  metadata?: Record<string, unknown>;
-  priority?: number;
-  delay?: number;
-  attempts?: number;
-  timeout?: number;
-  id?: string;
+interface BatchFlags extends TaskFlags {
   format: BatchFormat;
   skipInvalid?: boolean;
   wait?: boolean;

@@ -6,7 +6,8 @@ import { printJson, printRecord } from "../output.js";
 import { InputError } from "../../shared/errors.js";
 import { dispatcherFrom, durationOption, intOption, numberOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
-interface EnqueueFlags extends ConnectionFlags {
+/** The task options of `enqueue` and `batch` (see withTaskOptions). */
+export interface TaskFlags extends ConnectionFlags {
   model?: string;
   agent?: string;
   directory?: string;
@@ -29,11 +30,14 @@ interface EnqueueFlags extends ConnectionFlags {
   file?: string[];
   webhook?: string;
   id?: string;
+}
+
+interface EnqueueFlags extends TaskFlags {
   wait?: boolean;
   json?: boolean;
 }
 
-/** The task options shared by `enqueue` (and, later, `batch`). */
+/** The task options shared by `enqueue` and `batch`. */
 export function withTaskOptions(command: Command): Command {
   return command
     .option("--model <provider/model>", "model to use, e.g. anthropic/claude-sonnet-4 (default: the server's)")
@@ -78,7 +82,7 @@ function schemaFileOption(path: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-export function taskFromFlags(prompt: string, flags: EnqueueFlags): TaskInput {
+export function taskFromFlags(prompt: string, flags: TaskFlags): TaskInput {
   const task: Record<string, unknown> = {
     prompt,
     model: flags.model,
