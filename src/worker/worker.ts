@@ -51,6 +51,8 @@ export interface RunningWorker {
    * queue), stops the spawned server, closes connections. Idempotent.
    */
   close(opts?: { graceMs?: number }): Promise<void>;
+  /** Settles when the worker has stopped, whoever stopped it (true: it stopped on a fatal error). */
+  stopped: Promise<boolean>;
 }
 
 /** Starts a worker: a warm opencode server (spawned or attached), then a BullMQ worker on the queue. */
@@ -75,13 +77,20 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
 
   if (!attach) await sweepOrphans(config.dataDir, log);
   let bull: Worker | undefined;
+  let fatal = false;
+  let runningRef: RunningWorker | undefined;
+  let markStopped: (fatal: boolean) => void = () => undefined;
+  const stopped = new Promise<boolean>((resolve) => (markStopped = resolve));
   const keeper = await ServerKeeper.start({
     start: startServer,
     spawned: !attach,
     recycle: { ...config.recycle, ...opts.recycle },
     log,
     onReplaced: () => opts.metrics?.serverRestarted(),
-    onFatal: () => void running.close({ graceMs: 0 }),
+    onFatal: () => {
+      fatal = true;
+      void runningRef?.close({ graceMs: 0 }); // before start-up finished: closed right after it
+    },
   });
   const hubs = new HubPerServer(log);
   let states: Queue | undefined;
@@ -133,6 +142,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const running: RunningWorker = {
     id,
     queue,
+    stopped,
     server: () => keeper.server(),
     close: (() => {
       let graceMs = config.shutdownGraceMs;
@@ -157,6 +167,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         await detachMetrics?.();
         await closeRedis(connection);
         log.info("worker stopped");
+        markStopped(fatal);
       });
       return (closeOpts?: { graceMs?: number }) => {
         if (closeOpts?.graceMs !== undefined) {
@@ -167,5 +178,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       };
     })(),
   };
+  runningRef = running;
+  if (fatal) void running.close({ graceMs: 0 });
   return running;
 }

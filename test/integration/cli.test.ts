@@ -1,10 +1,11 @@
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openQueue } from "../../src/shared/queue";
 import { closeRedis, connectRedis } from "../../src/shared/redis";
 import { runCli, startCli, type CliProcess } from "../support/cli";
+import { OPENCODE_BIN } from "../support/opencode-env";
 import { freePort } from "../support/redis";
 import { startStack, type Stack } from "../support/stack";
 
@@ -150,5 +151,28 @@ describe("up", () => {
     const run = await runCli(["up"], { env: { PATH: "/nonexistent", HOME: tmpdir() } });
     expect(run.code).not.toBe(0);
     expect(run.stderr).toMatch(/redis-server was not found on PATH\. Install Redis/);
+  });
+});
+
+describe("a worker whose opencode server cannot be restarted", () => {
+  it("stops, and its process exits 1 instead of waiting for a signal", async () => {
+    const stack = await startStack();
+    const dir = await mkdtemp(join(tmpdir(), "dispatch-bin-"));
+    // An opencode that starts once: every later start fails.
+    const bin = join(dir, "opencode");
+    await writeFile(bin, `#!/bin/sh\nif [ -e "${dir}/used" ]; then echo "no more servers" >&2; exit 1; fi\ntouch "${dir}/used"\nexec "${OPENCODE_BIN}" "$@"\n`, { mode: 0o755 });
+    const worker = startCli(["worker"], { env: { ...stack.childEnv, LOG_LEVEL: "info", OPENCODE_BIN: bin } });
+    try {
+      await worker.waitFor(/worker ready/);
+      const pid = Number(/"opencodePid":(\d+)/.exec(worker.output())?.[1]);
+      process.kill(pid, "SIGKILL");
+      const code = await new Promise<number | null>((resolve) => worker.child.once("exit", resolve));
+      expect(code).toBe(1);
+      expect(worker.output()).toMatch(/could not restart the opencode server|its opencode server could not be restarted/);
+    } finally {
+      await worker.stop("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+      await stack.close();
+    }
   });
 });

@@ -92,8 +92,13 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
       });
       log.info({ metrics: `${metricsServer.url}/metrics` }, "metrics served");
     }
-    await done;
+    // A signal, or the worker stopping by itself (its opencode server could not be restarted).
+    const fatal = await Promise.race([done.then(() => false), worker.stopped]);
     await worker.close();
+    if (fatal) {
+      log.fatal("the worker stopped: its opencode server could not be restarted");
+      return 1;
+    }
   } finally {
     await metricsServer?.close();
     await onStop?.();
