@@ -226,9 +226,15 @@ try {
       data: toPayload(parseTask(task), { timeoutMs: config.jobTimeoutMs }, now),
       opts: { jobId: `raw-${i}`, attempts: 3, backoff: BACKOFF, removeOnComplete: RETENTION.completed, removeOnFail: RETENTION.failed },
     }));
-    const raw = (name: string) => async () => {
+    // As most code calls it (one chunk at a time), and pipelined like the producer (two in flight).
+    const raw = (name: string, window: number) => async () => {
       const queue = new Queue(name, { connection, prefix: queueKeys(name).bullPrefix });
-      for (let i = 0; i < ENQUEUE; i += 1_000) await queue.addBulk(rawJobs.slice(i, i + 1_000));
+      const pending: Promise<unknown>[] = [];
+      for (let i = 0; i < ENQUEUE; i += 1_000) {
+        if (pending.length >= window) await pending.shift();
+        pending.push(queue.addBulk(rawJobs.slice(i, i + 1_000)));
+      }
+      await Promise.all(pending);
       await queue.close();
     };
     const ours = (name: string, how: "enqueueMany" | "batch-array" | "batch-file") => async () => {
@@ -238,15 +244,18 @@ try {
       else await dispatcher.submitBatch(await fileSource(textFile), { defaults: { model: "fake/echo" } });
       await dispatcher.close();
     };
-    const best: Record<string, number> = { raw: 0, enqueueMany: 0, "batch-array": 0, "batch-file": 0 };
-    for (let r = 0; r < 2; r++) {
-      best.raw = Math.max(best.raw!, await measure((n) => raw(n)()));
+    const best: Record<string, number> = { raw: 0, raw2: 0, enqueueMany: 0, "batch-array": 0, "batch-file": 0 };
+    for (let r = 0; r < 3; r++) {
+      best.raw = Math.max(best.raw!, await measure((n) => raw(n, 1)()));
+      best.raw2 = Math.max(best.raw2!, await measure((n) => raw(n, 2)()));
       for (const how of ["enqueueMany", "batch-array", "batch-file"] as const) best[how] = Math.max(best[how]!, await measure((n) => ours(n, how)()));
     }
-    report("3", "raw BullMQ addBulk (chunks of 1,000, same payloads)", `${fmt(best.raw!, 0)} tasks/s`);
-    report("3", "Dispatcher.enqueueMany", `${fmt(best.enqueueMany!, 0)} tasks/s (${fmt(best.enqueueMany! / best.raw!, 2)} of raw)`, "≥ 0.8");
-    report("3", "Dispatcher.submitBatch (array)", `${fmt(best["batch-array"]!, 0)} tasks/s (${fmt(best["batch-array"]! / best.raw!, 2)} of raw)`, "≥ 0.8");
-    report("3", "Dispatcher.submitBatch (text file, validate pass + enqueue pass)", `${fmt(best["batch-file"]!, 0)} tasks/s (${fmt(best["batch-file"]! / best.raw!, 2)} of raw)`, "≥ 0.8");
+    const ratios = (rate: number) => `${fmt(rate, 0)} tasks/s (${fmt(rate / best.raw!, 2)} of raw; ${fmt(rate / best.raw2!, 2)} of raw with two in flight)`;
+    report("3", "raw BullMQ addBulk (chunks of 1,000, same payloads, one chunk at a time)", `${fmt(best.raw!, 0)} tasks/s`);
+    report("3", "raw BullMQ addBulk, two chunks in flight", `${fmt(best.raw2!, 0)} tasks/s`);
+    report("3", "Dispatcher.enqueueMany", ratios(best.enqueueMany!), "≥ 0.8");
+    report("3", "Dispatcher.submitBatch (array)", ratios(best["batch-array"]!), "≥ 0.8");
+    report("3", "Dispatcher.submitBatch (text file, validate pass + enqueue pass)", ratios(best["batch-file"]!), "≥ 0.8");
 
     const s = await sharedStack(sameConcurrency);
     const latencies: number[] = [];
@@ -291,17 +300,22 @@ try {
     report("4", `throughput at concurrency 32 (${count} tasks)`, `${fmt(rate)} tasks/s`);
     await stop(worker);
 
-    for (const lines of [10_000, PRODUCER_LINES]) {
+    // --trace-gc prints each full GC's heap "before -> after": the after is what the producer holds.
+    for (const lines of quick ? [10_000, PRODUCER_LINES] : [10_000, PRODUCER_LINES, 3 * PRODUCER_LINES]) {
       const file = join(oc.root, `producer-${lines}.txt`);
       writeFileSync(file, Array.from({ length: lines }, (_, i) => `producer memory task ${i}`).join("\n") + "\n");
-      const producer = spawn(process.execPath, [bin, "batch", file, "--model", "fake/echo", "--queue", `bench-producer-${lines}`], { env: { ...env, LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] });
+      const producer = spawn(process.execPath, ["--trace-gc", bin, "batch", file, "--model", "fake/echo", "--queue", `bench-producer-${lines}`], { env: { ...env, LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "inherit"] });
+      let trace = "";
+      producer.stdout!.on("data", (d: Buffer) => (trace += d.toString()));
       const t = performance.now();
       const rss = sampleRss(() => ({ producer: producer.pid }), 50);
       const code = await new Promise<number | null>((resolve) => producer.once("exit", resolve));
       const ms = performance.now() - t;
       const peakProducer = rss.stop().producer ?? 0;
       if (code !== 0) throw new Error(`batch of ${lines} exited ${code}`);
+      const live = [...trace.matchAll(/Mark-Compact [\d.]+ \([\d.]+\) -> ([\d.]+) \(/g)].map((m) => Number(m[1]));
       report("4", `producer \`batch\` CLI, ${lines.toLocaleString("en")} lines: peak RSS, time`, `${mib(peakProducer)}, ${fmt(ms / 1000)} s (${fmt(perSec(lines, ms), 0)} tasks/s incl. start-up)`);
+      report("4", `producer \`batch\` CLI, ${lines.toLocaleString("en")} lines: live heap after full GCs (${live.length} GCs, max)`, live.length ? `${fmt(Math.max(...live), 0)} MB` : "no full GC");
       const cleaner = new Redis(redis.url);
       await cleaner.flushall().catch(() => undefined);
       cleaner.disconnect();

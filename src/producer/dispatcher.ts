@@ -6,6 +6,7 @@ import { checkQueueName, loadConfig, type Config } from "../shared/config.js";
 import { InputError, NotFinishedError, NotFoundError } from "../shared/errors.js";
 import { failedFromJob } from "../shared/record.js";
 import { connectRedis, closeRedis } from "../shared/redis.js";
+import { InFlight } from "../shared/in-flight.js";
 import { FINAL_STATES, type JobState, type ResultRecord } from "../shared/result.js";
 import { ResultStore } from "../shared/result-store.js";
 import { BACKOFF, RETENTION, openQueue } from "../shared/queue.js";
@@ -100,30 +101,34 @@ export class Dispatcher {
     const tasks = validateAll(inputs.map(withJsonSchema));
     const { redis, queue, store } = await this.connect();
     const receipts: EnqueueReceipt[] = [];
+    const given = new Set<string>(); // keys earlier in this call: the first one wins
+    const writes = new InFlight(2);
     const CHUNK = 1_000;
     for (let i = 0; i < tasks.length; i += CHUNK) {
       const chunk = tasks.slice(i, i + CHUNK);
-      const existing = await this.existingIds(queue, store, chunk);
-      const now = new Date();
+      // A follow-up is placed once everything before it is in Redis (the job it continues may be there).
+      if (chunk.some((t) => t.continue || t.session)) await writes.drain();
+      const existing = await this.existingIds(queue, store, chunk.filter((t) => !t.id || !given.has(t.id)));
+      const now = new Date().toISOString();
       const fresh: { task: Task; jobId: string; placement: Placement }[] = [];
       for (const task of chunk) {
         const jobId = task.id ?? randomUUID();
-        const duplicate = existing.has(jobId);
+        const duplicate = existing.has(jobId) || given.has(jobId);
         receipts.push({ jobId, duplicate });
         if (!duplicate) {
           const placement = await placeInThread(redis, store.keys, task, jobId, (id) => this.known(queue, store, id), this.config.resultTtlMs);
           fresh.push({ task, jobId, placement });
         }
-        if (task.id) existing.add(task.id); // a key given twice in one call: the first one wins
+        if (task.id) given.add(task.id);
       }
-      await queue.addBulk(
-        fresh.map(({ task, jobId, placement }) => ({
-          name: JOB_NAME,
-          data: { ...toPayload(task, { timeoutMs: this.config.jobTimeoutMs }, now), ...placement },
-          opts: this.jobOptions(task, jobId),
-        })),
-      );
+      const jobs = fresh.map(({ task, jobId, placement }) => ({
+        name: JOB_NAME,
+        data: Object.assign(toPayload(task, { timeoutMs: this.config.jobTimeoutMs }, now), placement),
+        opts: this.jobOptions(task, jobId),
+      }));
+      await writes.add(() => queue.addBulk(jobs));
     }
+    await writes.drain();
     return receipts;
   }
 

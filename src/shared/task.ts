@@ -120,22 +120,52 @@ const QueueFields = {
   timeout: Duration.optional(),
 };
 
+const TaskShape = {
+  ...WorkFields,
+  /** Files attached to the prompt: paths (read at enqueue time) or data URLs. */
+  files: FilesInput.optional(),
+  ...SessionFields,
+  ...QueueFields,
+};
+
+/** The rules across fields, on the full schema and on every per-fields one (see schemaFor). */
+function withTaskRules<T extends z.ZodObject>(schema: T): T {
+  return schema
+    .refine((t) => !(t.continue && t.session), { message: "give either continue or session, not both", path: ["continue"] })
+    .refine((t) => !t.worktree || t.directory || t.continue || t.session, {
+      message: "needs a directory (the git repository to make the worktree from)",
+      path: ["worktree"],
+    });
+}
+
 /** A task as a producer gives it (library or CLI). Unknown fields are an error. */
-export const TaskInput = z
-  .strictObject({
-    ...WorkFields,
-    /** Files attached to the prompt: paths (read at enqueue time) or data URLs. */
-    files: FilesInput.optional(),
-    ...SessionFields,
-    ...QueueFields,
-  })
-  .refine((t) => !(t.continue && t.session), { message: "give either continue or session, not both", path: ["continue"] })
-  .refine((t) => !t.worktree || t.directory || t.continue || t.session, {
-    message: "needs a directory (the git repository to make the worktree from)",
-    path: ["worktree"],
-  });
+export const TaskInput = withTaskRules(z.strictObject(TaskShape));
 export type TaskInput = z.input<typeof TaskInput>;
 export type Task = z.output<typeof TaskInput>;
+
+/**
+ * zod's object parser runs every field's schema whether the field is there or not, so a task of
+ * two fields paid for all of them (~4 µs, the largest share of enqueueing a batch). Tasks are
+ * parsed by a schema of just the fields they have (plus `prompt`, which is required), built once
+ * per set of field names; a task with an unknown field gets the full schema and its error.
+ */
+const schemaByFields = new Map<string, typeof TaskInput>();
+const MAX_FIELD_SETS = 256;
+
+function schemaFor(input: unknown): typeof TaskInput {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return TaskInput;
+  const fields = Object.keys(input);
+  const id = fields.join(",");
+  let schema = schemaByFields.get(id);
+  if (!schema) {
+    if (schemaByFields.size >= MAX_FIELD_SETS || !fields.every((f) => Object.hasOwn(TaskShape, f))) return TaskInput;
+    const shape: Record<string, z.ZodType> = { prompt: TaskShape.prompt };
+    for (const f of fields) shape[f] = TaskShape[f as keyof typeof TaskShape];
+    schema = withTaskRules(z.strictObject(shape)) as unknown as typeof TaskInput;
+    schemaByFields.set(id, schema);
+  }
+  return schema;
+}
 
 /** What is stored in the BullMQ job: the work, plus the resolved timeout and enqueue time. */
 export const JobPayload = z.strictObject({
@@ -170,14 +200,28 @@ export function describeIssues(error: z.ZodError, prefix = ""): string {
 
 /** Parses a task, throwing an InputError that names every bad field. */
 export function parseTask(input: unknown, where = ""): Task {
-  const parsed = TaskInput.safeParse(input);
+  const parsed = schemaFor(input).safeParse(input);
   if (!parsed.success) throw new InputError(describeIssues(parsed.error, where));
   const task = parsed.data;
   if (task.directory) task.directory = resolve(task.directory);
   return task;
 }
 
-export function toPayload(task: Task, defaults: { timeoutMs: number }, now = new Date()): JobPayload {
-  const { id: _id, priority: _p, delay: _d, attempts: _a, timeout, continue: _c, ...work } = task;
-  return { ...work, timeoutMs: timeout ?? defaults.timeoutMs, enqueuedAt: now.toISOString(), v: 1 };
+/** Task fields that become job options or placement rather than payload. */
+const NOT_PAYLOAD = new Set<string>(["id", "priority", "delay", "attempts", "timeout", "continue"]);
+
+/**
+ * The job's data for a task. A plain loop rather than `{ a, b, ...rest }`: object rest with
+ * excluded keys takes V8's slow path (~3 µs a task, a tenth of the enqueue cost).
+ */
+export function toPayload(task: Task, defaults: { timeoutMs: number }, now: Date | string = new Date()): JobPayload {
+  const payload: Record<string, unknown> = {};
+  for (const key in task) {
+    const value = task[key as keyof Task];
+    if (value !== undefined && !NOT_PAYLOAD.has(key)) payload[key] = value;
+  }
+  payload.timeoutMs = task.timeout ?? defaults.timeoutMs;
+  payload.enqueuedAt = typeof now === "string" ? now : now.toISOString();
+  payload.v = 1;
+  return payload as JobPayload;
 }

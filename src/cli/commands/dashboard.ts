@@ -1,5 +1,4 @@
 import { Command } from "commander";
-import { startDashboard } from "../../dashboard/server.js";
 import { createLogger } from "../../shared/logger.js";
 import { configFrom, exitWith, intOption, withConnection, type ConnectionFlags } from "../options.js";
 
@@ -23,6 +22,7 @@ export function dashboardCommand(): Command {
     exitWith(async (flags: DashboardFlags) => {
       const config = configFrom(flags);
       const log = createLogger(config.logLevel);
+      const { startDashboard } = await import("../../dashboard/server.js"); // express and bull-board: only for this command
       const dashboard = await startDashboard({
         redisUrl: config.redisUrl,
         queue: config.queue,

@@ -3,9 +3,8 @@ import { parseSize } from "../../shared/config.js";
 import { parseLimits } from "../../shared/flow-limits.js";
 import { InputError } from "../../shared/errors.js";
 import { createLogger } from "../../shared/logger.js";
-import { createWorkerMetrics, serveMetrics, type MetricsServer } from "../../worker/metrics.js";
-import { checkHealth } from "../../worker/opencode-server.js";
-import { startWorker, type RunningWorker } from "../../worker/worker.js";
+import type { MetricsServer } from "../../worker/metrics.js";
+import type { RunningWorker } from "../../worker/worker.js";
 import { configFrom, durationOption, intOption, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
 export interface WorkerFlags extends ConnectionFlags {
@@ -52,6 +51,12 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
   if (flags.recycleJobs !== undefined) config.recycle = { ...config.recycle, jobs: flags.recycleJobs };
   if (flags.recycleRss !== undefined) config.recycle = { ...config.recycle, rssBytes: flags.recycleRss };
   const log = createLogger(config.logLevel);
+  // Loaded here, not at the top: producer commands (enqueue, batch, …) start without the worker's modules.
+  const [{ createWorkerMetrics, serveMetrics }, { checkHealth }, { startWorker }] = await Promise.all([
+    import("../../worker/metrics.js"),
+    import("../../worker/opencode-server.js"),
+    import("../../worker/worker.js"),
+  ]);
   let worker: RunningWorker | undefined;
   let metricsServer: MetricsServer | undefined;
   const metricsPort = flags.metricsPort ?? config.metricsPort;

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { JobsOptions, Queue } from "bullmq";
 import { InputError } from "../../shared/errors.js";
+import { InFlight } from "../../shared/in-flight.js";
 import { JobId, parseTask, toPayload, type Task, type TaskInput } from "../../shared/task.js";
 import type { Placement } from "../continuation.js";
 import type { BatchEntry, BatchSource } from "./source.js";
@@ -148,7 +149,7 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
     const known = existed ? await ctx.batches.members(batchId, ids) : new Set<string>();
     const unknown = chunk.filter((c) => !known.has(c.jobId) && (existed || c.task.id !== undefined)).map((c) => c.jobId);
     for (const id of await ctx.batches.existing(unknown)) known.add(id);
-    const now = new Date();
+    const now = new Date().toISOString();
     const fresh = chunk.filter((c) => !known.has(c.jobId));
     if (fresh.length) {
       // In line order: follow-ups of one session run one at a time, in the order of the lines.
@@ -157,7 +158,7 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
       await ctx.queue.addBulk(
         fresh.map(({ task, jobId }, i) => ({
           name: ctx.jobName,
-          data: { ...toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now), ...placements[i] },
+          data: Object.assign(toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now), placements[i]),
           opts: ctx.jobOptions(task, jobId),
         })),
       );
@@ -169,23 +170,29 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
     opts.onEnqueued?.({ processed, total, enqueued, duplicates });
   };
 
+  // Reading and validating the next chunk overlaps with two chunks being written. A chunk with a
+  // follow-up waits until everything before it is in Redis (the job it continues may be there).
+  const writes = new InFlight(2);
   let chunk: { task: Task; jobId: string; line: number }[] = [];
-  let inflight: Promise<void> | undefined;
+  let threaded = false;
+  const send = async () => {
+    if (threaded) await writes.drain();
+    const full = chunk;
+    await writes.add(() => flush(full));
+    chunk = [];
+    threaded = false;
+  };
   for await (const entry of source.entries()) {
     const result = validate(entry, defaults);
     if ("error" in result) continue;
     const { task } = result;
     if (task.id !== undefined && ownIds.get(task.id) !== entry.line) continue; // a repeated id
     chunk.push({ task, jobId: task.id ?? `${batchId}-${entry.line}`, line: entry.line });
-    if (chunk.length >= chunkSize) {
-      await inflight;
-      inflight = flush(chunk);
-      inflight.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled
-      chunk = [];
-    }
+    threaded ||= Boolean(task.continue || task.session);
+    if (chunk.length >= chunkSize) await send();
   }
-  await inflight;
-  if (chunk.length) await flush(chunk);
+  if (chunk.length) await send();
+  await writes.drain();
   await ctx.batches.finish(batchId);
   return { batchId, total, enqueued, duplicates, invalid, invalidLines };
 }

@@ -1,0 +1,98 @@
+/**
+ * Enqueueing many tasks on a real Redis (no worker): chunks are written two at a time, and what
+ * depends on order — a key given twice, a follow-up of a job in an earlier chunk — still holds.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { Dispatcher } from "../../src/producer/dispatcher";
+import { loadConfig } from "../../src/shared/config";
+import { openQueue } from "../../src/shared/queue";
+import { closeRedis, connectRedis } from "../../src/shared/redis";
+import type { JobPayload } from "../../src/shared/task";
+
+const redisUrl = inject("redisUrl");
+let redis: Awaited<ReturnType<typeof connectRedis>>;
+
+beforeAll(async () => {
+  redis = await connectRedis(redisUrl, "producer");
+});
+afterAll(async () => {
+  await closeRedis(redis);
+});
+
+function fresh(): { dispatcher: Dispatcher; queue: ReturnType<typeof openQueue> } {
+  const name = `enq-${randomUUID().slice(0, 8)}`;
+  return { dispatcher: new Dispatcher({ config: loadConfig({ REDIS_URL: redisUrl, DISPATCH_QUEUE: name }) }), queue: openQueue(name, redis) };
+}
+
+async function total(queue: ReturnType<typeof openQueue>): Promise<number> {
+  const counts = await queue.getJobCounts("waiting", "delayed", "prioritized", "waiting-children");
+  return Object.values(counts).reduce((a, b) => a + (b ?? 0), 0);
+}
+
+describe("enqueueMany over several chunks", () => {
+  it("adds every task once, reports a key repeated in a later chunk as duplicate, and places a follow-up after its job", async () => {
+    const { dispatcher, queue } = fresh();
+    try {
+      const tasks = Array.from({ length: 3_500 }, (_, i) => ({ prompt: `task ${i}`, id: `k-${i}` }));
+      tasks[2_100] = { prompt: "same key as task 10", id: "k-10" }; // chunk 3 repeats a key of chunk 1
+      tasks[3_200] = { prompt: "follow-up", id: "k-follow", continue: "k-20" } as (typeof tasks)[number];
+      const receipts = await dispatcher.enqueueMany(tasks);
+      expect(receipts).toHaveLength(3_500);
+      expect(receipts[2_100]).toEqual({ jobId: "k-10", duplicate: true });
+      expect(receipts.filter((r) => r.duplicate)).toHaveLength(1);
+      expect(await total(queue)).toBe(3_499);
+      expect((await queue.getJob("k-10"))!.data.prompt).toBe("task 10"); // the first one wins
+      const follow = (await queue.getJob("k-follow"))!.data as JobPayload;
+      expect(follow.after).toBe("k-20");
+      expect(follow.thread).toBe("job:k-20");
+      // Enqueued again: all duplicates, nothing added.
+      const again = await dispatcher.enqueueMany(tasks.slice(0, 2_500));
+      expect(again.every((r) => r.duplicate)).toBe(true);
+      expect(await total(queue)).toBe(3_499);
+    } finally {
+      await dispatcher.close();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+
+  it("rejects a follow-up of an unknown job, having enqueued only the chunks before it", async () => {
+    const { dispatcher, queue } = fresh();
+    try {
+      const tasks = Array.from({ length: 2_500 }, (_, i) => ({ prompt: `task ${i}` } as { prompt: string; continue?: string }));
+      tasks[2_400] = { prompt: "follow-up", continue: "no-such-job" };
+      await expect(dispatcher.enqueueMany(tasks)).rejects.toThrow(/continue: no job with ID "no-such-job"/);
+      expect(await total(queue)).toBe(2_000);
+    } finally {
+      await dispatcher.close();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+});
+
+describe("submitBatch over several chunks", () => {
+  it("enqueues every line once, chains a follow-up of an earlier chunk, and adds nothing when submitted again", async () => {
+    const { dispatcher, queue } = fresh();
+    try {
+      const lines = Array.from({ length: 450 }, (_, i) => ({ prompt: `line ${i + 1}` }) as { prompt: string; id?: string; continue?: string });
+      lines[4] = { prompt: "root", id: "root-job" };
+      lines[399] = { prompt: "follow-up", id: "follow-job", continue: "root-job" };
+      const progress: number[] = [];
+      const handle = await dispatcher.submitBatch(lines, { id: "chunky", chunkSize: 100, onEnqueued: (p) => progress.push(p.processed) });
+      expect(handle.receipt).toMatchObject({ total: 450, enqueued: 450, duplicates: 0 });
+      expect(progress.at(-1)).toBe(450);
+      expect(await total(queue)).toBe(450);
+      expect(await queue.getJob("chunky-1")).toBeTruthy();
+      expect(((await queue.getJob("follow-job"))!.data as JobPayload).after).toBe("root-job");
+      const again = await dispatcher.submitBatch(lines, { id: "chunky", chunkSize: 100 });
+      expect(again.receipt).toMatchObject({ total: 450, enqueued: 0, duplicates: 450 });
+      expect(await total(queue)).toBe(450);
+    } finally {
+      await dispatcher.close();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+});
