@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import { NotFoundError } from "../shared/errors.js";
 import type { QueueKeys } from "../shared/keys.js";
 import type { Task } from "../shared/task.js";
+import { unknownJobMessage } from "./follow-ups.js";
 
 export interface Placement {
   /** The job this one runs after (and whose session it continues). */
@@ -26,7 +27,7 @@ export async function placeInThread(
   if (!task.continue && !task.session) return {};
   let thread: string;
   if (task.continue) {
-    if (!(await exists(task.continue))) throw new NotFoundError(`continue: no job with ID "${task.continue}"`);
+    if (!(await exists(task.continue))) throw new NotFoundError(unknownJobMessage(task.continue));
     thread = (await redis.get(keys.threadOf(task.continue))) ?? `job:${task.continue}`;
   } else {
     thread = `ses:${task.session}`;

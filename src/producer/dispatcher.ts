@@ -16,6 +16,7 @@ import { isBatchSource, taskListSource, type BatchSource, type TaskList } from "
 import { BatchStore } from "./batch/store.js";
 import { submitBatch, type BatchOptions } from "./batch/submit.js";
 import { placeInThread, type Placement } from "./continuation.js";
+import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups.js";
 import { readStatus, type JobStatus } from "./job-status.js";
 import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
 import { EventBus, Subscriptions, type DispatchEventName, type EventHandlers, type EventScope, type Subscription } from "./events.js";
@@ -100,6 +101,8 @@ export class Dispatcher {
   async enqueueMany(inputs: readonly DispatchTask[]): Promise<EnqueueReceipt[]> {
     const tasks = validateAll(inputs.map(withJsonSchema));
     const { redis, queue, store } = await this.connect();
+    const batches = await this.batchStore();
+    await this.checkFollowUps(tasks, batches);
     const receipts: EnqueueReceipt[] = [];
     const given = new Set<string>(); // keys earlier in this call: the first one wins
     const writes = new InFlight(2);
@@ -108,7 +111,7 @@ export class Dispatcher {
       const chunk = tasks.slice(i, i + CHUNK);
       // A follow-up is placed once everything before it is in Redis (the job it continues may be there).
       if (chunk.some((t) => t.continue || t.session)) await writes.drain();
-      const existing = await this.existingIds(queue, store, chunk.filter((t) => !t.id || !given.has(t.id)));
+      const existing = await batches.existing([...new Set(chunk.map((t) => t.id).filter((id) => id !== undefined && !given.has(id)))] as string[]);
       const now = new Date().toISOString();
       const fresh: { task: Task; jobId: string; placement: Placement }[] = [];
       for (const task of chunk) {
@@ -148,15 +151,19 @@ export class Dispatcher {
     return Boolean((await queue.getJob(jobId)) ?? (await store.exists(jobId)));
   }
 
-  /** IDs among the tasks' own keys that BullMQ or the result store already knows. */
-  private async existingIds(queue: Queue, store: ResultStore, tasks: readonly Task[]): Promise<Set<string>> {
-    const ids = [...new Set(tasks.map((t) => t.id).filter((id): id is string => !!id))];
-    if (ids.length === 0) return new Set();
-    const [jobs, records] = await Promise.all([
-      Promise.all(ids.map((id) => queue.getJob(id))),
-      store.getMany(ids),
-    ]);
-    return new Set(ids.filter((id, i) => jobs[i] || records[i]));
+  /** NotFoundError naming every task (up to ten) that continues a job which is nowhere to be found. */
+  private async checkFollowUps(tasks: readonly Task[], batches: BatchStore): Promise<void> {
+    const earlier = new Set<string>();
+    const followUps: FollowUp[] = [];
+    tasks.forEach((task, at) => {
+      if (task.continue && !earlier.has(task.continue)) followUps.push({ target: task.continue, at });
+      if (task.id) earlier.add(task.id);
+    });
+    if (followUps.length === 0) return;
+    const unknown = await unknownFollowUps(followUps, (ids) => batches.existing(ids));
+    if (unknown.length === 0) return;
+    const where = (at: number) => (tasks.length > 1 ? `tasks[${at}].` : "");
+    throw new NotFoundError(unknown.slice(0, 10).map((f) => where(f.at) + unknownJobMessage(f.target)).join("\n"));
   }
 
   /**

@@ -6,6 +6,8 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { Dispatcher } from "../../src/producer/dispatcher";
 import { loadConfig } from "../../src/shared/config";
+import { NotFoundError } from "../../src/shared/errors";
+import { BatchInputError } from "../../src/producer/batch/submit";
 import { openQueue } from "../../src/shared/queue";
 import { closeRedis, connectRedis } from "../../src/shared/redis";
 import type { JobPayload } from "../../src/shared/task";
@@ -57,13 +59,17 @@ describe("enqueueMany over several chunks", () => {
     }
   });
 
-  it("rejects a follow-up of an unknown job, having enqueued only the chunks before it", async () => {
+  it("rejects a follow-up of an unknown job (or of a later task) before enqueueing anything", async () => {
     const { dispatcher, queue } = fresh();
     try {
-      const tasks = Array.from({ length: 2_500 }, (_, i) => ({ prompt: `task ${i}` } as { prompt: string; continue?: string }));
+      const tasks = Array.from({ length: 2_500 }, (_, i) => ({ prompt: `task ${i}` }) as { prompt: string; id?: string; continue?: string });
       tasks[2_400] = { prompt: "follow-up", continue: "no-such-job" };
-      await expect(dispatcher.enqueueMany(tasks)).rejects.toThrow(/continue: no job with ID "no-such-job"/);
-      expect(await total(queue)).toBe(2_000);
+      tasks[2_410] = { prompt: "follow-up of a later task", continue: "later" };
+      tasks[2_420] = { prompt: "later", id: "later" };
+      const error = await dispatcher.enqueueMany(tasks).catch((e: unknown) => e as Error);
+      expect(error).toBeInstanceOf(NotFoundError);
+      expect((error as Error).message).toBe('tasks[2400].continue: no job with ID "no-such-job"\ntasks[2410].continue: no job with ID "later"');
+      expect(await total(queue)).toBe(0);
     } finally {
       await dispatcher.close();
       await queue.obliterate({ force: true });
@@ -89,6 +95,32 @@ describe("submitBatch over several chunks", () => {
       const again = await dispatcher.submitBatch(lines, { id: "chunky", chunkSize: 100 });
       expect(again.receipt).toMatchObject({ total: 450, enqueued: 0, duplicates: 450 });
       expect(await total(queue)).toBe(450);
+    } finally {
+      await dispatcher.close();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+
+  it("rejects a line continuing an unknown job with its line number, or leaves it out with skipInvalid", async () => {
+    const { dispatcher, queue } = fresh();
+    try {
+      const lines = Array.from({ length: 250 }, (_, i) => ({ prompt: `line ${i + 1}` }) as { prompt: string; continue?: string });
+      lines[209] = { prompt: "follow-up", continue: "no-such-job" };
+      lines[219] = { prompt: "follow-up of line 3", continue: "fu-3" }; // a derived ID of an earlier line
+      lines[229] = { prompt: "follow-up of line 240", continue: "fu-240" }; // a later line: not yet there
+      const error = await dispatcher.submitBatch(lines, { id: "fu", chunkSize: 100 }).catch((e: unknown) => e as Error);
+      expect(error).toBeInstanceOf(BatchInputError);
+      expect((error as BatchInputError).invalidLines).toEqual([
+        { line: 210, error: 'continue: no job with ID "no-such-job" (neither in the queue nor an earlier line of the batch)' },
+        { line: 230, error: 'continue: no job with ID "fu-240" (neither in the queue nor an earlier line of the batch)' },
+      ]);
+      expect(await total(queue)).toBe(0);
+      const handle = await dispatcher.submitBatch(lines, { id: "fu", chunkSize: 100, skipInvalid: true });
+      expect(handle.receipt).toMatchObject({ total: 248, enqueued: 248, invalid: 2 });
+      expect(await total(queue)).toBe(248);
+      expect(await queue.getJob("fu-210")).toBeUndefined();
+      expect(((await queue.getJob("fu-220"))!.data as JobPayload).after).toBe("fu-3");
     } finally {
       await dispatcher.close();
       await queue.obliterate({ force: true });
