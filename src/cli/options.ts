@@ -21,9 +21,15 @@ export function configFrom(flags: ConnectionFlags): Config {
   return { ...config, redisUrl: flags.redis || config.redisUrl, queue: flags.queue || config.queue };
 }
 
-export function dispatcherFrom(flags: ConnectionFlags): Dispatcher {
+/** Runs a command's work with a Dispatcher for `--redis` / `--queue`, closed however it ends. */
+export async function withDispatcher<T>(flags: ConnectionFlags, work: (dispatcher: Dispatcher) => Promise<T>): Promise<T> {
   const config = configFrom(flags);
-  return new Dispatcher({ config, redisUrl: config.redisUrl, queue: config.queue });
+  const dispatcher = new Dispatcher({ config, redisUrl: config.redisUrl, queue: config.queue });
+  try {
+    return await work(dispatcher);
+  } finally {
+    await dispatcher.close();
+  }
 }
 
 /** Option parsers that reject bad values with an InputError naming the option. */

@@ -8,7 +8,7 @@ import type { BatchSummary } from "../../producer/batch/summary.js";
 import { ExitCode, InputError } from "../../shared/errors.js";
 import type { TaskInput } from "../../shared/task.js";
 import { printJson } from "../output.js";
-import { dispatcherFrom, exitWith, withConnection } from "../options.js";
+import { exitWith, withConnection, withDispatcher } from "../options.js";
 import { taskFromFlags, withTaskOptions, type TaskFlags } from "./enqueue.js";
 
 interface BatchFlags extends TaskFlags {
@@ -37,27 +37,27 @@ export function batchCommand(): Command {
       if (process.stdin.isTTY) throw new InputError('file "-" reads the tasks from stdin, but stdin is a terminal');
       spooled = await spoolToFile(process.stdin);
     }
-    const dispatcher = dispatcherFrom(flags);
     try {
-      const source = await fileSource(spooled?.path ?? file, flags.format);
-      const handle = await dispatcher.submitBatch(source, {
-        id: flags.id,
-        defaults: defaults as Partial<TaskInput>,
-        skipInvalid: flags.skipInvalid,
-        onEnqueued: enqueueProgress(),
+      return await withDispatcher(flags, async (dispatcher) => {
+        const source = await fileSource(spooled?.path ?? file, flags.format);
+        const handle = await dispatcher.submitBatch(source, {
+          id: flags.id,
+          defaults: defaults as Partial<TaskInput>,
+          skipInvalid: flags.skipInvalid,
+          onEnqueued: enqueueProgress(),
+        });
+        const receipt = handle.receipt!;
+        for (const bad of receipt.invalidLines) process.stderr.write(`line ${bad.line}: ${bad.error} (skipped)\n`);
+        if (receipt.invalid > receipt.invalidLines.length) process.stderr.write(`… and ${receipt.invalid - receipt.invalidLines.length} more invalid lines skipped\n`);
+        process.stderr.write(`${describeReceipt(receipt)}\n`);
+        if (!flags.wait && !flags.out) {
+          if (flags.json) printJson(receiptJson(receipt));
+          else process.stdout.write(`${receipt.batchId}\n`);
+          return ExitCode.ok;
+        }
+        return await waitForBatch(handle, { out: flags.out, json: flags.json, receipt });
       });
-      const receipt = handle.receipt!;
-      for (const bad of receipt.invalidLines) process.stderr.write(`line ${bad.line}: ${bad.error} (skipped)\n`);
-      if (receipt.invalid > receipt.invalidLines.length) process.stderr.write(`… and ${receipt.invalid - receipt.invalidLines.length} more invalid lines skipped\n`);
-      process.stderr.write(`${describeReceipt(receipt)}\n`);
-      if (!flags.wait && !flags.out) {
-        if (flags.json) printJson(receiptJson(receipt));
-        else process.stdout.write(`${receipt.batchId}\n`);
-        return ExitCode.ok;
-      }
-      return await waitForBatch(handle, { out: flags.out, json: flags.json, receipt });
     } finally {
-      await dispatcher.close();
       await spooled?.cleanup();
     }
   }));

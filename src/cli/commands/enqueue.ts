@@ -4,7 +4,7 @@ import { Command } from "commander";
 import type { TaskInput } from "../../shared/task.js";
 import { printJson, printRecord } from "../output.js";
 import { InputError } from "../../shared/errors.js";
-import { dispatcherFrom, durationOption, intOption, numberOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
+import { withDispatcher, durationOption, intOption, numberOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
 /** The task options of `enqueue` and `batch` (see withTaskOptions). */
 export interface TaskFlags extends ConnectionFlags {
@@ -122,8 +122,7 @@ export function enqueueCommand(): Command {
     .option("--json", "print JSON (the receipt, or with --wait the result record)");
   withConnection(command).action(exitWith(async (promptArg: string, flags: EnqueueFlags) => {
     const prompt = promptArg === "-" ? await readStdin() : promptArg;
-    const dispatcher = dispatcherFrom(flags);
-    try {
+    return withDispatcher(flags, async (dispatcher) => {
       const receipt = await dispatcher.enqueue(taskFromFlags(prompt, flags));
       if (!flags.wait) {
         if (flags.json) printJson(receipt);
@@ -132,9 +131,7 @@ export function enqueueCommand(): Command {
       }
       if (!flags.json) process.stderr.write(`enqueued ${receipt.jobId}${receipt.duplicate ? " (already known)" : ""}; waiting…\n`);
       return printRecord(await dispatcher.wait(receipt.jobId), Boolean(flags.json));
-    } finally {
-      await dispatcher.close();
-    }
+    });
   }));
   return command;
 }

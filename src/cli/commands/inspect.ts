@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { ExitCode } from "../../shared/errors.js";
 import { printRecord, printStatus } from "../output.js";
 import { printBatchStatus, waitForBatch } from "./batch.js";
-import { dispatcherFrom, durationOption, withConnection, exitWith, type ConnectionFlags } from "../options.js";
+import { withDispatcher, durationOption, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
 interface Flags extends ConnectionFlags {
   json?: boolean;
@@ -15,15 +15,12 @@ export function statusCommand(): Command {
     .argument("<jobId|batchId>")
     .option("--json", "print the status as JSON");
   return withConnection(command).action(exitWith(async (jobId: string, flags: Flags) => {
-    const dispatcher = dispatcherFrom(flags);
-    try {
+    return withDispatcher(flags, async (dispatcher) => {
       const batch = await dispatcher.findBatch(jobId);
       if (batch) printBatchStatus(await batch.status(), Boolean(flags.json));
       else printStatus(await dispatcher.status(jobId), Boolean(flags.json));
       return ExitCode.ok;
-    } finally {
-      await dispatcher.close();
-    }
+    });
   }));
 }
 
@@ -33,12 +30,9 @@ export function resultCommand(): Command {
     .argument("<jobId>")
     .option("--json", "print the whole result record as JSON");
   return withConnection(command).action(exitWith(async (jobId: string, flags: Flags) => {
-    const dispatcher = dispatcherFrom(flags);
-    try {
+    return withDispatcher(flags, async (dispatcher) => {
       return printRecord(await dispatcher.result(jobId), Boolean(flags.json));
-    } finally {
-      await dispatcher.close();
-    }
+    });
   }));
 }
 
@@ -49,8 +43,7 @@ export function waitCommand(): Command {
     .option("--timeout <duration>", "give up after this long (ms, or 30s, 5m, …)", durationOption("--timeout"))
     .option("--json", "print one result record per line as JSON");
   return withConnection(command).action(exitWith(async (jobIds: string[], flags: Flags) => {
-    const dispatcher = dispatcherFrom(flags);
-    try {
+    return withDispatcher(flags, async (dispatcher) => {
       const batch = jobIds.length === 1 ? await dispatcher.findBatch(jobIds[0]!) : null;
       if (batch) return await waitForBatch(batch, { json: flags.json, recordsToStdout: flags.json, timeoutMs: flags.timeout });
       const deadline = flags.timeout === undefined ? undefined : Date.now() + flags.timeout;
@@ -64,8 +57,6 @@ export function waitCommand(): Command {
         exit = Math.max(exit, printRecord(record, Boolean(flags.json)));
       }
       return exit;
-    } finally {
-      await dispatcher.close();
-    }
+    });
   }));
 }

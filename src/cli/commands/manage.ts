@@ -3,7 +3,7 @@ import type { JobSummary } from "../../producer/manage.js";
 import { ExitCode, InputError } from "../../shared/errors.js";
 import { JobState } from "../../shared/result.js";
 import { printJson } from "../output.js";
-import { dispatcherFrom, durationOption, exitWith, intOption, withConnection, type ConnectionFlags } from "../options.js";
+import { withDispatcher, durationOption, exitWith, intOption, withConnection, type ConnectionFlags } from "../options.js";
 
 interface CancelFlags extends ConnectionFlags {
   timeout?: number;
@@ -17,8 +17,7 @@ export function cancelCommand(): Command {
     .option("--timeout <duration>", "how long to wait for the worker running the job to abort it (default: 15s)", durationOption("--timeout"))
     .option("--json", "print the outcome and the final record as JSON");
   return withConnection(command).action(exitWith(async (jobId: string, flags: CancelFlags) => {
-    const dispatcher = dispatcherFrom(flags);
-    try {
+    return withDispatcher(flags, async (dispatcher) => {
       const outcome = await dispatcher.cancel(jobId, { timeoutMs: flags.timeout });
       if (flags.json) printJson(outcome);
       const says = {
@@ -31,9 +30,7 @@ export function cancelCommand(): Command {
       if (outcome.outcome === "pending") return ExitCode.notFinished;
       if (outcome.outcome === "finished") return ExitCode.wrongState;
       return ExitCode.ok;
-    } finally {
-      await dispatcher.close();
-    }
+    });
   }));
 }
 
@@ -43,15 +40,12 @@ export function retryCommand(): Command {
     .argument("<jobId>")
     .option("--json", "print { jobId, how } as JSON");
   return withConnection(command).action(exitWith(async (jobId: string, flags: { json?: boolean } & ConnectionFlags) => {
-    const dispatcher = dispatcherFrom(flags);
-    try {
+    return withDispatcher(flags, async (dispatcher) => {
       const outcome = await dispatcher.retry(jobId);
       if (flags.json) printJson(outcome);
       else process.stdout.write(`job ${jobId} re-queued${outcome.how === "requeued" ? " (from its result record)" : ""}\n`);
       return ExitCode.ok;
-    } finally {
-      await dispatcher.close();
-    }
+    });
   }));
 }
 
@@ -76,15 +70,12 @@ export function listCommand(): Command {
     .option("--limit <n>", "at most this many, newest first", intOption("--limit", 1, 100_000), 50)
     .option("--json", "print one JSON object per job and line");
   return withConnection(command).action(exitWith(async (flags: ListFlags) => {
-    const dispatcher = dispatcherFrom(flags);
-    try {
+    return withDispatcher(flags, async (dispatcher) => {
       const jobs = await dispatcher.list({ state: flags.state, limit: flags.limit });
       if (flags.json) jobs.forEach((job) => printJson(job));
       else process.stdout.write(formatTable(jobs));
       return ExitCode.ok;
-    } finally {
-      await dispatcher.close();
-    }
+    });
   }));
 }
 
