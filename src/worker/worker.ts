@@ -11,6 +11,7 @@ import { ResultStore } from "../shared/result-store.js";
 import { openQueue } from "../shared/queue.js";
 import { resolveOpencodeBinary } from "./opencode-binary.js";
 import { startControl, refuseCancelled } from "./control.js";
+import { recordDeferredFailures } from "./deferred-failure.js";
 import { attachOpencodeServer, once, spawnOpencodeServer, type OpencodeServer } from "./opencode-server.js";
 import { sweepOrphans } from "./orphans.js";
 import { ServerKeeper } from "./server-keeper.js";
@@ -119,6 +120,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       },
     });
     bull.on("error", (error) => log.error({ err: error }, "queue error"));
+    recordDeferredFailures(bull, store, log);
     const intakeOf = bull;
     keeper.attach({
       pause: () => intakeOf.pause(true),

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openQueue } from "../../src/shared/queue";
 import { closeRedis, connectRedis } from "../../src/shared/redis";
+import { ResultStore } from "../../src/shared/result-store";
 import { createClient } from "../../src/worker/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
@@ -39,6 +40,31 @@ describe("chaos on one worker", () => {
     expect(worker.server().pid).not.toBe(first);
     expect(alive(first)).toBe(false);
     expect(stack.fake.calls("survive the crash")).toBe(2);
+  }, TEST);
+
+  it("a job BullMQ fails for stalling too often gets its final record; the model is never asked", async () => {
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "stalled too often", model: "fake/echo", delay: 1_500 });
+    const redis = await connectRedis(stack.redisUrl, "producer");
+    const queue = openQueue(stack.queue, redis);
+    try {
+      // What BullMQ's stalled check leaves on a job past its stall limit (moveStalledJobsToWait):
+      // the next worker to fetch it fails it without running it.
+      await redis.hset(queue.toKey(jobId), "defa", "job stalled more than allowable limit");
+      const store = new ResultStore(redis, stack.queue);
+      const record = await until("the final record", async () => {
+        const stored = await store.get(jobId);
+        return stored?.state === "failed" ? stored : undefined;
+      });
+      expect(record.error).toMatchObject({ name: "Stalled", retryable: false });
+      expect(record.error!.message).toContain("job stalled more than allowable limit");
+      expect(record.finishedAt).not.toBeNull();
+      expect(await stack.dispatcher.wait(jobId, { timeoutMs: WAIT })).toMatchObject({ state: "failed", error: { name: "Stalled" } });
+      expect(stack.fake.calls("stalled too often")).toBe(0);
+      await store.close();
+    } finally {
+      await queue.close();
+      await closeRedis(redis);
+    }
   }, TEST);
 
   it("cancel of a running job aborts its opencode session and fails it Cancelled, quickly", async () => {

@@ -30,7 +30,7 @@ describe("fake model behind a real opencode serve", () => {
     directory = join(ocEnv.root, "project");
     server = await startOpencodeServer({ env: ocEnv.env, cwd: directory });
     client = createOpencodeClient({ baseUrl: server.url, directory });
-  }, 30_000);
+  }, 120_000); // a cold first start on a loaded 2-core machine can pass 30 s
 
   afterAll(async () => {
     await server?.stop();
