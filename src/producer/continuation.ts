@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import { NotFoundError } from "../shared/errors.js";
-import type { QueueKeys } from "../shared/keys.js";
+import { rootOfThread, rootThread, type QueueKeys } from "../shared/keys.js";
 import type { Task } from "../shared/task.js";
 import { unknownJobMessage } from "./follow-ups.js";
 
@@ -28,14 +28,18 @@ export async function placeInThread(
   let thread: string;
   if (task.continue) {
     if (!(await exists(task.continue))) throw new NotFoundError(unknownJobMessage(task.continue));
-    thread = (await redis.get(keys.threadOf(task.continue))) ?? `job:${task.continue}`;
+    thread = (await redis.get(keys.threadOf(task.continue))) ?? rootThread(task.continue);
   } else {
-    thread = `ses:${task.session}`;
+    // A session a job of ours opened belongs to that job's thread, so `session: S` and
+    // `continue: <the job that opened S>` queue up in one order.
+    thread = (await redis.get(keys.sessionThread(task.session!))) ?? `ses:${task.session}`;
   }
   const px = ttlMs > 0 ? (["PX", ttlMs] as const) : ([] as const);
   const previous = (await redis.call("SET", keys.threadTail(thread), jobId, ...px, "GET")) as string | null;
   await redis.call("SET", keys.threadOf(jobId), thread, ...px);
   // A retried enqueue of the same key finds itself at the tail: keep the chain, never wait on itself.
-  const after = previous && previous !== jobId ? previous : task.continue;
-  return { thread, ...(after ? { after } : {}) };
+  // With no tail yet, a follow-up waits for the job it continues, or the job that began the thread.
+  const root = rootOfThread(thread);
+  const after = previous && previous !== jobId ? previous : (task.continue ?? root);
+  return { thread, ...(after && after !== jobId ? { after } : {}) };
 }

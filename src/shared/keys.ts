@@ -16,6 +16,8 @@ export interface QueueKeys {
   threadOf(jobId: string): string;
   /** The last job enqueued in a thread: the next follow-up runs after it. */
   threadTail(thread: string): string;
+  /** The thread an opencode session belongs to (set by the worker that first ran it). */
+  sessionThread(sessionId: string): string;
   /** A session's exported transcript (gzipped JSON), so any worker can continue it. */
   sessionExport(sessionId: string): string;
   /** Running jobs holding a flow-control slot (sorted set: job ID scored by lease expiry). */
@@ -27,6 +29,11 @@ export interface QueueKeys {
   /** A batch's members (sorted set: job ID scored by its line number). */
   batchJobs(batchId: string): string;
 }
+
+/** The thread a job begins when it does not continue another (see producer/continuation.ts). */
+export const rootThread = (jobId: string) => `job:${jobId}`;
+/** The job that began a thread, for threads begun by a job (not by a given session). */
+export const rootOfThread = (thread: string) => (thread.startsWith("job:") ? thread.slice("job:".length) : undefined);
 
 export function queueKeys(queue: string): QueueKeys {
   const base = `dispatch:{${queue}}`;
@@ -40,6 +47,7 @@ export function queueKeys(queue: string): QueueKeys {
     flowRate: (name, window) => `${base}:flow:rate:${name}:${window}`,
     threadOf: (jobId) => `${base}:thread-of:${jobId}`,
     threadTail: (thread) => `${base}:thread-tail:${thread}`,
+    sessionThread: (sessionId) => `${base}:session-thread:${sessionId}`,
     sessionExport: (sessionId) => `${base}:session:${sessionId}`,
     batch: (batchId) => `${base}:batch:${batchId}`,
     batchJobs: (batchId) => `${base}:batch:${batchId}:jobs`,

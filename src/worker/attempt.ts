@@ -1,4 +1,5 @@
 import type { Config } from "../shared/config.js";
+import { rootThread } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import type { Ask, Progress, ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
@@ -61,18 +62,18 @@ export async function runAttempt(
   let directory = payload.directory;
   let sessionId: string | undefined;
 
-  if (payload.after || payload.session) {
-    if (payload.after) {
-      const previous = await deps.store.get(payload.after);
-      trace.continues = payload.after;
-      sessionId = previous?.sessionId ?? undefined;
-      if (!sessionId) {
-        throw new OpencodeHttpError("continue", 404, `job ${payload.after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`);
-      }
-      trace.worktree = previous?.worktree ?? null;
-    } else {
-      sessionId = payload.session!;
+  if (payload.session) {
+    sessionId = payload.session; // it may also wait `after` a job of the thread that session is in
+  } else if (payload.after) {
+    const previous = await deps.store.get(payload.after);
+    trace.continues = payload.after;
+    sessionId = previous?.sessionId ?? undefined;
+    if (!sessionId) {
+      throw new OpencodeHttpError("continue", 404, `job ${payload.after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`);
     }
+    trace.worktree = previous?.worktree ?? null;
+  }
+  if (sessionId) {
     directory = (await deps.transfer.ensureLocal(server, client, sessionId, signal)) ?? directory;
   } else if (payload.worktree && payload.directory) {
     const tree = await prepareWorktree(payload.directory, jobId, trace.worktree?.base, signal);
@@ -82,6 +83,8 @@ export async function runAttempt(
   sessionId ??= await createSession(client, payload, directory, signal);
   trace.sessionId = sessionId;
   trace.directory = directory ?? null;
+  // Before the record shows the session: a producer that reads it there finds its thread too.
+  await deps.transfer.claimThread(sessionId, payload.thread ?? rootThread(jobId));
   await opts.onSession();
 
   const log = opts.log.child({ sessionId });

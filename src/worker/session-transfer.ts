@@ -44,6 +44,15 @@ export class SessionTransfer {
     else await this.redis.set(this.keys.sessionExport(sessionId), body);
   }
 
+  /**
+   * Records the thread (chain of jobs, see producer/continuation.ts) a session belongs to, the
+   * first time a job runs in it, so that `session: S` follow-ups queue behind that thread.
+   */
+  async claimThread(sessionId: string, thread: string): Promise<void> {
+    if (this.ttlMs > 0) await this.redis.set(this.keys.sessionThread(sessionId), thread, "PX", this.ttlMs, "NX");
+    else await this.redis.set(this.keys.sessionThread(sessionId), thread, "NX");
+  }
+
   private async load(sessionId: string): Promise<SessionExport | null> {
     const raw = await this.redis.getBuffer(this.keys.sessionExport(sessionId));
     return raw ? (JSON.parse((await unzip(raw)).toString("utf8")) as SessionExport) : null;

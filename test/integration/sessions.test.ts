@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ResultRecord } from "../../src/shared/result";
 import type { RunningWorker } from "../../src/worker/worker";
 import { startStack, type Stack } from "../support/stack";
+import { until } from "../support/until";
 
 const transcriptOf = (text: string | null): string[] => JSON.parse(text!.replace(/^transcript: /, "")) as string[];
 
@@ -53,6 +54,23 @@ describe("sessions that continue anywhere", () => {
       expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
     }
     expect(Date.parse(otherRecord.finishedAt!)).toBeLessThan(Date.parse(records[2]!.finishedAt!));
+  });
+
+  it("follow-ups by --session and by --continue of the job that opened the session share one order", async () => {
+    const root = await stack.dispatcher.enqueue({ prompt: "mixed root [[delay:1500]]", model: "fake/echo" });
+    const sessionId = await until("the root's session", async () => (await stack.dispatcher.status(root.jobId)).result?.sessionId ?? undefined);
+    const bySession = await stack.dispatcher.enqueue({ prompt: "by session [[slow:300]] [[transcript]]", session: sessionId });
+    const byContinue = await stack.dispatcher.enqueue({ prompt: "by continue [[transcript]]", continue: root.jobId });
+    const bySessionAgain = await stack.dispatcher.enqueue({ prompt: "by session again [[transcript]]", session: sessionId });
+    const ids = [root.jobId, bySession.jobId, byContinue.jobId, bySessionAgain.jobId];
+    const records = await Promise.all(ids.map((id) => stack.dispatcher.wait(id, { timeoutMs: 120_000 })));
+    expect(records.map((r) => r.state)).toEqual(["completed", "completed", "completed", "completed"]);
+    expect(new Set(records.map((r) => r.sessionId))).toEqual(new Set([sessionId]));
+    for (let i = 1; i < records.length; i++) {
+      expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
+    }
+    const strip = (turns: string[]) => turns.map((t) => t.replace(/ \[\[.*$/, ""));
+    expect(strip(transcriptOf(records[3]!.text))).toEqual(["mixed root", "by session", "by continue", "by session again"]);
   });
 
   it("a batch continuing a job runs its lines one at a time, in order, in that session", async () => {
