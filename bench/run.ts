@@ -2,7 +2,7 @@
  * `npm run bench` — the queue against the direct alternatives, side by side in one process tree:
  * a local redis-server, the fake model (test/support/fake-model.ts), real `opencode serve`s.
  *
- *   npm run bench                    # the full run (~5-8 min on 2 cores)
+ *   npm run bench                    # the full run (~15 min on 2 cores)
  *   npm run bench -- --quick         # smaller samples (~2-3 min)
  *   npm run bench -- --only 1,3      # some sections: 1 dispatch, 2 batch vs `opencode run`, 3 enqueue, 4 memory
  *
