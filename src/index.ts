@@ -8,6 +8,7 @@ export {
   type DispatchTask,
   type DispatcherOptions,
   type EnqueueReceipt,
+  type EnqueuedMany,
   type TypedResultRecord,
   type WaitOptions,
 } from "./producer/dispatcher.js";

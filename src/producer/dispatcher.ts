@@ -11,10 +11,10 @@ import { FINAL_STATES, type JobState, type ResultRecord } from "../shared/result
 import { ResultStore } from "../shared/result-store.js";
 import { BACKOFF, RETENTION, openQueue } from "../shared/queue.js";
 import { parseTask, toPayload, type Task, type TaskInput } from "../shared/task.js";
-import { BatchHandle } from "./batch/handle.js";
+import { BatchHandle, type BatchProgress } from "./batch/handle.js";
 import { isBatchSource, taskListSource, type BatchSource, type TaskList } from "./batch/source.js";
 import { BatchStore } from "./batch/store.js";
-import { submitBatch, type BatchOptions } from "./batch/submit.js";
+import { checkBatchId, submitBatch, type BatchOptions } from "./batch/submit.js";
 import { placeInThread, type Placement } from "./continuation.js";
 import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups.js";
 import { readStatus, type JobStatus } from "./job-status.js";
@@ -38,6 +38,17 @@ export interface EnqueueReceipt {
   /** True when a job with this ID already existed (queued or finished): nothing was added. */
   duplicate: boolean;
 }
+
+/** What enqueueMany resolves to: the receipts, in the tasks' order, and the batch they form. */
+export type EnqueuedMany = EnqueueReceipt[] & {
+  batchId: string;
+  batch: BatchHandle;
+  /** Waits for every task (see BatchHandle.wait): the summary, also when tasks failed. */
+  wait: BatchHandle["wait"];
+  /** `progress` and `result` events of the wait (see BatchHandle). */
+  on(event: "progress", listener: (progress: BatchProgress) => void): BatchHandle;
+  on(event: "result", listener: (record: ResultRecord, line: number) => void): BatchHandle;
+};
 
 /** A task whose `schema` may also be a zod schema (converted with zod's own `z.toJSONSchema`). */
 export type DispatchTask = Omit<TaskInput, "schema"> & { schema?: TaskInput["schema"] | z.ZodType };
@@ -90,18 +101,38 @@ export class Dispatcher {
 
   /** Validates a task (throwing InputError naming the field) and enqueues it. */
   async enqueue(input: DispatchTask): Promise<EnqueueReceipt> {
-    const [receipt] = await this.enqueueMany([input]);
+    const [receipt] = await this.enqueueTasks(validateAll([withJsonSchema(input)]));
     return receipt!;
   }
 
   /**
-   * Validates every task first (an InputError names the index and field of the first bad ones),
-   * then enqueues them all. Tasks whose `id` already exists are skipped and reported duplicate.
+   * Validates every task first (an InputError names the index and field of the first bad ones;
+   * NotFoundError a `continue` of a job that is nowhere), then enqueues them all as one batch.
+   * Resolves to the receipts in order (tasks whose `id` already exists are skipped and reported
+   * duplicate), which also carry the batch: `wait()` for all of them, `on("progress" | "result")`.
    */
-  async enqueueMany(inputs: readonly DispatchTask[]): Promise<EnqueueReceipt[]> {
+  async enqueueMany(inputs: readonly DispatchTask[], opts: { batchId?: string } = {}): Promise<EnqueuedMany> {
+    const batchId = opts.batchId === undefined ? `many-${randomUUID()}` : checkBatchId(opts.batchId);
     const tasks = validateAll(inputs.map(withJsonSchema));
-    const { redis, queue, store } = await this.connect();
     const batches = await this.batchStore();
+    await batches.begin({ batchId, total: tasks.length, invalid: 0 });
+    const receipts = await this.enqueueTasks(tasks, { batchId, batches });
+    await batches.finish(batchId);
+    const duplicates = receipts.filter((r) => r.duplicate).length;
+    const members = new Set(receipts.map((r) => r.jobId)).size;
+    const batch = await this.batchHandle(batchId, { batchId, total: members, enqueued: receipts.length - duplicates, duplicates, invalid: 0, invalidLines: [] });
+    return Object.assign(receipts, {
+      batchId,
+      batch,
+      wait: (waitOpts?: Parameters<BatchHandle["wait"]>[0]) => batch.wait(waitOpts),
+      on: <E extends "progress" | "result">(event: E, listener: Parameters<BatchHandle["on"]>[1]) => batch.on(event, listener as never),
+    });
+  }
+
+  /** Enqueues validated tasks in chunks, two in flight; members of `batch` when one is given. */
+  private async enqueueTasks(tasks: readonly Task[], batch?: { batchId: string; batches: BatchStore }): Promise<EnqueueReceipt[]> {
+    const { redis, queue, store } = await this.connect();
+    const batches = batch?.batches ?? (await this.batchStore());
     await this.checkFollowUps(tasks, batches);
     const receipts: EnqueueReceipt[] = [];
     const given = new Set<string>(); // keys earlier in this call: the first one wins
@@ -129,7 +160,9 @@ export class Dispatcher {
         data: Object.assign(toPayload(task, { timeoutMs: this.config.jobTimeoutMs }, now), placement),
         opts: this.jobOptions(task, jobId),
       }));
-      await writes.add(() => queue.addBulk(jobs));
+      const members = chunk.map((_, k) => ({ jobId: receipts[i + k]!.jobId, line: i + k + 1 }));
+      // Jobs and memberships travel together (a failed call throws; nobody waits on its batch).
+      await writes.add(() => Promise.all([queue.addBulk(jobs), batch?.batches.addMembers(batch.batchId, members)]));
     }
     await writes.drain();
     return receipts;

@@ -44,6 +44,7 @@ describe("enqueueMany over several chunks", () => {
       expect(receipts[2_100]).toEqual({ jobId: "k-10", duplicate: true });
       expect(receipts.filter((r) => r.duplicate)).toHaveLength(1);
       expect(await total(queue)).toBe(3_499);
+      expect(await (await dispatcher.batch(receipts.batchId)).status()).toMatchObject({ members: 3_499, complete: true, counts: { queued: 3_499 } });
       expect((await queue.getJob("k-10"))!.data.prompt).toBe("task 10"); // the first one wins
       const follow = (await queue.getJob("k-follow"))!.data as JobPayload;
       expect(follow.after).toBe("k-20");

@@ -85,6 +85,36 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
     }
   });
 
+  it("enqueueMany returns the receipts in order and their batch: wait() with progress and every result", async () => {
+    const many = await stack.dispatcher.enqueueMany([
+      { prompt: "many one", model: "fake/echo" },
+      { prompt: "many two [[status:401]]", model: "fake/echo" },
+      { prompt: "many three", model: "fake/echo", id: "many-three" },
+    ]);
+    expect(many.map((r) => r.duplicate)).toEqual([false, false, false]);
+    expect(many[2]!.jobId).toBe("many-three");
+    expect(many.batchId).toMatch(/^many-/);
+    const results = new Map<number, string>();
+    let progressEvents = 0;
+    many.on("result", (record, line) => results.set(line, `${record.jobId}:${record.state}`));
+    many.on("progress", () => (progressEvents += 1));
+    const summary = await many.wait({ timeoutMs: 120_000, progressMs: 50 });
+    expect(summary).toMatchObject({ batchId: many.batchId, total: 3, completed: 2, failed: 1 });
+    expect(summary.failures).toEqual([expect.objectContaining({ jobId: many[1]!.jobId, line: 2 })]);
+    expect([...results.entries()].sort(([a], [b]) => a - b)).toEqual([
+      [1, `${many[0]!.jobId}:completed`],
+      [2, `${many[1]!.jobId}:failed`],
+      [3, "many-three:completed"],
+    ]);
+    expect(progressEvents).toBeGreaterThan(0);
+    // The batch is there for status and wait by its ID, like a submitted batch.
+    expect((await (await stack.dispatcher.batch(many.batchId)).status()).counts).toEqual({ queued: 0, running: 0, completed: 2, failed: 1 });
+    // Again with a key already known: reported duplicate, still a member of the new batch.
+    const again = await stack.dispatcher.enqueueMany([{ prompt: "many three", model: "fake/echo", id: "many-three" }], { batchId: "many-again" });
+    expect(again.map((r) => r.duplicate)).toEqual([true]);
+    expect(await again.wait({ timeoutMs: 10_000 })).toMatchObject({ batchId: "many-again", total: 1, completed: 1 });
+  });
+
   it("enqueues a job with an idempotency key only once", async () => {
     const first = await stack.dispatcher.enqueue({ prompt: "once", model: "fake/echo", id: "key-once" });
     const second = await stack.dispatcher.enqueue({ prompt: "once", model: "fake/echo", id: "key-once" });

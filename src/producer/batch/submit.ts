@@ -70,7 +70,7 @@ export interface SubmitContext {
 
 const MAX_BATCH_ID = 150;
 
-function checkBatchId(id: string): string {
+export function checkBatchId(id: string): string {
   const parsed = JobId.safeParse(id);
   if (!parsed.success) throw new InputError(`batch id "${id}": ${parsed.error.issues[0]?.message}`);
   if (id.length > MAX_BATCH_ID) throw new InputError(`batch id: must be at most ${MAX_BATCH_ID} characters`);
