@@ -1,8 +1,6 @@
 import type { Redis } from "ioredis";
-import { NotFoundError } from "../shared/errors.js";
 import { rootOfThread, rootThread, type QueueKeys } from "../shared/keys.js";
 import type { Task } from "../shared/task.js";
-import { unknownJobMessage } from "./follow-ups.js";
 
 export interface Placement {
   /** The job this one runs after (and whose session it continues). */
@@ -15,19 +13,19 @@ export interface Placement {
  * A job started fresh is the root of thread `job:<id>`; `session: S` names thread `ses:S`. Each
  * follow-up runs after the thread's previous tail (set atomically with SET … GET, so follow-ups
  * submitted at once by several producers still form one chain), in the order submitted.
+ * Callers have checked that a `continue` names a job that exists or comes earlier in the same
+ * submission (see follow-ups.ts): it may be in the very chunk still being written.
  */
 export async function placeInThread(
   redis: Redis,
   keys: QueueKeys,
   task: Task,
   jobId: string,
-  exists: (jobId: string) => Promise<boolean>,
   ttlMs: number,
 ): Promise<Placement> {
   if (!task.continue && !task.session) return {};
   let thread: string;
   if (task.continue) {
-    if (!(await exists(task.continue))) throw new NotFoundError(unknownJobMessage(task.continue));
     thread = (await redis.get(keys.threadOf(task.continue))) ?? rootThread(task.continue);
   } else {
     // A session a job of ours opened belongs to that job's thread, so `session: S` and

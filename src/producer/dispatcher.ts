@@ -150,7 +150,7 @@ export class Dispatcher {
         const duplicate = existing.has(jobId) || given.has(jobId);
         receipts.push({ jobId, duplicate });
         if (!duplicate) {
-          const placement = await placeInThread(redis, store.keys, task, jobId, (id) => this.known(queue, store, id), this.config.resultTtlMs);
+          const placement = await placeInThread(redis, store.keys, task, jobId, this.config.resultTtlMs);
           fresh.push({ task, jobId, placement });
         }
         if (task.id) given.add(task.id);
@@ -178,10 +178,6 @@ export class Dispatcher {
       removeOnComplete: RETENTION.completed,
       removeOnFail: RETENTION.failed,
     };
-  }
-
-  private async known(queue: Queue, store: ResultStore, jobId: string): Promise<boolean> {
-    return Boolean((await queue.getJob(jobId)) ?? (await store.exists(jobId)));
   }
 
   /** NotFoundError naming every task (up to ten) that continues a job which is nowhere to be found. */
@@ -216,7 +212,7 @@ export class Dispatcher {
         jobName: JOB_NAME,
         jobTimeoutMs: this.config.jobTimeoutMs,
         jobOptions: (task, jobId) => this.jobOptions(task, jobId),
-        place: (task, jobId) => placeInThread(redis, store.keys, task, jobId, (id) => this.known(queue, store, id), this.config.resultTtlMs),
+        place: (task, jobId) => placeInThread(redis, store.keys, task, jobId, this.config.resultTtlMs),
       },
       source,
       opts,

@@ -39,6 +39,7 @@ describe("enqueueMany over several chunks", () => {
       const tasks = Array.from({ length: 3_500 }, (_, i) => ({ prompt: `task ${i}`, id: `k-${i}` }));
       tasks[2_100] = { prompt: "same key as task 10", id: "k-10" }; // chunk 3 repeats a key of chunk 1
       tasks[3_200] = { prompt: "follow-up", id: "k-follow", continue: "k-20" } as (typeof tasks)[number];
+      tasks[21] = { prompt: "follow-up in the same chunk", id: "k-21", continue: "k-20" } as (typeof tasks)[number];
       const receipts = await dispatcher.enqueueMany(tasks);
       expect(receipts).toHaveLength(3_500);
       expect(receipts[2_100]).toEqual({ jobId: "k-10", duplicate: true });
@@ -47,7 +48,8 @@ describe("enqueueMany over several chunks", () => {
       expect(await (await dispatcher.batch(receipts.batchId)).status()).toMatchObject({ members: 3_499, complete: true, counts: { queued: 3_499 } });
       expect((await queue.getJob("k-10"))!.data.prompt).toBe("task 10"); // the first one wins
       const follow = (await queue.getJob("k-follow"))!.data as JobPayload;
-      expect(follow.after).toBe("k-20");
+      expect(((await queue.getJob("k-21"))!.data as JobPayload).after).toBe("k-20");
+      expect(follow.after).toBe("k-21"); // the tail of k-20's thread by then
       expect(follow.thread).toBe("job:k-20");
       // Enqueued again: all duplicates, nothing added.
       const again = await dispatcher.enqueueMany(tasks.slice(0, 2_500));
@@ -85,6 +87,7 @@ describe("submitBatch over several chunks", () => {
     try {
       const lines = Array.from({ length: 450 }, (_, i) => ({ prompt: `line ${i + 1}` }) as { prompt: string; id?: string; continue?: string });
       lines[4] = { prompt: "root", id: "root-job" };
+      lines[5] = { prompt: "follow-up in the same chunk", id: "near-job", continue: "root-job" };
       lines[399] = { prompt: "follow-up", id: "follow-job", continue: "root-job" };
       const progress: number[] = [];
       const handle = await dispatcher.submitBatch(lines, { id: "chunky", chunkSize: 100, onEnqueued: (p) => progress.push(p.processed) });
@@ -92,7 +95,8 @@ describe("submitBatch over several chunks", () => {
       expect(progress.at(-1)).toBe(450);
       expect(await total(queue)).toBe(450);
       expect(await queue.getJob("chunky-1")).toBeTruthy();
-      expect(((await queue.getJob("follow-job"))!.data as JobPayload).after).toBe("root-job");
+      expect(((await queue.getJob("near-job"))!.data as JobPayload).after).toBe("root-job");
+      expect(((await queue.getJob("follow-job"))!.data as JobPayload).after).toBe("near-job");
       const again = await dispatcher.submitBatch(lines, { id: "chunky", chunkSize: 100 });
       expect(again.receipt).toMatchObject({ total: 450, enqueued: 0, duplicates: 450 });
       expect(await total(queue)).toBe(450);
