@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { rootOfThread, rootThread, type QueueKeys } from "../shared/keys.js";
+import { givenSessionThread, rootOfThread, rootThread, type QueueKeys } from "../shared/keys.js";
 import type { Task } from "../shared/task.js";
 
 export interface Placement {
@@ -30,7 +30,7 @@ export async function placeInThread(
   } else {
     // A session a job of ours opened belongs to that job's thread, so `session: S` and
     // `continue: <the job that opened S>` queue up in one order.
-    thread = (await redis.get(keys.sessionThread(task.session!))) ?? `ses:${task.session}`;
+    thread = (await redis.get(keys.sessionThread(task.session!))) ?? givenSessionThread(task.session!);
   }
   const px = ttlMs > 0 ? (["PX", ttlMs] as const) : ([] as const);
   const previous = (await redis.call("SET", keys.threadTail(thread), jobId, ...px, "GET")) as string | null;

@@ -115,8 +115,11 @@ export class Dispatcher {
     const batchId = opts.batchId === undefined ? `many-${randomUUID()}` : checkBatchId(opts.batchId);
     const tasks = validateAll(inputs.map(withJsonSchema));
     const batches = await this.batchStore();
-    await batches.begin({ batchId, total: tasks.length, invalid: 0 });
-    const receipts = await this.enqueueTasks(tasks, { batchId, batches });
+    await this.checkFollowUps(tasks, batches);
+    const ownIds = new Set(tasks.flatMap((t) => (t.id ? [t.id] : [])));
+    const total = tasks.filter((t) => !t.id).length + ownIds.size; // a key given twice is one member
+    await batches.begin({ batchId, total, invalid: 0 });
+    const receipts = await this.enqueueTasks(tasks, { batchId, batches, checked: true });
     await batches.finish(batchId);
     const duplicates = receipts.filter((r) => r.duplicate).length;
     const members = new Set(receipts.map((r) => r.jobId)).size;
@@ -130,10 +133,10 @@ export class Dispatcher {
   }
 
   /** Enqueues validated tasks in chunks, two in flight; members of `batch` when one is given. */
-  private async enqueueTasks(tasks: readonly Task[], batch?: { batchId: string; batches: BatchStore }): Promise<EnqueueReceipt[]> {
+  private async enqueueTasks(tasks: readonly Task[], batch?: { batchId: string; batches: BatchStore; checked: boolean }): Promise<EnqueueReceipt[]> {
     const { redis, queue, store } = await this.connect();
     const batches = batch?.batches ?? (await this.batchStore());
-    await this.checkFollowUps(tasks, batches);
+    if (!batch?.checked) await this.checkFollowUps(tasks, batches);
     const receipts: EnqueueReceipt[] = [];
     const given = new Set<string>(); // keys earlier in this call: the first one wins
     const writes = new InFlight(2);
@@ -161,8 +164,11 @@ export class Dispatcher {
         opts: this.jobOptions(task, jobId),
       }));
       const members = chunk.map((_, k) => ({ jobId: receipts[i + k]!.jobId, line: i + k + 1 }));
-      // Jobs and memberships travel together (a failed call throws; nobody waits on its batch).
-      await writes.add(() => Promise.all([queue.addBulk(jobs), batch?.batches.addMembers(batch.batchId, members)]));
+      // Members only once their jobs exist: a batch never waits on a job that was never added.
+      await writes.add(async () => {
+        await queue.addBulk(jobs);
+        if (batch) await batch.batches.addMembers(batch.batchId, members);
+      });
     }
     await writes.drain();
     return receipts;

@@ -24,3 +24,55 @@ export async function unknownFollowUps(
 }
 
 export const unknownJobMessage = (target: string) => `continue: no job with ID "${target}"`;
+
+/**
+ * The follow-ups of a batch, gathered while its lines are validated (pass 1): a line may continue
+ * an earlier line (by that line's `id`, or its derived job ID `<batchId>-<line>`) or a job in
+ * Redis. Remembers every follow-up line and, one bit per line, which lines get a derived ID.
+ */
+export class BatchFollowUps {
+  private readonly followUps: FollowUp[] = [];
+  private derived = new Uint8Array(1 << 10);
+
+  /** A valid line, in line order. */
+  see(line: number, task: { id?: string; continue?: string }): void {
+    if (task.id === undefined) this.markDerived(line);
+    if (task.continue !== undefined) this.followUps.push({ target: task.continue, at: line });
+  }
+
+  /**
+   * The lines to leave out, with why: those continuing a job that is neither an earlier line nor
+   * in Redis, and then those continuing a line left out.
+   */
+  async leftOut(batchId: string, ownIds: ReadonlyMap<string, number>, exists: (jobIds: readonly string[]) => Promise<Set<string>>): Promise<Map<number, string>> {
+    const lineOf = (target: string): number | undefined => {
+      const own = ownIds.get(target);
+      if (own !== undefined) return own;
+      const suffix = target.startsWith(`${batchId}-`) ? target.slice(batchId.length + 1) : "";
+      return /^\d+$/.test(suffix) && this.isDerived(Number(suffix)) ? Number(suffix) : undefined;
+    };
+    const earlier = (f: FollowUp) => (lineOf(f.target) ?? Infinity) < f.at;
+    const unknown = new Set((await unknownFollowUps(this.followUps.filter((f) => !earlier(f)), exists)).map((f) => f.at));
+    const out = new Map<number, string>();
+    for (const f of this.followUps) {
+      // In line order: whether the line it continues is left out is already known.
+      const line = earlier(f) ? lineOf(f.target)! : undefined;
+      if (unknown.has(f.at)) out.set(f.at, `${unknownJobMessage(f.target)} (neither in the queue nor an earlier line of the batch)`);
+      else if (line !== undefined && out.has(line)) out.set(f.at, `continue: line ${line} ("${f.target}") is left out`);
+    }
+    return out;
+  }
+
+  private markDerived(line: number): void {
+    if (line >> 3 >= this.derived.length) {
+      const grown = new Uint8Array(Math.max(this.derived.length * 2, (line >> 3) + 1));
+      grown.set(this.derived);
+      this.derived = grown;
+    }
+    this.derived[line >> 3]! |= 1 << (line & 7);
+  }
+
+  private isDerived(line: number): boolean {
+    return line >> 3 < this.derived.length && (this.derived[line >> 3]! & (1 << (line & 7))) !== 0;
+  }
+}

@@ -34,6 +34,10 @@ export interface QueueKeys {
 export const rootThread = (jobId: string) => `job:${jobId}`;
 /** The job that began a thread, for threads begun by a job (not by a given session). */
 export const rootOfThread = (thread: string) => (thread.startsWith("job:") ? thread.slice("job:".length) : undefined);
+/** The thread of jobs given `session: S` for a session no job of the queue opened. */
+export const givenSessionThread = (sessionId: string) => `ses:${sessionId}`;
+/** The session a thread from givenSessionThread runs in. */
+export const sessionOfThread = (thread: string) => (thread.startsWith("ses:") ? thread.slice("ses:".length) : undefined);
 
 export function queueKeys(queue: string): QueueKeys {
   const base = `dispatch:{${queue}}`;

@@ -153,8 +153,12 @@ const schemaByFields = new Map<string, typeof TaskInput>();
 const MAX_FIELD_SETS = 256;
 
 function schemaFor(input: unknown): typeof TaskInput {
-  if (typeof input !== "object" || input === null || Array.isArray(input)) return TaskInput;
+  if (typeof input !== "object" || input === null) return TaskInput;
+  // Plain objects only, every property own and enumerable: what Object.keys sees is what zod reads.
+  const proto = Object.getPrototypeOf(input) as unknown;
+  if (proto !== Object.prototype && proto !== null) return TaskInput;
   const fields = Object.keys(input);
+  if (Object.getOwnPropertyNames(input).length !== fields.length) return TaskInput;
   const id = fields.join(",");
   let schema = schemaByFields.get(id);
   if (!schema) {

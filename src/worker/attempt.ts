@@ -1,5 +1,5 @@
 import type { Config } from "../shared/config.js";
-import { rootThread } from "../shared/keys.js";
+import { rootOfThread, rootThread, sessionOfThread } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import type { Ask, Progress, ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
@@ -67,11 +67,16 @@ export async function runAttempt(
   } else if (payload.after) {
     const previous = await deps.store.get(payload.after);
     trace.continues = payload.after;
-    sessionId = previous?.sessionId ?? undefined;
+    // The job before it in the thread may have opened no session (it failed first, or its enqueue
+    // failed after it took its place): then the session of the job that began the thread.
+    const thread = payload.thread ?? "";
+    const root = previous?.sessionId ? undefined : rootOfThread(thread);
+    const origin = root && root !== payload.after ? await deps.store.get(root) : null;
+    sessionId = previous?.sessionId ?? origin?.sessionId ?? sessionOfThread(thread);
     if (!sessionId) {
       throw new OpencodeHttpError("continue", 404, `job ${payload.after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`);
     }
-    trace.worktree = previous?.worktree ?? null;
+    trace.worktree = (previous?.sessionId ? previous : origin)?.worktree ?? null;
   }
   if (sessionId) {
     directory = (await deps.transfer.ensureLocal(server, client, sessionId, signal)) ?? directory;

@@ -49,8 +49,10 @@ export class SessionTransfer {
    * first time a job runs in it, so that `session: S` follow-ups queue behind that thread.
    */
   async claimThread(sessionId: string, thread: string): Promise<void> {
-    if (this.ttlMs > 0) await this.redis.set(this.keys.sessionThread(sessionId), thread, "PX", this.ttlMs, "NX");
-    else await this.redis.set(this.keys.sessionThread(sessionId), thread, "NX");
+    const key = this.keys.sessionThread(sessionId);
+    const multi = this.redis.multi().set(key, thread, "NX");
+    if (this.ttlMs > 0) multi.pexpire(key, this.ttlMs); // kept as long as the session is in use
+    await multi.exec();
   }
 
   private async load(sessionId: string): Promise<SessionExport | null> {

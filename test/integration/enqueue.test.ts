@@ -73,6 +73,7 @@ describe("enqueueMany over several chunks", () => {
       expect(error).toBeInstanceOf(NotFoundError);
       expect((error as Error).message).toBe('tasks[2400].continue: no job with ID "no-such-job"\ntasks[2410].continue: no job with ID "later"');
       expect(await total(queue)).toBe(0);
+      expect(await redis.keys(`dispatch:{${dispatcher.queueName}}:batch:*`)).toEqual([]); // no batch begun either
     } finally {
       await dispatcher.close();
       await queue.obliterate({ force: true });
@@ -114,16 +115,18 @@ describe("submitBatch over several chunks", () => {
       lines[209] = { prompt: "follow-up", continue: "no-such-job" };
       lines[219] = { prompt: "follow-up of line 3", continue: "fu-3" }; // a derived ID of an earlier line
       lines[229] = { prompt: "follow-up of line 240", continue: "fu-240" }; // a later line: not yet there
+      lines[244] = { prompt: "follow-up of line 230", continue: "fu-230" }; // a line left out
       const error = await dispatcher.submitBatch(lines, { id: "fu", chunkSize: 100 }).catch((e: unknown) => e as Error);
       expect(error).toBeInstanceOf(BatchInputError);
       expect((error as BatchInputError).invalidLines).toEqual([
         { line: 210, error: 'continue: no job with ID "no-such-job" (neither in the queue nor an earlier line of the batch)' },
         { line: 230, error: 'continue: no job with ID "fu-240" (neither in the queue nor an earlier line of the batch)' },
+        { line: 245, error: 'continue: line 230 ("fu-230") is left out' },
       ]);
       expect(await total(queue)).toBe(0);
       const handle = await dispatcher.submitBatch(lines, { id: "fu", chunkSize: 100, skipInvalid: true });
-      expect(handle.receipt).toMatchObject({ total: 248, enqueued: 248, invalid: 2 });
-      expect(await total(queue)).toBe(248);
+      expect(handle.receipt).toMatchObject({ total: 247, enqueued: 247, invalid: 3 });
+      expect(await total(queue)).toBe(247);
       expect(await queue.getJob("fu-210")).toBeUndefined();
       expect(((await queue.getJob("fu-220"))!.data as JobPayload).after).toBe("fu-3");
     } finally {

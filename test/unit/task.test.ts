@@ -38,6 +38,10 @@ const cases: [string, unknown][] = [
   ["an array", [{ prompt: "hi" }]],
   ["null", null],
   ["a string", "hi"],
+  ["inherited fields", Object.create({ model: "fake/echo", id: "from-proto" }, { prompt: { value: "hi", enumerable: true } })],
+  ["a class instance with a getter", new (class { prompt = "hi"; get id() { return "getter-id"; } })()],
+  ["a non-enumerable field", Object.defineProperty({ prompt: "hi" }, "id", { value: "hidden-id", enumerable: false })],
+  ["a null prototype", Object.assign(Object.create(null) as object, { prompt: "hi", model: "a/b" })],
 ];
 
 describe("parseTask", () => {

@@ -4,7 +4,7 @@ import { InputError } from "../../shared/errors.js";
 import { InFlight } from "../../shared/in-flight.js";
 import { JobId, parseTask, toPayload, type Task, type TaskInput } from "../../shared/task.js";
 import type { Placement } from "../continuation.js";
-import { unknownFollowUps, unknownJobMessage, type FollowUp } from "../follow-ups.js";
+import { BatchFollowUps } from "../follow-ups.js";
 import type { BatchEntry, BatchSource } from "./source.js";
 import type { BatchStore } from "./store.js";
 
@@ -112,7 +112,7 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
   let invalid = 0;
   let total = 0;
   const ownIds = new Map<string, number>(); // task `id` → the line that owns it
-  const followUps: FollowUp[] = []; // lines continuing a job that is not an earlier line's own id
+  const followUps = new BatchFollowUps();
   const reject = (line: number, error: string) => {
     invalid += 1;
     if (invalidLines.length < 100) invalidLines.push({ line, error });
@@ -133,20 +133,14 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
       }
       ownIds.set(id, entry.line);
     }
-    const target = result.task.continue;
-    if (target !== undefined && !((ownIds.get(target) ?? Infinity) < entry.line)) followUps.push({ target, at: entry.line });
+    followUps.see(entry.line, result.task);
     total += 1;
   }
   const batchId = opts.id ?? `batch-${hash.digest("hex").slice(0, 20)}`;
   // Follow-ups of a job that is neither in Redis nor an earlier line are invalid lines too.
-  const earlierLine = (f: FollowUp) => {
-    const line = f.target.startsWith(`${batchId}-`) ? f.target.slice(batchId.length + 1) : "";
-    return /^\d+$/.test(line) && Number(line) < f.at; // a derived job ID `<batchId>-<line>`
-  };
-  const unknown = await unknownFollowUps(followUps.filter((f) => !earlierLine(f)), (ids) => ctx.batches.existing(ids));
-  const skipLines = new Set(unknown.map((f) => f.at));
-  for (const f of unknown) reject(f.at, `${unknownJobMessage(f.target)} (neither in the queue nor an earlier line of the batch)`);
-  total -= unknown.length;
+  const leftOut = await followUps.leftOut(batchId, ownIds, (ids) => ctx.batches.existing(ids));
+  for (const [line, why] of leftOut) reject(line, why);
+  total -= leftOut.size;
   invalidLines.sort((a, b) => a.line - b.line);
   if (invalid > 0 && !opts.skipInvalid) throw new BatchInputError(invalidLines, invalid);
   if (total === 0) throw new InputError(invalid > 0 ? "the batch has no valid tasks: nothing was enqueued" : "the batch is empty");
@@ -201,7 +195,7 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
     if ("error" in result) continue;
     const { task } = result;
     if (task.id !== undefined && ownIds.get(task.id) !== entry.line) continue; // a repeated id
-    if (skipLines.has(entry.line)) continue; // continues an unknown job
+    if (leftOut.has(entry.line)) continue; // continues an unknown job
     chunk.push({ task, jobId: task.id ?? `${batchId}-${entry.line}`, line: entry.line });
     threaded ||= Boolean(task.continue || task.session);
     if (chunk.length >= chunkSize) await send();
