@@ -52,6 +52,18 @@ describe("batch sources", () => {
     expect((await fileSource(file, "jsonl")).format).toBe("jsonl");
   });
 
+  it("drops a UTF-8 byte order mark and CRLF line ends, in either format", async () => {
+    const text = join(dir, "bom.txt");
+    await writeFile(text, "\uFEFFalpha\r\nbeta\r\n");
+    const prompts = (await collect((await fileSource(text)).entries())).map((e) => ("input" in e ? e.input.prompt : null));
+    expect(prompts).toEqual(["alpha", "beta"]);
+    const jsonl = join(dir, "bom.jsonl");
+    await writeFile(jsonl, '\uFEFF{"prompt":"one"}\r\n');
+    const source = await fileSource(jsonl);
+    expect(source.format).toBe("jsonl");
+    expect(await collect(source.entries())).toMatchObject([{ line: 1, input: { prompt: "one" } }]);
+  });
+
   it("rejects a missing file as bad input", async () => {
     await expect(fileSource(join(dir, "nope.jsonl"))).rejects.toThrow(/cannot read .*nope\.jsonl: ENOENT/);
   });

@@ -61,8 +61,12 @@ export async function detectFormat(path: string): Promise<"jsonl" | "text"> {
 async function* readLines(path: string): AsyncIterable<string> {
   const stream = createReadStream(path, { encoding: "utf8", highWaterMark: 256 * 1024 });
   const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  let first = true;
   try {
-    for await (const line of lines) yield line;
+    for await (const line of lines) {
+      yield first && line.startsWith("\uFEFF") ? line.slice(1) : line; // a UTF-8 byte order mark
+      first = false;
+    }
   } finally {
     lines.close();
     stream.destroy();
