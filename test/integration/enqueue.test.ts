@@ -82,6 +82,26 @@ describe("enqueueMany over several chunks", () => {
   });
 });
 
+describe("a batch whose jobs were removed before they ran", () => {
+  it("counts them failed (Missing) and its wait ends instead of waiting for ever", async () => {
+    const { dispatcher, queue } = fresh();
+    try {
+      const handle = await dispatcher.submitBatch([{ prompt: "a" }, { prompt: "b" }, { prompt: "c" }], { id: "gone" });
+      await (await queue.getJob("gone-2"))!.remove();
+      expect((await handle.status()).counts).toEqual({ queued: 2, running: 0, completed: 0, failed: 1 });
+      await (await queue.getJob("gone-1"))!.remove();
+      await (await queue.getJob("gone-3"))!.remove();
+      const summary = await handle.wait({ timeoutMs: 10_000 });
+      expect(summary).toMatchObject({ total: 3, completed: 0, failed: 3 });
+      expect(summary.failures.map((f) => [f.line, f.error?.name])).toEqual([1, 2, 3].map((line) => [line, "Missing"]));
+    } finally {
+      await dispatcher.close();
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  });
+});
+
 describe("submitBatch over several chunks", () => {
   it("enqueues every line once, chains a follow-up of an earlier chunk, and adds nothing when submitted again", async () => {
     const { dispatcher, queue } = fresh();

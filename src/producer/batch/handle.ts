@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { Job, Queue } from "bullmq";
 import { NotFinishedError } from "../../shared/errors.js";
-import { failedFromJob } from "../../shared/record.js";
+import { baseRecord, failedFromJob } from "../../shared/record.js";
 import { closeRedis, connectRedis } from "../../shared/redis.js";
 import { FINAL_STATES, type JobState, type ResultRecord } from "../../shared/result.js";
 import type { ResultStore, StateEvent } from "../../shared/result-store.js";
@@ -56,7 +56,7 @@ export interface BatchContext {
   batches: BatchStore;
 }
 
-const isFinal = (state: string): boolean => FINAL_STATES.has(state as JobState);
+const isFinal = (state: string): boolean => FINAL_STATES.has(state as JobState) || state === "missing";
 const isRunning = (state: string): boolean => state === "active" || state === "retrying";
 
 /**
@@ -189,6 +189,7 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
               if (!record || !isFinal(record.state)) {
                 const job = (await queue.getJob(id).catch(() => undefined)) as Job | undefined;
                 if (job && (await job.isFailed().catch(() => false))) record = failedFromJob(job, record);
+                else if (!job && !record) record = missingRecord(id); // removed before it ran
               }
               const member = pending.get(id);
               if (!record || !isFinal(record.state) || !member) continue;
@@ -277,9 +278,17 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
   }
 }
 
+/** The failed record of a member with neither job nor record: it was removed before it ran. */
+function missingRecord(jobId: string): ResultRecord {
+  return {
+    ...baseRecord(jobId, null, "failed"),
+    error: { name: "Missing", message: "the job was removed from the queue before it ran, and left no record", retryable: false },
+  };
+}
+
 function countState(counts: BatchCounts, state: MemberState): void {
   if (state === "completed") counts.completed += 1;
-  else if (state === "failed") counts.failed += 1;
+  else if (state === "failed" || state === "missing") counts.failed += 1;
   else if (isRunning(state)) counts.running += 1;
   else counts.queued += 1;
 }

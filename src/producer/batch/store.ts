@@ -14,17 +14,19 @@ export interface BatchMeta {
 }
 
 /** A member's state as far as Redis knows, cheaply: "" when no worker has started it yet. */
-export type MemberState = "" | "waiting" | "active" | "retrying" | "completed" | "failed";
+export type MemberState = "" | "waiting" | "active" | "retrying" | "completed" | "failed" | "missing";
 
 /**
  * Returns, for each job ID, the state in its result record ("" if none), or "failed" when BullMQ
- * failed the job without a final record (stalled too often). KEYS: failed set, then record keys.
+ * failed the job without a final record (stalled too often), or "missing" when there is neither a
+ * record nor a job (removed before it ran: it will never finish). KEYS: failed set, record keys,
+ * job keys; ARGV: job IDs.
  * The record's state is read from its head (records start `{"jobId":…,"state":…`) with a full
  * JSON decode as fallback, so large answers are never copied out of Redis.
  */
 const STATES_SCRIPT = `
 local out = {}
-for i = 2, #KEYS do
+for i = 2, #ARGV + 1 do
   local raw = redis.call('GET', KEYS[i])
   local state = ''
   if raw then
@@ -36,6 +38,9 @@ for i = 2, #KEYS do
   end
   if state ~= 'completed' and state ~= 'failed' and redis.call('ZSCORE', KEYS[1], ARGV[i - 1]) then
     state = 'failed'
+  end
+  if state == '' and redis.call('EXISTS', KEYS[i + #ARGV]) == 0 then
+    state = 'missing'
   end
   out[i - 1] = state
 end
@@ -149,7 +154,7 @@ export class BatchStore {
     const STEP = 500;
     for (let i = 0; i < jobIds.length; i += STEP) {
       const ids = jobIds.slice(i, i + STEP);
-      const keys = [this.failedKey, ...ids.map((id) => this.keys.result(id))];
+      const keys = [this.failedKey, ...ids.map((id) => this.keys.result(id)), ...ids.map((id) => this.jobKey(id))];
       const reply = (await this.redis.eval(STATES_SCRIPT, keys.length, ...keys, ...ids)) as string[];
       out.push(...(reply as MemberState[]));
     }
