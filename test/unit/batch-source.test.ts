@@ -105,6 +105,15 @@ describe("batch summaries", () => {
     expect(s).toMatchObject({ completed: 2, failed: 1, cost: 1.5, durationMs: { p50: 200, p95: 300, max: 300 } });
     expect(s.tokens).toEqual({ input: 30, output: 6, reasoning: 0, cacheRead: 3, cacheWrite: 0, total: 39 });
     expect(s.failures).toEqual([{ jobId: "c", line: 7, error: { name: "APIError", message: "boom", retryable: false } }]);
+    expect(s.spanMs).toBeNull(); // no times on these records
+  });
+
+  it("spans the batch from its first enqueue to its last finish, whenever it is waited for", () => {
+    const b = new SummaryBuilder();
+    const at = (enqueued: string, finished: string) => ({ jobId: enqueued, state: "completed", enqueuedAt: `2026-01-01T00:00:${enqueued}.000Z`, finishedAt: `2026-01-01T00:00:${finished}.000Z` }) as ResultRecord;
+    b.add(at("05", "09"), 2);
+    b.add(at("01", "04"), 1);
+    expect(b.build("batch-x", 2, 20).spanMs).toBe(8_000);
   });
 
   it("lists invalid lines first, then how many and that nothing was enqueued", () => {

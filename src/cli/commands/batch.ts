@@ -160,8 +160,9 @@ export function formatMs(ms: number): string {
 
 /** The human summary: counts, tokens, cost, durations, failures with their errors. */
 export function formatSummary(s: BatchSummary): string {
-  const rate = s.wallMs > 0 ? ` (${((s.completed + s.failed) * 1000 / s.wallMs).toFixed(1)}/s)` : "";
-  const head = `batch ${s.batchId}: ${s.total} tasks, ${s.completed} completed, ${s.failed} failed in ${formatMs(s.wallMs)}${rate}\n`;
+  const ms = s.spanMs ?? s.wallMs; // first enqueue → last finish; the wait's own time if unknown
+  const rate = ms > 0 ? ` (${((s.completed + s.failed) * 1000 / ms).toFixed(1)}/s)` : "";
+  const head = `batch ${s.batchId}: ${s.total} tasks, ${s.completed} completed, ${s.failed} failed in ${formatMs(ms)}${rate}\n`;
   const lines = [
     head.trimEnd(),
     `tokens: ${s.tokens.total} (input ${s.tokens.input}, output ${s.tokens.output}, reasoning ${s.tokens.reasoning}, cache read ${s.tokens.cacheRead}, cache write ${s.tokens.cacheWrite})  cost: $${s.cost.toFixed(4)}`,

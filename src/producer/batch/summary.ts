@@ -20,6 +20,8 @@ export interface BatchSummary {
   durationMs: { p50: number; p95: number; max: number } | null;
   /** How long the wait took. */
   wallMs: number;
+  /** From the first enqueue to the last finish among finished jobs (the batch's own run time, whenever it was waited for); null when unknown. */
+  spanMs: number | null;
   /** The first 1,000 failures, in the order they were seen. */
   failures: BatchFailure[];
 }
@@ -32,8 +34,12 @@ export class SummaryBuilder {
   private cost = 0;
   private readonly durations: number[] = [];
   private readonly failures: BatchFailure[] = [];
+  private firstEnqueued = Infinity;
+  private lastFinished = -Infinity;
 
   add(record: ResultRecord, line: number): void {
+    this.firstEnqueued = Math.min(this.firstEnqueued, Date.parse(record.enqueuedAt ?? "") || Infinity);
+    this.lastFinished = Math.max(this.lastFinished, Date.parse(record.finishedAt ?? "") || -Infinity);
     if (record.state === "completed") this.completed += 1;
     else {
       this.failed += 1;
@@ -63,6 +69,7 @@ export class SummaryBuilder {
       cost: Math.round(this.cost * 1e9) / 1e9,
       durationMs: sorted.length ? { p50: percentile(sorted, 50), p95: percentile(sorted, 95), max: sorted[sorted.length - 1]! } : null,
       wallMs,
+      spanMs: this.lastFinished >= this.firstEnqueued ? this.lastFinished - this.firstEnqueued : null,
       failures: [...this.failures],
     };
   }
