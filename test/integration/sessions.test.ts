@@ -138,6 +138,18 @@ describe("unattended runs that never hang", () => {
     expect(record.text).not.toContain(readFileSync("/etc/hostname", "utf8").trim());
   });
 
+  it("answers a permission ask in a subagent's session too (rejected by default), without a hang", async () => {
+    const inner = 'subpeek [[tool:read:{"filePath":"/etc/hostname"}]]';
+    const args = JSON.stringify({ description: "peek at a file", prompt: inner, subagent_type: "general" });
+    const record = await stack.dispatcher.run(
+      { prompt: `delegate [[tool:task:${args}]]`, model: "fake/echo", directory: stack.opencode.root },
+      { timeoutMs: 120_000 },
+    );
+    expect(record.state).toBe("completed");
+    expect(stack.fake.calls("subpeek [[tool")).toBeGreaterThanOrEqual(1); // the subagent ran
+    expect(record.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" })]);
+  });
+
   it("approves it once with autoApprove", async () => {
     const record = await stack.dispatcher.run(
       { prompt: 'peek again [[tool:read:{"filePath":"/etc/hostname"}]]', model: "fake/echo", directory: stack.opencode.root, autoApprove: true },
