@@ -101,7 +101,9 @@ export class Dispatcher {
 
   /** Validates a task (throwing InputError naming the field) and enqueues it. */
   async enqueue(input: DispatchTask): Promise<EnqueueReceipt> {
-    const [receipt] = await this.enqueueTasks(validateAll([withJsonSchema(input)]));
+    const tasks = validateAll([withJsonSchema(input)]);
+    await this.checkFollowUps(tasks, await this.batchStore());
+    const [receipt] = await this.enqueueTasks(tasks);
     return receipt!;
   }
 
@@ -119,11 +121,10 @@ export class Dispatcher {
     const ownIds = new Set(tasks.flatMap((t) => (t.id ? [t.id] : [])));
     const total = tasks.filter((t) => !t.id).length + ownIds.size; // a key given twice is one member
     await batches.begin({ batchId, total, invalid: 0 });
-    const receipts = await this.enqueueTasks(tasks, { batchId, batches, checked: true });
+    const receipts = await this.enqueueTasks(tasks, { batchId, batches });
     await batches.finish(batchId);
     const duplicates = receipts.filter((r) => r.duplicate).length;
-    const members = new Set(receipts.map((r) => r.jobId)).size;
-    const batch = await this.batchHandle(batchId, { batchId, total: members, enqueued: receipts.length - duplicates, duplicates, invalid: 0, invalidLines: [] });
+    const batch = await this.batchHandle(batchId, { batchId, total, enqueued: receipts.length - duplicates, duplicates, invalid: 0, invalidLines: [] });
     return Object.assign(receipts, {
       batchId,
       batch,
@@ -132,11 +133,13 @@ export class Dispatcher {
     });
   }
 
-  /** Enqueues validated tasks in chunks, two in flight; members of `batch` when one is given. */
-  private async enqueueTasks(tasks: readonly Task[], batch?: { batchId: string; batches: BatchStore; checked: boolean }): Promise<EnqueueReceipt[]> {
+  /**
+   * Enqueues validated tasks whose follow-ups were checked (checkFollowUps), in chunks, two in
+   * flight; members of `batch` when one is given.
+   */
+  private async enqueueTasks(tasks: readonly Task[], batch?: { batchId: string; batches: BatchStore }): Promise<EnqueueReceipt[]> {
     const { redis, queue, store } = await this.connect();
     const batches = batch?.batches ?? (await this.batchStore());
-    if (!batch?.checked) await this.checkFollowUps(tasks, batches);
     const receipts: EnqueueReceipt[] = [];
     const given = new Set<string>(); // keys earlier in this call: the first one wins
     const writes = new InFlight(2);

@@ -51,15 +51,19 @@ export class BatchFollowUps {
       const suffix = target.startsWith(`${batchId}-`) ? target.slice(batchId.length + 1) : "";
       return /^\d+$/.test(suffix) && this.isDerived(Number(suffix)) ? Number(suffix) : undefined;
     };
-    const earlier = (f: FollowUp) => (lineOf(f.target) ?? Infinity) < f.at;
-    const unknown = new Set((await unknownFollowUps(this.followUps.filter((f) => !earlier(f)), exists)).map((f) => f.at));
+    // The earlier line each follow-up continues, if it continues one.
+    const earlier = this.followUps.map((f) => {
+      const line = lineOf(f.target);
+      return line !== undefined && line < f.at ? line : undefined;
+    });
+    const unknown = new Set((await unknownFollowUps(this.followUps.filter((_, i) => earlier[i] === undefined), exists)).map((f) => f.at));
     const out = new Map<number, string>();
-    for (const f of this.followUps) {
+    this.followUps.forEach((f, i) => {
       // In line order: whether the line it continues is left out is already known.
-      const line = earlier(f) ? lineOf(f.target)! : undefined;
+      const line = earlier[i];
       if (unknown.has(f.at)) out.set(f.at, `${unknownJobMessage(f.target)} (neither in the queue nor an earlier line of the batch)`);
       else if (line !== undefined && out.has(line)) out.set(f.at, `continue: line ${line} ("${f.target}") is left out`);
-    }
+    });
     return out;
   }
 

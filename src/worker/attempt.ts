@@ -65,18 +65,8 @@ export async function runAttempt(
   if (payload.session) {
     sessionId = payload.session; // it may also wait `after` a job of the thread that session is in
   } else if (payload.after) {
-    const previous = await deps.store.get(payload.after);
     trace.continues = payload.after;
-    // The job before it in the thread may have opened no session (it failed first, or its enqueue
-    // failed after it took its place): then the session of the job that began the thread.
-    const thread = payload.thread ?? "";
-    const root = previous?.sessionId ? undefined : rootOfThread(thread);
-    const origin = root && root !== payload.after ? await deps.store.get(root) : null;
-    sessionId = previous?.sessionId ?? origin?.sessionId ?? sessionOfThread(thread);
-    if (!sessionId) {
-      throw new OpencodeHttpError("continue", 404, `job ${payload.after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`);
-    }
-    trace.worktree = (previous?.sessionId ? previous : origin)?.worktree ?? null;
+    ({ sessionId, worktree: trace.worktree } = await threadSession(deps.store, payload.after, payload.thread ?? ""));
   }
   if (sessionId) {
     directory = (await deps.transfer.ensureLocal(server, client, sessionId, signal)) ?? directory;
@@ -141,4 +131,21 @@ async function afterPrompt(
   if (trace.sessionId) {
     await deps.transfer.save(client, trace.sessionId, signal).catch((error: unknown) => log.warn({ err: error }, "could not store the session"));
   }
+}
+
+/**
+ * The session a follow-up runs in: that of the job before it in its thread, or, when that job
+ * opened none (it failed first, or its enqueue failed after it took its place), the session of the
+ * thread itself (of the job that began it, or the session it was given).
+ */
+async function threadSession(store: ResultStore, after: string, thread: string): Promise<{ sessionId: string; worktree: ResultRecord["worktree"] }> {
+  const previous = await store.get(after);
+  if (previous?.sessionId) return { sessionId: previous.sessionId, worktree: previous.worktree };
+  const root = rootOfThread(thread);
+  const origin = root && root !== after ? await store.get(root) : null;
+  const sessionId = origin?.sessionId ?? sessionOfThread(thread);
+  if (!sessionId) {
+    throw new OpencodeHttpError("continue", 404, `job ${after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`);
+  }
+  return { sessionId, worktree: origin?.worktree ?? null };
 }

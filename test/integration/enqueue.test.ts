@@ -22,9 +22,18 @@ afterAll(async () => {
   await closeRedis(redis);
 });
 
-function fresh(): { dispatcher: Dispatcher; queue: ReturnType<typeof openQueue> } {
+/** Runs a test on a queue of its own, then closes the dispatcher and removes the queue. */
+async function withFreshQueue(test: (dispatcher: Dispatcher, queue: ReturnType<typeof openQueue>) => Promise<void>): Promise<void> {
   const name = `enq-${randomUUID().slice(0, 8)}`;
-  return { dispatcher: new Dispatcher({ config: loadConfig({ REDIS_URL: redisUrl, DISPATCH_QUEUE: name }) }), queue: openQueue(name, redis) };
+  const dispatcher = new Dispatcher({ config: loadConfig({ REDIS_URL: redisUrl, DISPATCH_QUEUE: name }) });
+  const queue = openQueue(name, redis);
+  try {
+    await test(dispatcher, queue);
+  } finally {
+    await dispatcher.close();
+    await queue.obliterate({ force: true });
+    await queue.close();
+  }
 }
 
 async function total(queue: ReturnType<typeof openQueue>): Promise<number> {
@@ -34,8 +43,7 @@ async function total(queue: ReturnType<typeof openQueue>): Promise<number> {
 
 describe("enqueueMany over several chunks", () => {
   it("adds every task once, reports a key repeated in a later chunk as duplicate, and places a follow-up after its job", async () => {
-    const { dispatcher, queue } = fresh();
-    try {
+    await withFreshQueue(async (dispatcher, queue) => {
       const tasks = Array.from({ length: 3_500 }, (_, i) => ({ prompt: `task ${i}`, id: `k-${i}` }));
       tasks[2_100] = { prompt: "same key as task 10", id: "k-10" }; // chunk 3 repeats a key of chunk 1
       tasks[3_200] = { prompt: "follow-up", id: "k-follow", continue: "k-20" } as (typeof tasks)[number];
@@ -55,16 +63,11 @@ describe("enqueueMany over several chunks", () => {
       const again = await dispatcher.enqueueMany(tasks.slice(0, 2_500));
       expect(again.every((r) => r.duplicate)).toBe(true);
       expect(await total(queue)).toBe(3_499);
-    } finally {
-      await dispatcher.close();
-      await queue.obliterate({ force: true });
-      await queue.close();
-    }
+    });
   });
 
   it("rejects a follow-up of an unknown job (or of a later task) before enqueueing anything", async () => {
-    const { dispatcher, queue } = fresh();
-    try {
+    await withFreshQueue(async (dispatcher, queue) => {
       const tasks = Array.from({ length: 2_500 }, (_, i) => ({ prompt: `task ${i}` }) as { prompt: string; id?: string; continue?: string });
       tasks[2_400] = { prompt: "follow-up", continue: "no-such-job" };
       tasks[2_410] = { prompt: "follow-up of a later task", continue: "later" };
@@ -74,18 +77,13 @@ describe("enqueueMany over several chunks", () => {
       expect((error as Error).message).toBe('tasks[2400].continue: no job with ID "no-such-job"\ntasks[2410].continue: no job with ID "later"');
       expect(await total(queue)).toBe(0);
       expect(await redis.keys(`dispatch:{${dispatcher.queueName}}:batch:*`)).toEqual([]); // no batch begun either
-    } finally {
-      await dispatcher.close();
-      await queue.obliterate({ force: true });
-      await queue.close();
-    }
+    });
   });
 });
 
 describe("a batch whose jobs were removed before they ran", () => {
   it("counts them failed (Missing) and its wait ends instead of waiting for ever", async () => {
-    const { dispatcher, queue } = fresh();
-    try {
+    await withFreshQueue(async (dispatcher, queue) => {
       const handle = await dispatcher.submitBatch([{ prompt: "a" }, { prompt: "b" }, { prompt: "c" }], { id: "gone" });
       await (await queue.getJob("gone-2"))!.remove();
       expect((await handle.status()).counts).toEqual({ queued: 2, running: 0, completed: 0, failed: 1 });
@@ -94,18 +92,13 @@ describe("a batch whose jobs were removed before they ran", () => {
       const summary = await handle.wait({ timeoutMs: 10_000 });
       expect(summary).toMatchObject({ total: 3, completed: 0, failed: 3 });
       expect(summary.failures.map((f) => [f.line, f.error?.name])).toEqual([1, 2, 3].map((line) => [line, "Missing"]));
-    } finally {
-      await dispatcher.close();
-      await queue.obliterate({ force: true });
-      await queue.close();
-    }
+    });
   });
 });
 
 describe("submitBatch over several chunks", () => {
   it("enqueues every line once, chains a follow-up of an earlier chunk, and adds nothing when submitted again", async () => {
-    const { dispatcher, queue } = fresh();
-    try {
+    await withFreshQueue(async (dispatcher, queue) => {
       const lines = Array.from({ length: 450 }, (_, i) => ({ prompt: `line ${i + 1}` }) as { prompt: string; id?: string; continue?: string });
       lines[4] = { prompt: "root", id: "root-job" };
       lines[5] = { prompt: "follow-up in the same chunk", id: "near-job", continue: "root-job" };
@@ -121,16 +114,11 @@ describe("submitBatch over several chunks", () => {
       const again = await dispatcher.submitBatch(lines, { id: "chunky", chunkSize: 100 });
       expect(again.receipt).toMatchObject({ total: 450, enqueued: 0, duplicates: 450 });
       expect(await total(queue)).toBe(450);
-    } finally {
-      await dispatcher.close();
-      await queue.obliterate({ force: true });
-      await queue.close();
-    }
+    });
   });
 
   it("rejects a line continuing an unknown job with its line number, or leaves it out with skipInvalid", async () => {
-    const { dispatcher, queue } = fresh();
-    try {
+    await withFreshQueue(async (dispatcher, queue) => {
       const lines = Array.from({ length: 250 }, (_, i) => ({ prompt: `line ${i + 1}` }) as { prompt: string; continue?: string });
       lines[209] = { prompt: "follow-up", continue: "no-such-job" };
       lines[219] = { prompt: "follow-up of line 3", continue: "fu-3" }; // a derived ID of an earlier line
@@ -149,10 +137,6 @@ describe("submitBatch over several chunks", () => {
       expect(await total(queue)).toBe(247);
       expect(await queue.getJob("fu-210")).toBeUndefined();
       expect(((await queue.getJob("fu-220"))!.data as JobPayload).after).toBe("fu-3");
-    } finally {
-      await dispatcher.close();
-      await queue.obliterate({ force: true });
-      await queue.close();
-    }
+    });
   });
 });
