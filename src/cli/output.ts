@@ -31,6 +31,7 @@ export function printStatus(status: JobStatus, json: boolean): void {
     r?.sessionId ? `session=${r.sessionId}` : "",
     r?.model ? `model=${r.model}` : "",
     r?.error ? `error="${r.error.name}: ${r.error.message}"` : "",
+    status.waitingFor ? `(${status.waitingFor})` : "",
   ];
   process.stdout.write(`${fields.filter(Boolean).join("  ")}\n`);
 }

@@ -15,7 +15,9 @@ import { BatchHandle, type BatchProgress } from "./batch/handle.js";
 import { isBatchSource, taskListSource, type BatchSource, type TaskList } from "./batch/source.js";
 import { BatchStore } from "./batch/store.js";
 import { checkBatchId, submitBatch, type BatchOptions } from "./batch/submit.js";
-import { placeInThread, type Placement } from "./continuation.js";
+import { placeInThread, type Placement } from "../scheduling/placement.js";
+import { Scheduler } from "../scheduling/scheduler.js";
+import { queueKeys } from "../shared/keys.js";
 import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups.js";
 import { readStatus, type JobStatus } from "./job-status.js";
 import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
@@ -74,7 +76,7 @@ export class Dispatcher {
   readonly queueName: string;
   private readonly config: Config;
   private readonly redisUrl: string;
-  private connected: Promise<{ redis: Redis; queue: Queue; store: ResultStore }> | undefined;
+  private connected: Promise<{ redis: Redis; queue: Queue; store: ResultStore; scheduler: Scheduler }> | undefined;
   private waiter: Promise<Waiter> | undefined;
   private bus: Promise<EventBus> | undefined;
   private subscriptions: Promise<Subscriptions> | undefined;
@@ -93,7 +95,8 @@ export class Dispatcher {
       const redis = await connectRedis(this.redisUrl, "producer");
       const queue = openQueue(this.queueName, redis);
       queue.on("error", () => undefined); // surfaced on the calls themselves
-      return { redis, queue, store: new ResultStore(redis, this.queueName) };
+      const scheduler = new Scheduler(redis, queueKeys(this.queueName), queue);
+      return { redis, queue, scheduler, store: new ResultStore(redis, this.queueName, 0, (jobId) => scheduler.finished(jobId, 0)) };
     })();
     this.connected.catch(() => (this.connected = undefined));
     return this.connected;
@@ -254,8 +257,8 @@ export class Dispatcher {
   }
 
   async status(jobId: string): Promise<JobStatus> {
-    const { queue, store } = await this.connect();
-    return readStatus(queue, store, jobId);
+    const { queue, store, scheduler } = await this.connect();
+    return readStatus(queue, store, jobId, scheduler);
   }
 
   /** The final result record; NotFinishedError while the job is still queued or running. */

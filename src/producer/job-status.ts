@@ -3,6 +3,7 @@ import { NotFoundError } from "../shared/errors.js";
 import { failedFromJob } from "../shared/record.js";
 import { FINAL_STATES, type JobState, type ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
+import type { Scheduler } from "../scheduling/scheduler.js";
 
 export interface JobStatus {
   jobId: string;
@@ -13,6 +14,11 @@ export interface JobStatus {
   progress: unknown;
   /** The result record, once a worker has started the job. */
   result: ResultRecord | null;
+  /**
+   * What a job that may not start yet waits for, in words: `waiting for job X`, `waiting for a
+   * slot of anthropic (4/4)`, `provider anthropic held until …` (see src/scheduling/gates.ts).
+   */
+  waitingFor?: string;
 }
 
 const BULL_STATES: Record<string, JobState> = {
@@ -29,7 +35,7 @@ const BULL_STATES: Record<string, JobState> = {
  * The state of a job, merged from BullMQ (while it keeps the job) and our result record (which
  * outlives it). A final record wins; a job BullMQ failed on its own (stalled too often) is failed.
  */
-export async function readStatus(queue: Queue, store: ResultStore, jobId: string): Promise<JobStatus> {
+export async function readStatus(queue: Queue, store: ResultStore, jobId: string, scheduler?: Scheduler): Promise<JobStatus> {
   const [job, record] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId)]);
   if (!job && !record) throw new NotFoundError(`no job with ID "${jobId}" in queue "${queue.name}"`);
   if (record && FINAL_STATES.has(record.state)) {
@@ -45,11 +51,14 @@ export async function readStatus(queue: Queue, store: ResultStore, jobId: string
     return { jobId, state: "failed", attempts: failed.attempts, progress: job.progress ?? null, result: failed };
   }
   const retrying = record?.state === "retrying" && bullState !== "active";
+  const waiting = bullState === "delayed" ? await scheduler?.waitingFor(jobId) : null;
   return {
     jobId,
     state: retrying ? "retrying" : bullState,
-    attempts: job.attemptsStarted ?? job.attemptsMade,
+    // Attempts that ran, not BullMQ's fetches (a job that waits is fetched and parked again).
+    attempts: record?.attempts ?? job.attemptsMade,
     progress: job.progress ?? null,
     result: record,
+    ...(waiting ? { waitingFor: waiting.waitingFor } : {}),
   };
 }

@@ -166,7 +166,7 @@ export interface ListOptions {
 }
 
 const BULL_TYPES: Record<JobState, JobType[]> = {
-  waiting: ["wait", "paused", "waiting-children"],
+  waiting: ["wait", "waiting-children"],
   prioritized: ["prioritized"],
   delayed: ["delayed"],
   retrying: ["delayed"],
@@ -203,7 +203,7 @@ export async function listJobs(deps: Pick<ManageDeps, "queue" | "store">, opts: 
     summaries.push({
       jobId: job.id!,
       state,
-      attempts: merged?.attempts ?? job.attemptsStarted ?? job.attemptsMade,
+      attempts: merged?.attempts ?? job.attemptsMade,
       model: merged?.model ?? (job.data as { model?: string } | null)?.model ?? null,
       prompt: (merged?.prompt ?? String((job.data as { prompt?: unknown } | null)?.prompt ?? "")).slice(0, 200),
       enqueuedAt: merged?.enqueuedAt ?? new Date(job.timestamp).toISOString(),

@@ -28,6 +28,11 @@ export interface QueueKeys {
   batch(batchId: string): string;
   /** A batch's members (sorted set: job ID scored by its line number). */
   batchJobs(batchId: string): string;
+  /**
+   * The scheduling core's keys (see src/scheduling): `${sched}seq`, `${sched}w:<gate>`, … The
+   * `#` cannot appear in a queue name, so they never meet BullMQ's `dispatch:{q}:<q>:…` keys.
+   */
+  sched: string;
 }
 
 /** The thread a job begins when it does not continue another (see producer/continuation.ts). */
@@ -55,5 +60,6 @@ export function queueKeys(queue: string): QueueKeys {
     sessionExport: (sessionId) => `${base}:session:${sessionId}`,
     batch: (batchId) => `${base}:batch:${batchId}`,
     batchJobs: (batchId) => `${base}:batch:${batchId}:jobs`,
+    sched: `${base}:#s:`,
   };
 }

@@ -26,6 +26,8 @@ export class ResultStore {
     private readonly redis: Redis,
     queue: string,
     private readonly ttlMs = 0,
+    /** Called after a final record is written (the scheduler wakes the job's follow-ups). */
+    private readonly onFinal?: (jobId: string) => Promise<void>,
   ) {
     this.keys = queueKeys(queue);
     this.outbox = new WebhookOutbox(redis, queue);
@@ -48,18 +50,25 @@ export class ResultStore {
 
   /**
    * Writes a record and announces it. A final record that names a webhook gets its delivery job
-   * first, so a crash in between notifies (at least once) rather than not at all.
+   * first, so a crash in between notifies (at least once) rather than not at all. A final record
+   * also marks the job done for the scheduler (its follow-ups may start); any other clears it
+   * (a job re-queued by `retry` is not done).
    */
   async put(record: ResultRecord): Promise<void> {
-    if (FINAL_STATES.has(record.state) && record.webhook) await this.outbox.add(record);
+    const final = FINAL_STATES.has(record.state);
+    if (final && record.webhook) await this.outbox.add(record);
     const key = this.keys.result(record.jobId);
+    const done = `${this.keys.sched}done:${record.jobId}`;
     const value = JSON.stringify(record);
     const event: StateEvent = { jobId: record.jobId, state: record.state };
     const multi = this.redis.multi();
-    if (this.ttlMs > 0) multi.set(key, value, "PX", this.ttlMs);
-    else multi.set(key, value);
+    const px = this.ttlMs > 0 ? (["PX", this.ttlMs] as const) : ([] as const);
+    multi.set(key, value, ...(px as ["PX", number]));
+    if (final) multi.set(done, "1", ...(px as ["PX", number]));
+    else multi.del(done);
     multi.publish(this.keys.events, JSON.stringify(event));
     await multi.exec();
+    if (final) await this.onFinal?.(record.jobId);
   }
 
   /** Announces a running job's progress on the events channel (not stored: BullMQ's job progress holds it). */

@@ -73,3 +73,18 @@ export function checkBudget(caps: { maxCost?: number; maxTokens?: number }, toke
   }
   return undefined;
 }
+
+/**
+ * The provider said "too many requests" (HTTP 429, a quota or rate-limit message): the attempt
+ * stops and the job waits, without spending an attempt, until the provider's hold passes.
+ */
+export class ProviderBusyError extends Error {
+  constructor(
+    /** When the provider said it takes calls again (Retry-After, or opencode's next try). */
+    readonly untilMs: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ProviderBusy";
+  }
+}

@@ -4,22 +4,26 @@ import { baseRecord } from "../shared/record.js";
 import type { ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
 import { describeIssues, JobPayload } from "../shared/task.js";
+import type { FlowSettings } from "../shared/flow-limits.js";
+import { gatesFor, providerOf, slotGates } from "../scheduling/gates.js";
+import type { LeaseKeeper } from "../scheduling/leases.js";
+import type { Scheduler } from "../scheduling/scheduler.js";
 import { checkBudget, PayloadError, StoppedError, type StopReason } from "./failures.js";
-import type { FlowControl } from "./flow-control.js";
 import { runAttempt, type AttemptDeps, type AttemptTrace } from "./attempt.js";
-import { classifyFailure, type FailureDecision } from "./retry-policy.js";
+import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
 export interface ProcessorDeps extends AttemptDeps {
-  /** Shared rate and concurrency caps (see flow-control.ts). */
-  flow: FlowControl;
-  /** BullMQ's state of another job of the queue ("unknown" when BullMQ no longer has it). */
-  jobState: (jobId: string) => Promise<string>;
+  /** Decides when a job may start and wakes it when it may (see src/scheduling). */
+  scheduler: Scheduler;
+  leases: LeaseKeeper;
+  /** Caps shared by all workers (DISPATCH_CONCURRENCY_LIMITS, DISPATCH_RATE_LIMITS, DISPATCH_KEY_CONCURRENCY). */
+  flow: FlowSettings;
   workerId: string;
   log: Logger;
 }
 
-/** How often a follow-up whose predecessor has not finished looks again (it holds no slot meanwhile). */
-const CHAIN_POLL_MS = 500;
+/** A job the provider turns away this many times in a row fails as any other retryable error would. */
+const MAX_PROVIDER_HOLDS = 50;
 
 /** What BullMQ keeps as the job's return value (the full answer lives in the result record). */
 export interface JobReturn {
@@ -66,18 +70,20 @@ export function createProcessor(deps: ProcessorDeps) {
       throw new UnrecoverableError(error.message);
     }
     const payload = parsed.data;
-    if (payload.after && payload.after !== jobId && token && !(await finished(deps, payload.after))) {
-      // A follow-up waits for the job it continues, in the queue rather than in a worker slot.
-      await job.moveToDelayed(Date.now() + CHAIN_POLL_MS, token);
-      throw new DelayedError();
+    const gates = gatesFor(jobId, payload, deps.flow);
+    const member = `${jobId}@${token ?? "-"}`;
+    if (token) {
+      const admission = await deps.scheduler.admit(jobId, member, gates, deps.leases.leaseMs);
+      if (!admission.admitted) {
+        // Waits in the delayed set, holding no slot, until what it waits for wakes it.
+        await job.moveToDelayed(admission.delayUntil, token);
+        if (await deps.scheduler.parked(jobId)) await deps.scheduler.promote([jobId]);
+        log.debug({ gate: admission.gate, why: admission.why }, "job waits");
+        throw new DelayedError();
+      }
     }
-    const flow = { jobId, model: payload.model, concurrencyKey: payload.concurrencyKey, leaseMs: payload.timeoutMs + 60_000 };
-    const wait = token ? await deps.flow.acquire(flow) : 0;
-    if (wait > 0) {
-      // Over a model's rate or concurrency cap, or its key is busy: back to the queue, no slot held.
-      await job.moveToDelayed(Date.now() + wait + Math.floor(Math.random() * 100), token);
-      throw new DelayedError();
-    }
+    const slots = slotGates(gates);
+    const untrack = deps.leases.track(member, slots);
     started = new Date();
     record.startedAt = started.toISOString();
 
@@ -118,6 +124,7 @@ export function createProcessor(deps: ProcessorDeps) {
       const overBudget = checkBudget(payload, outcome.tokens.total, outcome.cost);
       if (overBudget) throw overBudget;
       await finish(deps.store, record, started, "completed");
+      void deps.scheduler.succeeded(providerOf(payload.model), member).catch(() => undefined);
       log.info({ sessionId: outcome.sessionId, tokens: outcome.tokens.total, cost: outcome.cost }, "job completed");
       return { sessionId: outcome.sessionId };
     } catch (thrown) {
@@ -126,6 +133,16 @@ export function createProcessor(deps: ProcessorDeps) {
       const error: unknown = control.signal.aborted ? control.signal.reason : thrown;
       const decision = classifyFailure(error);
       const logCtx = { sessionId: record.sessionId, attempt, err: error, decision: decision.name };
+      const busyUntil = providerBusyUntil(error);
+      if (busyUntil !== undefined && token && (await holdsOf(deps, jobId)) <= MAX_PROVIDER_HOLDS) {
+        // The provider is over its quota: hold it for every worker; this job waits its turn again.
+        const provider = providerOf(payload.model);
+        const limit = await deps.scheduler.hold(provider, busyUntil);
+        await deps.store.put({ ...record, state: "delayed", error: null });
+        await job.moveToDelayed(busyUntil, token);
+        log.info({ ...logCtx, provider, until: new Date(busyUntil).toISOString(), learnedRate: limit }, "provider is busy; job waits for it without spending an attempt");
+        throw new DelayedError();
+      }
       if (error instanceof StoppedError && error.reason === "shutdown" && token) {
         await deps.store.put({ ...record, state: "waiting", error: null });
         await job.moveToWait(token);
@@ -142,7 +159,8 @@ export function createProcessor(deps: ProcessorDeps) {
     } finally {
       clearTimeout(timer);
       bullSignal?.removeEventListener("abort", onBullAbort);
-      await deps.flow.release(flow).catch((error: unknown) => log.warn({ err: error }, "could not release flow-control slots"));
+      untrack();
+      if (slots.length > 0) await deps.scheduler.release(member, slots).catch((error: unknown) => log.warn({ err: error }, "could not release flow-control slots"));
     }
   };
 }
@@ -159,13 +177,9 @@ function stopFor(reason: string): StoppedError {
   return new StoppedError(kind, message);
 }
 
-/** Whether a job has ended for good: completed, failed (also when BullMQ failed it), or gone. */
-async function finished(deps: ProcessorDeps, jobId: string): Promise<boolean> {
-  const record = await deps.store.get(jobId);
-  if (record?.state === "completed" || record?.state === "failed") return true;
-  const state = await deps.jobState(jobId);
-  // "unknown": BullMQ no longer has it (removed, or trimmed after failing on its own).
-  return state === "failed" || state === "unknown";
+/** How often the provider has turned this job away (counted for MAX_PROVIDER_HOLDS). */
+function holdsOf(deps: ProcessorDeps, jobId: string): Promise<number> {
+  return deps.scheduler.turnedAway(jobId);
 }
 
 async function finish(

@@ -1,4 +1,4 @@
-import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, SchemaMismatchError, StoppedError } from "./failures.js";
+import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, ProviderBusyError, SchemaMismatchError, StoppedError } from "./failures.js";
 
 export interface FailureDecision {
   /** Retry with backoff (true) or fail the job now (false). */
@@ -92,4 +92,26 @@ export function retryStatusError(message: string): { message: string; isRetryabl
     isRetryable: !HOPELESS_MESSAGE.test(message),
     ...(code ? { statusCode: Number(code) } : {}),
   };
+}
+
+/** How long a provider asks to be left alone when it gives no Retry-After. */
+export const DEFAULT_PROVIDER_HOLD_MS = 5_000;
+
+/** Words providers use for "too many requests" (opencode's retry status carries only the message). */
+const BUSY_MESSAGE = /\b429\b|rate[ _-]?limit|too many requests|quota|resource[ _-]?exhausted|overloaded/i;
+
+/** Whether a provider message (as opencode's retry status shows it) says the provider is over its quota. */
+export const isProviderBusyMessage = (message: string): boolean => BUSY_MESSAGE.test(message) && !HOPELESS_MESSAGE.test(message.replace(/\b429\b/g, ""));
+
+/**
+ * When the provider will take calls again, if the failure says it is over its quota: a
+ * ProviderBusyError from the session watch, or a model error with status 429 (Retry-After
+ * honoured, else DEFAULT_PROVIDER_HOLD_MS). Undefined for every other failure.
+ */
+export function providerBusyUntil(error: unknown, now = Date.now()): number | undefined {
+  if (error instanceof ProviderBusyError) return error.untilMs;
+  if (error instanceof ModelError && error.data.statusCode === 429) {
+    return now + (parseRetryAfter(error.data.responseHeaders, now) ?? DEFAULT_PROVIDER_HOLD_MS);
+  }
+  return undefined;
 }

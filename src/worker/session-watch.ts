@@ -2,9 +2,9 @@ import type { AssistantMessage, Part } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../shared/logger.js";
 import type { Ask, Progress } from "../shared/result.js";
 import type { EventHub, ServerEvent } from "./event-hub.js";
-import { checkBudget, ModelError, StoppedError } from "./failures.js";
+import { checkBudget, ModelError, ProviderBusyError, StoppedError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
-import { classifyFailure, retryStatusError } from "./retry-policy.js";
+import { classifyFailure, DEFAULT_PROVIDER_HOLD_MS, isProviderBusyMessage, retryStatusError } from "./retry-policy.js";
 
 export interface WatchOptions {
   client: OpencodeClient;
@@ -134,7 +134,12 @@ export class SessionWatch {
     const error = this.lastRetryError ?? new ModelError("APIError", retryStatusError(message));
     const decision = classifyFailure(error);
     const waitMs = next === undefined ? 0 : next - Date.now();
-    if (!decision.retryable) {
+    if (error.data.statusCode === 429 || isProviderBusyMessage(message)) {
+      // Over the provider's quota: every call now only adds to the count against the account.
+      // Stop opencode's own retry; the queue holds the provider for all workers until `next`.
+      this.opts.log.info({ attempt, message, waitMs }, "provider is over its quota; stopping opencode's retries");
+      this.stop(new ProviderBusyError(next ?? Date.now() + DEFAULT_PROVIDER_HOLD_MS, message));
+    } else if (!decision.retryable) {
       this.opts.log.info({ attempt, message }, "provider error is not retryable; stopping opencode's retries");
       this.stop(error);
     } else if (attempt > this.opts.providerRetries || waitMs > 60_000) {

@@ -17,11 +17,15 @@ import { sweepOrphans } from "./orphans.js";
 import { ServerKeeper } from "./server-keeper.js";
 import { HubPerServer } from "./hub-per-server.js";
 import { SessionTransfer } from "./session-transfer.js";
-import { FlowControl } from "./flow-control.js";
+import { Scheduler } from "../scheduling/scheduler.js";
+import { LeaseKeeper } from "../scheduling/leases.js";
 import type { WorkerMetrics } from "./metrics.js";
 import { createProcessor, type DecidedError } from "./processor.js";
 import { startWebhookDelivery } from "./webhooks.js";
 import { backoffDelay } from "./retry-policy.js";
+
+/** How much longer than the lock a flow-control lease lasts without renewal. */
+const LEASE_MARGIN_MS = 5_000;
 
 export interface WorkerOptions {
   config: Config;
@@ -101,14 +105,17 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   let store: ResultStore | undefined;
   let closing = false;
   let detachMetrics: (() => Promise<void>) | undefined;
+  let leases: LeaseKeeper | undefined;
   try {
     const redisUrl = opts.redisUrl ?? config.redisUrl;
     connection = await connectRedis(redisUrl, "worker", { timeoutMs: 10_000 });
-    store = new ResultStore(connection, queue, config.resultTtlMs);
-    const transfer = new SessionTransfer(connection, queueKeys(queue), config.resultTtlMs, log);
     states = openQueue(queue, connection);
-    const jobState = (jobId: string) => states!.getJobState(jobId);
-    const processor = createProcessor({ store, transfer, config, jobState, flow: new FlowControl(connection, queueKeys(queue), config.flow), current: () => hubs.current(keeper), workerId: id, log });
+    const scheduler = new Scheduler(connection, queueKeys(queue), states, log);
+    store = new ResultStore(connection, queue, config.resultTtlMs, (jobId) => scheduler.finished(jobId, config.resultTtlMs));
+    const transfer = new SessionTransfer(connection, queueKeys(queue), config.resultTtlMs, log);
+    // A lease outlives the lock BullMQ would take back from a dead worker by a small margin.
+    leases = new LeaseKeeper(scheduler, config.lockDurationMs + LEASE_MARGIN_MS, log);
+    const processor = createProcessor({ store, transfer, config, scheduler, leases, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
     bull = new Worker(queue, keeper.wrap(refuseCancelled(processor, { connection, store, log })), {
       connection,
       prefix: queueKeys(queue).bullPrefix,
@@ -131,6 +138,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     webhooks = startWebhookDelivery({ connection, queue, config, log });
     detachMetrics = opts.metrics?.attach({ worker: bull, store, connection, queue, running: () => keeper.runningJobs() });
   } catch (error) {
+    leases?.close();
     await bull?.close(true).catch(() => undefined);
     await webhooks?.close().catch(() => undefined);
     await states?.close().catch(() => undefined);
@@ -160,6 +168,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         } finally {
           clearTimeout(handBack);
         }
+        leases?.close();
         await control?.close();
         await webhooks?.close().catch((error: unknown) => log.error({ err: error }, "error while closing the webhook worker"));
         await store?.close();

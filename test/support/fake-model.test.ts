@@ -214,3 +214,116 @@ describe("fake model over plain HTTP", () => {
     await expect(pending).rejects.toThrow();
   });
 });
+
+describe("fake model provider quota (sliding window, over plain HTTP)", () => {
+  let model: FakeModel;
+  beforeAll(async () => {
+    model = await startFakeModel();
+  });
+  afterAll(() => model.close());
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const chat = (text: string) =>
+    fetch(`${model.url}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "echo", messages: [{ role: "user", content: text }] }),
+    });
+  const title = () =>
+    fetch(`${model.url}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "echo",
+        messages: [
+          { role: "system", content: "You are a title generator. You output ONLY a thread title." },
+          { role: "user", content: "Generate a title for this conversation:\n" },
+          { role: "user", content: "some prompt" },
+        ],
+      }),
+    });
+  const textOf = async (res: Response) =>
+    ((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]?.message.content;
+
+  it("answers 429 + retry-after beyond the quota, spares title calls, keeps steps, slides", async () => {
+    model.reset();
+    model.quota({ calls: 2, perMs: 1000 });
+    const t0 = Date.now();
+    expect((await chat("q one")).status).toBe(200);
+    await sleep(500);
+    expect((await chat("q two [[status:500]]")).status).toBe(500); // admitted calls count whatever their answer
+
+    model.script({ text: "kept for later" });
+    const limited = await chat("q three");
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("1"); // whole seconds, rounded up, at least 1
+    expect(await limited.json()).toEqual({
+      error: { message: "fake quota exceeded", type: "rate_limit_error", code: "429" },
+    });
+
+    // title generation bypasses the quota and does not use it up
+    const titled = await title();
+    expect(titled.status).toBe(200);
+    expect(await textOf(titled)).toBe("Fake title");
+
+    expect(model.calls()).toBe(2); // rejected calls are not in requests/calls()
+    expect(model.requests.map((r) => r.messages[0]?.content)).toEqual(["q one", "q two [[status:500]]"]);
+    expect(model.rejected()).toBe(1);
+    expect(model.rejected("q three")).toBe(1);
+    expect(model.rejectedRequests).toHaveLength(1);
+
+    // sliding window: once "q one" (t0) is 1 s old, exactly one slot is free ("q two" still counts)
+    await sleep(Math.max(0, t0 + 1050 - Date.now()));
+    const retried = await chat("q three");
+    expect(retried.status).toBe(200);
+    expect(await textOf(retried)).toBe("kept for later"); // the 429 did not consume the step
+    const again = await chat("q four");
+    expect(again.status).toBe(429);
+    expect(model.calls("q three")).toBe(1);
+    expect(model.rejected()).toBe(2);
+  });
+
+  it("computes retry-after from the window, and quota(null) / reset() turn it off", async () => {
+    model.reset();
+    model.quota({ calls: 0, perMs: 2500 }); // nothing admitted: come back after a whole window
+    const limited = await chat("q zero");
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("3");
+    model.quota(null);
+    expect((await chat("q free")).status).toBe(200);
+
+    model.quota({ calls: 1, perMs: 60_000 });
+    expect((await chat("q a")).status).toBe(200);
+    const long = await chat("q b");
+    expect(long.status).toBe(429);
+    expect(Number(long.headers.get("retry-after"))).toBeGreaterThanOrEqual(59);
+    expect(Number(long.headers.get("retry-after"))).toBeLessThanOrEqual(60);
+
+    model.reset(); // clears requests, rejected count and the quota
+    expect(model.rejected()).toBe(0);
+    expect(model.calls()).toBe(0);
+    expect((await chat("q b")).status).toBe(200);
+    expect(() => model.quota({ calls: -1, perMs: 1000 })).toThrow();
+    expect(() => model.quota({ calls: 1, perMs: 0 })).toThrow();
+  });
+
+  it("can start with a quota in force", async () => {
+    const other = await startFakeModel({ quota: { calls: 1, perMs: 5000 } });
+    try {
+      const post = () =>
+        fetch(`${other.url}/chat/completions`, {
+          method: "POST",
+          body: JSON.stringify({ model: "echo", stream: true, messages: [{ role: "user", content: "s" }] }),
+        });
+      const first = await post();
+      expect(first.status).toBe(200);
+      await first.text();
+      const second = await post();
+      expect(second.status).toBe(429);
+      expect(second.headers.get("retry-after")).toBe("5");
+      expect([other.calls(), other.rejected()]).toEqual([1, 1]);
+    } finally {
+      await other.close();
+    }
+  });
+});

@@ -34,6 +34,30 @@
  *   [[tool:NAME:JSON_ARGS]] [[reply:TEXT]] [[transcript]]
  * Default reply: `echo: <last user text>` (verbatim, directives included), or
  * `tool done: <first 200 chars of the tool result>` when the last message is a tool result.
+ *
+ * Provider quota (`quota({ calls, perMs })`, or `startFakeModel({ quota })`; `quota(null)` or
+ * `reset()` turns it off): a SLIDING-WINDOW limit shared by every non-title chat request, like a
+ * provider's per-key rate limit. A request is admitted while fewer than `calls` admitted requests
+ * arrived in the last `perMs` ms; otherwise it is answered at once, before scripted steps and
+ * directives, with HTTP 429, header `retry-after: <whole seconds until the oldest admitted call
+ * leaves the window, rounded up, at least 1>` and body `{error:{message:"fake quota exceeded",
+ * type:"rate_limit_error", code:"429"}}`. So a client that honours retry-after is admitted on its
+ * retry (unless someone else took the slot). Rejected requests:
+ * - are NOT recorded in `requests` / `calls()` (those keep meaning "requests the model handled",
+ *   including ones a directive or step answered with an error), consume no script step, and do not
+ *   count against the quota; they are counted by `rejected(substring?)` and kept in
+ *   `rejectedRequests`;
+ * - never include title-generation requests: those bypass the quota and do not count against it.
+ * Admitted requests count at arrival, whatever their answer ([[status:500]], [[hang]] included).
+ * Calling `quota(...)` again starts with an empty window.
+ * What opencode 1.18.33 does with such a 429 (probed against a real `opencode serve`): ~15 ms
+ * after it, a `session.status` event `{type:"retry", attempt:1, message:"fake quota exceeded"
+ * (our error.message), next: <epoch ms of the next try = now + retry-after x 1000, no cap>}`;
+ * no `retry` part and no `session.error` are emitted. It calls again ~10 ms after `next`
+ * (never before), up to 5 retries (6 calls), then `info.error = APIError{statusCode:429,
+ * isRetryable:true, responseHeaders:{"retry-after":...}}`. `session.abort` during the wait
+ * returns the prompt at once with NO error on the message (empty parts, no `finish`; unlike an
+ * abort during a model call, which gives MessageAbortedError) and no further model call is made.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -63,14 +87,34 @@ export interface Step {
   toolCall?: { name: string; args: unknown };
 }
 
+/** A sliding-window quota: at most `calls` admitted non-title requests in any `perMs` ms. */
+export interface Quota {
+  calls: number;
+  perMs: number;
+}
+
+export interface FakeModelOptions {
+  /** Start with this quota in force (same as calling `quota()` right after start). */
+  quota?: Quota;
+}
+
 export interface FakeModel {
   /** Base URL including /v1, e.g. http://127.0.0.1:PORT/v1 */
   url: string;
-  /** Every non-title chat request body received, in order. */
+  /** Every non-title chat request body received and admitted by the quota, in order. */
   requests: ChatRequest[];
+  /** Non-title requests answered 429 by the quota (not in `requests`), in order. */
+  rejectedRequests: ChatRequest[];
   /** Queue responses consumed in order by non-title requests (before directives apply). */
   script(...steps: Step[]): void;
-  /** Clear requests and script. */
+  /**
+   * Turn on a provider quota shared by all non-title requests (sliding window, see the header),
+   * or turn it off with `null`. Either way the window starts empty; `rejected()` is not cleared.
+   */
+  quota(limit: Quota | null): void;
+  /** Number of requests the quota answered 429 whose last user text contains `substring` (all if omitted). */
+  rejected(substring?: string): number;
+  /** Clear requests, rejected requests, script and quota (turned off). */
   reset(): void;
   /** Number of recorded requests whose last user text contains `substring` (all if omitted). */
   calls(substring?: string): number;
@@ -207,9 +251,19 @@ function splitInto(text: string, parts: number): string[] {
   return out;
 }
 
-export async function startFakeModel(): Promise<FakeModel> {
+function checkQuota(limit: Quota): Quota {
+  if (!Number.isInteger(limit.calls) || limit.calls < 0) throw new Error(`fake-model: bad quota calls ${limit.calls}`);
+  if (!Number.isFinite(limit.perMs) || limit.perMs <= 0) throw new Error(`fake-model: bad quota perMs ${limit.perMs}`);
+  return { calls: limit.calls, perMs: limit.perMs };
+}
+
+export async function startFakeModel(options: FakeModelOptions = {}): Promise<FakeModel> {
   const requests: ChatRequest[] = [];
+  const rejectedRequests: ChatRequest[] = [];
   const steps: Step[] = [];
+  let limit: Quota | undefined = options.quota && checkQuota(options.quota);
+  /** Arrival times (ms) of admitted requests still inside the quota window, oldest first. */
+  let admitted: number[] = [];
   const timers = new Set<NodeJS.Timeout>();
   let counter = 0;
   let closed = false;
@@ -313,6 +367,22 @@ export async function startFakeModel(): Promise<FakeModel> {
       await respond(req, { delayMs: 0, hang: false, headers: {}, text: "Fake title" }, res);
       return;
     }
+    if (limit) {
+      const now = Date.now();
+      const { calls, perMs } = limit;
+      admitted = admitted.filter((t) => t > now - perMs);
+      if (admitted.length >= calls) {
+        rejectedRequests.push(req);
+        // calls === 0 rejects everything: tell the client to come back after a full window.
+        const freeAt = (calls === 0 ? now : (admitted[admitted.length - calls] ?? now)) + perMs;
+        const retryAfter = Math.max(1, Math.ceil((freeAt - now) / 1000));
+        if (DEBUG) console.error(`[fake-model] quota: rejected ${JSON.stringify(lastUserText(req))}, retry-after ${retryAfter}`);
+        res.writeHead(429, { "content-type": "application/json", "retry-after": String(retryAfter) });
+        res.end(JSON.stringify({ error: { message: "fake quota exceeded", type: "rate_limit_error", code: "429" } }));
+        return;
+      }
+      admitted.push(now);
+    }
     requests.push(req);
     const step = steps.shift();
     const plan = step ? planFromStep(step, req) : planFromDirectives(req);
@@ -362,12 +432,24 @@ export async function startFakeModel(): Promise<FakeModel> {
   return {
     url: `http://127.0.0.1:${port}/v1`,
     requests,
+    rejectedRequests,
     script(...more: Step[]) {
       steps.push(...more);
     },
+    quota(next: Quota | null) {
+      limit = next ? checkQuota(next) : undefined;
+      admitted = [];
+    },
+    rejected(substring?: string) {
+      if (substring === undefined) return rejectedRequests.length;
+      return rejectedRequests.filter((r) => lastUserText(r).includes(substring)).length;
+    },
     reset() {
       requests.length = 0;
+      rejectedRequests.length = 0;
       steps.length = 0;
+      limit = undefined;
+      admitted = [];
     },
     calls(substring?: string) {
       if (substring === undefined) return requests.length;

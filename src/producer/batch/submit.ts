@@ -3,7 +3,7 @@ import type { JobsOptions, Queue } from "bullmq";
 import { InputError } from "../../shared/errors.js";
 import { InFlight } from "../../shared/in-flight.js";
 import { JobId, parseTask, toPayload, type Task, type TaskInput } from "../../shared/task.js";
-import type { Placement } from "../continuation.js";
+import type { Placement } from "../../scheduling/placement.js";
 import { BatchFollowUps } from "../follow-ups.js";
 import type { BatchEntry, BatchSource } from "./source.js";
 import type { BatchStore } from "./store.js";

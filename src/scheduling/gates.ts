@@ -1,0 +1,74 @@
+import { limitsFor, type FlowSettings } from "../shared/flow-limits.js";
+
+/**
+ * What may keep a job from starting, in the order checked. Each gate has a name that says its
+ * kind by its first letter (the scripts and the sweep read it):
+ *   c:<job>        its turn in a session's chain: the job before it has a final record
+ *   h:<provider>   the provider is held after a "too many requests" answer
+ *   q:<provider>   the provider's learned rate (only once a 429 taught one)
+ *   m:<pattern>    a model or provider concurrency cap (DISPATCH_CONCURRENCY_LIMITS)
+ *   k:<key>        a concurrency key (DISPATCH_KEY_CONCURRENCY per key)
+ *   r:<pattern>    a model or provider rate cap (DISPATCH_RATE_LIMITS; sliding window)
+ */
+export interface Gate {
+  kind: "c" | "h" | "q" | "s" | "r";
+  name: string;
+  a: string | number;
+  b: string | number;
+}
+
+/** What of a job decides its gates. */
+export interface GatedJob {
+  model?: string | undefined;
+  concurrencyKey?: string | undefined;
+  /** The job it runs after in its thread. */
+  after?: string | undefined;
+}
+
+/** How long a predecessor that took its place in a thread but was never added is waited for. */
+export const PLACEMENT_GRACE_MS = 10 * 60_000;
+
+/** The provider a model belongs to (`default` for the server's default model). */
+export const providerOf = (model: string | undefined): string => model?.split("/")[0] || "default";
+
+export function gatesFor(jobId: string, job: GatedJob, flow: FlowSettings): Gate[] {
+  const gates: Gate[] = [];
+  if (job.after && job.after !== jobId) gates.push({ kind: "c", name: `c:${job.after}`, a: job.after, b: PLACEMENT_GRACE_MS });
+  const provider = providerOf(job.model);
+  gates.push({ kind: "h", name: `h:${provider}`, a: provider, b: "" });
+  gates.push({ kind: "q", name: `q:${provider}`, a: provider, b: "" });
+  for (const l of limitsFor(flow.concurrency, job.model)) gates.push({ kind: "s", name: `m:${l.pattern}`, a: l.limit, b: "" });
+  if (job.concurrencyKey) gates.push({ kind: "s", name: `k:${job.concurrencyKey}`, a: flow.keyConcurrency, b: "" });
+  for (const l of limitsFor(flow.rate, job.model)) gates.push({ kind: "r", name: `r:${l.pattern}`, a: l.limit, b: l.periodMs! });
+  return gates;
+}
+
+/** The gates that hold a lease for the whole attempt (released when it ends). */
+export const slotGates = (gates: readonly Gate[]): Gate[] => gates.filter((g) => g.kind === "s");
+
+/** What a waiting job waits for, in words (`status` shows it). */
+export function describeWait(gate: string, why: string, untilMs: number): string {
+  const name = gate.slice(2);
+  const at = untilMs > 0 ? ` until ${new Date(untilMs).toISOString()}` : "";
+  switch (gate[0]) {
+    case "c":
+      return `waiting for job ${name}${at ? ` (placed but not yet added; waited for${at})` : ""}`;
+    case "h":
+      return `provider ${name} held${at}`;
+    case "q":
+      return `waiting for provider ${name}'s rate (${rateWords(why)})${at}`;
+    case "m":
+      return `waiting for a slot of ${name} (${why})`;
+    case "k":
+      return `waiting for concurrency key ${name} (${why})`;
+    case "r":
+      return `waiting for the rate of ${name} (${rateWords(why)})${at}`;
+    default:
+      return `waiting at ${gate}`;
+  }
+}
+
+function rateWords(why: string): string {
+  const [count, limit, period] = why.split("/");
+  return `${count}/${limit} per ${Number(period) / 1000} s`;
+}

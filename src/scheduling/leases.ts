@@ -1,0 +1,53 @@
+import type { Logger } from "../shared/logger.js";
+import type { Gate } from "./gates.js";
+import type { Scheduler } from "./scheduler.js";
+
+/**
+ * Keeps a worker's leases alive: every slot an attempt holds expires `leaseMs` after its last
+ * renewal, so the slots of a worker that died are free again within that time (the sweep wakes
+ * their waiters). Renews every third of the lease, and runs the scheduler's sweep on the same
+ * beat. `close()` is idempotent.
+ */
+export class LeaseKeeper {
+  private readonly held = new Map<string, Gate[]>();
+  private readonly timer: NodeJS.Timeout;
+  private ticking = false;
+  private closed = false;
+
+  constructor(
+    private readonly scheduler: Scheduler,
+    readonly leaseMs: number,
+    private readonly log: Logger,
+    sweepEveryMs = Math.min(5_000, Math.max(500, Math.floor(leaseMs / 3))),
+  ) {
+    this.timer = setInterval(() => void this.tick(), Math.min(sweepEveryMs, Math.floor(leaseMs / 3))).unref();
+  }
+
+  /** Keeps `member`'s leases of these gates alive until the returned function is called. */
+  track(member: string, gates: readonly Gate[]): () => void {
+    if (gates.length > 0) this.held.set(member, [...gates]);
+    return () => this.held.delete(member);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.ticking || this.closed) return;
+    this.ticking = true;
+    try {
+      for (const [member, gates] of this.held) {
+        const lost = await this.scheduler.renew(member, gates, this.leaseMs);
+        if (lost > 0) this.log.warn({ jobId: member.split("@")[0], lost }, "a flow-control lease had lapsed; its slot may be taken");
+      }
+      await this.scheduler.sweep();
+    } catch (error) {
+      this.log.debug({ err: error }, "lease renewal or sweep failed; trying again on the next beat");
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+    this.held.clear();
+  }
+}

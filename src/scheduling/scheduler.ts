@@ -1,0 +1,141 @@
+import { createHash } from "node:crypto";
+import { Job, type Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import type { QueueKeys } from "../shared/keys.js";
+import type { Logger } from "../shared/logger.js";
+import { describeWait, PLACEMENT_GRACE_MS, type Gate } from "./gates.js";
+import { ADMIT, FINISHED, HOLD, PARKED, RELEASE, RENEW, SUCCEEDED, SWEEP } from "./scripts.js";
+
+/** A parked job sleeps at most this long before it looks again by itself (a backstop only). */
+export const PARK_BACKSTOP_MS = 3_600_000;
+/** How long a waiting job's place in line is remembered. */
+const WAIT_STATE_TTL_MS = 30 * 86_400_000;
+/** A woken job not promoted after this long (its waker died in between) is promoted by the sweep. */
+const STALE_PROMOTION_MS = 10_000;
+/** The longest period a provider's rate is learned over. */
+const MAX_QUOTA_PERIOD_MS = 10 * 60_000;
+
+export type Admission = { admitted: true } | { admitted: false; gate: string; why: string; delayUntil: number };
+
+export interface WaitInfo {
+  gate: string;
+  /** In words: `waiting for job X`, `waiting for a slot of anthropic (4/4)`, `provider p held until …`. */
+  waitingFor: string;
+}
+
+/**
+ * The scheduling core: decides whether a job may start now and wakes waiting jobs when what
+ * they wait for frees up. Waiting costs nothing while it lasts: a parked job sits in BullMQ's
+ * delayed set until it is promoted (see scripts.ts for the protocol and the keys).
+ */
+export class Scheduler {
+  private readonly seqKey: string;
+  private readonly base: [string, string];
+  private readonly shas = new Map<string, string>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: QueueKeys,
+    private readonly queue: Queue,
+    private readonly log?: Logger,
+  ) {
+    this.seqKey = `${keys.sched}seq`;
+    this.base = [keys.sched, `${keys.bullPrefix}:${queue.name}:`];
+  }
+
+  /** Admits the attempt (taking its leases) or parks the job's place at the gate that holds it. */
+  async admit(jobId: string, member: string, gates: readonly Gate[], leaseMs: number, now = Date.now()): Promise<Admission> {
+    const args: (string | number)[] = [jobId, member, now + leaseMs, now + PARK_BACKSTOP_MS, WAIT_STATE_TTL_MS, this.keys.result(""), gates.length];
+    for (const g of gates) args.push(g.kind, g.name, g.a, g.b);
+    const reply = (await this.run(ADMIT, now, args)) as (string | number)[];
+    if (reply[0] === 1) {
+      await this.promote(reply.slice(1) as string[]);
+      return { admitted: true };
+    }
+    await this.promote(reply.slice(4) as string[]);
+    return { admitted: false, gate: String(reply[1]), why: String(reply[2]), delayUntil: Number(reply[3]) };
+  }
+
+  /** The job is in the delayed set now; true when it was woken on its way there (promote it). */
+  async parked(jobId: string): Promise<boolean> {
+    return (await this.run(PARKED, Date.now(), [jobId])) === 1;
+  }
+
+  /** Gives back an attempt's leases and wakes the jobs waiting for them. */
+  async release(member: string, gates: readonly Gate[]): Promise<void> {
+    const args: (string | number)[] = [member, gates.length];
+    for (const g of gates) args.push(g.name, g.a);
+    await this.promote((await this.run(RELEASE, Date.now(), args)) as string[]);
+  }
+
+  /** Extends an attempt's leases; returns how many had lapsed (taken back by the sweep). */
+  async renew(member: string, gates: readonly Gate[], leaseMs: number): Promise<number> {
+    if (gates.length === 0) return 0;
+    const now = Date.now();
+    return (await this.run(RENEW, now, [now + leaseMs, member, ...gates.map((g) => g.name)])) as number;
+  }
+
+  /** A job has its final record: its follow-ups may start. */
+  async finished(jobId: string, ttlMs: number): Promise<void> {
+    await this.promote((await this.run(FINISHED, Date.now(), [jobId, ttlMs])) as string[]);
+  }
+
+  /** Holds a provider for every worker until `untilMs` and lowers its learned rate; returns that rate's limit. */
+  async hold(provider: string, untilMs: number): Promise<number> {
+    return (await this.run(HOLD, Date.now(), [provider, untilMs, MAX_QUOTA_PERIOD_MS])) as number;
+  }
+
+  /** A call to the provider succeeded (it teaches the provider's rate, and raises a learned one). */
+  async succeeded(provider: string, member: string): Promise<void> {
+    await this.promote((await this.run(SUCCEEDED, Date.now(), [provider, member])) as string[]);
+  }
+
+  /** Counts one more time a provider turned this job away (kept a day); returns the count. */
+  async turnedAway(jobId: string): Promise<number> {
+    const key = `${this.keys.sched}holds:${jobId}`;
+    const replies = await this.redis.multi().incr(key).pexpire(key, 86_400_000).exec();
+    return Number(replies?.[0]?.[1] ?? 0);
+  }
+
+  /** Wakes what is free again but has no one left to wake it; run now and then by every worker. */
+  async sweep(): Promise<number> {
+    const woken = (await this.run(SWEEP, Date.now(), [this.keys.result(""), PLACEMENT_GRACE_MS, STALE_PROMOTION_MS])) as string[];
+    await this.promote(woken);
+    return woken.length;
+  }
+
+  /** What a waiting job waits for, or null when it waits for nothing of ours. */
+  async waitingFor(jobId: string): Promise<WaitInfo | null> {
+    const [gate, why, until] = await this.redis.hmget(`${this.keys.sched}j:${jobId}`, "at", "why", "until");
+    if (!gate || !why) return null;
+    const untilMs = Number(until ?? 0);
+    const held = gate.startsWith("h:") ? Number((await this.redis.get(`${this.keys.sched}hold:${gate.slice(2)}`)) ?? 0) : 0;
+    return { gate, waitingFor: describeWait(gate, why, Math.max(untilMs, held)) };
+  }
+
+  /** Moves woken jobs from the delayed set to the queue (one that is no longer delayed is skipped). */
+  async promote(jobIds: readonly string[]): Promise<void> {
+    await Promise.all(
+      jobIds.map(async (id) => {
+        try {
+          await new Job(this.queue, "dispatch", {}, {}, id).promote();
+        } catch (error) {
+          this.log?.debug({ jobId: id, err: error }, "woken job was no longer delayed");
+        }
+      }),
+    );
+  }
+
+  /** EVALSHA, and EVAL the first time a Redis node lacks the script (EVAL caches it there). */
+  private async run(script: string, now: number, args: readonly (string | number)[]): Promise<unknown> {
+    const argv = [...this.base, now, ...args];
+    let sha = this.shas.get(script);
+    if (!sha) this.shas.set(script, (sha = createHash("sha1").update(script).digest("hex")));
+    try {
+      return await this.redis.evalsha(sha, 1, this.seqKey, ...argv);
+    } catch (error) {
+      if (!String((error as Error).message).includes("NOSCRIPT")) throw error;
+      return this.redis.eval(script, 1, this.seqKey, ...argv);
+    }
+  }
+}

@@ -1,0 +1,383 @@
+/**
+ * The scheduling core's Lua. Every script takes the same first three arguments:
+ *   ARGV[1] the core's key prefix (QueueKeys.sched), ARGV[2] BullMQ's key prefix for the queue
+ *   (`dispatch:{q}:<q>:`), ARGV[3] the time in ms,
+ * and KEYS[1] = `${sched}seq` (routes the call to the queue's cluster slot; every key shares it).
+ *
+ * Data (all under the prefix S):
+ *   w:<gate>     sorted set: the jobs waiting at a gate, scored by their first arrival (FIFO)
+ *   j:<job>      hash: a waiting job's seq, the gate it waits at (at), why, parking flag; expires
+ *   gates        set: gates that have waiters (the sweep's work list)
+ *   limits       hash: gate → its limit (`N` or `N/periodMs`), written when a job parks there
+ *   slots:<gate> sorted set: `job@token` leases scored by expiry (one per attempt)
+ *   log:<gate>   sorted set: `job@token` starts scored by time (sliding-window rate limits)
+ *   hold:<prov>  string: ms until which the provider answers no calls
+ *   quota:<prov> hash: the provider's learned rate (limit, period, ok)
+ *   ok:<prov>    sorted set: successful calls by time (what the provider took before a 429)
+ *   tmr          hash: gate → `untilMs|job`, the waiter whose delay ends when the gate reopens
+ *   promoting    sorted set: woken jobs being promoted, by when (the sweep retries stale ones)
+ *   done:<job>   string: the job has a final record (a follow-up may start)
+ *   placed:<job> string: `after\tplacedAtMs` — a follow-up's fixed place in its thread
+ *   seq          counter for arrival order
+ *
+ * A job that may not start yet parks: it is moved to BullMQ's delayed set (by the worker, with
+ * the lock it holds) far in the future, or until its gate reopens when it is the one waiter that
+ * keeps the gate's timer. Whoever frees what it waits for wakes it: the script moves it to
+ * `promoting` and the caller promotes it. A job still on its way into the delayed set (parking
+ * flag set) is marked woken instead, and promotes itself once parked.
+ */
+
+const COMMON = `
+local S = ARGV[1]
+local B = ARGV[2]
+local now = tonumber(ARGV[3])
+local rcall = redis.call
+
+-- Wakes up to n waiters of gate g (lowest arrival first); appends the jobs to promote to out.
+local function wake(g, n, out)
+  local woken = 0
+  local wkey = S .. 'w:' .. g
+  if rcall('EXISTS', wkey) == 0 then return 0 end
+  while woken < n do
+    local head = rcall('ZRANGE', wkey, 0, 0)[1]
+    if not head then break end
+    rcall('ZREM', wkey, head)
+    local J = S .. 'j:' .. head
+    rcall('HDEL', J, 'at')
+    if rcall('EXISTS', B .. head) == 0 then
+      rcall('DEL', J) -- removed from the queue while it waited
+    else
+      woken = woken + 1
+      if rcall('HGET', J, 'parking') == '1' then
+        rcall('HSET', J, 'parking', '!')
+      elseif rcall('ZSCORE', B .. 'delayed', head) then
+        rcall('ZADD', S .. 'promoting', now, head)
+        out[#out + 1] = head
+      end
+    end
+  end
+  if rcall('ZCARD', wkey) == 0 then
+    rcall('SREM', S .. 'gates', g)
+    rcall('HDEL', S .. 'tmr', g)
+  end
+  return woken
+end
+
+-- Running leases of a slot gate, after dropping expired ones (a dead worker's).
+local function running(g)
+  local key = S .. 'slots:' .. g
+  rcall('ZREMRANGEBYSCORE', key, '-inf', now)
+  return rcall('ZCARD', key)
+end
+
+-- Starts in the last period of a sliding-window gate, after trimming older ones; and when the
+-- oldest of them leaves the window.
+local function started(g, period)
+  local key = S .. 'log:' .. g
+  rcall('ZREMRANGEBYSCORE', key, '-inf', now - period)
+  local count = rcall('ZCARD', key)
+  local oldest = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
+  return count, (oldest and (tonumber(oldest) + period) or now)
+end
+
+-- A provider's learned rate: limit and period (nil when none is learned).
+local function quota(p)
+  local q = rcall('HMGET', S .. 'quota:' .. p, 'limit', 'period')
+  if not q[1] then return nil, nil end
+  return tonumber(q[1]), tonumber(q[2])
+end
+
+-- Whether the predecessor of a follow-up has ended (or is gone for good), and if not, until
+-- when a predecessor that was placed but never added may still appear.
+local function predecessorDone(pred, grace, R)
+  if rcall('EXISTS', S .. 'done:' .. pred) == 1 then return true, nil end
+  if rcall('EXISTS', B .. pred) == 1 or rcall('EXISTS', R .. pred) == 1 then return false, nil end
+  local placed = rcall('GET', S .. 'placed:' .. pred)
+  if placed then
+    local at = tonumber(string.match(placed, '\\t(%d+)$') or '0')
+    if at + grace > now then return false, at + grace end
+  end
+  return true, nil
+end
+`;
+
+/**
+ * Admit a job, or park it at the first gate that holds it.
+ *   ARGV[4] job, ARGV[5] lease member (`job@token`), ARGV[6] lease expiry, ARGV[7] the far
+ *   delay of a parked job (a backstop), ARGV[8] ttl of the job's waiting state, ARGV[9] the
+ *   result-record prefix, ARGV[10] number of gates, then 4 per gate: kind, gate, a, b:
+ *     c chain   a = predecessor, b = placement grace ms
+ *     h hold    a = provider
+ *     s slots   a = limit
+ *     r rate    a = limit, b = period ms          (sliding window of starts)
+ *     q quota   a = provider                      (its learned rate, if any)
+ * Returns {1, promote...} when admitted, or {0, gate, why, delayUntil, promote...} when parked.
+ */
+export const ADMIT = `${COMMON}
+local job, member, expiry, far, jttl, R = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local n = tonumber(ARGV[10])
+local J = S .. 'j:' .. job
+local out = {}
+local waited = rcall('EXISTS', J) == 1
+local seq = nil
+if waited then
+  seq = tonumber(rcall('HGET', J, 'seq'))
+  rcall('HDEL', J, 'parking')
+end
+
+-- Someone who came earlier waits at g (FIFO within a gate).
+local function behind(g)
+  local head = rcall('ZRANGE', S .. 'w:' .. g, 0, 0, 'WITHSCORES')
+  if not head[1] or head[1] == job then return false end
+  return seq == nil or tonumber(head[2]) < seq
+end
+
+local function park(g, why, untilMs, limit)
+  if not seq then
+    seq = rcall('INCR', S .. 'seq')
+    rcall('HSET', J, 'seq', seq)
+  end
+  local previous = rcall('HGET', J, 'at')
+  if previous and previous ~= g then rcall('ZREM', S .. 'w:' .. previous, job) end
+  rcall('ZADD', S .. 'w:' .. g, seq, job)
+  rcall('SADD', S .. 'gates', g)
+  if limit then rcall('HSET', S .. 'limits', g, limit) end
+  rcall('HSET', J, 'at', g, 'why', why, 'parking', '1', 'until', untilMs or 0)
+  rcall('PEXPIRE', J, jttl)
+  local delay = far
+  if untilMs then
+    -- One waiter keeps the gate's timer; the others sleep until it wakes them.
+    local holder = rcall('HGET', S .. 'tmr', g)
+    local take = true
+    if holder then
+      local hu, hj = string.match(holder, '^(%d+)|(.*)$')
+      if hj ~= job and tonumber(hu) >= untilMs and tonumber(hu) > now and rcall('HGET', S .. 'j:' .. hj, 'at') == g then take = false end
+    end
+    if take then
+      rcall('HSET', S .. 'tmr', g, untilMs .. '|' .. job)
+      delay = untilMs
+    end
+  end
+  local reply = {0, g, why, delay}
+  for _, id in ipairs(out) do reply[#reply + 1] = id end
+  return reply
+end
+
+local passed = {}
+local i = 11
+for k = 1, n do
+  local kind, g, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  i = i + 4
+  if kind == 'c' then
+    local done, untilMs = predecessorDone(a, tonumber(b), R)
+    if not done then return park(g, 'chain', untilMs, nil) end
+  elseif kind == 'h' then
+    local untilMs = tonumber(rcall('GET', S .. 'hold:' .. a) or '0')
+    if untilMs > now then return park(g, 'held', untilMs, '0') end
+    if behind(g) then
+      wake(g, 1, out)
+      return park(g, 'held', nil, '0')
+    end
+    passed[#passed + 1] = {kind, g}
+  elseif kind == 's' then
+    local limit = tonumber(a)
+    local count = running(g)
+    if count >= limit then return park(g, count .. '/' .. limit, nil, a) end
+    if behind(g) then
+      wake(g, limit - count, out)
+      return park(g, count .. '/' .. limit, nil, a)
+    end
+    passed[#passed + 1] = {kind, g, limit, count}
+  else -- r, q: a sliding window of starts
+    local limit, period
+    if kind == 'r' then limit, period = tonumber(a), tonumber(b) else limit, period = quota(a) end
+    if limit then
+      local count, reopens = started(g, period)
+      local spec = limit .. '/' .. period
+      if count >= limit then return park(g, count .. '/' .. spec, reopens, spec) end
+      if behind(g) then
+        wake(g, 1, out)
+        return park(g, count .. '/' .. spec, reopens, spec)
+      end
+      passed[#passed + 1] = {kind, g, limit, count, period}
+    end
+  end
+end
+
+-- Admitted: take every lease and start, forget the waiting state, pass the turn on.
+for _, p in ipairs(passed) do
+  local kind, g = p[1], p[2]
+  if kind == 's' then
+    rcall('ZADD', S .. 'slots:' .. g, expiry, member)
+    if p[4] + 1 < p[3] then wake(g, p[3] - p[4] - 1, out) end
+  elseif kind == 'r' or kind == 'q' then
+    rcall('ZADD', S .. 'log:' .. g, now, member)
+    rcall('PEXPIRE', S .. 'log:' .. g, p[5] + 1000)
+    -- Room left in the window: the next waiter may go. None: the next waiter takes the timer,
+    -- unless one holds it already.
+    if p[4] + 1 < p[3] or not rcall('HGET', S .. 'tmr', g) then wake(g, 1, out) end
+  else
+    wake(g, 1, out)
+  end
+end
+if waited then
+  local at = rcall('HGET', J, 'at')
+  if at then rcall('ZREM', S .. 'w:' .. at, job) end
+  rcall('DEL', J)
+  rcall('ZREM', S .. 'promoting', job)
+end
+local reply = {1}
+for _, id in ipairs(out) do reply[#reply + 1] = id end
+return reply
+`;
+
+/**
+ * A parked job has reached BullMQ's delayed set. ARGV[4] job. Returns 1 when it was woken
+ * meanwhile (the caller promotes it), else 0.
+ */
+export const PARKED = `${COMMON}
+local J = S .. 'j:' .. ARGV[4]
+local flag = rcall('HGET', J, 'parking')
+rcall('HDEL', J, 'parking')
+if flag == '!' then return 1 end
+return 0
+`;
+
+/**
+ * An attempt ends: give back its leases and wake who waits for them.
+ *   ARGV[4] lease member, ARGV[5] number of slot gates, then 2 per gate: gate, limit.
+ * Returns the jobs to promote.
+ */
+export const RELEASE = `${COMMON}
+local member = ARGV[4]
+local n = tonumber(ARGV[5])
+local out = {}
+local i = 6
+for k = 1, n do
+  local g, limit = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  rcall('ZREM', S .. 'slots:' .. g, member)
+  if rcall('EXISTS', S .. 'w:' .. g) == 1 then
+    local room = limit - running(g)
+    if room > 0 then wake(g, room, out) end
+  end
+end
+return out
+`;
+
+/** Extends an attempt's leases. ARGV[4] expiry, ARGV[5] lease member, then gate names. Returns how many were lost. */
+export const RENEW = `${COMMON}
+local lost = 0
+for i = 6, #ARGV do
+  local key = S .. 'slots:' .. ARGV[i]
+  if rcall('ZSCORE', key, ARGV[5]) then rcall('ZADD', key, 'XX', ARGV[4], ARGV[5]) else lost = lost + 1 end
+end
+return lost
+`;
+
+/**
+ * A job has its final record: mark it done and wake its follow-ups. ARGV[4] job, ARGV[5] ttl
+ * of the mark in ms (0 = none). Returns the jobs to promote.
+ */
+export const FINISHED = `${COMMON}
+local key = S .. 'done:' .. ARGV[4]
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then rcall('SET', key, '1', 'PX', ttl) else rcall('SET', key, '1') end
+local out = {}
+if rcall('EXISTS', S .. 'w:c:' .. ARGV[4]) == 1 then wake('c:' .. ARGV[4], 1000, out) end
+return out
+`;
+
+/**
+ * The provider answered "too many requests": hold it for every worker until ARGV[5], and learn
+ * its rate. ARGV[4] provider, ARGV[5] until (ms), ARGV[6] the longest period to learn over.
+ * The rate learned is what the provider took in the period before (at least 1 call), over a
+ * period of at least the hold; a 429 while a rate is learned lowers it by one. Returns the limit.
+ */
+export const HOLD = `${COMMON}
+local p, untilMs, maxPeriod = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local holdKey = S .. 'hold:' .. p
+local current = tonumber(rcall('GET', holdKey) or '0')
+local qkey = S .. 'quota:' .. p
+local limit, period = quota(p)
+if current > now then
+  -- Already held: calls in flight when the provider said no; one lesson per hold.
+  if untilMs > current then rcall('SET', holdKey, untilMs, 'PX', untilMs - now + 60000) end
+  return limit or 0
+end
+rcall('SET', holdKey, untilMs, 'PX', untilMs - now + 60000)
+local span = math.min(maxPeriod, math.max(period or 0, untilMs - now, 1000))
+rcall('ZREMRANGEBYSCORE', S .. 'ok:' .. p, '-inf', now - maxPeriod)
+local took = rcall('ZCOUNT', S .. 'ok:' .. p, now - span, '+inf')
+if limit then limit = math.max(1, math.min(limit - 1, took)) else limit = math.max(1, took) end
+rcall('HSET', qkey, 'limit', limit, 'period', span, 'ok', 0)
+rcall('PEXPIRE', qkey, 3600000)
+return limit
+`;
+
+/**
+ * A call to the provider succeeded: count it, and after two periods' worth of successes at the
+ * learned rate, allow one more (additive increase). ARGV[4] provider, ARGV[5] member.
+ * Returns the jobs to promote (a raised rate lets one more waiter go).
+ */
+export const SUCCEEDED = `${COMMON}
+local p = ARGV[4]
+local okKey = S .. 'ok:' .. p
+rcall('ZADD', okKey, now, ARGV[5])
+rcall('PEXPIRE', okKey, 3600000)
+local out = {}
+local qkey = S .. 'quota:' .. p
+local limit = tonumber(rcall('HGET', qkey, 'limit'))
+if limit then
+  local ok = rcall('HINCRBY', qkey, 'ok', 1)
+  if ok >= 2 * limit then
+    rcall('HSET', qkey, 'limit', limit + 1, 'ok', 0)
+    rcall('PEXPIRE', qkey, 3600000)
+    if rcall('EXISTS', S .. 'w:q:' .. p) == 1 then wake('q:' .. p, 1, out) end
+  end
+end
+return out
+`;
+
+/**
+ * The safety net, run by every worker now and then: wakes waiters of gates that are open again
+ * (a dead worker's leases expired, a hold passed, a predecessor ended while its waker died)
+ * and re-promotes woken jobs whose promotion was lost. ARGV[4] result-record prefix,
+ * ARGV[5] placement grace, ARGV[6] how old a promotion must be to be retried.
+ * Returns the jobs to promote.
+ */
+export const SWEEP = `${COMMON}
+local R, grace, stale = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local out = {}
+for _, g in ipairs(rcall('SRANDMEMBER', S .. 'gates', 200)) do
+  local kind, name = string.sub(g, 1, 1), string.sub(g, 3)
+  local limit = rcall('HGET', S .. 'limits', g)
+  if rcall('EXISTS', S .. 'w:' .. g) == 0 then
+    rcall('SREM', S .. 'gates', g)
+  elseif kind == 'c' then
+    if predecessorDone(name, grace, R) then wake(g, 1000, out) end
+  elseif kind == 'h' then
+    if tonumber(rcall('GET', S .. 'hold:' .. name) or '0') <= now then wake(g, 1, out) end
+  elseif kind == 'r' or kind == 'q' then
+    local l, period = string.match(limit or '', '^(%d+)/(%d+)$')
+    if kind == 'q' then l, period = quota(name) end
+    if not l then wake(g, 1, out)
+    else
+      local count = started(g, tonumber(period))
+      if count < tonumber(l) then wake(g, 1, out) end
+    end
+  else
+    local room = tonumber(limit or '1') - running(g)
+    if room > 0 then wake(g, room, out) end
+  end
+end
+for _, id in ipairs(rcall('ZRANGEBYSCORE', S .. 'promoting', '-inf', now - stale, 'LIMIT', 0, 200)) do
+  if rcall('ZSCORE', B .. 'delayed', id) then
+    rcall('ZADD', S .. 'promoting', now, id)
+    out[#out + 1] = id
+  else
+    rcall('ZREM', S .. 'promoting', id)
+  end
+end
+return out
+`;
