@@ -16,7 +16,8 @@ import { isBatchSource, taskListSource, type BatchSource, type TaskList } from "
 import { BatchStore } from "./batch/store.js";
 import { checkBatchId, submitBatch, type BatchOptions } from "./batch/submit.js";
 import { placeInThread, type Placement } from "../scheduling/placement.js";
-import { Scheduler } from "../scheduling/scheduler.js";
+import { DEFAULT_GROUP, Scheduler } from "../scheduling/scheduler.js";
+import { addJobs, type NewJob } from "./add-jobs.js";
 import { queueKeys } from "../shared/keys.js";
 import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups.js";
 import { readStatus, type JobStatus } from "./job-status.js";
@@ -95,8 +96,8 @@ export class Dispatcher {
       const redis = await connectRedis(this.redisUrl, "producer");
       const queue = openQueue(this.queueName, redis);
       queue.on("error", () => undefined); // surfaced on the calls themselves
-      const scheduler = new Scheduler(redis, queueKeys(this.queueName), queue);
-      return { redis, queue, scheduler, store: new ResultStore(redis, this.queueName, 0, (jobId) => scheduler.finished(jobId, 0)) };
+      const scheduler = new Scheduler(redis, queueKeys(this.queueName), queue, this.config.fairWindow);
+      return { redis, queue, scheduler, store: new ResultStore(redis, this.queueName, 0, (jobId) => scheduler.finished(jobId)) };
     })();
     this.connected.catch(() => (this.connected = undefined));
     return this.connected;
@@ -141,7 +142,7 @@ export class Dispatcher {
    * flight; members of `batch` when one is given.
    */
   private async enqueueTasks(tasks: readonly Task[], batch?: { batchId: string; batches: BatchStore }): Promise<EnqueueReceipt[]> {
-    const { redis, queue, store } = await this.connect();
+    const { redis, queue, store, scheduler } = await this.connect();
     const batches = batch?.batches ?? (await this.batchStore());
     const receipts: EnqueueReceipt[] = [];
     const given = new Set<string>(); // keys earlier in this call: the first one wins
@@ -164,15 +165,16 @@ export class Dispatcher {
         }
         if (task.id) given.add(task.id);
       }
-      const jobs = fresh.map(({ task, jobId, placement }) => ({
+      const jobs: NewJob[] = fresh.map(({ task, jobId, placement }) => ({
         name: JOB_NAME,
         data: Object.assign(toPayload(task, { timeoutMs: this.config.jobTimeoutMs }, now), placement),
         opts: this.jobOptions(task, jobId),
+        group: task.group ?? batch?.batchId ?? DEFAULT_GROUP,
       }));
       const members = chunk.map((_, k) => ({ jobId: receipts[i + k]!.jobId, line: i + k + 1 }));
       // Members only once their jobs exist: a batch never waits on a job that was never added.
       await writes.add(async () => {
-        await queue.addBulk(jobs);
+        await addJobs(queue, scheduler, jobs);
         if (batch) await batch.batches.addMembers(batch.batchId, members);
       });
     }
@@ -180,7 +182,7 @@ export class Dispatcher {
     return receipts;
   }
 
-  private jobOptions(task: Task, jobId: string): JobsOptions {
+  private jobOptions(task: Task, jobId: string): JobsOptions & { jobId: string } {
     return {
       jobId,
       priority: task.priority || undefined,
@@ -215,11 +217,11 @@ export class Dispatcher {
    */
   async submitBatch(tasks: TaskList | BatchSource, opts: BatchOptions = {}): Promise<BatchHandle> {
     const source = isBatchSource(tasks) ? tasks : taskListSource(tasks);
-    const { redis, queue, store } = await this.connect();
+    const { redis, queue, store, scheduler } = await this.connect();
     const batches = await this.batchStore();
     const receipt = await submitBatch(
       {
-        queue,
+        add: (jobs) => addJobs(queue, scheduler, jobs),
         batches,
         jobName: JOB_NAME,
         jobTimeoutMs: this.config.jobTimeoutMs,
@@ -313,13 +315,14 @@ export class Dispatcher {
 
   /** Re-queues a failed job with a fresh set of attempts (see retryJob). JobStateError unless it failed. */
   async retry(jobId: string): Promise<RetryOutcome> {
-    const { queue } = await this.connect();
+    const { queue, scheduler } = await this.connect();
     return retryJob(
       {
         ...(await this.manageDeps()),
-        add: async (task, id) => {
-          await queue.add(JOB_NAME, toPayload(task, { timeoutMs: this.config.jobTimeoutMs }), this.jobOptions(task, id));
-        },
+        add: (task, id) =>
+          addJobs(queue, scheduler, [
+            { name: JOB_NAME, data: toPayload(task, { timeoutMs: this.config.jobTimeoutMs }), opts: this.jobOptions(task, id), group: task.group ?? DEFAULT_GROUP },
+          ]),
       },
       jobId,
     );

@@ -51,7 +51,7 @@ export async function readStatus(queue: Queue, store: ResultStore, jobId: string
     return { jobId, state: "failed", attempts: failed.attempts, progress: job.progress ?? null, result: failed };
   }
   const retrying = record?.state === "retrying" && bullState !== "active";
-  const waiting = bullState === "delayed" ? await scheduler?.waitingFor(jobId) : null;
+  const waiting = bullState === "delayed" ? await scheduler?.waitingFor(jobId, job.delay) : null;
   return {
     jobId,
     state: retrying ? "retrying" : bullState,

@@ -1,5 +1,8 @@
 import { limitsFor, type FlowSettings } from "../shared/flow-limits.js";
 
+/** How long the starts of calls to a provider are remembered (what a 429 learns its rate from). */
+const QUOTA_HISTORY_MS = 10 * 60_000;
+
 /**
  * What may keep a job from starting, in the order checked. Each gate has a name that says its
  * kind by its first letter (the scripts and the sweep read it):
@@ -36,7 +39,7 @@ export function gatesFor(jobId: string, job: GatedJob, flow: FlowSettings): Gate
   if (job.after && job.after !== jobId) gates.push({ kind: "c", name: `c:${job.after}`, a: job.after, b: PLACEMENT_GRACE_MS });
   const provider = providerOf(job.model);
   gates.push({ kind: "h", name: `h:${provider}`, a: provider, b: "" });
-  gates.push({ kind: "q", name: `q:${provider}`, a: provider, b: "" });
+  gates.push({ kind: "q", name: `q:${provider}`, a: provider, b: QUOTA_HISTORY_MS });
   for (const l of limitsFor(flow.concurrency, job.model)) gates.push({ kind: "s", name: `m:${l.pattern}`, a: l.limit, b: "" });
   if (job.concurrencyKey) gates.push({ kind: "s", name: `k:${job.concurrencyKey}`, a: flow.keyConcurrency, b: "" });
   for (const l of limitsFor(flow.rate, job.model)) gates.push({ kind: "r", name: `r:${l.pattern}`, a: l.limit, b: l.periodMs! });
@@ -63,6 +66,8 @@ export function describeWait(gate: string, why: string, untilMs: number): string
       return `waiting for concurrency key ${name} (${why})`;
     case "r":
       return `waiting for the rate of ${name} (${rateWords(why)})${at}`;
+    case "l":
+      return "waiting for its turn among the groups with work (fair share)";
     default:
       return `waiting at ${gate}`;
   }

@@ -4,16 +4,20 @@ import type { Redis } from "ioredis";
 import type { QueueKeys } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
 import { describeWait, PLACEMENT_GRACE_MS, type Gate } from "./gates.js";
-import { ADMIT, FINISHED, HOLD, PARKED, RELEASE, RENEW, SUCCEEDED, SWEEP } from "./scripts.js";
+import { ADMIT, FINISHED, HOLD, LANE, LANED, PARKED, RELEASE, RENEW, SWEEP } from "./scripts.js";
 
 /** A parked job sleeps at most this long before it looks again by itself (a backstop only). */
 export const PARK_BACKSTOP_MS = 3_600_000;
+/** A job waiting in a fair lane is due by itself only after this long (it then skips the line). */
+export const LANE_BACKSTOP_MS = 7 * 86_400_000;
+/** The group of a task given none that is not in a batch. */
+export const DEFAULT_GROUP = "default";
 /** How long a waiting job's place in line is remembered. */
 const WAIT_STATE_TTL_MS = 30 * 86_400_000;
 /** A woken job not promoted after this long (its waker died in between) is promoted by the sweep. */
 const STALE_PROMOTION_MS = 10_000;
-/** The longest period a provider's rate is learned over. */
-const MAX_QUOTA_PERIOD_MS = 10 * 60_000;
+/** The longest period a provider's rate is learned over (and how long its starts are remembered). */
+export const MAX_QUOTA_PERIOD_MS = 10 * 60_000;
 
 export type Admission = { admitted: true } | { admitted: false; gate: string; why: string; delayUntil: number };
 
@@ -37,6 +41,8 @@ export class Scheduler {
     private readonly redis: Redis,
     private readonly keys: QueueKeys,
     private readonly queue: Queue,
+    /** At most this many jobs wait ready in the queue; the rest wait in their group's lane (DISPATCH_FAIR_WINDOW). */
+    private readonly window: number,
     private readonly log?: Logger,
   ) {
     this.seqKey = `${keys.sched}seq`;
@@ -45,7 +51,7 @@ export class Scheduler {
 
   /** Admits the attempt (taking its leases) or parks the job's place at the gate that holds it. */
   async admit(jobId: string, member: string, gates: readonly Gate[], leaseMs: number, now = Date.now()): Promise<Admission> {
-    const args: (string | number)[] = [jobId, member, now + leaseMs, now + PARK_BACKSTOP_MS, WAIT_STATE_TTL_MS, this.keys.result(""), gates.length];
+    const args: (string | number)[] = [jobId, member, now + leaseMs, now + PARK_BACKSTOP_MS, WAIT_STATE_TTL_MS, this.keys.result(""), this.window, gates.length];
     for (const g of gates) args.push(g.kind, g.name, g.a, g.b);
     const reply = (await this.run(ADMIT, now, args)) as (string | number)[];
     if (reply[0] === 1) {
@@ -54,6 +60,22 @@ export class Scheduler {
     }
     await this.promote(reply.slice(4) as string[]);
     return { admitted: false, gate: String(reply[1]), why: String(reply[2]), delayUntil: Number(reply[3]) };
+  }
+
+  /**
+   * Decides for jobs about to be added whether they go straight into the queue or wait in their
+   * group's fair lane; returns the IDs of those to add parked (delayed by LANE_BACKSTOP_MS).
+   */
+  async lanes(jobs: readonly { jobId: string; group: string; priority: number }[]): Promise<Set<string>> {
+    const args: (string | number)[] = [this.window, WAIT_STATE_TTL_MS, jobs.length];
+    for (const j of jobs) args.push(j.jobId, j.group, j.priority);
+    const reply = (await this.run(LANE, Date.now(), args)) as number[];
+    return new Set(jobs.filter((_, i) => reply[i] === 0).map((j) => j.jobId));
+  }
+
+  /** The jobs `lanes` parked are in the delayed set: promote those let in meanwhile. */
+  async laned(jobIds: readonly string[]): Promise<void> {
+    await this.promote((await this.run(LANED, Date.now(), [this.window, ...jobIds])) as string[]);
   }
 
   /** The job is in the delayed set now; true when it was woken on its way there (promote it). */
@@ -76,18 +98,16 @@ export class Scheduler {
   }
 
   /** A job has its final record: its follow-ups may start. */
-  async finished(jobId: string, ttlMs: number): Promise<void> {
-    await this.promote((await this.run(FINISHED, Date.now(), [jobId, ttlMs])) as string[]);
+  async finished(jobId: string): Promise<void> {
+    await this.promote((await this.run(FINISHED, Date.now(), [jobId])) as string[]);
   }
 
-  /** Holds a provider for every worker until `untilMs` and lowers its learned rate; returns that rate's limit. */
-  async hold(provider: string, untilMs: number): Promise<number> {
-    return (await this.run(HOLD, Date.now(), [provider, untilMs, MAX_QUOTA_PERIOD_MS])) as number;
-  }
-
-  /** A call to the provider succeeded (it teaches the provider's rate, and raises a learned one). */
-  async succeeded(provider: string, member: string): Promise<void> {
-    await this.promote((await this.run(SUCCEEDED, Date.now(), [provider, member])) as string[]);
+  /**
+   * Holds a provider for every worker until `untilMs` and learns its rate from the calls it took
+   * lately (the attempt `member` was turned away); returns the learned limit per period.
+   */
+  async hold(provider: string, untilMs: number, member: string): Promise<number> {
+    return (await this.run(HOLD, Date.now(), [provider, untilMs, MAX_QUOTA_PERIOD_MS, member])) as number;
   }
 
   /** Counts one more time a provider turned this job away (kept a day); returns the count. */
@@ -99,15 +119,15 @@ export class Scheduler {
 
   /** Wakes what is free again but has no one left to wake it; run now and then by every worker. */
   async sweep(): Promise<number> {
-    const woken = (await this.run(SWEEP, Date.now(), [this.keys.result(""), PLACEMENT_GRACE_MS, STALE_PROMOTION_MS])) as string[];
+    const woken = (await this.run(SWEEP, Date.now(), [this.keys.result(""), PLACEMENT_GRACE_MS, STALE_PROMOTION_MS, this.window])) as string[];
     await this.promote(woken);
     return woken.length;
   }
 
   /** What a waiting job waits for, or null when it waits for nothing of ours. */
-  async waitingFor(jobId: string): Promise<WaitInfo | null> {
+  async waitingFor(jobId: string, delay?: number): Promise<WaitInfo | null> {
     const [gate, why, until] = await this.redis.hmget(`${this.keys.sched}j:${jobId}`, "at", "why", "until");
-    if (!gate || !why) return null;
+    if (!gate || !why) return delay === LANE_BACKSTOP_MS ? { gate: "lane", waitingFor: describeWait("l:", "", 0) } : null;
     const untilMs = Number(until ?? 0);
     const held = gate.startsWith("h:") ? Number((await this.redis.get(`${this.keys.sched}hold:${gate.slice(2)}`)) ?? 0) : 0;
     return { gate, waitingFor: describeWait(gate, why, Math.max(untilMs, held)) };

@@ -13,7 +13,10 @@
  *   log:<gate>   sorted set: `job@token` starts scored by time (sliding-window rate limits)
  *   hold:<prov>  string: ms until which the provider answers no calls
  *   quota:<prov> hash: the provider's learned rate (limit, period, ok)
- *   ok:<prov>    sorted set: successful calls by time (what the provider took before a 429)
+ *   log:q:<prov> sorted set: every start of a call to the provider, kept 10 min (what a 429 learns from)
+ *   lane:<prio>:<group>, rr:<prio>, prios   fair lanes: FIFO lists per group, the groups with
+ *                work at a priority (rotated round robin), the priorities with work
+ *   lp           hash: lane jobs their producer is still adding (`1`; `!` once let in)
  *   tmr          hash: gate → `untilMs|job`, the waiter whose delay ends when the gate reopens
  *   promoting    sorted set: woken jobs being promoted, by when (the sweep retries stale ones)
  *   done:<job>   string: the job has a final record (a follow-up may start)
@@ -33,6 +36,41 @@ local B = ARGV[2]
 local now = tonumber(ARGV[3])
 local rcall = redis.call
 
+-- A job of a fair lane, let in: promoted, or marked let in while its producer is still adding it.
+local function letIn(job, out)
+  if rcall('HGET', S .. 'lp', job) == '1' then
+    rcall('HSET', S .. 'lp', job, '!')
+    return true
+  end
+  if rcall('ZSCORE', B .. 'delayed', job) then
+    rcall('ZADD', S .. 'promoting', now, job)
+    out[#out + 1] = job
+    return true
+  end
+  return false -- removed from the queue while it waited
+end
+
+-- Makes one waiting job ready: promoted when it sleeps in the delayed set, marked woken when it
+-- is still on its way there (it promotes itself), forgotten when it left the queue. Returns
+-- whether it was still there.
+local function rouse(job, out)
+  local J = S .. 'j:' .. job
+  if rcall('HGET', J, 'parking') == '1' then
+    rcall('HSET', J, 'parking', '!')
+    return true
+  end
+  if rcall('ZSCORE', B .. 'delayed', job) then
+    rcall('ZADD', S .. 'promoting', now, job)
+    out[#out + 1] = job
+    return true
+  end
+  if rcall('EXISTS', B .. job) == 0 then
+    rcall('DEL', J)
+    return false
+  end
+  return true -- already waiting or running: it finds its own way
+end
+
 -- Wakes up to n waiters of gate g (lowest arrival first); appends the jobs to promote to out.
 local function wake(g, n, out)
   local woken = 0
@@ -42,25 +80,38 @@ local function wake(g, n, out)
     local head = rcall('ZRANGE', wkey, 0, 0)[1]
     if not head then break end
     rcall('ZREM', wkey, head)
-    local J = S .. 'j:' .. head
-    rcall('HDEL', J, 'at')
-    if rcall('EXISTS', B .. head) == 0 then
-      rcall('DEL', J) -- removed from the queue while it waited
-    else
-      woken = woken + 1
-      if rcall('HGET', J, 'parking') == '1' then
-        rcall('HSET', J, 'parking', '!')
-      elseif rcall('ZSCORE', B .. 'delayed', head) then
-        rcall('ZADD', S .. 'promoting', now, head)
-        out[#out + 1] = head
-      end
-    end
+    rcall('HDEL', S .. 'j:' .. head, 'at')
+    if rouse(head, out) then woken = woken + 1 end
   end
   if rcall('ZCARD', wkey) == 0 then
     rcall('SREM', S .. 'gates', g)
     rcall('HDEL', S .. 'tmr', g)
   end
   return woken
+end
+
+-- Moves jobs from the fair lanes into the queue while fewer than \`window\` are ready to fetch:
+-- the lowest priority number first, round robin across the groups that have work at it.
+local function feed(window, out)
+  if rcall('EXISTS', S .. 'prios') == 0 then return end
+  local room = window - rcall('LLEN', B .. 'wait') - rcall('ZCARD', B .. 'prioritized')
+  while room > 0 do
+    local prio = rcall('ZRANGE', S .. 'prios', 0, 0)[1]
+    if not prio then return end
+    local rr = S .. 'rr:' .. prio
+    local group = rcall('LMOVE', rr, rr, 'LEFT', 'RIGHT')
+    if not group then
+      rcall('ZREM', S .. 'prios', prio)
+    else
+      local lane = S .. 'lane:' .. prio .. ':' .. group
+      local job = rcall('LPOP', lane)
+      if rcall('LLEN', lane) == 0 then
+        rcall('LREM', rr, 0, group)
+        if rcall('LLEN', rr) == 0 then rcall('ZREM', S .. 'prios', prio) end
+      end
+      if job and letIn(job, out) then room = room - 1 end
+    end
+  end
 end
 
 -- Running leases of a slot gate, after dropping expired ones (a dead worker's).
@@ -70,13 +121,14 @@ local function running(g)
   return rcall('ZCARD', key)
 end
 
--- Starts in the last period of a sliding-window gate, after trimming older ones; and when the
--- oldest of them leaves the window.
-local function started(g, period)
+-- Starts in the last period of a sliding-window gate (after forgetting those older than keep),
+-- and when the oldest of them leaves the window.
+local function started(g, period, keep)
   local key = S .. 'log:' .. g
-  rcall('ZREMRANGEBYSCORE', key, '-inf', now - period)
-  local count = rcall('ZCARD', key)
-  local oldest = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
+  rcall('ZREMRANGEBYSCORE', key, '-inf', now - keep)
+  local from = '(' .. (now - period)
+  local count = rcall('ZCOUNT', key, from, '+inf')
+  local oldest = rcall('ZRANGEBYSCORE', key, from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2]
   return count, (oldest and (tonumber(oldest) + period) or now)
 end
 
@@ -105,17 +157,19 @@ end
  * Admit a job, or park it at the first gate that holds it.
  *   ARGV[4] job, ARGV[5] lease member (`job@token`), ARGV[6] lease expiry, ARGV[7] the far
  *   delay of a parked job (a backstop), ARGV[8] ttl of the job's waiting state, ARGV[9] the
- *   result-record prefix, ARGV[10] number of gates, then 4 per gate: kind, gate, a, b:
+ *   result-record prefix, ARGV[10] the fair window (see feed), ARGV[11] number of gates, then 4
+ *   per gate: kind, gate, a, b:
  *     c chain   a = predecessor, b = placement grace ms
  *     h hold    a = provider
  *     s slots   a = limit
  *     r rate    a = limit, b = period ms          (sliding window of starts)
- *     q quota   a = provider                      (its learned rate, if any)
+ *     q quota   a = provider, b = history kept ms  (its learned rate, if any; every start is logged)
  * Returns {1, promote...} when admitted, or {0, gate, why, delayUntil, promote...} when parked.
  */
 export const ADMIT = `${COMMON}
 local job, member, expiry, far, jttl, R = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
-local n = tonumber(ARGV[10])
+local window = tonumber(ARGV[10])
+local n = tonumber(ARGV[11])
 local J = S .. 'j:' .. job
 local out = {}
 local waited = rcall('EXISTS', J) == 1
@@ -158,13 +212,15 @@ local function park(g, why, untilMs, limit)
       delay = untilMs
     end
   end
+  -- The job leaves the ready jobs: let the next one in from the lanes.
+  feed(window, out)
   local reply = {0, g, why, delay}
   for _, id in ipairs(out) do reply[#reply + 1] = id end
   return reply
 end
 
 local passed = {}
-local i = 11
+local i = 12
 for k = 1, n do
   local kind, g, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   i = i + 4
@@ -189,17 +245,25 @@ for k = 1, n do
     end
     passed[#passed + 1] = {kind, g, limit, count}
   else -- r, q: a sliding window of starts
-    local limit, period
-    if kind == 'r' then limit, period = tonumber(a), tonumber(b) else limit, period = quota(a) end
+    local limit, period, keep
+    if kind == 'r' then
+      limit, period = tonumber(a), tonumber(b)
+      keep = period
+    else
+      limit, period = quota(a)
+      keep = tonumber(b)
+    end
     if limit then
-      local count, reopens = started(g, period)
+      local count, reopens = started(g, period, keep)
       local spec = limit .. '/' .. period
       if count >= limit then return park(g, count .. '/' .. spec, reopens, spec) end
       if behind(g) then
         wake(g, 1, out)
         return park(g, count .. '/' .. spec, reopens, spec)
       end
-      passed[#passed + 1] = {kind, g, limit, count, period}
+      passed[#passed + 1] = {kind, g, limit, count, keep, a}
+    elseif kind == 'q' then
+      passed[#passed + 1] = {kind, g, nil, 0, keep, a} -- logged: what a 429 learns from
     end
   end
 end
@@ -211,11 +275,24 @@ for _, p in ipairs(passed) do
     rcall('ZADD', S .. 'slots:' .. g, expiry, member)
     if p[4] + 1 < p[3] then wake(g, p[3] - p[4] - 1, out) end
   elseif kind == 'r' or kind == 'q' then
-    rcall('ZADD', S .. 'log:' .. g, now, member)
-    rcall('PEXPIRE', S .. 'log:' .. g, p[5] + 1000)
-    -- Room left in the window: the next waiter may go. None: the next waiter takes the timer,
-    -- unless one holds it already.
-    if p[4] + 1 < p[3] or not rcall('HGET', S .. 'tmr', g) then wake(g, 1, out) end
+    local key = S .. 'log:' .. g
+    rcall('ZADD', key, now, member)
+    rcall('PEXPIRE', key, p[5] + 1000)
+    if not p[3] then
+      rcall('ZREMRANGEBYSCORE', key, '-inf', now - p[5])
+    else
+      if kind == 'q' then
+        -- Additive increase: two periods' worth of starts at the learned rate allow one more.
+        local qkey = S .. 'quota:' .. p[6]
+        if rcall('HINCRBY', qkey, 'ok', 1) >= 2 * p[3] then
+          p[3] = p[3] + 1
+          rcall('HSET', qkey, 'limit', p[3], 'ok', 0)
+        end
+      end
+      -- Room left in the window: the next waiter may go. None: the next waiter takes the timer,
+      -- unless one holds it already.
+      if p[4] + 1 < p[3] or not rcall('HGET', S .. 'tmr', g) then wake(g, 1, out) end
+    end
   else
     wake(g, 1, out)
   end
@@ -224,8 +301,9 @@ if waited then
   local at = rcall('HGET', J, 'at')
   if at then rcall('ZREM', S .. 'w:' .. at, job) end
   rcall('DEL', J)
-  rcall('ZREM', S .. 'promoting', job)
 end
+rcall('ZREM', S .. 'promoting', job)
+feed(window, out)
 local reply = {1}
 for _, id in ipairs(out) do reply[#reply + 1] = id end
 return reply
@@ -276,13 +354,10 @@ return lost
 `;
 
 /**
- * A job has its final record: mark it done and wake its follow-ups. ARGV[4] job, ARGV[5] ttl
- * of the mark in ms (0 = none). Returns the jobs to promote.
+ * A job has its final record (which marked it done: ResultStore.put): wake its follow-ups.
+ * ARGV[4] job. Returns the jobs to promote.
  */
 export const FINISHED = `${COMMON}
-local key = S .. 'done:' .. ARGV[4]
-local ttl = tonumber(ARGV[5])
-if ttl > 0 then rcall('SET', key, '1', 'PX', ttl) else rcall('SET', key, '1') end
 local out = {}
 if rcall('EXISTS', S .. 'w:c:' .. ARGV[4]) == 1 then wake('c:' .. ARGV[4], 1000, out) end
 return out
@@ -290,65 +365,49 @@ return out
 
 /**
  * The provider answered "too many requests": hold it for every worker until ARGV[5], and learn
- * its rate. ARGV[4] provider, ARGV[5] until (ms), ARGV[6] the longest period to learn over.
- * The rate learned is what the provider took in the period before (at least 1 call), over a
- * period of at least the hold; a 429 while a rate is learned lowers it by one. Returns the limit.
+ * its rate. ARGV[4] provider, ARGV[5] until (ms), ARGV[6] the longest period to learn over,
+ * ARGV[7] the lease member of the call it turned away.
+ * What the provider took is the calls started lately (since `until - now` before now) that it
+ * has not turned away; the learned rate is that many calls (at least 1, and one fewer than the
+ * rate learned before when a fresh hold begins) per the time from the oldest of them to `until`.
+ * Returns the learned limit.
  */
 export const HOLD = `${COMMON}
-local p, untilMs, maxPeriod = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local p, untilMs, maxPeriod, member = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local holdKey = S .. 'hold:' .. p
 local current = tonumber(rcall('GET', holdKey) or '0')
-local qkey = S .. 'quota:' .. p
+if untilMs > current then rcall('SET', holdKey, untilMs, 'PX', untilMs - now + 60000) end
+local log = S .. 'log:q:' .. p
+rcall('ZREM', log, member)
+local from = now - math.max(untilMs - now, 1000)
+local took = rcall('ZCOUNT', log, from, '+inf')
+local oldest = tonumber(rcall('ZRANGEBYSCORE', log, from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2] or now)
 local limit, period = quota(p)
-if current > now then
-  -- Already held: calls in flight when the provider said no; one lesson per hold.
-  if untilMs > current then rcall('SET', holdKey, untilMs, 'PX', untilMs - now + 60000) end
-  return limit or 0
-end
-rcall('SET', holdKey, untilMs, 'PX', untilMs - now + 60000)
-local span = math.min(maxPeriod, math.max(period or 0, untilMs - now, 1000))
-rcall('ZREMRANGEBYSCORE', S .. 'ok:' .. p, '-inf', now - maxPeriod)
-local took = rcall('ZCOUNT', S .. 'ok:' .. p, now - span, '+inf')
-if limit then limit = math.max(1, math.min(limit - 1, took)) else limit = math.max(1, took) end
-rcall('HSET', qkey, 'limit', limit, 'period', span, 'ok', 0)
-rcall('PEXPIRE', qkey, 3600000)
-return limit
-`;
-
-/**
- * A call to the provider succeeded: count it, and after two periods' worth of successes at the
- * learned rate, allow one more (additive increase). ARGV[4] provider, ARGV[5] member.
- * Returns the jobs to promote (a raised rate lets one more waiter go).
- */
-export const SUCCEEDED = `${COMMON}
-local p = ARGV[4]
-local okKey = S .. 'ok:' .. p
-rcall('ZADD', okKey, now, ARGV[5])
-rcall('PEXPIRE', okKey, 3600000)
-local out = {}
-local qkey = S .. 'quota:' .. p
-local limit = tonumber(rcall('HGET', qkey, 'limit'))
+local learned = math.max(1, took)
 if limit then
-  local ok = rcall('HINCRBY', qkey, 'ok', 1)
-  if ok >= 2 * limit then
-    rcall('HSET', qkey, 'limit', limit + 1, 'ok', 0)
-    rcall('PEXPIRE', qkey, 3600000)
-    if rcall('EXISTS', S .. 'w:q:' .. p) == 1 then wake('q:' .. p, 1, out) end
-  end
+  local cap = limit
+  if current <= now then cap = limit - 1 end
+  learned = math.max(1, math.min(learned, cap))
 end
-return out
+local span = math.min(maxPeriod, math.max(period or 0, untilMs - oldest, 1000))
+local qkey = S .. 'quota:' .. p
+rcall('HSET', qkey, 'limit', learned, 'period', span, 'ok', 0)
+rcall('PEXPIRE', qkey, 3600000)
+if rcall('EXISTS', S .. 'w:q:' .. p) == 1 then rcall('HSET', S .. 'limits', 'q:' .. p, learned .. '/' .. span) end
+return learned
 `;
 
 /**
  * The safety net, run by every worker now and then: wakes waiters of gates that are open again
  * (a dead worker's leases expired, a hold passed, a predecessor ended while its waker died)
  * and re-promotes woken jobs whose promotion was lost. ARGV[4] result-record prefix,
- * ARGV[5] placement grace, ARGV[6] how old a promotion must be to be retried.
- * Returns the jobs to promote.
+ * ARGV[5] placement grace, ARGV[6] how old a promotion must be to be retried, ARGV[7] the fair
+ * window (lanes are fed too). Returns the jobs to promote.
  */
 export const SWEEP = `${COMMON}
 local R, grace, stale = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local out = {}
+feed(tonumber(ARGV[7]), out)
 for _, g in ipairs(rcall('SRANDMEMBER', S .. 'gates', 200)) do
   local kind, name = string.sub(g, 1, 1), string.sub(g, 3)
   local limit = rcall('HGET', S .. 'limits', g)
@@ -363,7 +422,7 @@ for _, g in ipairs(rcall('SRANDMEMBER', S .. 'gates', 200)) do
     if kind == 'q' then l, period = quota(name) end
     if not l then wake(g, 1, out)
     else
-      local count = started(g, tonumber(period))
+      local count = started(g, tonumber(period), tonumber(period))
       if count < tonumber(l) then wake(g, 1, out) end
     end
   else
@@ -379,5 +438,51 @@ for _, id in ipairs(rcall('ZRANGEBYSCORE', S .. 'promoting', '-inf', now - stale
     rcall('ZREM', S .. 'promoting', id)
   end
 end
+return out
+`;
+
+/**
+ * A producer adds jobs: while no lane has work and fewer than the window are ready, they go
+ * straight into the queue; the others wait in their group's lane (FIFO) for feed to let them in.
+ *   ARGV[4] window, ARGV[5] ttl of a waiting job's state, ARGV[6] count, then 3 per job:
+ *   job, group, priority. Returns per job 1 (add it ready) or 0 (add it parked: it is in a lane).
+ */
+export const LANE = `${COMMON}
+local window, jttl, n = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local room = window - rcall('LLEN', B .. 'wait') - rcall('ZCARD', B .. 'prioritized')
+local busy = rcall('EXISTS', S .. 'prios') == 1
+local reply = {}
+local i = 7
+for k = 1, n do
+  local job, group, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  if not busy and room > 0 then
+    reply[k] = 1
+    room = room - 1
+  else
+    busy = true
+    local lane = S .. 'lane:' .. prio .. ':' .. group
+    if rcall('RPUSH', lane, job) == 1 then
+      rcall('RPUSH', S .. 'rr:' .. prio, group)
+      rcall('ZADD', S .. 'prios', prio, prio)
+    end
+    rcall('HSET', S .. 'lp', job, '1')
+    reply[k] = 0
+  end
+end
+return reply
+`;
+
+/**
+ * The jobs LANE parked are in the delayed set now. ARGV[4] window, then job IDs. Returns those
+ * woken meanwhile and any the lanes let in (the caller promotes them).
+ */
+export const LANED = `${COMMON}
+local out = {}
+for i = 5, #ARGV do
+  if rcall('HGET', S .. 'lp', ARGV[i]) == '!' then out[#out + 1] = ARGV[i] end
+  rcall('HDEL', S .. 'lp', ARGV[i])
+end
+feed(tonumber(ARGV[4]), out)
 return out
 `;

@@ -62,6 +62,11 @@ const EnvSchema = z.object({
   DISPATCH_RATE_LIMITS: z.string().optional(),
   /** Running jobs allowed per task `concurrencyKey`. @defaultValue 1 */
   DISPATCH_KEY_CONCURRENCY: int(1, 10_000).default(1),
+  /**
+   * Fair share: at most this many jobs wait ready in the queue; the others wait in their group's
+   * lane and are let in round robin across groups as jobs start. @defaultValue 1
+   */
+  DISPATCH_FAIR_WINDOW: int(1, 100_000).default(1),
   /** Keep opencode's per-step git snapshots of the working directory (slow on big directories). @defaultValue false */
   DISPATCH_SNAPSHOTS: z.enum(["true", "false", "1", "0"]).default("false").transform((v) => v === "true" || v === "1"),
   /** Where a worker keeps its opencode server's data. @defaultValue $TMPDIR/opencode-dispatch */
@@ -109,6 +114,8 @@ export type Config = {
   stallMs: number;
   snapshots: boolean;
   flow: FlowSettings;
+  /** Jobs ready in the queue at most; the rest wait in fair lanes (DISPATCH_FAIR_WINDOW). */
+  fairWindow: number;
   providerRetries: number;
   autoApprove: boolean;
   dataDir: string;
@@ -153,6 +160,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       rate: parseLimits(e.DISPATCH_RATE_LIMITS, "rate", "DISPATCH_RATE_LIMITS"),
       keyConcurrency: e.DISPATCH_KEY_CONCURRENCY,
     },
+    fairWindow: e.DISPATCH_FAIR_WINDOW,
     providerRetries: e.DISPATCH_PROVIDER_RETRIES,
     autoApprove: e.DISPATCH_AUTO_APPROVE,
     dataDir: e.DISPATCH_DATA_DIR,

@@ -51,8 +51,8 @@ export class ResultStore {
   /**
    * Writes a record and announces it. A final record that names a webhook gets its delivery job
    * first, so a crash in between notifies (at least once) rather than not at all. A final record
-   * also marks the job done for the scheduler (its follow-ups may start); any other clears it
-   * (a job re-queued by `retry` is not done).
+   * also marks the job done for the scheduler (its follow-ups may start); a waiting one clears
+   * that (a job re-queued by `retry` is not done).
    */
   async put(record: ResultRecord): Promise<void> {
     const final = FINAL_STATES.has(record.state);
@@ -65,7 +65,7 @@ export class ResultStore {
     const px = this.ttlMs > 0 ? (["PX", this.ttlMs] as const) : ([] as const);
     multi.set(key, value, ...(px as ["PX", number]));
     if (final) multi.set(done, "1", ...(px as ["PX", number]));
-    else multi.del(done);
+    else if (record.state === "waiting") multi.del(done); // re-queued (retry) or handed back
     multi.publish(this.keys.events, JSON.stringify(event));
     await multi.exec();
     if (final) await this.onFinal?.(record.jobId);

@@ -113,6 +113,11 @@ const SessionFields = {
 /** Queue options: how BullMQ treats the job. */
 const QueueFields = {
   id: JobId.optional(),
+  /**
+   * Fair share: free slots go round robin across the groups that have work. @defaultValue the
+   * batch ID for a batch's tasks, else one group shared by all single enqueues ("default")
+   */
+  group: z.string().min(1).max(200).optional(),
   priority: z.number().int().min(0).max(LIMITS.priority).optional(),
   delay: z.number().int().min(0).optional(),
   attempts: z.number().int().min(1).max(LIMITS.attempts).optional(),
@@ -212,7 +217,7 @@ export function parseTask(input: unknown, where = ""): Task {
 }
 
 /** Task fields that become job options or placement rather than payload. */
-const NOT_PAYLOAD = new Set<string>(["id", "priority", "delay", "attempts", "timeout", "continue"]);
+const NOT_PAYLOAD = new Set<string>(["id", "group", "priority", "delay", "attempts", "timeout", "continue"]);
 
 /**
  * The job's data for a task. A plain loop rather than `{ a, b, ...rest }`: object rest with

@@ -124,7 +124,6 @@ export function createProcessor(deps: ProcessorDeps) {
       const overBudget = checkBudget(payload, outcome.tokens.total, outcome.cost);
       if (overBudget) throw overBudget;
       await finish(deps.store, record, started, "completed");
-      void deps.scheduler.succeeded(providerOf(payload.model), member).catch(() => undefined);
       log.info({ sessionId: outcome.sessionId, tokens: outcome.tokens.total, cost: outcome.cost }, "job completed");
       return { sessionId: outcome.sessionId };
     } catch (thrown) {
@@ -137,7 +136,7 @@ export function createProcessor(deps: ProcessorDeps) {
       if (busyUntil !== undefined && token && (await holdsOf(deps, jobId)) <= MAX_PROVIDER_HOLDS) {
         // The provider is over its quota: hold it for every worker; this job waits its turn again.
         const provider = providerOf(payload.model);
-        const limit = await deps.scheduler.hold(provider, busyUntil);
+        const limit = await deps.scheduler.hold(provider, busyUntil, member);
         await deps.store.put({ ...record, state: "delayed", error: null });
         await job.moveToDelayed(busyUntil, token);
         log.info({ ...logCtx, provider, until: new Date(busyUntil).toISOString(), learnedRate: limit }, "provider is busy; job waits for it without spending an attempt");

@@ -25,6 +25,7 @@ export interface TaskFlags extends ConnectionFlags {
   maxCost?: number;
   maxTokens?: number;
   concurrencyKey?: string;
+  group?: string;
   schema?: Record<string, unknown>;
   schemaRetries?: number;
   file?: string[];
@@ -56,6 +57,7 @@ export function withTaskOptions(command: Command): Command {
     .option("--worktree", "run in a fresh git worktree of --directory, on its own branch dispatch/<jobId>")
     .option("--max-cost <usd>", "abort and fail (no retry) once the session has cost more than this", numberOption("--max-cost"))
     .option("--concurrency-key <key>", "jobs sharing this key run one at a time across all workers (DISPATCH_KEY_CONCURRENCY), e.g. a repository path")
+    .option("--group <name>", "fair share: free slots go round robin across the groups with work (default: the batch ID in a batch, else one shared group)")
     .option("--max-tokens <n>", "abort and fail (no retry) once the session has used more tokens than this", intOption("--max-tokens", 1))
     .option("--schema <file>", "a JSON Schema file: ask for a structured answer matching it (checked, repaired, else the job fails)", schemaFileOption)
     .option("--schema-retries <n>", "repair prompts after a structured answer that misses the schema (default 2)", intOption("--schema-retries", 0, 10))
@@ -102,6 +104,7 @@ export function taskFromFlags(prompt: string, flags: TaskFlags): TaskInput {
     maxCost: flags.maxCost,
     maxTokens: flags.maxTokens,
     concurrencyKey: flags.concurrencyKey,
+    group: flags.group,
     schema: flags.schema,
     schemaRetries: flags.schemaRetries,
     files: flags.file,

@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import type { JobsOptions, Queue } from "bullmq";
+import type { JobsOptions } from "bullmq";
 import { InputError } from "../../shared/errors.js";
 import { InFlight } from "../../shared/in-flight.js";
 import { JobId, parseTask, toPayload, type Task, type TaskInput } from "../../shared/task.js";
 import type { Placement } from "../../scheduling/placement.js";
+import type { NewJob } from "../add-jobs.js";
 import { BatchFollowUps } from "../follow-ups.js";
 import type { BatchEntry, BatchSource } from "./source.js";
 import type { BatchStore } from "./store.js";
@@ -59,11 +60,12 @@ export class BatchInputError extends InputError {
 }
 
 export interface SubmitContext {
-  queue: Queue;
+  /** Adds jobs to the queue (see add-jobs.ts). */
+  add(jobs: NewJob[]): Promise<void>;
   batches: BatchStore;
   jobName: string;
   jobTimeoutMs: number;
-  jobOptions(task: Task, jobId: string): JobsOptions;
+  jobOptions(task: Task, jobId: string): JobsOptions & { jobId: string };
   /** Puts a task with `continue` or `session` at the end of its thread (see placeInThread). */
   place(task: Task, jobId: string): Promise<Placement>;
 }
@@ -163,11 +165,12 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
       // In line order: follow-ups of one session run one at a time, in the order of the lines.
       const placements: Placement[] = [];
       for (const { task, jobId } of fresh) placements.push(task.continue || task.session ? await ctx.place(task, jobId) : {});
-      await ctx.queue.addBulk(
+      await ctx.add(
         fresh.map(({ task, jobId }, i) => ({
           name: ctx.jobName,
           data: Object.assign(toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now), placements[i]),
           opts: ctx.jobOptions(task, jobId),
+          group: task.group ?? batchId,
         })),
       );
     }

@@ -1,0 +1,24 @@
+import type { JobsOptions, Queue } from "bullmq";
+import { LANE_BACKSTOP_MS, type Scheduler } from "../scheduling/scheduler.js";
+import type { JobPayload } from "../shared/task.js";
+
+/** A job about to be added, with the fair-share group it belongs to. */
+export interface NewJob {
+  name: string;
+  data: JobPayload;
+  opts: JobsOptions & { jobId: string };
+  group: string;
+}
+
+/**
+ * The one way jobs reach BullMQ. Jobs that may run at once and start no session chain of their
+ * own take part in fair share: while other work is ahead of them they wait, parked, in their
+ * group's lane (see scheduling/scripts.ts LANE), and workers let them in round robin.
+ */
+export async function addJobs(queue: Queue, scheduler: Scheduler, jobs: readonly NewJob[]): Promise<void> {
+  if (jobs.length === 0) return;
+  const fair = jobs.filter((j) => !j.opts.delay && !j.data.after && !j.data.session);
+  const parked = fair.length ? await scheduler.lanes(fair.map((j) => ({ jobId: j.opts.jobId, group: j.group, priority: j.opts.priority ?? 0 }))) : new Set<string>();
+  await queue.addBulk(jobs.map(({ name, data, opts }) => ({ name, data, opts: parked.has(opts.jobId) ? { ...opts, delay: LANE_BACKSTOP_MS } : opts })));
+  if (parked.size) await scheduler.laned([...parked]);
+}
