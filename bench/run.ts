@@ -4,7 +4,8 @@
  *
  *   npm run bench                    # the full run (~15 min on 2 cores)
  *   npm run bench -- --quick         # smaller samples (~2-3 min)
- *   npm run bench -- --only 1,3      # some sections: 1 dispatch, 2 batch vs `opencode run`, 3 enqueue, 4 memory
+ *   npm run bench -- --only 1,3      # some sections: 1 dispatch, 2 batch vs `opencode run`, 3 enqueue, 4 memory,
+ *                                    # 5 Redis commands per job (plain, capped, chain, groups)
  *
  * Prints every figure and ratio, then a Markdown table for BENCHMARKS.md.
  */
@@ -29,12 +30,13 @@ import { makeOpencodeEnv, OPENCODE_BIN } from "../test/support/opencode-env.js";
 import { startOpencodeServer, type OpencodeServer } from "../test/support/opencode-server.js";
 import { startRedisServer } from "../test/support/redis.js";
 import { childrenOf, fmt, mib, perSec, percentile, pool, sampleRss } from "./measure.js";
+import { measureRedisCost } from "./redis-cost.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const { values: flags } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
-    only: { type: "string", default: "1,2,3,4" },
+    only: { type: "string", default: "1,2,3,4,5" },
     tasks: { type: "string" },
     "run-sample": { type: "string" },
     enqueue: { type: "string" },
@@ -69,7 +71,7 @@ const fake = await startFakeModel();
 const oc = await makeOpencodeEnv(fake.url);
 const ocEnv = { ...process.env, ...oc.env };
 const baseEnv = { REDIS_URL: redis.url, DISPATCH_DATA_DIR: join(oc.root, "workers"), LOG_LEVEL: "warn" };
-const configFor = (queue: string): Config => loadConfig({ ...baseEnv, DISPATCH_QUEUE: queue });
+const configFor = (queue: string, env: Record<string, string> = {}): Config => loadConfig({ ...baseEnv, ...env, DISPATCH_QUEUE: queue });
 const cleanups: (() => Promise<unknown>)[] = [];
 
 async function startServer(): Promise<{ server: OpencodeServer; client: OpencodeClient }> {
@@ -265,6 +267,21 @@ try {
       latencies.push(Date.parse(record.startedAt!) - Date.parse(record.enqueuedAt!));
     }
     report("3", `add→start pickup latency, idle worker (${latencies.length} jobs, one at a time)`, `p50 ${percentile(latencies, 50)} ms, p95 ${percentile(latencies, 95)} ms`);
+  }
+
+  // 5. Redis commands per job ------------------------------------------------------------------------
+  if (only.has("5")) {
+    say("5. Redis commands per job, and the jobs/s one Redis carries");
+    const s = await sharedStack(sameConcurrency);
+    await measureRedisCost({
+      redisUrl: redis.url,
+      redisPort: redis.port,
+      serverUrl: s.server.url,
+      configFor,
+      log,
+      tasks: quick ? 40 : 100,
+      report: (figure, value, goal) => report("5", figure, value, goal),
+    });
   }
 
   // 4. Memory -------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ export interface NewJob {
 export async function addJobs(queue: Queue, scheduler: Scheduler, jobs: readonly NewJob[]): Promise<void> {
   if (jobs.length === 0) return;
   const fair = jobs.filter((j) => !j.opts.delay && !j.data.after && !j.data.session);
-  const parked = fair.length ? await scheduler.lanes(fair.map((j) => ({ jobId: j.opts.jobId, group: j.group, priority: j.opts.priority ?? 0 }))) : new Set<string>();
+  const parked = fair.length
+    ? await scheduler.lanes(fair.map((j) => ({ jobId: j.opts.jobId, group: j.group, priority: j.opts.priority ?? 0, model: j.data.model, concurrencyKey: j.data.concurrencyKey })))
+    : new Set<string>();
   await queue.addBulk(jobs.map(({ name, data, opts }) => ({ name, data, opts: parked.has(opts.jobId) ? { ...opts, delay: LANE_BACKSTOP_MS } : opts })));
   if (parked.size) await scheduler.laned([...parked]);
 }

@@ -33,9 +33,8 @@ export class LeaseKeeper {
     if (this.ticking || this.closed) return;
     this.ticking = true;
     try {
-      for (const [member, gates] of this.held) {
-        const lost = await this.scheduler.renew(member, gates, this.leaseMs);
-        if (lost > 0) this.log.warn({ jobId: member.split("@")[0], lost }, "a flow-control lease had lapsed; its slot may be taken");
+      for (const member of new Set(await this.scheduler.renew(this.held, this.leaseMs))) {
+        this.log.warn({ jobId: member.split("@")[0] }, "a flow-control lease had lapsed; its slot may be taken by another job");
       }
       await this.scheduler.sweep();
     } catch (error) {

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { Job, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import type { QueueKeys } from "../shared/keys.js";
+import type { FlowSettings } from "../shared/flow-limits.js";
 import type { Logger } from "../shared/logger.js";
 import { describeWait, PLACEMENT_GRACE_MS, type Gate } from "./gates.js";
 import { ADMIT, FINISHED, HOLD, LANE, LANED, PARKED, RELEASE, RENEW, SWEEP } from "./scripts.js";
@@ -18,6 +19,16 @@ const WAIT_STATE_TTL_MS = 30 * 86_400_000;
 const STALE_PROMOTION_MS = 10_000;
 /** The longest period a provider's rate is learned over (and how long its starts are remembered). */
 export const MAX_QUOTA_PERIOD_MS = 10 * 60_000;
+
+/** A job about to be added, as fair share sees it. */
+export interface LaneJob {
+  jobId: string;
+  group: string;
+  priority: number;
+  /** With the key, what concurrency caps apply (a capped job waits at its cap from its lane). */
+  model?: string | undefined;
+  concurrencyKey?: string | undefined;
+}
 
 export type Admission = { admitted: true } | { admitted: false; gate: string; why: string; delayUntil: number };
 
@@ -66,9 +77,9 @@ export class Scheduler {
    * Decides for jobs about to be added whether they go straight into the queue or wait in their
    * group's fair lane; returns the IDs of those to add parked (delayed by LANE_BACKSTOP_MS).
    */
-  async lanes(jobs: readonly { jobId: string; group: string; priority: number }[]): Promise<Set<string>> {
+  async lanes(jobs: readonly LaneJob[]): Promise<Set<string>> {
     const args: (string | number)[] = [this.window, WAIT_STATE_TTL_MS, jobs.length];
-    for (const j of jobs) args.push(j.jobId, j.group, j.priority);
+    for (const j of jobs) args.push(j.jobId, j.group, j.priority, j.model ?? "", j.concurrencyKey ?? "");
     const reply = (await this.run(LANE, Date.now(), args)) as number[];
     return new Set(jobs.filter((_, i) => reply[i] === 0).map((j) => j.jobId));
   }
@@ -76,6 +87,17 @@ export class Scheduler {
   /** The jobs `lanes` parked are in the delayed set: promote those let in meanwhile. */
   async laned(jobIds: readonly string[]): Promise<void> {
     await this.promote((await this.run(LANED, Date.now(), [this.window, ...jobIds])) as string[]);
+  }
+
+  /**
+   * Publishes this worker's concurrency caps, so jobs in the fair lanes whose cap is full wait at
+   * that cap straight away. Every worker of a queue should run with the same caps.
+   */
+  async publishCaps(flow: FlowSettings): Promise<void> {
+    const key = `${this.keys.sched}caps`;
+    const fields: (string | number)[] = ["k:", flow.keyConcurrency];
+    for (const l of flow.concurrency) fields.push(`m:${l.pattern}`, l.limit);
+    await this.redis.multi().del(key).hset(key, ...fields).exec();
   }
 
   /** The job is in the delayed set now; true when it was woken on its way there (promote it). */
@@ -90,11 +112,13 @@ export class Scheduler {
     await this.promote((await this.run(RELEASE, Date.now(), args)) as string[]);
   }
 
-  /** Extends an attempt's leases; returns how many had lapsed (taken back by the sweep). */
-  async renew(member: string, gates: readonly Gate[], leaseMs: number): Promise<number> {
-    if (gates.length === 0) return 0;
+  /** Extends leases (each attempt's member with its gates); returns the members whose lease had lapsed. */
+  async renew(held: ReadonlyMap<string, readonly Gate[]>, leaseMs: number): Promise<string[]> {
     const now = Date.now();
-    return (await this.run(RENEW, now, [now + leaseMs, member, ...gates.map((g) => g.name)])) as number;
+    const args: (string | number)[] = [now + leaseMs];
+    for (const [member, gates] of held) for (const g of gates) args.push(g.name, member);
+    if (args.length === 1) return [];
+    return (await this.run(RENEW, now, args)) as string[];
   }
 
   /** A job has its final record: its follow-ups may start. */

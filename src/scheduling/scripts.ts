@@ -55,6 +55,10 @@ end
 -- whether it was still there.
 local function rouse(job, out)
   local J = S .. 'j:' .. job
+  if rcall('HGET', S .. 'lp', job) == '1' then
+    rcall('HSET', S .. 'lp', job, '!') -- a lane job its producer is still adding
+    return true
+  end
   if rcall('HGET', J, 'parking') == '1' then
     rcall('HSET', J, 'parking', '!')
     return true
@@ -90,12 +94,51 @@ local function wake(g, n, out)
   return woken
 end
 
+-- A lane job (\`job\\tmodel\\tkey\`) whose concurrency cap is full, or has others waiting, waits at
+-- that cap's gate straight from its lane, without a trip through the queue. The caps are those
+-- the workers published (caps: gate → limit, \`k:\` for every concurrency key).
+local function capped(entry)
+  local job, model, key = string.match(entry, '^([^\t]*)\t([^\t]*)\t(.*)$')
+  if not job then return entry, nil end
+  if rcall('EXISTS', S .. 'caps') == 0 then return job, nil end
+  local gates = {}
+  if model ~= '' then
+    local provider = string.match(model, '^([^/]*)')
+    gates = {'m:' .. model, 'm:' .. provider, 'm:*'}
+  else
+    gates = {'m:*'}
+  end
+  local ask = {}
+  for _, g in ipairs(gates) do ask[#ask + 1] = g end
+  ask[#ask + 1] = 'k:'
+  local limits = rcall('HMGET', S .. 'caps', unpack(ask))
+  local candidates = {}
+  for k, g in ipairs(gates) do if limits[k] then candidates[#candidates + 1] = {g, tonumber(limits[k])} end end
+  if key ~= '' and limits[#ask] then candidates[#candidates + 1] = {'k:' .. key, tonumber(limits[#ask])} end
+  for _, c in ipairs(candidates) do
+    local g, limit = c[1], c[2]
+    local count = running(g)
+    if count >= limit or rcall('EXISTS', S .. 'w:' .. g) == 1 then
+      local J = S .. 'j:' .. job
+      local seq = rcall('INCR', S .. 'seq')
+      rcall('ZADD', S .. 'w:' .. g, seq, job)
+      rcall('SADD', S .. 'gates', g)
+      rcall('HSET', S .. 'limits', g, limit)
+      rcall('HSET', J, 'seq', seq, 'at', g, 'why', count .. '/' .. limit, 'until', 0)
+      rcall('PEXPIRE', J, 2592000000)
+      return job, g
+    end
+  end
+  return job, nil
+end
+
 -- Moves jobs from the fair lanes into the queue while fewer than \`window\` are ready to fetch:
 -- the lowest priority number first, round robin across the groups that have work at it.
 local function feed(window, out)
   if rcall('EXISTS', S .. 'prios') == 0 then return end
   local room = window - rcall('LLEN', B .. 'wait') - rcall('ZCARD', B .. 'prioritized')
-  while room > 0 do
+  local moved = 0
+  while room > 0 and moved < 200 do
     local prio = rcall('ZRANGE', S .. 'prios', 0, 0)[1]
     if not prio then return end
     local rr = S .. 'rr:' .. prio
@@ -104,12 +147,16 @@ local function feed(window, out)
       rcall('ZREM', S .. 'prios', prio)
     else
       local lane = S .. 'lane:' .. prio .. ':' .. group
-      local job = rcall('LPOP', lane)
+      local entry = rcall('LPOP', lane)
       if rcall('LLEN', lane) == 0 then
         rcall('LREM', rr, 0, group)
         if rcall('LLEN', rr) == 0 then rcall('ZREM', S .. 'prios', prio) end
       end
-      if job and letIn(job, out) then room = room - 1 end
+      if entry then
+        moved = moved + 1
+        local job, gate = capped(entry)
+        if not gate and letIn(job, out) then room = room - 1 end
+      end
     end
   end
 end
@@ -343,12 +390,15 @@ end
 return out
 `;
 
-/** Extends an attempt's leases. ARGV[4] expiry, ARGV[5] lease member, then gate names. Returns how many were lost. */
+/**
+ * Extends leases. ARGV[4] expiry, then pairs: gate, lease member. Returns the members whose
+ * lease had lapsed (it is not taken again: someone else may hold the slot now).
+ */
 export const RENEW = `${COMMON}
-local lost = 0
-for i = 6, #ARGV do
+local lost = {}
+for i = 5, #ARGV, 2 do
   local key = S .. 'slots:' .. ARGV[i]
-  if rcall('ZSCORE', key, ARGV[5]) then rcall('ZADD', key, 'XX', ARGV[4], ARGV[5]) else lost = lost + 1 end
+  if rcall('ZSCORE', key, ARGV[i + 1]) then rcall('ZADD', key, 'XX', ARGV[4], ARGV[i + 1]) else lost[#lost + 1] = ARGV[i + 1] end
 end
 return lost
 `;
@@ -444,8 +494,8 @@ return out
 /**
  * A producer adds jobs: while no lane has work and fewer than the window are ready, they go
  * straight into the queue; the others wait in their group's lane (FIFO) for feed to let them in.
- *   ARGV[4] window, ARGV[5] ttl of a waiting job's state, ARGV[6] count, then 3 per job:
- *   job, group, priority. Returns per job 1 (add it ready) or 0 (add it parked: it is in a lane).
+ *   ARGV[4] window, ARGV[5] (unused), ARGV[6] count, then 5 per job: job, group, priority,
+ *   model, concurrency key. Returns per job 1 (add it ready) or 0 (add it parked: in a lane).
  */
 export const LANE = `${COMMON}
 local window, jttl, n = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -454,15 +504,15 @@ local busy = rcall('EXISTS', S .. 'prios') == 1
 local reply = {}
 local i = 7
 for k = 1, n do
-  local job, group, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  i = i + 3
+  local job, group, prio, model, key = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  i = i + 5
   if not busy and room > 0 then
     reply[k] = 1
     room = room - 1
   else
     busy = true
     local lane = S .. 'lane:' .. prio .. ':' .. group
-    if rcall('RPUSH', lane, job) == 1 then
+    if rcall('RPUSH', lane, job .. '\t' .. model .. '\t' .. key) == 1 then
       rcall('RPUSH', S .. 'rr:' .. prio, group)
       rcall('ZADD', S .. 'prios', prio, prio)
     end

@@ -138,7 +138,10 @@ export function createProcessor(deps: ProcessorDeps) {
         const provider = providerOf(payload.model);
         const limit = await deps.scheduler.hold(provider, busyUntil, member);
         await deps.store.put({ ...record, state: "delayed", error: null });
-        await job.moveToDelayed(busyUntil, token);
+        // It waits in line at the hold like any job that meets it (one waiter keeps the timer).
+        const admission = await deps.scheduler.admit(jobId, member, gates.filter((g) => g.kind === "h"), deps.leases.leaseMs);
+        await job.moveToDelayed(admission.admitted ? Date.now() : admission.delayUntil, token);
+        if (await deps.scheduler.parked(jobId)) await deps.scheduler.promote([jobId]);
         log.info({ ...logCtx, provider, until: new Date(busyUntil).toISOString(), learnedRate: limit }, "provider is busy; job waits for it without spending an attempt");
         throw new DelayedError();
       }

@@ -115,6 +115,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     const transfer = new SessionTransfer(connection, queueKeys(queue), config.resultTtlMs, log);
     // A lease outlives the lock BullMQ would take back from a dead worker by a small margin.
     leases = new LeaseKeeper(scheduler, config.lockDurationMs + LEASE_MARGIN_MS, log);
+    await scheduler.publishCaps(config.flow);
     const processor = createProcessor({ store, transfer, config, scheduler, leases, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
     bull = new Worker(queue, keeper.wrap(refuseCancelled(processor, { connection, store, log })), {
       connection,
