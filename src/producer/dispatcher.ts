@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { JobsOptions, Queue } from "bullmq";
+import { QueueEvents, type JobsOptions, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import { checkQueueName, loadConfig, type Config } from "../shared/config.js";
@@ -23,7 +23,7 @@ import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups
 import { readStatus, type JobStatus } from "./job-status.js";
 import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
 import { EventBus, Subscriptions, type DispatchEventName, type EventHandlers, type EventScope, type Subscription } from "./events.js";
-import { Waiter } from "./waiter.js";
+import { VANISHED, Waiter } from "./waiter.js";
 
 export const JOB_NAME = "dispatch";
 
@@ -83,6 +83,7 @@ export class Dispatcher {
   private subscriptions: Promise<Subscriptions> | undefined;
   private subscriber: Redis | undefined;
   private closing: Promise<void> | undefined;
+  private removals: { close(): Promise<void> } | undefined;
 
   constructor(options: DispatcherOptions = {}) {
     this.config = options.config ?? loadConfig();
@@ -379,12 +380,23 @@ export class Dispatcher {
   private getWaiter(): Promise<Waiter> {
     this.waiter ??= (async () => {
       const { queue, store } = await this.connect();
-      return new Waiter(await this.getBus(), async (jobId) => {
+      const waiter = new Waiter(await this.getBus(), async (jobId) => {
         const [record, job] = await Promise.all([store.get(jobId), queue.getJob(jobId)]);
         if (record && FINAL_STATES.has(record.state)) return record;
         if (job && (await job.isFailed())) return failedFromJob(job, record);
-        return null;
+        return job ? null : VANISHED;
       });
+      // A job removed from the queue publishes nothing of ours; BullMQ's own event stream says so
+      // (a blocking read: nothing is polled).
+      const connection = await connectRedis(this.redisUrl, "worker");
+      const removals = new QueueEvents(this.queueName, { connection, prefix: queueKeys(this.queueName).bullPrefix });
+      removals.on("error", () => undefined);
+      removals.on("removed", ({ jobId }) => waiter.recheck(jobId));
+      this.removals = { close: async () => {
+        await removals.close().catch(() => undefined);
+        await closeRedis(connection);
+      } };
+      return waiter;
     })();
     this.waiter.catch(() => (this.waiter = undefined));
     return this.waiter;
@@ -395,6 +407,7 @@ export class Dispatcher {
     this.closing ??= (async () => {
       const waiter = await this.waiter?.catch(() => undefined);
       waiter?.close();
+      await this.removals?.close();
       (await this.subscriptions?.catch(() => undefined))?.close();
       const connected = await this.connected?.catch(() => undefined);
       await connected?.queue.close().catch(() => undefined);

@@ -8,12 +8,19 @@ import type { StateEvent } from "../shared/result-store.js";
  */
 export class EventBus {
   private readonly listeners = new Set<(event: StateEvent) => void>();
+  private readonly reconnectListeners = new Set<() => void>();
   private subscribed: Promise<void> | undefined;
+  private connections = 0;
 
   constructor(
     private readonly subscriber: Redis,
     private readonly channel: string,
   ) {
+    // ioredis subscribes again by itself after a reconnect; what was published meanwhile is lost.
+    subscriber.on("ready", () => {
+      if ((this.connections += 1) > 1) for (const listener of this.reconnectListeners) listener();
+    });
+    if (subscriber.status === "ready") this.connections = 1;
     subscriber.on("message", (from: string, message: string) => {
       if (from !== this.channel) return;
       let event: StateEvent;
@@ -40,6 +47,12 @@ export class EventBus {
   listen(listener: (event: StateEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Called after the subscription was lost and is back (events may have been missed). */
+  onReconnect(listener: () => void): () => void {
+    this.reconnectListeners.add(listener);
+    return () => this.reconnectListeners.delete(listener);
   }
 }
 

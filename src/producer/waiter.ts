@@ -1,43 +1,74 @@
-import { NotFinishedError } from "../shared/errors.js";
+import { NotFinishedError, NotFoundError } from "../shared/errors.js";
 import { FINAL_STATES, type ResultRecord } from "../shared/result.js";
 import type { EventBus } from "./events.js";
 
 interface Pending {
   resolve(record: ResultRecord): void;
   stop(why: string): void;
+  vanished(): void;
 }
 
+/** What `finalRecord` says of a job that is neither in the queue nor has a record. */
+export const VANISHED = "vanished" as const;
+
 /**
- * Waits for jobs to finish on the dispatcher's one events subscription (see EventBus). A
- * published state event triggers a read of the job; a slow sweep re-checks every pending job in case an event
- * was missed (published before we subscribed, or lost while reconnecting).
+ * Waits for jobs to finish on the dispatcher's one events subscription (see EventBus): a
+ * published final state triggers one read of the job, and nothing else is read while it waits.
+ * After the subscription was lost and came back, every pending job is read again (its event may
+ * have been missed); a slow sweep does the same as a last resort. A job that vanished (removed
+ * with no record) ends the wait with NotFoundError, once it is seen gone twice.
  */
 export class Waiter {
   private readonly pending = new Map<string, Set<Pending>>();
+  private readonly vanishing = new Set<string>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private unlisten: (() => void) | undefined;
 
   constructor(
     private readonly bus: EventBus,
-    /** Returns the job's final record, or null while it is unfinished. */
-    private readonly finalRecord: (jobId: string) => Promise<ResultRecord | null>,
-    private readonly sweepMs = 2_000,
+    /** Returns the job's final record, null while it is unfinished, VANISHED when it is nowhere. */
+    private readonly finalRecord: (jobId: string) => Promise<ResultRecord | null | typeof VANISHED>,
+    private readonly sweepMs = 60_000,
+    /** How soon a job seen gone is looked at again before the wait gives up on it. */
+    private readonly recheckMs = 1_000,
   ) {}
 
   private start(): Promise<void> {
-    this.unlisten ??= this.bus.listen((event) => {
-      if (FINAL_STATES.has(event.state) && this.pending.has(event.jobId)) void this.check(event.jobId);
-    });
+    if (!this.unlisten) {
+      const offEvent = this.bus.listen((event) => {
+        if (FINAL_STATES.has(event.state) && this.pending.has(event.jobId)) void this.check(event.jobId);
+      });
+      const offReconnect = this.bus.onReconnect(() => void Promise.all([...this.pending.keys()].map((id) => this.check(id))));
+      this.unlisten = () => {
+        offEvent();
+        offReconnect();
+      };
+    }
     return this.bus.ready();
   }
 
   private async check(jobId: string): Promise<void> {
-    let record: ResultRecord | null = null;
+    let record: ResultRecord | null | typeof VANISHED = null;
     try {
       record = await this.finalRecord(jobId);
     } catch {
-      return; // Redis away: the sweep tries again
+      return; // Redis away: checked again once the subscription is back
     }
+    if (record === VANISHED) {
+      if (!this.vanishing.has(jobId)) {
+        // Cancelling removes the job a moment before it writes the record: look once more.
+        this.vanishing.add(jobId);
+        setTimeout(() => void this.check(jobId), this.recheckMs).unref();
+        return;
+      }
+      this.vanishing.delete(jobId);
+      const waiters = this.pending.get(jobId);
+      this.pending.delete(jobId);
+      waiters?.forEach((w) => w.vanished());
+      this.schedule();
+      return;
+    }
+    this.vanishing.delete(jobId);
     if (!record) return;
     const waiters = this.pending.get(jobId);
     this.pending.delete(jobId);
@@ -58,7 +89,15 @@ export class Waiter {
     }, this.sweepMs).unref();
   }
 
-  /** Resolves with the job's final record; rejects with NotFinishedError on timeout or abort. */
+  /** Something happened to the job outside our events (BullMQ removed it): read it again. */
+  recheck(jobId: string): void {
+    if (this.pending.has(jobId)) void this.check(jobId);
+  }
+
+  /**
+   * Resolves with the job's final record; rejects with NotFinishedError on timeout or abort,
+   * NotFoundError when the job was removed without a record.
+   */
   async wait(jobId: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ResultRecord> {
     opts.signal?.throwIfAborted();
     await this.start();
@@ -74,6 +113,10 @@ export class Waiter {
           resolve(record);
         },
         stop,
+        vanished: () => {
+          cleanup();
+          reject(new NotFoundError(`job ${jobId} was removed from the queue before it finished: it has no result`));
+        },
       };
       const onAbort = () => stop("the wait was aborted");
       const cleanup = () => {

@@ -36,6 +36,14 @@ local B = ARGV[2]
 local now = tonumber(ARGV[3])
 local rcall = redis.call
 
+-- Running leases of a slot gate, after dropping expired ones (a dead worker's).
+local function running(g)
+  local key = S .. 'slots:' .. g
+  rcall('ZREMRANGEBYSCORE', key, '-inf', now)
+  return rcall('ZCARD', key)
+end
+
+
 -- A job of a fair lane, let in: promoted, or marked let in while its producer is still adding it.
 local function letIn(job, out)
   if rcall('HGET', S .. 'lp', job) == '1' then
@@ -159,13 +167,6 @@ local function feed(window, out)
       end
     end
   end
-end
-
--- Running leases of a slot gate, after dropping expired ones (a dead worker's).
-local function running(g)
-  local key = S .. 'slots:' .. g
-  rcall('ZREMRANGEBYSCORE', key, '-inf', now)
-  return rcall('ZCARD', key)
 end
 
 -- Starts in the last period of a sliding-window gate (after forgetting those older than keep),

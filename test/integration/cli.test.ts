@@ -107,6 +107,23 @@ describe("the CLI, end to end", () => {
     expect(down.stderr).not.toContain("hunter2");
   });
 
+  it("wait on a job removed from the queue with no result ends with exit 4 instead of waiting for ever", async () => {
+    expect((await runCli(["enqueue", "gone soon", "--delay", "1h", "--id", "removed-one"], { env: stack.childEnv })).code).toBe(0);
+    const waiting = startCli(["wait", "removed-one"], { env: stack.childEnv });
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const connection = await connectRedis(stack.redisUrl, "producer");
+    const queue = openQueue(stack.queue, connection);
+    try {
+      await queue.remove("removed-one");
+    } finally {
+      await queue.close();
+      await closeRedis(connection);
+    }
+    const code = await new Promise<number | null>((resolve) => waiting.child.once("exit", resolve));
+    expect(code).toBe(4);
+    expect(waiting.output()).toMatch(/job removed-one was removed from the queue before it finished/);
+  });
+
   it("--help works on every command", async () => {
     for (const command of ["enqueue", "status", "result", "wait", "worker", "up"]) {
       const run = await runCli([command, "--help"], { env: stack.childEnv });
