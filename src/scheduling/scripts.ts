@@ -137,6 +137,12 @@ local function capped(entry)
       return job, g
     end
   end
+  if #candidates > 0 then
+    -- Let in under a cap: it keeps this place in line should it meet a full cap after all.
+    local J = S .. 'j:' .. job
+    rcall('HSET', J, 'seq', rcall('INCR', S .. 'seq'))
+    rcall('PEXPIRE', J, 2592000000)
+  end
   return job, nil
 end
 
