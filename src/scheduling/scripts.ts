@@ -44,15 +44,19 @@ local function running(g)
 end
 
 
--- A job of a fair lane, let in: promoted, or marked let in while its producer is still adding it.
+-- Promotes a job sleeping in the delayed set (parked, or in a fair lane), or marks a lane job its
+-- producer is still adding (it promotes it then). False when it is neither: it left the queue.
 local function letIn(job, out)
-  if rcall('HGET', S .. 'lp', job) == '1' then
-    rcall('HSET', S .. 'lp', job, '!')
-    return true
-  end
   if rcall('ZSCORE', B .. 'delayed', job) then
     rcall('ZADD', S .. 'promoting', now, job)
     out[#out + 1] = job
+    return true
+  end
+  if rcall('HGET', S .. 'lp', job) == '1' then
+    -- Its producer is still adding it and promotes it then; should that producer die, the
+    -- sweep promotes it from \`promoting\`.
+    rcall('HSET', S .. 'lp', job, '!')
+    rcall('ZADD', S .. 'promoting', now, job)
     return true
   end
   return false -- removed from the queue while it waited
@@ -62,18 +66,13 @@ end
 -- is still on its way there (it promotes itself), forgotten when it left the queue. Returns
 -- whether it was still there.
 local function rouse(job, out)
+  if letIn(job, out) then return true end
   local J = S .. 'j:' .. job
-  if rcall('HGET', S .. 'lp', job) == '1' then
-    rcall('HSET', S .. 'lp', job, '!') -- a lane job its producer is still adding
-    return true
-  end
   if rcall('HGET', J, 'parking') == '1' then
+    -- On its way into the delayed set: it promotes itself once there; should its worker die
+    -- in between, the sweep promotes it from \`promoting\`.
     rcall('HSET', J, 'parking', '!')
-    return true
-  end
-  if rcall('ZSCORE', B .. 'delayed', job) then
     rcall('ZADD', S .. 'promoting', now, job)
-    out[#out + 1] = job
     return true
   end
   if rcall('EXISTS', B .. job) == 0 then
@@ -197,7 +196,14 @@ end
 -- when a predecessor that was placed but never added may still appear.
 local function predecessorDone(pred, grace, R)
   if rcall('EXISTS', S .. 'done:' .. pred) == 1 then return true, nil end
-  if rcall('EXISTS', B .. pred) == 1 or rcall('EXISTS', R .. pred) == 1 then return false, nil end
+  -- Ended without the mark: BullMQ finished it (failed on its own), or its record predates the mark.
+  if rcall('ZSCORE', B .. 'completed', pred) or rcall('ZSCORE', B .. 'failed', pred) then return true, nil end
+  local raw = rcall('GET', R .. pred)
+  if raw then
+    local ok, record = pcall(cjson.decode, raw)
+    if ok and type(record) == 'table' and (record.state == 'completed' or record.state == 'failed') then return true, nil end
+  end
+  if rcall('EXISTS', B .. pred) == 1 or raw then return false, nil end
   local placed = rcall('GET', S .. 'placed:' .. pred)
   if placed then
     local at = tonumber(string.match(placed, '\\t(%d+)$') or '0')
@@ -228,6 +234,7 @@ local J = S .. 'j:' .. job
 local out = {}
 local waited = rcall('EXISTS', J) == 1
 local seq = nil
+rcall('ZREM', S .. 'promoting', job) -- it is here: its promotion, if any, worked
 if waited then
   seq = tonumber(rcall('HGET', J, 'seq'))
   rcall('HDEL', J, 'parking')
@@ -258,8 +265,8 @@ local function park(g, why, untilMs, limit)
     local holder = rcall('HGET', S .. 'tmr', g)
     local take = true
     if holder then
-      local hu, hj = string.match(holder, '^(%d+)|(.*)$')
-      if hj ~= job and tonumber(hu) >= untilMs and tonumber(hu) > now and rcall('HGET', S .. 'j:' .. hj, 'at') == g then take = false end
+      local hu, hj = string.match(holder, '^([%d.]+)|(.*)$')
+      if hu and hj ~= job and tonumber(hu) >= untilMs and tonumber(hu) > now and rcall('HGET', S .. 'j:' .. hj, 'at') == g then take = false end
     end
     if take then
       rcall('HSET', S .. 'tmr', g, untilMs .. '|' .. job)
@@ -344,8 +351,14 @@ for _, p in ipairs(passed) do
         end
       end
       -- Room left in the window: the next waiter may go. None: the next waiter takes the timer,
-      -- unless one holds it already.
-      if p[4] + 1 < p[3] or not rcall('HGET', S .. 'tmr', g) then wake(g, 1, out) end
+      -- unless another waiter holds it already.
+      local holder = rcall('HGET', S .. 'tmr', g)
+      local hu, hj = string.match(holder or '', '^([%d.]+)|(.*)$')
+      if holder and (hj == job or tonumber(hu) <= now) then
+        rcall('HDEL', S .. 'tmr', g)
+        holder = nil
+      end
+      if p[4] + 1 < p[3] or not holder then wake(g, 1, out) end
     end
   else
     wake(g, 1, out)
@@ -356,7 +369,6 @@ if waited then
   if at then rcall('ZREM', S .. 'w:' .. at, job) end
   rcall('DEL', J)
 end
-rcall('ZREM', S .. 'promoting', job)
 feed(window, out)
 local reply = {1}
 for _, id in ipairs(out) do reply[#reply + 1] = id end
@@ -430,10 +442,10 @@ return out
  * Returns the learned limit.
  */
 export const HOLD = `${COMMON}
-local p, untilMs, maxPeriod, member = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local p, untilMs, maxPeriod, member = ARGV[4], math.ceil(tonumber(ARGV[5])), tonumber(ARGV[6]), ARGV[7]
 local holdKey = S .. 'hold:' .. p
 local current = tonumber(rcall('GET', holdKey) or '0')
-if untilMs > current then rcall('SET', holdKey, untilMs, 'PX', untilMs - now + 60000) end
+if untilMs > current then rcall('SET', holdKey, untilMs, 'PX', math.max(1000, untilMs - now + 60000)) end
 local log = S .. 'log:q:' .. p
 rcall('ZREM', log, member)
 local from = now - math.max(untilMs - now, 1000)
@@ -479,7 +491,7 @@ for _, g in ipairs(rcall('SRANDMEMBER', S .. 'gates', 200)) do
     if kind == 'q' then l, period = quota(name) end
     if not l then wake(g, 1, out)
     else
-      local count = started(g, tonumber(period), tonumber(period))
+      local count = started(g, tonumber(period), kind == 'q' and 600000 or tonumber(period))
       if count < tonumber(l) then wake(g, 1, out) end
     end
   else
@@ -493,6 +505,7 @@ for _, id in ipairs(rcall('ZRANGEBYSCORE', S .. 'promoting', '-inf', now - stale
     out[#out + 1] = id
   else
     rcall('ZREM', S .. 'promoting', id)
+    if rcall('EXISTS', B .. id) == 0 then rcall('HDEL', S .. 'lp', id) end -- its producer never added it
   end
 end
 return out

@@ -109,9 +109,9 @@ export const isProviderBusyMessage = (message: string): boolean => BUSY_MESSAGE.
  * honoured, else DEFAULT_PROVIDER_HOLD_MS). Undefined for every other failure.
  */
 export function providerBusyUntil(error: unknown, now = Date.now()): number | undefined {
-  if (error instanceof ProviderBusyError) return error.untilMs;
+  if (error instanceof ProviderBusyError) return Math.max(now, Math.ceil(error.untilMs));
   if (error instanceof ModelError && error.data.statusCode === 429) {
-    return now + (parseRetryAfter(error.data.responseHeaders, now) ?? DEFAULT_PROVIDER_HOLD_MS);
+    return Math.ceil(now + (parseRetryAfter(error.data.responseHeaders, now) ?? DEFAULT_PROVIDER_HOLD_MS));
   }
   return undefined;
 }

@@ -57,7 +57,11 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
       timeout: 30_000,
     });
     for (const port of ports) {
-      await waitFor(async () => (await cli(port, "CLUSTER", "INFO")).includes("cluster_state:ok"), `node ${port} reports cluster_state:ok`);
+      // Slots can be served before gossip has told every node of every other one.
+      await waitFor(async () => {
+        const info = await cli(port, "CLUSTER", "INFO");
+        return info.includes("cluster_state:ok") && info.includes(`cluster_known_nodes:${ports.length}`);
+      }, `node ${port} reports cluster_state:ok and knows all ${ports.length} nodes`);
     }
   } catch (error) {
     await close();
