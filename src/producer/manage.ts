@@ -2,6 +2,7 @@
  * Managing jobs after they were enqueued: cancel, retry, list. The Dispatcher exposes these as
  * `cancel(id)`, `retry(id)` and `list(opts)`.
  */
+import { retriesKey } from "../shared/webhook.js";
 import type { Job, JobType, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { CANCEL_REQUEST_TTL_MS, CANCELLED, cancelledRecord, type ControlMessage } from "../shared/cancel.js";
@@ -103,6 +104,7 @@ export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryO
     if (state !== "failed") throw new JobStateError(`job ${jobId} is ${state}; only a failed job can be retried`);
     const previous = record ?? failedFromJob(job, null);
     await redis.del(keys.cancelRequest(jobId));
+    await redis.incr(retriesKey(queue.name, jobId));
     await store.put(requeuedRecord(previous));
     try {
       await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
@@ -115,6 +117,7 @@ export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryO
   if (record!.state !== "failed") throw new JobStateError(`job ${jobId} is ${record!.state}; only a failed job can be retried`);
   const task = taskFromRecord(record!);
   await redis.del(keys.cancelRequest(jobId));
+  await redis.incr(retriesKey(queue.name, jobId));
   await store.put(requeuedRecord(record!));
   try {
     await deps.add(task, jobId);

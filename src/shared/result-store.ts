@@ -14,6 +14,24 @@ export interface StateEvent {
 }
 
 /**
+ * A record write fenced to the attempt that owns the job: it happens only while BullMQ's lock on
+ * the job still holds the attempt's token, in the same script. KEYS: record, done mark, lock.
+ * ARGV: value, ttl ms (0: none), token, final ("1"/"0"), waiting ("1"/"0"), channel, event.
+ */
+const PUT_FENCED = `
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
+if ARGV[4] == '1' then
+  if ttl > 0 then redis.call('SET', KEYS[2], '1', 'PX', ttl) else redis.call('SET', KEYS[2], '1') end
+elseif ARGV[5] == '1' then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1
+`;
+
+/**
  * Result records in Redis, one key per job (`dispatch:{queue}:result:<jobId>`), kept for
  * `ttlMs` (0 = forever) whatever BullMQ's own retention does. Every write is announced on the
  * queue's events channel so waiters need not poll.
@@ -24,7 +42,7 @@ export class ResultStore {
 
   constructor(
     private readonly redis: Redis,
-    queue: string,
+    private readonly queue: string,
     private readonly ttlMs = 0,
     /** Called after a final record is written (the scheduler wakes the job's follow-ups). */
     private readonly onFinal?: (jobId: string) => Promise<void>,
@@ -69,6 +87,44 @@ export class ResultStore {
     multi.publish(this.keys.events, JSON.stringify(event));
     await multi.exec();
     if (final) await this.onFinal?.(record.jobId);
+  }
+
+  /** Whether the attempt with this lock token still owns the job. */
+  async owns(jobId: string, token: string): Promise<boolean> {
+    return (await this.redis.get(`${this.keys.bullPrefix}:${this.queue}:${jobId}:lock`)) === token;
+  }
+
+  /**
+   * Writes a record for an attempt, only while the attempt still owns the job (`token`: its
+   * BullMQ lock token). Returns false, having written nothing, when another worker took the job
+   * over (the lock expired while this one was cut off or frozen). The webhook of a final record
+   * is queued only after the ownership check.
+   */
+  async putFenced(record: ResultRecord, token: string): Promise<boolean> {
+    const final = FINAL_STATES.has(record.state);
+    const lock = `${this.keys.bullPrefix}:${this.queue}:${record.jobId}:lock`;
+    if (final && record.webhook) {
+      if ((await this.redis.get(lock)) !== token) return false;
+      await this.outbox.add(record);
+    }
+    const event: StateEvent = { jobId: record.jobId, state: record.state };
+    const written = await this.redis.eval(
+      PUT_FENCED,
+      3,
+      this.keys.result(record.jobId),
+      `${this.keys.sched}done:${record.jobId}`,
+      lock,
+      JSON.stringify(record),
+      this.ttlMs,
+      token,
+      final ? "1" : "0",
+      record.state === "waiting" ? "1" : "0",
+      this.keys.events,
+      JSON.stringify(event),
+    );
+    if (written !== 1) return false;
+    if (final) await this.onFinal?.(record.jobId);
+    return true;
   }
 
   /** Announces a running job's progress on the events channel (not stored: BullMQ's job progress holds it). */

@@ -44,13 +44,17 @@ export function verifySignature(secret: string, body: string | Buffer, header: s
   return expected.length === given.length && timingSafeEqual(expected, given);
 }
 
+/** How often `retry` re-queued a job (a new run: its end notifies again). */
+export const retriesKey = (queue: string, jobId: string) => `${queueKeys(queue).sched}retries:${jobId}`;
+
 /** Delivery attempts are capped by the delivery worker's own setting (DISPATCH_WEBHOOK_ATTEMPTS). */
 const JOB_ATTEMPTS = 100;
 
 /**
- * Adds delivery jobs for final records that name a webhook. One delivery per final record: its ID
- * is the job ID and the record's finish time, so writing the same final record twice (a crash, a
- * restore) notifies once while BullMQ remembers the delivery (a day).
+ * Adds delivery jobs for final records that name a webhook. One delivery per job, final state and
+ * run: its ID is the job ID, the state, the attempt and how often `retry` re-queued the job, so a
+ * final record written twice (a crash, a stale worker that lost the job) notifies once, with one
+ * delivery ID, while BullMQ remembers the delivery (a day).
  */
 export class WebhookOutbox {
   private queue: Queue | undefined;
@@ -66,10 +70,10 @@ export class WebhookOutbox {
       this.queue = new Queue(webhookQueueName(this.queueName), { connection: this.redis, prefix: queueKeys(this.queueName).bullPrefix });
       this.queue.on("error", () => undefined); // surfaced on add itself
     }
-    const finished = Date.parse(record.finishedAt ?? "") || Date.now();
+    const runs = Number((await this.redis.get(retriesKey(this.queueName, record.jobId))) ?? 0);
     const data: WebhookDelivery = { url: record.webhook, record };
     await this.queue.add("deliver", data, {
-      jobId: `wh-${record.jobId}-${finished}`,
+      jobId: `wh-${record.jobId}-${record.state}-a${record.attempts}-r${runs}`,
       attempts: JOB_ATTEMPTS,
       backoff: { type: "webhook" },
       removeOnComplete: { age: 24 * 3600, count: 10_000 },

@@ -55,6 +55,8 @@ export async function runAttempt(
     trace: AttemptTrace;
     onSession: () => Promise<void>;
     onProgress: (progress: Progress) => void;
+    /** Whether the attempt still owns the job (a stale one must not overwrite the stored session). */
+    owns?: () => Promise<boolean>;
   },
 ): Promise<PromptOutcome> {
   const { server, client, hub } = deps.current();
@@ -105,7 +107,7 @@ export async function runAttempt(
   } finally {
     watch.close();
     trace.asks = watch.asks;
-    await afterPrompt(deps, client, trace, jobId, payload, log);
+    await afterPrompt(deps, client, trace, jobId, payload, log, opts.owns);
   }
 }
 
@@ -117,6 +119,7 @@ async function afterPrompt(
   jobId: string,
   payload: JobPayload,
   log: Logger,
+  owns: () => Promise<boolean> = async () => true,
 ): Promise<void> {
   const signal = AbortSignal.timeout(30_000);
   if (trace.worktree) {
@@ -128,7 +131,9 @@ async function afterPrompt(
       log.warn({ err: error }, "could not commit the worktree's changes");
     }
   }
-  if (trace.sessionId) {
+  if (trace.sessionId && !(await owns())) {
+    log.warn("another worker took the job over; its session is not stored from here");
+  } else if (trace.sessionId) {
     await deps.transfer.save(client, trace.sessionId, signal).catch((error: unknown) => log.warn({ err: error }, "could not store the session"));
   }
 }

@@ -27,7 +27,7 @@ export class OpencodeHttpError extends Error {
 }
 
 /** The attempt was stopped on purpose; `reason` says why. */
-export type StopReason = "timeout" | "stall" | "cancelled" | "shutdown" | "server-died";
+export type StopReason = "timeout" | "stall" | "cancelled" | "shutdown" | "server-died" | "lock-lost";
 
 export class StoppedError extends Error {
   constructor(

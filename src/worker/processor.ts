@@ -2,7 +2,6 @@ import { DelayedError, UnrecoverableError, WaitingError, type Job } from "bullmq
 import type { Logger } from "../shared/logger.js";
 import { baseRecord } from "../shared/record.js";
 import type { ResultRecord } from "../shared/result.js";
-import type { ResultStore } from "../shared/result-store.js";
 import { describeIssues, JobPayload } from "../shared/task.js";
 import type { FlowSettings } from "../shared/flow-limits.js";
 import { gatesFor, providerOf, slotGates } from "../scheduling/gates.js";
@@ -49,6 +48,17 @@ export function createProcessor(deps: ProcessorDeps) {
       log.info({ sessionId: previous.sessionId }, "job already completed; keeping the stored answer");
       return { sessionId: previous.sessionId };
     }
+    if (previous?.state === "failed") {
+      // Final means final: it was cancelled, or failed for good (over budget, schema missed, …),
+      // and its worker died before BullMQ heard of it. Only `retry` runs it again.
+      log.info({ sessionId: previous.sessionId, error: previous.error?.name }, "job already failed for good; keeping the stored outcome");
+      throw new UnrecoverableError(`${previous.error?.name ?? "Failed"}: ${previous.error?.message ?? "failed before"}`);
+    }
+    /** Writes a record of this attempt, only while it still owns the job (see ResultStore.putFenced). */
+    const write = async (next: ResultRecord): Promise<void> => {
+      if (!token) return deps.store.put(next);
+      if (!(await deps.store.putFenced(next, token))) throw new StoppedError("lock-lost", "another worker took the job over (this worker lost its lock)");
+    };
 
     let started = new Date();
     let record: ResultRecord = {
@@ -65,7 +75,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const parsed = JobPayload.safeParse(job.data);
     if (!parsed.success) {
       const error = new PayloadError(`invalid job payload: ${describeIssues(parsed.error)}`);
-      await finish(deps.store, record, started, "failed", classifyFailure(error));
+      await finish(write, record, started, "failed", classifyFailure(error));
       log.error({ err: error }, "job failed: invalid payload");
       throw new UnrecoverableError(error.message);
     }
@@ -106,7 +116,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const earlierAsks = record.asks;
     const traced = (): ResultRecord => ({ ...record, ...trace, asks: [...earlierAsks, ...trace.asks] });
     try {
-      await deps.store.put(record); // inside the try: the flow slots taken above are released whatever happens
+      await write(record); // inside the try: the flow slots taken above are released whatever happens
       log.info({ attempt, model: payload.model }, "job started");
       const outcome = await runAttempt(deps, jobId, payload, {
         signal: control.signal,
@@ -115,15 +125,16 @@ export function createProcessor(deps: ProcessorDeps) {
         trace,
         onSession: async () => {
           record = { ...record, ...trace };
-          await deps.store.put(record);
+          await write(record);
         },
+        owns: async () => !token || (await deps.store.owns(jobId, token)),
         onProgress: (progress) => void job.updateProgress(progress).catch(() => undefined),
       });
       record = { ...traced(), ...outcome };
       // The watch stops a run that passes its budget; a turn that ended first is checked here.
       const overBudget = checkBudget(payload, outcome.tokens.total, outcome.cost);
       if (overBudget) throw overBudget;
-      await finish(deps.store, record, started, "completed");
+      await finish(write, record, started, "completed");
       log.info({ sessionId: outcome.sessionId, tokens: outcome.tokens.total, cost: outcome.cost }, "job completed");
       return { sessionId: outcome.sessionId };
     } catch (thrown) {
@@ -132,12 +143,17 @@ export function createProcessor(deps: ProcessorDeps) {
       const error: unknown = control.signal.aborted ? control.signal.reason : thrown;
       const decision = classifyFailure(error);
       const logCtx = { sessionId: record.sessionId, attempt, err: error, decision: decision.name };
+      if (error instanceof StoppedError && error.reason === "lock-lost") {
+        // Another worker owns the job now: this attempt writes nothing and leaves the job alone.
+        log.warn(logCtx, "job taken over by another worker; this attempt stops and writes nothing");
+        throw new DelayedError();
+      }
       const busyUntil = providerBusyUntil(error);
       if (busyUntil !== undefined && token && (await holdsOf(deps, jobId)) <= MAX_PROVIDER_HOLDS) {
         // The provider is over its quota: hold it for every worker; this job waits its turn again.
         const provider = providerOf(payload.model);
         const limit = await deps.scheduler.hold(provider, busyUntil, member);
-        await deps.store.put({ ...record, state: "delayed", error: null });
+        await write({ ...record, state: "delayed", error: null });
         // It waits in line at the hold like any job that meets it (one waiter keeps the timer).
         const admission = await deps.scheduler.admit(jobId, member, gates.filter((g) => g.kind === "h"), deps.leases.leaseMs);
         await job.moveToDelayed(admission.admitted ? Date.now() : admission.delayUntil, token);
@@ -146,13 +162,19 @@ export function createProcessor(deps: ProcessorDeps) {
         throw new DelayedError();
       }
       if (error instanceof StoppedError && error.reason === "shutdown" && token) {
-        await deps.store.put({ ...record, state: "waiting", error: null });
+        await write({ ...record, state: "waiting", error: null });
         await job.moveToWait(token);
         log.info(logCtx, "job handed back to the queue for another worker");
         throw new WaitingError();
       }
       const final = !decision.retryable || attempt >= (job.opts.attempts ?? 1);
-      await finish(deps.store, record, started, final ? "failed" : "retrying", decision);
+      try {
+        await finish(write, record, started, final ? "failed" : "retrying", decision);
+      } catch (lost) {
+        if (!(lost instanceof StoppedError && lost.reason === "lock-lost")) throw lost;
+        log.warn(logCtx, "job taken over by another worker; this attempt's failure is not recorded");
+        throw new DelayedError();
+      }
       log.warn({ ...logCtx, retryable: decision.retryable, final }, final ? "job failed" : "attempt failed; will retry");
       if (!decision.retryable) throw new UnrecoverableError(`${decision.name}: ${decision.message}`);
       const decided: DecidedError = error instanceof Error ? error : new Error(decision.message);
@@ -171,6 +193,7 @@ const STOP_MESSAGES: Record<string, [StopReason, string]> = {
   shutdown: ["shutdown", "the worker is shutting down"],
   "server-died": ["server-died", "the opencode server died"],
   stall: ["stall", "no progress"],
+  "lock-lost": ["lock-lost", "the worker lost the job's lock (another worker may run it)"],
 };
 
 /** Maps the reason given to BullMQ's cancelJob / cancelAllJobs to why the attempt stopped. */
@@ -185,14 +208,14 @@ function holdsOf(deps: ProcessorDeps, jobId: string): Promise<number> {
 }
 
 async function finish(
-  store: ResultStore,
+  write: (record: ResultRecord) => Promise<void>,
   record: ResultRecord,
   started: Date,
   state: "completed" | "failed" | "retrying",
   decision?: FailureDecision,
 ): Promise<void> {
   const now = new Date();
-  await store.put({
+  await write({
     ...record,
     state,
     finishedAt: state === "retrying" ? null : now.toISOString(),

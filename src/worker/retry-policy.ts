@@ -31,7 +31,7 @@ export function classifyFailure(error: unknown): FailureDecision {
   if (error instanceof SchemaMismatchError) return { retryable: false, name: "SchemaMismatch", message: error.message };
   if (error instanceof StoppedError) {
     const retryable = error.reason !== "cancelled";
-    const names = { timeout: "Timeout", stall: "Stalled", cancelled: "Cancelled", shutdown: "Shutdown", "server-died": "ServerDied" };
+    const names = { timeout: "Timeout", stall: "Stalled", cancelled: "Cancelled", shutdown: "Shutdown", "server-died": "ServerDied", "lock-lost": "LockLost" };
     return { retryable, name: names[error.reason], message: error.message };
   }
   if (error instanceof ModelError) return classifyModelError(error);

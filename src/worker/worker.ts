@@ -128,6 +128,9 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       },
     });
     bull.on("error", (error) => log.error({ err: error }, "queue error"));
+    // A job whose lock could not be renewed may already run elsewhere: stop its session now.
+    const lockLost = bull;
+    bull.on("lockRenewalFailed", (jobIds: string[]) => jobIds.forEach((jobId) => lockLost.cancelJob(jobId, "lock-lost")));
     recordDeferredFailures(bull, store, log);
     const intakeOf = bull;
     keeper.attach({

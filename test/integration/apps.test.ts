@@ -180,7 +180,7 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
       expect(got.record).toMatchObject({ jobId: record.jobId, state: record.state, text: record.text, webhook });
       expect(got.headers["x-dispatch-event"]).toBe(record.state);
       expect(Number(got.headers["x-dispatch-timestamp"])).toBeGreaterThan(Date.now() / 1000 - 120);
-      expect(got.headers["x-dispatch-delivery"]).toMatch(new RegExp(`^wh-${record.jobId}-\\d+$`));
+      expect(got.headers["x-dispatch-delivery"]).toBe(`wh-${record.jobId}-${record.state}-a${record.attempts}-r0`);
     }
     expect(verifySignature("another secret", JSON.stringify(received.get(records[0]!.jobId)!.record), "sha256=00")).toBe(false);
   });

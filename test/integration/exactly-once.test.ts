@@ -1,0 +1,90 @@
+/**
+ * One outcome per job: an attempt whose worker lost the job (frozen past its lock while another
+ * worker ran it) writes nothing when it wakes, and a job that ended for good is not run again.
+ * The frozen worker is a CLI child process stopped with SIGSTOP (its opencode server runs on).
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cancelledRecord } from "../../src/shared/cancel";
+import { startCli, type CliProcess } from "../support/cli";
+import { startStack, type Stack } from "../support/stack";
+import { until } from "../support/until";
+
+const WAIT = 120_000;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("outcomes exactly once", () => {
+  let stack: Stack;
+  let frozen: CliProcess | undefined;
+  let receiver: http.Server;
+  const deliveries: { id: string; worker: string }[] = [];
+
+  beforeAll(async () => {
+    stack = await startStack({ configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s" } });
+    receiver = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => (body += d.toString()));
+      req.on("end", () => {
+        deliveries.push({ id: String(req.headers["x-dispatch-delivery"]), worker: (JSON.parse(body) as { worker: string }).worker });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  });
+  afterAll(async () => {
+    if (frozen) {
+      frozen.child.kill("SIGCONT");
+      await frozen.stop("SIGKILL");
+    }
+    receiver?.close();
+    await stack?.close();
+  });
+
+  it("a worker frozen past its lock while another completes the job leaves one record and one delivery ID", async () => {
+    const webhook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    frozen = startCli(["worker", "--concurrency", "1"], { env: { ...stack.childEnv, LOG_LEVEL: "info" } });
+    await frozen.waitFor(/worker ready/, WAIT);
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "[[delay:4000]] frozen work", webhook, id: "frozen-job" });
+    await until("the first worker's model call", () => stack.fake.calls("frozen work") >= 1);
+    frozen.child.kill("SIGSTOP");
+
+    // Another worker recovers the job once the lock has expired, and completes it.
+    const other = await stack.startWorker({ concurrency: 1 });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
+    expect(record).toMatchObject({ state: "completed", worker: other.id });
+    await until("the webhook of the completed job", () => deliveries.length >= 1);
+
+    // The frozen worker wakes: its answer came long ago, but the job is no longer its own.
+    frozen.child.kill("SIGCONT");
+    await frozen.waitFor(/another worker took the job over|taken over by another worker/, 30_000);
+    await sleep(3_000);
+    const after = await stack.dispatcher.status(jobId);
+    expect(after.result).toMatchObject({ state: "completed", worker: other.id, text: record.text });
+    expect(stack.fake.calls("frozen work")).toBe(2);
+    expect(new Set(deliveries.map((d) => d.id))).toEqual(new Set([`wh-${jobId}-completed-a1-r0`]));
+    expect(deliveries.every((d) => d.worker === other.id)).toBe(true);
+  }, 240_000);
+
+  it("a job whose final record says it failed for good (a cancel) is not run again by the next worker", async () => {
+    const redis = new Redis(stack.redisUrl);
+    try {
+      const { jobId } = await stack.dispatcher.enqueue({ prompt: "cancelled before it came back", delay: 60_000, id: "final-is-final" });
+      // The cancel's record was written, then its worker died before BullMQ heard of it.
+      const record = cancelledRecord(jobId, { prompt: "cancelled before it came back" }, null, "cancelled while running");
+      await redis.set(`dispatch:{${stack.queue}}:result:${jobId}`, JSON.stringify(record));
+      const { Queue, Job } = await import("bullmq");
+      const queue = new Queue(stack.queue, { connection: redis, prefix: `dispatch:{${stack.queue}}` });
+      await new Job(queue, "dispatch", {}, {}, jobId).promote();
+      await until("BullMQ to fail the job", async () => (await queue.getJobState(jobId)) === "failed", 60_000);
+      await queue.close();
+      expect(stack.fake.calls("cancelled before it came back")).toBe(0);
+      const status = await stack.dispatcher.status(jobId);
+      expect(status.state).toBe("failed");
+      expect(status.result?.error).toMatchObject({ name: "Cancelled", message: "cancelled while running" });
+    } finally {
+      redis.disconnect();
+    }
+  }, 120_000);
+});
