@@ -10,7 +10,7 @@ import { InFlight } from "../shared/in-flight.js";
 import { FINAL_STATES, type JobState, type ResultRecord } from "../shared/result.js";
 import { ResultStore } from "../shared/result-store.js";
 import { BACKOFF, RETENTION, openQueue } from "../shared/queue.js";
-import { parseTask, toPayload, type Task, type TaskInput } from "../shared/task.js";
+import { parseTask, toPayload, type JobPayload, type Task, type TaskInput } from "../shared/task.js";
 import { BatchHandle, type BatchProgress } from "./batch/handle.js";
 import { isBatchSource, taskListSource, type BatchSource, type TaskList } from "./batch/source.js";
 import { BatchStore } from "./batch/store.js";
@@ -320,9 +320,14 @@ export class Dispatcher {
     return retryJob(
       {
         ...(await this.manageDeps()),
-        add: (task, id) =>
+        add: (kept, id) =>
           addJobs(queue, scheduler, [
-            { name: JOB_NAME, data: toPayload(task, { timeoutMs: this.config.jobTimeoutMs }), opts: this.jobOptions(task, id), group: task.group ?? DEFAULT_GROUP },
+            {
+              name: kept.name,
+              data: kept.data as JobPayload,
+              opts: { ...this.jobOptions({ prompt: "" } as Task, id), attempts: kept.opts.attempts ?? this.config.attempts, priority: kept.opts.priority },
+              group: DEFAULT_GROUP,
+            },
           ]),
       },
       jobId,

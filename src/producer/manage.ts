@@ -10,7 +10,7 @@ import { InputError, JobStateError, NotFinishedError, NotFoundError } from "../s
 import type { QueueKeys } from "../shared/keys.js";
 import { failedFromJob } from "../shared/record.js";
 import { FINAL_STATES, JobState, type ResultRecord } from "../shared/result.js";
-import type { ResultStore } from "../shared/result-store.js";
+import type { KeptTask, ResultStore } from "../shared/result-store.js";
 import { parseTask, type Task } from "../shared/task.js";
 import { readStatus } from "./job-status.js";
 
@@ -49,6 +49,8 @@ export async function cancelJob(deps: ManageDeps, jobId: string, opts: { timeout
   const job = (await queue.getJob(jobId)) as Job | undefined;
   if (!job || status.state !== "active") {
     // BullMQ refuses to remove a job a worker has locked: then it has just started, and is aborted below.
+    // Its whole task stays with its record, so `retry` can re-queue exactly it.
+    if (job) await store.keepTask(job);
     const removed = job ? await job.remove().then(() => true, () => false) : true;
     if (removed) {
       const message = status.state === "retrying" ? "cancelled while waiting for a retry" : "cancelled before it ran";
@@ -79,21 +81,21 @@ export async function cancelJob(deps: ManageDeps, jobId: string, opts: { timeout
 
 export interface RetryOutcome {
   jobId: string;
-  /** `retried`: BullMQ still had the failed job and moved it back to waiting; `requeued`: it was re-enqueued from its result record. */
+  /** `retried`: BullMQ still had the failed job and moved it back to waiting; `requeued`: it was enqueued again from the task kept with its record. */
   how: "retried" | "requeued";
 }
 
 export interface RequeueDeps extends ManageDeps {
-  /** Enqueues a task under a given job ID (the Dispatcher's own job options). */
-  add(task: Task, jobId: string): Promise<void>;
+  /** Enqueues a kept task again under its job ID, with a fresh set of attempts. */
+  add(kept: KeptTask, jobId: string): Promise<void>;
 }
 
 /**
  * Re-queues a failed job with a fresh set of attempts. While BullMQ still keeps the job, its own
  * retry is used (the payload and options are kept as they were). Once BullMQ has removed it (it
  * was cancelled while waiting, or is past BullMQ's retention), it is enqueued again under the
- * same ID from its result record: prompt, model, agent, directory, title and metadata; the
- * system prompt and queue options are not in the record, so they take their defaults.
+ * same ID from the whole task kept with its record (ResultStore.keepTask); a job whose task was
+ * not kept is refused, naming what a rebuild from its record would lose.
  */
 export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryOutcome> {
   const { redis, queue, store, keys } = deps;
@@ -115,12 +117,19 @@ export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryO
     return { jobId, how: "retried" };
   }
   if (record!.state !== "failed") throw new JobStateError(`job ${jobId} is ${record!.state}; only a failed job can be retried`);
-  const task = taskFromRecord(record!);
+  const kept = await store.keptTask(jobId);
+  if (!kept) {
+    throw new JobStateError(
+      `job ${jobId} cannot be retried: the queue no longer holds it and its task was not kept with its record; ` +
+        "re-queued from the record alone it would lose its system prompt, files, schema, webhook, worktree, budgets, " +
+        "concurrency key, session and queue options, so enqueue it again instead",
+    );
+  }
   await redis.del(keys.cancelRequest(jobId));
   await redis.incr(retriesKey(queue.name, jobId));
   await store.put(requeuedRecord(record!));
   try {
-    await deps.add(task, jobId);
+    await deps.add(kept, jobId);
   } catch (error) {
     await store.put(record!);
     throw error;
@@ -132,21 +141,6 @@ function requeuedRecord(previous: ResultRecord): ResultRecord {
   return { ...previous, state: "waiting", error: null, finishedAt: null, durationMs: null };
 }
 
-function taskFromRecord(record: ResultRecord): Task {
-  const fields = {
-    prompt: record.prompt,
-    model: record.model ?? undefined,
-    agent: record.agent ?? undefined,
-    directory: record.directory ?? undefined,
-    title: record.title ?? undefined,
-    metadata: record.metadata ?? undefined,
-  };
-  try {
-    return parseTask(Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)));
-  } catch (error) {
-    throw new InputError(`job ${record.jobId} cannot be re-enqueued from its record: ${(error as Error).message}`);
-  }
-}
 
 export interface JobSummary {
   jobId: string;

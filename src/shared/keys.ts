@@ -28,6 +28,8 @@ export interface QueueKeys {
   batch(batchId: string): string;
   /** A batch's members (sorted set: job ID scored by its line number). */
   batchJobs(batchId: string): string;
+  /** A failed or cancelled job's whole task (BullMQ name, data, options), kept with its record for `retry`. */
+  taskCopy(jobId: string): string;
   /**
    * The scheduling core's keys (see src/scheduling): `${sched}seq`, `${sched}w:<gate>`, … The
    * `#` cannot appear in a queue name, so they never meet BullMQ's `dispatch:{q}:<q>:…` keys.
@@ -61,5 +63,6 @@ export function queueKeys(queue: string): QueueKeys {
     batch: (batchId) => `${base}:batch:${batchId}`,
     batchJobs: (batchId) => `${base}:batch:${batchId}:jobs`,
     sched: `${base}:#s:`,
+    taskCopy: (jobId) => `${base}:#task:${jobId}`,
   };
 }

@@ -13,6 +13,13 @@ export interface StateEvent {
   progress?: Progress;
 }
 
+/** A job's task as BullMQ held it: its name, its data (the payload) and the options that matter. */
+export interface KeptTask {
+  name: string;
+  data: unknown;
+  opts: { attempts?: number; priority?: number };
+}
+
 /**
  * A record write fenced to the attempt that owns the job: it happens only while BullMQ's lock on
  * the job still holds the attempt's token, in the same script. KEYS: record, done mark, lock.
@@ -87,6 +94,24 @@ export class ResultStore {
     multi.publish(this.keys.events, JSON.stringify(event));
     await multi.exec();
     if (final) await this.onFinal?.(record.jobId);
+  }
+
+  /**
+   * Keeps a job's whole task beside its record, for as long as the record, so that `retry` can
+   * re-queue exactly it after BullMQ has let the job go (cancelled while waiting, past retention).
+   */
+  async keepTask(job: { id?: string; name: string; data: unknown; opts: { attempts?: number; priority?: number } }): Promise<void> {
+    if (!job.id) return;
+    const copy: KeptTask = { name: job.name, data: job.data, opts: { attempts: job.opts.attempts, priority: job.opts.priority } };
+    const key = this.keys.taskCopy(job.id);
+    if (this.ttlMs > 0) await this.redis.set(key, JSON.stringify(copy), "PX", this.ttlMs);
+    else await this.redis.set(key, JSON.stringify(copy));
+  }
+
+  /** The task kept by keepTask, or null. */
+  async keptTask(jobId: string): Promise<KeptTask | null> {
+    const raw = await this.redis.get(this.keys.taskCopy(jobId));
+    return raw === null ? null : (JSON.parse(raw) as KeptTask);
   }
 
   /** Whether the attempt with this lock token still owns the job. */

@@ -48,9 +48,10 @@ export function createProcessor(deps: ProcessorDeps) {
       log.info({ sessionId: previous.sessionId }, "job already completed; keeping the stored answer");
       return { sessionId: previous.sessionId };
     }
-    if (previous?.state === "failed") {
+    if (previous?.state === "failed" && job.attemptsMade < previous.attempts) {
       // Final means final: it was cancelled, or failed for good (over budget, schema missed, …),
-      // and its worker died before BullMQ heard of it. Only `retry` runs it again.
+      // and its worker died before BullMQ heard of it (BullMQ never counted that attempt). A job
+      // BullMQ itself retried after the failure (the dashboard's retry) has counted it, and runs.
       log.info({ sessionId: previous.sessionId, error: previous.error?.name }, "job already failed for good; keeping the stored outcome");
       throw new UnrecoverableError(`${previous.error?.name ?? "Failed"}: ${previous.error?.message ?? "failed before"}`);
     }
@@ -170,6 +171,7 @@ export function createProcessor(deps: ProcessorDeps) {
       const final = !decision.retryable || attempt >= (job.opts.attempts ?? 1);
       try {
         await finish(write, record, started, final ? "failed" : "retrying", decision);
+        if (final) await deps.store.keepTask(job);
       } catch (lost) {
         if (!(lost instanceof StoppedError && lost.reason === "lock-lost")) throw lost;
         log.warn(logCtx, "job taken over by another worker; this attempt's failure is not recorded");

@@ -128,7 +128,7 @@ describe("chaos on one worker", () => {
 
     const retry = await runCli(["retry", jobId], { env: stack.childEnv });
     expect(retry.code).toBe(0);
-    expect(retry.stdout).toContain("re-queued (from its result record)");
+    expect(retry.stdout).toContain("re-queued (its whole task, kept with its record)");
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
     expect(record).toMatchObject({ state: "completed", text: "echo: later please", error: null });
 

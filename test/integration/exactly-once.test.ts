@@ -3,12 +3,15 @@
  * worker ran it) writes nothing when it wakes, and a job that ended for good is not run again.
  * The frozen worker is a CLI child process stopped with SIGSTOP (its opencode server runs on).
  */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelledRecord } from "../../src/shared/cancel";
-import { startCli, type CliProcess } from "../support/cli";
+import { runCli, startCli, type CliProcess } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
 
@@ -68,11 +71,13 @@ describe("outcomes exactly once", () => {
   }, 240_000);
 
   it("a job whose final record says it failed for good (a cancel) is not run again by the next worker", async () => {
+    await stack.startWorker({ concurrency: 1 });
     const redis = new Redis(stack.redisUrl);
     try {
       const { jobId } = await stack.dispatcher.enqueue({ prompt: "cancelled before it came back", delay: 60_000, id: "final-is-final" });
       // The cancel's record was written, then its worker died before BullMQ heard of it.
-      const record = cancelledRecord(jobId, { prompt: "cancelled before it came back" }, null, "cancelled while running");
+      // (It was attempt 1: BullMQ has not counted that attempt, as it never heard how it ended.)
+      const record = { ...cancelledRecord(jobId, { prompt: "cancelled before it came back" }, null, "cancelled while running"), attempts: 1 };
       await redis.set(`dispatch:{${stack.queue}}:result:${jobId}`, JSON.stringify(record));
       const { Queue, Job } = await import("bullmq");
       const queue = new Queue(stack.queue, { connection: redis, prefix: `dispatch:{${stack.queue}}` });
@@ -87,4 +92,45 @@ describe("outcomes exactly once", () => {
       redis.disconnect();
     }
   }, 120_000);
+
+  it("retry of a cancelled --worktree --max-cost job re-queues its whole task; one whose task was not kept is refused", async () => {
+    const repo = join(stack.opencode.root, "keep-repo");
+    mkdirSync(repo);
+    const git = (...args: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd: repo }).toString().trim();
+    git("init", "-q", "-b", "main");
+    writeFileSync(join(repo, "notes.txt"), "original\n");
+    git("add", ".");
+    git("commit", "-qm", "init");
+    const prompt = `keep edit [[tool:write:${JSON.stringify({ filePath: "notes.txt", content: "edited\n" })}]]`;
+    const { jobId } = await stack.dispatcher.enqueue({ prompt, directory: repo, worktree: true, maxCost: 5, delay: 3_600_000, id: "keep-whole" });
+    expect((await stack.dispatcher.cancel(jobId)).outcome).toBe("removed");
+    const retry = await runCli(["retry", jobId, "--json"], { env: stack.childEnv });
+    expect(retry.code).toBe(0);
+    expect(JSON.parse(retry.stdout)).toEqual({ jobId, how: "requeued" });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
+    expect(record.state).toBe("completed");
+    // It ran in its own worktree, under its budget, as first asked: the main checkout is untouched.
+    expect(record.worktree).toMatchObject({ branch: `dispatch/${jobId}`, changedFiles: ["notes.txt"] });
+    expect(readFileSync(join(repo, "notes.txt"), "utf8")).toBe("original\n");
+    const { Queue } = await import("bullmq");
+    const check = new Redis(stack.redisUrl);
+    const queue = new Queue(stack.queue, { connection: check, prefix: `dispatch:{${stack.queue}}` });
+    try {
+      expect((await queue.getJob(jobId))?.data).toMatchObject({ prompt, maxCost: 5, worktree: true, directory: repo });
+    } finally {
+      await queue.close();
+      check.disconnect();
+    }
+
+    // A failed job known only by its record (its task was never kept) is refused, not half re-run.
+    const redis = new Redis(stack.redisUrl);
+    try {
+      await redis.set(`dispatch:{${stack.queue}}:result:record-only`, JSON.stringify({ ...record, jobId: "record-only", state: "failed", error: { name: "Cancelled", message: "x", retryable: false } }));
+    } finally {
+      redis.disconnect();
+    }
+    const refused = await runCli(["retry", "record-only"], { env: stack.childEnv });
+    expect(refused.code).toBe(6);
+    expect(refused.stderr).toMatch(/its task was not kept .* would lose its system prompt, files, schema, webhook, worktree, budgets/);
+  }, 180_000);
 });

@@ -43,7 +43,7 @@ export function retryCommand(): Command {
     return withDispatcher(flags, async (dispatcher) => {
       const outcome = await dispatcher.retry(jobId);
       if (flags.json) printJson(outcome);
-      else process.stdout.write(`job ${jobId} re-queued${outcome.how === "requeued" ? " (from its result record)" : ""}\n`);
+      else process.stdout.write(`job ${jobId} re-queued${outcome.how === "requeued" ? " (its whole task, kept with its record)" : ""}\n`);
       return ExitCode.ok;
     });
   }));
