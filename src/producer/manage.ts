@@ -11,7 +11,6 @@ import type { QueueKeys } from "../shared/keys.js";
 import { failedFromJob } from "../shared/record.js";
 import { FINAL_STATES, JobState, type ResultRecord } from "../shared/result.js";
 import type { KeptTask, ResultStore } from "../shared/result-store.js";
-import { parseTask, type Task } from "../shared/task.js";
 import { readStatus } from "./job-status.js";
 
 export interface ManageDeps {

@@ -3,8 +3,7 @@
  * worker ran it) writes nothing when it wakes, and a job that ended for good is not run again.
  * The frozen worker is a CLI child process stopped with SIGSTOP (its opencode server runs on).
  */
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
@@ -14,6 +13,7 @@ import { cancelledRecord } from "../../src/shared/cancel";
 import { runCli, startCli, type CliProcess } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
+import { makeGitRepo } from "../support/git-repo";
 
 const WAIT = 120_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -95,12 +95,7 @@ describe("outcomes exactly once", () => {
 
   it("retry of a cancelled --worktree --max-cost job re-queues its whole task; one whose task was not kept is refused", async () => {
     const repo = join(stack.opencode.root, "keep-repo");
-    mkdirSync(repo);
-    const git = (...args: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd: repo }).toString().trim();
-    git("init", "-q", "-b", "main");
-    writeFileSync(join(repo, "notes.txt"), "original\n");
-    git("add", ".");
-    git("commit", "-qm", "init");
+    makeGitRepo(repo);
     const prompt = `keep edit [[tool:write:${JSON.stringify({ filePath: "notes.txt", content: "edited\n" })}]]`;
     const { jobId } = await stack.dispatcher.enqueue({ prompt, directory: repo, worktree: true, maxCost: 5, delay: 3_600_000, id: "keep-whole" });
     expect((await stack.dispatcher.cancel(jobId)).outcome).toBe("removed");

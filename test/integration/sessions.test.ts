@@ -1,11 +1,11 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ResultRecord } from "../../src/shared/result";
 import type { RunningWorker } from "../../src/worker/worker";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
+import { makeGitRepo } from "../support/git-repo";
 
 const transcriptOf = (text: string | null): string[] => JSON.parse(text!.replace(/^transcript: /, "")) as string[];
 
@@ -191,12 +191,7 @@ describe("unattended runs that never hang", () => {
 
   it("two worktree tasks on one repository edit the same file without trampling each other", async () => {
     const repo = join(stack.opencode.root, "repo");
-    mkdirSync(repo);
-    const git = (...args: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd: repo }).toString().trim();
-    git("init", "-q", "-b", "main");
-    writeFileSync(join(repo, "notes.txt"), "original\n");
-    git("add", ".");
-    git("commit", "-qm", "init");
+    const git = makeGitRepo(repo);
     const edit = (content: string) =>
       stack.dispatcher.enqueue({
         prompt: `edit [[tool:write:${JSON.stringify({ filePath: "notes.txt", content })}]]`,
