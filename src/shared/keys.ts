@@ -28,6 +28,8 @@ export interface QueueKeys {
   batch(batchId: string): string;
   /** A batch's members (sorted set: job ID scored by its line number). */
   batchJobs(batchId: string): string;
+  /** What a job with a budget has spent over all its attempts (hash: tokens, cost, attempts). */
+  spent(jobId: string): string;
   /** A failed or cancelled job's whole task (BullMQ name, data, options), kept with its record for `retry`. */
   taskCopy(jobId: string): string;
   /**
@@ -64,5 +66,6 @@ export function queueKeys(queue: string): QueueKeys {
     batchJobs: (batchId) => `${base}:batch:${batchId}:jobs`,
     sched: `${base}:#s:`,
     taskCopy: (jobId) => `${base}:#task:${jobId}`,
+    spent: (jobId) => `${base}:#spent:${jobId}`,
   };
 }

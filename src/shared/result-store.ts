@@ -13,6 +13,13 @@ export interface StateEvent {
   progress?: Progress;
 }
 
+/** What a job's attempts have spent so far. */
+export interface Spent {
+  tokens: number;
+  cost: number;
+  attempts: number;
+}
+
 /** A job's task as BullMQ held it: its name, its data (the payload) and the options that matter. */
 export interface KeptTask {
   name: string;
@@ -112,6 +119,20 @@ export class ResultStore {
   async keptTask(jobId: string): Promise<KeptTask | null> {
     const raw = await this.redis.get(this.keys.taskCopy(jobId));
     return raw === null ? null : (JSON.parse(raw) as KeptTask);
+  }
+
+  /** What the job's earlier attempts spent, summed (kept only for jobs with a budget). */
+  async spent(jobId: string): Promise<Spent> {
+    const [tokens, cost, attempts] = await this.redis.hmget(this.keys.spent(jobId), "tokens", "cost", "attempts");
+    return { tokens: Number(tokens ?? 0), cost: Number(cost ?? 0), attempts: Number(attempts ?? 0) };
+  }
+
+  /** Adds what one attempt spent to the job's total. */
+  async addSpent(jobId: string, tokens: number, cost: number): Promise<void> {
+    const key = this.keys.spent(jobId);
+    const multi = this.redis.multi().hincrby(key, "tokens", Math.round(tokens)).hincrbyfloat(key, "cost", cost).hincrby(key, "attempts", 1);
+    if (this.ttlMs > 0) multi.pexpire(key, this.ttlMs);
+    await multi.exec();
   }
 
   /** Whether the attempt with this lock token still owns the job. */

@@ -57,6 +57,9 @@ export async function runAttempt(
     onProgress: (progress: Progress) => void;
     /** Whether the attempt still owns the job (a stale one must not overwrite the stored session). */
     owns?: () => Promise<boolean>;
+    /** What earlier attempts spent (the budget counts them); this attempt's own spend is added to `spend`. */
+    spentBefore?: { tokens: number; cost: number };
+    spend?: { tokens: number; cost: number };
   },
 ): Promise<PromptOutcome> {
   const { server, client, hub } = deps.current();
@@ -94,6 +97,7 @@ export async function runAttempt(
     autoApprove: payload.autoApprove ?? deps.config.autoApprove,
     maxCost: payload.maxCost,
     maxTokens: payload.maxTokens,
+    ...(opts.spentBefore ? { spentBefore: opts.spentBefore } : {}),
     stallMs: deps.config.stallMs,
     providerRetries: deps.config.providerRetries,
     abort: opts.abort,
@@ -107,6 +111,10 @@ export async function runAttempt(
   } finally {
     watch.close();
     trace.asks = watch.asks;
+    if (opts.spend) {
+      opts.spend.tokens = watch.progress.tokens;
+      opts.spend.cost = watch.progress.cost;
+    }
     await afterPrompt(deps, client, trace, jobId, payload, log, opts.owns);
   }
 }

@@ -63,6 +63,26 @@ export class SchemaMismatchError extends Error {
   }
 }
 
+/**
+ * Before an attempt of a job with a budget: the error when what is left of it is less than an
+ * attempt has cost on average so far (starting would most likely pass the cap), else undefined.
+ */
+export function checkBudgetLeft(caps: { maxCost?: number; maxTokens?: number }, spent: { tokens: number; cost: number; attempts: number }): BudgetExceededError | undefined {
+  if (spent.attempts === 0) return undefined;
+  const perAttempt = { tokens: spent.tokens / spent.attempts, cost: spent.cost / spent.attempts };
+  if (caps.maxCost !== undefined && caps.maxCost - spent.cost < perAttempt.cost) {
+    return new BudgetExceededError(
+      `budget exceeded: $${spent.cost.toFixed(4)} spent over ${spent.attempts} attempts of --max-cost $${caps.maxCost}; what is left is less than an attempt costs ($${perAttempt.cost.toFixed(4)})`,
+    );
+  }
+  if (caps.maxTokens !== undefined && caps.maxTokens - spent.tokens < perAttempt.tokens) {
+    return new BudgetExceededError(
+      `budget exceeded: ${spent.tokens} tokens spent over ${spent.attempts} attempts of --max-tokens ${caps.maxTokens}; what is left is less than an attempt uses (${Math.round(perAttempt.tokens)})`,
+    );
+  }
+  return undefined;
+}
+
 /** The budget error for a turn's running totals, or undefined while they are within the caps. */
 export function checkBudget(caps: { maxCost?: number; maxTokens?: number }, tokens: number, cost: number): BudgetExceededError | undefined {
   if (caps.maxCost !== undefined && cost > caps.maxCost) {

@@ -7,7 +7,7 @@ import type { FlowSettings } from "../shared/flow-limits.js";
 import { gatesFor, providerOf, slotGates } from "../scheduling/gates.js";
 import type { LeaseKeeper } from "../scheduling/leases.js";
 import type { Scheduler } from "../scheduling/scheduler.js";
-import { checkBudget, PayloadError, StoppedError, type StopReason } from "./failures.js";
+import { checkBudget, checkBudgetLeft, PayloadError, StoppedError, type StopReason } from "./failures.js";
 import { runAttempt, type AttemptDeps, type AttemptTrace } from "./attempt.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
@@ -107,6 +107,10 @@ export function createProcessor(deps: ProcessorDeps) {
     bullSignal?.addEventListener("abort", onBullAbort, { once: true });
     if (bullSignal?.aborted) onBullAbort(); // cancelled before the listener was in place
 
+    // A budget holds for all attempts of the job together.
+    const budgeted = payload.maxCost !== undefined || payload.maxTokens !== undefined;
+    const spentBefore = budgeted ? await deps.store.spent(jobId) : { tokens: 0, cost: 0, attempts: 0 };
+    const spend = { tokens: 0, cost: 0 };
     const trace: AttemptTrace = {
       sessionId: record.sessionId,
       continues: record.continues,
@@ -119,7 +123,11 @@ export function createProcessor(deps: ProcessorDeps) {
     try {
       await write(record); // inside the try: the flow slots taken above are released whatever happens
       log.info({ attempt, model: payload.model }, "job started");
+      const leftShort = budgeted ? checkBudgetLeft(payload, spentBefore) : undefined;
+      if (leftShort) throw leftShort;
       const outcome = await runAttempt(deps, jobId, payload, {
+        spentBefore,
+        spend,
         signal: control.signal,
         abort: (reason) => control.abort(reason),
         log,
@@ -133,7 +141,9 @@ export function createProcessor(deps: ProcessorDeps) {
       });
       record = { ...traced(), ...outcome };
       // The watch stops a run that passes its budget; a turn that ended first is checked here.
-      const overBudget = checkBudget(payload, outcome.tokens.total, outcome.cost);
+      spend.tokens = Math.max(spend.tokens, outcome.tokens.total);
+      spend.cost = Math.max(spend.cost, outcome.cost);
+      const overBudget = checkBudget(payload, outcome.tokens.total + spentBefore.tokens, outcome.cost + spentBefore.cost);
       if (overBudget) throw overBudget;
       await finish(write, record, started, "completed");
       log.info({ sessionId: outcome.sessionId, tokens: outcome.tokens.total, cost: outcome.cost }, "job completed");
@@ -186,6 +196,9 @@ export function createProcessor(deps: ProcessorDeps) {
       clearTimeout(timer);
       bullSignal?.removeEventListener("abort", onBullAbort);
       untrack();
+      if (budgeted && (spend.tokens > 0 || spend.cost > 0)) {
+        await deps.store.addSpent(jobId, spend.tokens, spend.cost).catch((error: unknown) => log.warn({ err: error }, "could not count what the attempt spent"));
+      }
       if (slots.length > 0) await deps.scheduler.release(member, slots).catch((error: unknown) => log.warn({ err: error }, "could not release flow-control slots"));
     }
   };

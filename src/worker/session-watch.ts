@@ -17,6 +17,8 @@ export interface WatchOptions {
   autoApprove: boolean;
   maxCost?: number;
   maxTokens?: number;
+  /** What earlier attempts of the job spent: the caps hold for all attempts together. */
+  spentBefore?: { tokens: number; cost: number };
   /** No event for this long aborts the attempt as stalled. */
   stallMs: number;
   /** opencode's own provider retries tolerated before the worker takes over the decision. */
@@ -121,7 +123,8 @@ export class SessionWatch {
     this.progress.tokens = tokens;
     this.progress.cost = cost;
     this.reportProgress();
-    const overBudget = checkBudget(this.opts, tokens, cost);
+    const before = this.opts.spentBefore ?? { tokens: 0, cost: 0 };
+    const overBudget = checkBudget(this.opts, tokens + before.tokens, cost + before.cost);
     if (overBudget) this.stop(overBudget);
   }
 

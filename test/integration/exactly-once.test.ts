@@ -25,7 +25,8 @@ describe("outcomes exactly once", () => {
   const deliveries: { id: string; worker: string }[] = [];
 
   beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s" } });
+    // No opencode retries of provider errors: a 500 hands the attempt to the queue's retry at once.
+    stack = await startStack({ configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s", DISPATCH_PROVIDER_RETRIES: "0" } });
     receiver = http.createServer((req, res) => {
       let body = "";
       req.on("data", (d: Buffer) => (body += d.toString()));
@@ -127,5 +128,22 @@ describe("outcomes exactly once", () => {
     const refused = await runCli(["retry", "record-only"], { env: stack.childEnv });
     expect(refused.code).toBe(6);
     expect(refused.stderr).toMatch(/its task was not kept .* would lose its system prompt, files, schema, webhook, worktree, budgets/);
+  }, 180_000);
+
+  it("a job that fails twice against --max-cost has spent at most the cap over all its attempts", async () => {
+    // Each attempt: a tool call (a priced model call, ~$2.40), then a provider 500 (a retryable failure).
+    const step = { toolCall: { name: "bash", args: { command: "echo spend", description: "spend" } } };
+    stack.fake.reset();
+    stack.fake.script(step, { status: 500 }, step, { status: 500 }, step, { status: 500 });
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "spend and fail", model: "fake/priced", maxCost: 5, attempts: 3 });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
+    expect(record.state).toBe("failed");
+    expect(record.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
+    expect(record.error!.message).toMatch(/spent over 2 attempts of --max-cost \$5/);
+    const spent = Number(/^budget exceeded: \$([\d.]+)/.exec(record.error!.message)![1]);
+    expect(spent).toBeGreaterThan(4);
+    expect(spent).toBeLessThanOrEqual(5);
+    // The third attempt did not start: two attempts, two calls each.
+    expect(stack.fake.calls("spend and fail")).toBe(4);
   }, 180_000);
 });
