@@ -109,7 +109,7 @@ export function createProcessor(deps: ProcessorDeps) {
 
     // A budget holds for all attempts of the job together.
     const budgeted = payload.maxCost !== undefined || payload.maxTokens !== undefined;
-    const spentBefore = budgeted ? await deps.store.spent(jobId) : { tokens: 0, cost: 0, attempts: 0 };
+    let spentBefore = { tokens: 0, cost: 0, attempts: 0 };
     const spend = { tokens: 0, cost: 0 };
     const trace: AttemptTrace = {
       sessionId: record.sessionId,
@@ -121,7 +121,9 @@ export function createProcessor(deps: ProcessorDeps) {
     const earlierAsks = record.asks;
     const traced = (): ResultRecord => ({ ...record, ...trace, asks: [...earlierAsks, ...trace.asks] });
     try {
-      await write(record); // inside the try: the flow slots taken above are released whatever happens
+      // Inside the try: the flow slots taken above are released whatever happens.
+      if (budgeted) spentBefore = await deps.store.spent(jobId);
+      await write(record);
       log.info({ attempt, model: payload.model }, "job started");
       const leftShort = budgeted ? checkBudgetLeft(payload, spentBefore) : undefined;
       if (leftShort) throw leftShort;
