@@ -39,7 +39,7 @@ export interface QueueKeys {
   sched: string;
 }
 
-/** The thread a job begins when it does not continue another (see producer/continuation.ts). */
+/** The thread a job begins when it does not continue another (see scheduling/placement.ts). */
 export const rootThread = (jobId: string) => `job:${jobId}`;
 /** The job that began a thread, for threads begun by a job (not by a given session). */
 export const rootOfThread = (thread: string) => (thread.startsWith("job:") ? thread.slice("job:".length) : undefined);

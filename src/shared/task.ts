@@ -185,7 +185,7 @@ export const JobPayload = z.strictObject({
   session: SessionFields.session,
   /** The job this one continues: it runs after that job has finished, in its session. */
   after: JobId.optional(),
-  /** The chain of jobs sharing one session (see producer/continuation.ts). */
+  /** The chain of jobs sharing one session (see scheduling/placement.ts). */
   thread: z.string().optional(),
   timeoutMs: z.number().int().positive(),
   enqueuedAt: z.iso.datetime(),

@@ -90,7 +90,7 @@ export class ServerKeeper {
       const generation = this.generation;
       if (job.id) this.runningOn.set(job.id, generation);
       this.running += 1;
-      // A job sent back to the queue (a chain poll, flow control, a hand-back) did not run here.
+      // A job sent back to the queue (waiting for its turn, a provider hold, a hand-back) did not run here.
       let ran = true;
       try {
         return await processor(job, token, signal);

@@ -45,7 +45,7 @@ export class SessionTransfer {
   }
 
   /**
-   * Records the thread (chain of jobs, see producer/continuation.ts) a session belongs to, the
+   * Records the thread (chain of jobs, see scheduling/placement.ts) a session belongs to, the
    * first time a job runs in it, so that `session: S` follow-ups queue behind that thread.
    */
   async claimThread(sessionId: string, thread: string): Promise<void> {
