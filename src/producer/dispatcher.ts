@@ -184,15 +184,12 @@ export class Dispatcher {
   }
 
   private jobOptions(task: Task, jobId: string): JobsOptions & { jobId: string } {
-    return {
-      jobId,
-      priority: task.priority || undefined,
-      delay: task.delay,
-      attempts: task.attempts ?? this.config.attempts,
-      backoff: BACKOFF,
-      removeOnComplete: RETENTION.completed,
-      removeOnFail: RETENTION.failed,
-    };
+    return { ...this.baseJobOptions(jobId), priority: task.priority || undefined, delay: task.delay, attempts: task.attempts ?? this.config.attempts };
+  }
+
+  /** What every job of ours gets: its ID, the backoff strategy, BullMQ's retention. */
+  private baseJobOptions(jobId: string): JobsOptions & { jobId: string } {
+    return { jobId, backoff: BACKOFF, removeOnComplete: RETENTION.completed, removeOnFail: RETENTION.failed };
   }
 
   /** NotFoundError naming every task (up to ten) that continues a job which is nowhere to be found. */
@@ -325,7 +322,7 @@ export class Dispatcher {
             {
               name: kept.name,
               data: kept.data as JobPayload,
-              opts: { ...this.jobOptions({ prompt: "" } as Task, id), attempts: kept.opts.attempts ?? this.config.attempts, priority: kept.opts.priority },
+              opts: { ...this.baseJobOptions(id), attempts: kept.opts.attempts ?? this.config.attempts, priority: kept.opts.priority },
               group: DEFAULT_GROUP,
             },
           ]),

@@ -18,9 +18,9 @@ export class LeaseKeeper {
     private readonly scheduler: Scheduler,
     readonly leaseMs: number,
     private readonly log: Logger,
-    sweepEveryMs = Math.min(5_000, Math.max(500, Math.floor(leaseMs / 3))),
+    beatMs = Math.min(5_000, Math.max(500, Math.floor(leaseMs / 3))),
   ) {
-    this.timer = setInterval(() => void this.tick(), Math.min(sweepEveryMs, Math.floor(leaseMs / 3))).unref();
+    this.timer = setInterval(() => void this.tick(), beatMs).unref();
   }
 
   /** Keeps `member`'s leases of these gates alive until the returned function is called. */

@@ -13,8 +13,6 @@ export const PARK_BACKSTOP_MS = 3_600_000;
 export const LANE_BACKSTOP_MS = 7 * 86_400_000;
 /** The group of a task given none that is not in a batch. */
 export const DEFAULT_GROUP = "default";
-/** How long a waiting job's place in line is remembered. */
-const WAIT_STATE_TTL_MS = 30 * 86_400_000;
 /** A woken job not promoted after this long (its waker died in between) is promoted by the sweep. */
 const STALE_PROMOTION_MS = 10_000;
 /** The longest period a provider's rate is learned over (and how long its starts are remembered). */
@@ -62,7 +60,7 @@ export class Scheduler {
 
   /** Admits the attempt (taking its leases) or parks the job's place at the gate that holds it. */
   async admit(jobId: string, member: string, gates: readonly Gate[], leaseMs: number, now = Date.now()): Promise<Admission> {
-    const args: (string | number)[] = [jobId, member, now + leaseMs, now + PARK_BACKSTOP_MS, WAIT_STATE_TTL_MS, this.keys.result(""), this.window, gates.length];
+    const args: (string | number)[] = [jobId, member, now + leaseMs, now + PARK_BACKSTOP_MS, this.keys.result(""), this.window, gates.length];
     for (const g of gates) args.push(g.kind, g.name, g.a, g.b);
     const reply = (await this.run(ADMIT, now, args)) as (string | number)[];
     if (reply[0] === 1) {
@@ -78,7 +76,7 @@ export class Scheduler {
    * group's fair lane; returns the IDs of those to add parked (delayed by LANE_BACKSTOP_MS).
    */
   async lanes(jobs: readonly LaneJob[]): Promise<Set<string>> {
-    const args: (string | number)[] = [this.window, WAIT_STATE_TTL_MS, jobs.length];
+    const args: (string | number)[] = [this.window, jobs.length];
     for (const j of jobs) args.push(j.jobId, j.group, j.priority, j.model ?? "", j.concurrencyKey ?? "");
     const reply = (await this.run(LANE, Date.now(), args)) as number[];
     return new Set(jobs.filter((_, i) => reply[i] === 0).map((j) => j.jobId));

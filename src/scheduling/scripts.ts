@@ -35,6 +35,7 @@ local S = ARGV[1]
 local B = ARGV[2]
 local now = tonumber(ARGV[3])
 local rcall = redis.call
+local WAIT_TTL = 2592000000 -- a waiting job's place in line is remembered 30 days
 
 -- Running leases of a slot gate, after dropping expired ones (a dead worker's).
 local function running(g)
@@ -132,7 +133,7 @@ local function capped(entry)
       rcall('SADD', S .. 'gates', g)
       rcall('HSET', S .. 'limits', g, limit)
       rcall('HSET', J, 'seq', seq, 'at', g, 'why', count .. '/' .. limit, 'until', 0)
-      rcall('PEXPIRE', J, 2592000000)
+      rcall('PEXPIRE', J, WAIT_TTL)
       return job, g
     end
   end
@@ -140,7 +141,7 @@ local function capped(entry)
     -- Let in under a cap: it keeps this place in line should it meet a full cap after all.
     local J = S .. 'j:' .. job
     rcall('HSET', J, 'seq', rcall('INCR', S .. 'seq'))
-    rcall('PEXPIRE', J, 2592000000)
+    rcall('PEXPIRE', J, WAIT_TTL)
   end
   return job, nil
 end
@@ -216,9 +217,8 @@ end
 /**
  * Admit a job, or park it at the first gate that holds it.
  *   ARGV[4] job, ARGV[5] lease member (`job@token`), ARGV[6] lease expiry, ARGV[7] the far
- *   delay of a parked job (a backstop), ARGV[8] ttl of the job's waiting state, ARGV[9] the
- *   result-record prefix, ARGV[10] the fair window (see feed), ARGV[11] number of gates, then 4
- *   per gate: kind, gate, a, b:
+ *   delay of a parked job (a backstop), ARGV[8] the result-record prefix, ARGV[9] the fair window
+ *   (see feed), ARGV[10] number of gates, then 4 per gate: kind, gate, a, b:
  *     c chain   a = predecessor, b = placement grace ms
  *     h hold    a = provider
  *     s slots   a = limit
@@ -227,9 +227,9 @@ end
  * Returns {1, promote...} when admitted, or {0, gate, why, delayUntil, promote...} when parked.
  */
 export const ADMIT = `${COMMON}
-local job, member, expiry, far, jttl, R = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
-local window = tonumber(ARGV[10])
-local n = tonumber(ARGV[11])
+local job, member, expiry, far, R = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local window = tonumber(ARGV[9])
+local n = tonumber(ARGV[10])
 local J = S .. 'j:' .. job
 local out = {}
 local waited = rcall('EXISTS', J) == 1
@@ -258,7 +258,7 @@ local function park(g, why, untilMs, limit)
   rcall('SADD', S .. 'gates', g)
   if limit then rcall('HSET', S .. 'limits', g, limit) end
   rcall('HSET', J, 'at', g, 'why', why, 'parking', '1', 'until', untilMs or 0)
-  rcall('PEXPIRE', J, jttl)
+  rcall('PEXPIRE', J, WAIT_TTL)
   local delay = far
   if untilMs then
     -- One waiter keeps the gate's timer; the others sleep until it wakes them.
@@ -281,7 +281,7 @@ local function park(g, why, untilMs, limit)
 end
 
 local passed = {}
-local i = 12
+local i = 11
 for k = 1, n do
   local kind, g, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   i = i + 4
@@ -514,15 +514,15 @@ return out
 /**
  * A producer adds jobs: while no lane has work and fewer than the window are ready, they go
  * straight into the queue; the others wait in their group's lane (FIFO) for feed to let them in.
- *   ARGV[4] window, ARGV[5] (unused), ARGV[6] count, then 5 per job: job, group, priority,
+ *   ARGV[4] window, ARGV[5] count, then 5 per job: job, group, priority,
  *   model, concurrency key. Returns per job 1 (add it ready) or 0 (add it parked: in a lane).
  */
 export const LANE = `${COMMON}
-local window, jttl, n = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local window, n = tonumber(ARGV[4]), tonumber(ARGV[5])
 local room = window - rcall('LLEN', B .. 'wait') - rcall('ZCARD', B .. 'prioritized')
 local busy = rcall('EXISTS', S .. 'prios') == 1
 local reply = {}
-local i = 7
+local i = 6
 for k = 1, n do
   local job, group, prio, model, key = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   i = i + 5

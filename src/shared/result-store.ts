@@ -28,12 +28,13 @@ export interface KeptTask {
 }
 
 /**
- * A record write fenced to the attempt that owns the job: it happens only while BullMQ's lock on
- * the job still holds the attempt's token, in the same script. KEYS: record, done mark, lock.
- * ARGV: value, ttl ms (0: none), token, final ("1"/"0"), waiting ("1"/"0"), channel, event.
+ * Writes a record, marks a final one done for the scheduler (a waiting one: not done), announces
+ * it. With a token, only while BullMQ's lock on the job still holds it (the attempt owns the job),
+ * in the same script. KEYS: record, done mark, lock. ARGV: value, ttl ms (0: none), token (""
+ * for none), final ("1"/"0"), waiting ("1"/"0"), channel, event.
  */
-const PUT_FENCED = `
-if redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
+const PUT = `
+if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
 if ARGV[4] == '1' then
@@ -87,20 +88,7 @@ export class ResultStore {
    * that (a job re-queued by `retry` is not done).
    */
   async put(record: ResultRecord): Promise<void> {
-    const final = FINAL_STATES.has(record.state);
-    if (final && record.webhook) await this.outbox.add(record);
-    const key = this.keys.result(record.jobId);
-    const done = `${this.keys.sched}done:${record.jobId}`;
-    const value = JSON.stringify(record);
-    const event: StateEvent = { jobId: record.jobId, state: record.state };
-    const multi = this.redis.multi();
-    const px = this.ttlMs > 0 ? (["PX", this.ttlMs] as const) : ([] as const);
-    multi.set(key, value, ...(px as ["PX", number]));
-    if (final) multi.set(done, "1", ...(px as ["PX", number]));
-    else if (record.state === "waiting") multi.del(done); // re-queued (retry) or handed back
-    multi.publish(this.keys.events, JSON.stringify(event));
-    await multi.exec();
-    if (final) await this.onFinal?.(record.jobId);
+    await this.write(record, "");
   }
 
   /**
@@ -137,7 +125,12 @@ export class ResultStore {
 
   /** Whether the attempt with this lock token still owns the job. */
   async owns(jobId: string, token: string): Promise<boolean> {
-    return (await this.redis.get(`${this.keys.bullPrefix}:${this.queue}:${jobId}:lock`)) === token;
+    return (await this.redis.get(this.lockKey(jobId))) === token;
+  }
+
+  /** BullMQ's lock on a job: it holds the token of the attempt that owns the job. */
+  private lockKey(jobId: string): string {
+    return `${this.keys.bullPrefix}:${this.queue}:${jobId}:lock`;
   }
 
   /**
@@ -146,20 +139,24 @@ export class ResultStore {
    * over (the lock expired while this one was cut off or frozen). The webhook of a final record
    * is queued only after the ownership check.
    */
-  async putFenced(record: ResultRecord, token: string): Promise<boolean> {
+  putFenced(record: ResultRecord, token: string): Promise<boolean> {
+    return this.write(record, token);
+  }
+
+  /** The one write of a record (see PUT); `token` "" writes unfenced. False when the fence refused it. */
+  private async write(record: ResultRecord, token: string): Promise<boolean> {
     const final = FINAL_STATES.has(record.state);
-    const lock = `${this.keys.bullPrefix}:${this.queue}:${record.jobId}:lock`;
     if (final && record.webhook) {
-      if ((await this.redis.get(lock)) !== token) return false;
+      if (token && !(await this.owns(record.jobId, token))) return false;
       await this.outbox.add(record);
     }
     const event: StateEvent = { jobId: record.jobId, state: record.state };
     const written = await this.redis.eval(
-      PUT_FENCED,
+      PUT,
       3,
       this.keys.result(record.jobId),
       `${this.keys.sched}done:${record.jobId}`,
-      lock,
+      this.lockKey(record.jobId),
       JSON.stringify(record),
       this.ttlMs,
       token,

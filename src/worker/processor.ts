@@ -86,11 +86,8 @@ export function createProcessor(deps: ProcessorDeps) {
     if (token) {
       const admission = await deps.scheduler.admit(jobId, member, gates, deps.leases.leaseMs);
       if (!admission.admitted) {
-        // Waits in the delayed set, holding no slot, until what it waits for wakes it.
-        await job.moveToDelayed(admission.delayUntil, token);
-        if (await deps.scheduler.parked(jobId)) await deps.scheduler.promote([jobId]);
         log.debug({ gate: admission.gate, why: admission.why }, "job waits");
-        throw new DelayedError();
+        return sleep(deps.scheduler, job, token, admission.delayUntil);
       }
     }
     const slots = slotGates(gates);
@@ -156,23 +153,21 @@ export function createProcessor(deps: ProcessorDeps) {
       const error: unknown = control.signal.aborted ? control.signal.reason : thrown;
       const decision = classifyFailure(error);
       const logCtx = { sessionId: record.sessionId, attempt, err: error, decision: decision.name };
-      if (error instanceof StoppedError && error.reason === "lock-lost") {
+      if (lockLost(error)) {
         // Another worker owns the job now: this attempt writes nothing and leaves the job alone.
         log.warn(logCtx, "job taken over by another worker; this attempt stops and writes nothing");
         throw new DelayedError();
       }
       const busyUntil = providerBusyUntil(error);
-      if (busyUntil !== undefined && token && (await holdsOf(deps, jobId)) <= MAX_PROVIDER_HOLDS) {
+      if (busyUntil !== undefined && token && (await deps.scheduler.turnedAway(jobId)) <= MAX_PROVIDER_HOLDS) {
         // The provider is over its quota: hold it for every worker; this job waits its turn again.
         const provider = providerOf(payload.model);
         const limit = await deps.scheduler.hold(provider, busyUntil, member);
         await write({ ...record, state: "delayed", error: null });
         // It waits in line at the hold like any job that meets it (one waiter keeps the timer).
         const admission = await deps.scheduler.admit(jobId, member, gates.filter((g) => g.kind === "h"), deps.leases.leaseMs);
-        await job.moveToDelayed(admission.admitted ? Date.now() : admission.delayUntil, token);
-        if (await deps.scheduler.parked(jobId)) await deps.scheduler.promote([jobId]);
         log.info({ ...logCtx, provider, until: new Date(busyUntil).toISOString(), learnedRate: limit }, "provider is busy; job waits for it without spending an attempt");
-        throw new DelayedError();
+        return sleep(deps.scheduler, job, token, admission.admitted ? Date.now() : admission.delayUntil);
       }
       if (error instanceof StoppedError && error.reason === "shutdown" && token) {
         await write({ ...record, state: "waiting", error: null });
@@ -185,7 +180,7 @@ export function createProcessor(deps: ProcessorDeps) {
         await finish(write, record, started, final ? "failed" : "retrying", decision);
         if (final) await deps.store.keepTask(job);
       } catch (lost) {
-        if (!(lost instanceof StoppedError && lost.reason === "lock-lost")) throw lost;
+        if (!lockLost(lost)) throw lost;
         log.warn(logCtx, "job taken over by another worker; this attempt's failure is not recorded");
         throw new DelayedError();
       }
@@ -219,9 +214,17 @@ function stopFor(reason: string): StoppedError {
   return new StoppedError(kind, message);
 }
 
-/** How often the provider has turned this job away (counted for MAX_PROVIDER_HOLDS). */
-function holdsOf(deps: ProcessorDeps, jobId: string): Promise<number> {
-  return deps.scheduler.turnedAway(jobId);
+/** Another worker took the job over: this attempt must write nothing more. */
+const lockLost = (error: unknown): boolean => error instanceof StoppedError && error.reason === "lock-lost";
+
+/**
+ * A job that waits sleeps in the delayed set, holding no slot, until what it waits for wakes it
+ * (or `untilMs`). Woken on its way there, it promotes itself. Leaves BullMQ nothing to do.
+ */
+async function sleep(scheduler: Scheduler, job: Job, token: string, untilMs: number): Promise<never> {
+  await job.moveToDelayed(untilMs, token);
+  if (await scheduler.parked(job.id!)) await scheduler.promote([job.id!]);
+  throw new DelayedError();
 }
 
 async function finish(
