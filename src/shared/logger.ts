@@ -14,6 +14,9 @@ const REDACT = [
   "*.headers.Authorization",
   "env",
   "*.env",
+  // ioredis puts the failed command on its errors: its arguments are data (records, transcripts, AUTH).
+  "err.command.args",
+  "*.err.command.args",
 ];
 
 /**

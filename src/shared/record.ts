@@ -32,6 +32,7 @@ export function baseRecord(jobId: string, data: unknown, state: JobState): Resul
     worktree: null,
     structured: null,
     webhook: p?.webhook ?? null,
+    messageId: null,
   };
 }
 

@@ -129,7 +129,7 @@ export class ResultStore {
   }
 
   /** BullMQ's lock on a job: it holds the token of the attempt that owns the job. */
-  private lockKey(jobId: string): string {
+  lockKey(jobId: string): string {
     return `${this.keys.bullPrefix}:${this.queue}:${jobId}:lock`;
   }
 

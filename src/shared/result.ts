@@ -89,6 +89,11 @@ export const ResultRecord = z.object({
   structured: z.unknown().default(null),
   /** Where the final record is POSTed (a task with a `webhook`). */
   webhook: z.string().nullable().default(null),
+  /**
+   * The assistant message that ended this job's turn in its session. A follow-up runs only on a
+   * transcript that holds it, never on an older copy.
+   */
+  messageId: z.string().nullable().default(null),
 });
 export type ResultRecord = z.infer<typeof ResultRecord>;
 

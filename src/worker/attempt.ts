@@ -1,16 +1,16 @@
 import type { Config } from "../shared/config.js";
 import { rootOfThread, rootThread, sessionOfThread } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";
-import type { Ask, Progress, ResultRecord } from "../shared/result.js";
+import { emptyTokens, type Ask, type Progress, type ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
 import type { JobPayload } from "../shared/task.js";
 import type { EventHub } from "./event-hub.js";
-import { OpencodeHttpError } from "./failures.js";
+import { OpencodeHttpError, SessionNotStoredError, StoppedError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import type { OpencodeServer } from "./opencode-server.js";
 import { createSession, type PromptOutcome } from "./run-prompt.js";
 import { SessionWatch } from "./session-watch.js";
-import type { SessionTransfer } from "./session-transfer.js";
+import type { Fence, SessionTransfer } from "./session-transfer.js";
 import { promptChecked } from "./structured.js";
 import { finishWorktree, prepareWorktree } from "./worktree.js";
 
@@ -55,8 +55,8 @@ export async function runAttempt(
     trace: AttemptTrace;
     onSession: () => Promise<void>;
     onProgress: (progress: Progress) => void;
-    /** Whether the attempt still owns the job (a stale one must not overwrite the stored session). */
-    owns?: () => Promise<boolean>;
+    /** The attempt's hold on the job: a stale attempt must not overwrite the stored session. */
+    fence?: Fence;
     /** What earlier attempts spent (the budget counts them); this attempt's own spend is added to `spend`. */
     spentBefore?: { tokens: number; cost: number };
     spend?: { tokens: number; cost: number };
@@ -66,15 +66,18 @@ export async function runAttempt(
   const { signal, trace } = opts;
   let directory = payload.directory;
   let sessionId: string | undefined;
+  let after: { jobId: string; messageId: string } | undefined;
 
   if (payload.session) {
     sessionId = payload.session; // it may also wait `after` a job of the thread that session is in
+    const previous = payload.after ? await deps.store.get(payload.after) : null;
+    if (previous?.sessionId === sessionId && previous.messageId) after = { jobId: payload.after!, messageId: previous.messageId };
   } else if (payload.after) {
     trace.continues = payload.after;
-    ({ sessionId, worktree: trace.worktree } = await threadSession(deps.store, payload.after, payload.thread ?? ""));
+    ({ sessionId, worktree: trace.worktree, after } = await threadSession(deps.store, payload.after, payload.thread ?? ""));
   }
   if (sessionId) {
-    directory = (await deps.transfer.ensureLocal(server, client, sessionId, signal)) ?? directory;
+    directory = (await deps.transfer.ensureLocal(server, client, sessionId, signal, after)) ?? directory;
   } else if (payload.worktree && payload.directory) {
     const tree = await prepareWorktree(payload.directory, jobId, trace.worktree?.base, signal);
     trace.worktree = { ...tree, changedFiles: trace.worktree?.changedFiles ?? [] };
@@ -106,8 +109,9 @@ export async function runAttempt(
       void deps.store.publishProgress(jobId, progress).catch(() => undefined);
     },
   });
+  let outcome: PromptOutcome | undefined;
   try {
-    return await promptChecked(client, sessionId, payload, { directory, signal, log, onStructured: (value) => (trace.structured = value) });
+    outcome = await promptChecked(client, sessionId, payload, { directory, signal, log, onStructured: (value) => (trace.structured = value) });
   } finally {
     watch.close();
     trace.asks = watch.asks;
@@ -115,34 +119,98 @@ export async function runAttempt(
       opts.spend.tokens = watch.progress.tokens;
       opts.spend.cost = watch.progress.cost;
     }
-    await afterPrompt(deps, client, trace, jobId, payload, log, opts.owns);
+    await commitWorktree(trace, jobId, payload, log);
+    if (!outcome) {
+      // A failed turn's session is still worth storing (it may be continued); nothing waits on it.
+      await deps.transfer
+        .save(client, sessionId, AbortSignal.timeout(30_000), { ...(opts.fence ? { fence: opts.fence } : {}) })
+        .catch((error: unknown) => log.warn({ err: error }, "could not store the session"));
+    }
+  }
+  await storeTurn(deps, client, outcome, signal, log, opts.fence);
+  return outcome;
+}
+
+/**
+ * The retry of an attempt whose turn was answered but whose session was not stored: stores the
+ * session from this worker's server and returns the answer kept on the record. Asks the model nothing.
+ */
+export async function storeAnsweredTurn(
+  deps: AttemptDeps,
+  answered: ResultRecord & { sessionId: string; messageId: string; text: string },
+  signal: AbortSignal,
+  log: Logger,
+  fence?: Fence,
+): Promise<PromptOutcome> {
+  const outcome: PromptOutcome = {
+    sessionId: answered.sessionId,
+    text: answered.text,
+    model: answered.model ?? "",
+    tokens: answered.tokens ?? emptyTokens(),
+    cost: answered.cost ?? 0,
+    structured: answered.structured,
+    messageId: answered.messageId,
+  };
+  log.info({ sessionId: answered.sessionId }, "the turn was answered before; storing its session");
+  await storeTurn(deps, deps.current().client, outcome, signal, log.child({ sessionId: answered.sessionId }), fence);
+  return outcome;
+}
+
+/** Whether a record is that of a turn answered whose session was not stored (see storeAnsweredTurn). */
+export function answeredNotStored(record: ResultRecord | null): record is ResultRecord & { sessionId: string; messageId: string; text: string } {
+  return record?.state === "retrying" && record.error?.name === "SessionNotStored" && !!record.sessionId && !!record.messageId && record.text !== null;
+}
+
+/** Tries to store a session this many times within an attempt before the attempt fails. */
+const STORE_TRIES = 3;
+
+/**
+ * Stores the session of an answered turn, as part of the attempt: a follow-up on another worker
+ * needs it. Tries again briefly; then SessionNotStoredError (with the answer) fails the attempt.
+ */
+async function storeTurn(deps: AttemptDeps, client: OpencodeClient, outcome: PromptOutcome, signal: AbortSignal, log: Logger, fence?: Fence): Promise<void> {
+  for (let tries = 1; ; tries++) {
+    try {
+      const callSignal = AbortSignal.any([signal, AbortSignal.timeout(30_000)]);
+      await deps.transfer.save(client, outcome.sessionId, callSignal, { turn: outcome.messageId, ...(fence ? { fence } : {}) });
+      return;
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (error instanceof StoppedError) throw error; // the job is another worker's now
+      const message = error instanceof Error ? error.message : String(error);
+      // A server that lacks the turn will not grow it: no point trying again here.
+      if (tries >= STORE_TRIES || error instanceof SessionNotStoredError) {
+        throw new SessionNotStoredError(`the turn was answered but its session could not be stored: ${message}`, outcome);
+      }
+      log.warn({ err: error, tries }, "could not store the session; trying again");
+      await delay(tries * 500, signal);
+    }
   }
 }
 
-/** Commits a worktree job's changes and stores the session for other workers; never throws. */
-async function afterPrompt(
-  deps: AttemptDeps,
-  client: OpencodeClient,
-  trace: AttemptTrace,
-  jobId: string,
-  payload: JobPayload,
-  log: Logger,
-  owns: () => Promise<boolean> = async () => true,
-): Promise<void> {
-  const signal = AbortSignal.timeout(30_000);
-  if (trace.worktree) {
-    // A follow-up of a worktree job runs (and commits) in the same worktree.
-    try {
-      const changedFiles = await finishWorktree(trace.worktree, `opencode-dispatch job ${jobId}${payload.title ? `: ${payload.title}` : ""}`, signal);
-      trace.worktree = { ...trace.worktree, changedFiles };
-    } catch (error) {
-      log.warn({ err: error }, "could not commit the worktree's changes");
+const delay = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      signal.removeEventListener("abort", stop);
+      resolve();
     }
-  }
-  if (trace.sessionId && !(await owns())) {
-    log.warn("another worker took the job over; its session is not stored from here");
-  } else if (trace.sessionId) {
-    await deps.transfer.save(client, trace.sessionId, signal).catch((error: unknown) => log.warn({ err: error }, "could not store the session"));
+    function stop() {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }
+    signal.addEventListener("abort", stop, { once: true });
+  });
+
+/** Commits a worktree job's changes (a follow-up commits in the same worktree); never throws. */
+async function commitWorktree(trace: AttemptTrace, jobId: string, payload: JobPayload, log: Logger): Promise<void> {
+  if (!trace.worktree) return;
+  try {
+    const message = `opencode-dispatch job ${jobId}${payload.title ? `: ${payload.title}` : ""}`;
+    const changedFiles = await finishWorktree(trace.worktree, message, AbortSignal.timeout(30_000));
+    trace.worktree = { ...trace.worktree, changedFiles };
+  } catch (error) {
+    log.warn({ err: error }, "could not commit the worktree's changes");
   }
 }
 
@@ -151,9 +219,16 @@ async function afterPrompt(
  * opened none (it failed first, or its enqueue failed after it took its place), the session of the
  * thread itself (of the job that began it, or the session it was given).
  */
-async function threadSession(store: ResultStore, after: string, thread: string): Promise<{ sessionId: string; worktree: ResultRecord["worktree"] }> {
+async function threadSession(
+  store: ResultStore,
+  after: string,
+  thread: string,
+): Promise<{ sessionId: string; worktree: ResultRecord["worktree"]; after?: { jobId: string; messageId: string } }> {
   const previous = await store.get(after);
-  if (previous?.sessionId) return { sessionId: previous.sessionId, worktree: previous.worktree };
+  if (previous?.sessionId) {
+    const turn = previous.messageId ? { after: { jobId: after, messageId: previous.messageId } } : {};
+    return { sessionId: previous.sessionId, worktree: previous.worktree, ...turn };
+  }
   const root = rootOfThread(thread);
   const origin = root && root !== after ? await store.get(root) : null;
   const sessionId = origin?.sessionId ?? sessionOfThread(thread);

@@ -1,3 +1,5 @@
+import type { PromptOutcome } from "./run-prompt.js";
+
 /**
  * Why an attempt failed, as the worker sees it. `classifyFailure` (retry-policy.ts) turns any of
  * these, or anything else thrown, into one retry decision.
@@ -106,5 +108,32 @@ export class ProviderBusyError extends Error {
   ) {
     super(message);
     this.name = "ProviderBusy";
+  }
+}
+
+/**
+ * The turn was answered but its session could not be stored for other workers. The attempt is
+ * retried; the next one stores the session (the answer is kept, the model is not asked again).
+ */
+export class SessionNotStoredError extends Error {
+  constructor(
+    message: string,
+    /** The answer of the turn, when this attempt got one (kept on the record). */
+    readonly outcome?: PromptOutcome,
+  ) {
+    super(message);
+    this.name = "SessionNotStored";
+  }
+}
+
+/**
+ * A follow-up would run on a transcript older than its predecessor's: the turn of the job before
+ * it is neither on this worker's opencode server nor in the stored copy. Retried (a worker that
+ * holds the turn, or a stored copy that has it, can run it); never run on the older transcript.
+ */
+export class SessionBehindError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SessionBehind";
   }
 }

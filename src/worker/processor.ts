@@ -7,8 +7,8 @@ import type { FlowSettings } from "../shared/flow-limits.js";
 import { gatesFor, providerOf, slotGates } from "../scheduling/gates.js";
 import type { LeaseKeeper } from "../scheduling/leases.js";
 import type { Scheduler } from "../scheduling/scheduler.js";
-import { checkBudget, checkBudgetLeft, PayloadError, StoppedError, type StopReason } from "./failures.js";
-import { runAttempt, type AttemptDeps, type AttemptTrace } from "./attempt.js";
+import { checkBudget, checkBudgetLeft, PayloadError, SessionNotStoredError, StoppedError, type StopReason } from "./failures.js";
+import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
 export interface ProcessorDeps extends AttemptDeps {
@@ -83,14 +83,16 @@ export function createProcessor(deps: ProcessorDeps) {
     const payload = parsed.data;
     const gates = gatesFor(jobId, payload, deps.flow);
     const member = `${jobId}@${token ?? "-"}`;
-    if (token) {
+    // An earlier attempt got the answer but could not store its session: this one only stores it.
+    const answered = answeredNotStored(previous) ? previous : undefined;
+    if (token && !answered) {
       const admission = await deps.scheduler.admit(jobId, member, gates, deps.leases.leaseMs);
       if (!admission.admitted) {
         log.debug({ gate: admission.gate, why: admission.why }, "job waits");
         return sleep(deps.scheduler, job, token, admission.delayUntil);
       }
     }
-    const slots = slotGates(gates);
+    const slots = answered ? [] : slotGates(gates);
     const untrack = deps.leases.track(member, slots);
     started = new Date();
     record.startedAt = started.toISOString();
@@ -122,33 +124,42 @@ export function createProcessor(deps: ProcessorDeps) {
       if (budgeted) spentBefore = await deps.store.spent(jobId);
       await write(record);
       log.info({ attempt, model: payload.model }, "job started");
-      const leftShort = budgeted ? checkBudgetLeft(payload, spentBefore) : undefined;
+      const leftShort = budgeted && !answered ? checkBudgetLeft(payload, spentBefore) : undefined;
       if (leftShort) throw leftShort;
-      const outcome = await runAttempt(deps, jobId, payload, {
-        spentBefore,
-        spend,
-        signal: control.signal,
-        abort: (reason) => control.abort(reason),
-        log,
-        trace,
-        onSession: async () => {
-          record = { ...record, ...trace };
-          await write(record);
-        },
-        owns: async () => !token || (await deps.store.owns(jobId, token)),
-        onProgress: (progress) => void job.updateProgress(progress).catch(() => undefined),
-      });
+      const fence = token ? { lockKey: deps.store.lockKey(jobId), token } : undefined;
+      const outcome = answered
+        ? await storeAnsweredTurn(deps, answered, control.signal, log, fence)
+        : await runAttempt(deps, jobId, payload, {
+            spentBefore,
+            spend,
+            signal: control.signal,
+            abort: (reason) => control.abort(reason),
+            log,
+            trace,
+            onSession: async () => {
+              record = { ...record, ...trace };
+              await write(record);
+            },
+            ...(fence ? { fence } : {}),
+            onProgress: (progress) => void job.updateProgress(progress).catch(() => undefined),
+          });
       record = { ...traced(), ...outcome };
       // The watch stops a run that passes its budget; a turn that ended first is checked here.
-      spend.tokens = Math.max(spend.tokens, outcome.tokens.total);
-      spend.cost = Math.max(spend.cost, outcome.cost);
-      const overBudget = checkBudget(payload, outcome.tokens.total + spentBefore.tokens, outcome.cost + spentBefore.cost);
+      // (An answer stored before was spent by an earlier attempt, and is counted in spentBefore.)
+      const overBudget = answered
+        ? checkBudget(payload, Math.max(outcome.tokens.total, spentBefore.tokens), Math.max(outcome.cost, spentBefore.cost))
+        : checkBudget(payload, outcome.tokens.total + spentBefore.tokens, outcome.cost + spentBefore.cost);
+      if (!answered) {
+        spend.tokens = Math.max(spend.tokens, outcome.tokens.total);
+        spend.cost = Math.max(spend.cost, outcome.cost);
+      }
       if (overBudget) throw overBudget;
       await finish(write, record, started, "completed");
       log.info({ sessionId: outcome.sessionId, tokens: outcome.tokens.total, cost: outcome.cost }, "job completed");
       return { sessionId: outcome.sessionId };
     } catch (thrown) {
-      record = traced();
+      // An answer whose session could not be stored is kept: the next attempt only stores the session.
+      record = thrown instanceof SessionNotStoredError && thrown.outcome ? { ...traced(), ...thrown.outcome } : traced();
       // Whatever a call reported once the attempt was stopped, the reason it was stopped is the cause.
       const error: unknown = control.signal.aborted ? control.signal.reason : thrown;
       const decision = classifyFailure(error);

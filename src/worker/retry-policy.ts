@@ -1,4 +1,4 @@
-import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, ProviderBusyError, SchemaMismatchError, StoppedError } from "./failures.js";
+import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, ProviderBusyError, SchemaMismatchError, SessionBehindError, SessionNotStoredError, StoppedError } from "./failures.js";
 
 export interface FailureDecision {
   /** Retry with backoff (true) or fail the job now (false). */
@@ -34,6 +34,7 @@ export function classifyFailure(error: unknown): FailureDecision {
     const names = { timeout: "Timeout", stall: "Stalled", cancelled: "Cancelled", shutdown: "Shutdown", "server-died": "ServerDied", "lock-lost": "LockLost" };
     return { retryable, name: names[error.reason], message: error.message };
   }
+  if (error instanceof SessionNotStoredError || error instanceof SessionBehindError) return { retryable: true, name: error.name, message: error.message };
   if (error instanceof ModelError) return classifyModelError(error);
   if (error instanceof OpencodeHttpError) {
     // 400: opencode rejected the request itself (unknown agent, bad model, bad parts).

@@ -13,6 +13,8 @@ export interface PromptOutcome {
   cost: number;
   /** The StructuredOutput tool's arguments when the task has a schema (unchecked), else null. */
   structured: unknown;
+  /** The assistant message that ended the turn (its answer). */
+  messageId: string;
 }
 
 /**
@@ -119,6 +121,7 @@ export async function promptSession(
       model: `${info.providerID}/${info.modelID}`,
       ...usage,
       structured: payload.schema ? (info.structured ?? null) : null,
+      messageId: info.id,
     };
   } catch (error) {
     if (signal.aborted) throw signal.reason;

@@ -7,12 +7,25 @@ import { gunzip, gzip } from "node:zlib";
 import type { Redis } from "ioredis";
 import type { Logger } from "../shared/logger.js";
 import type { QueueKeys } from "../shared/keys.js";
-import { OpencodeHttpError } from "./failures.js";
+import { OpencodeHttpError, SessionBehindError, SessionNotStoredError, StoppedError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import type { OpencodeServer } from "./opencode-server.js";
 
 const zip = promisify(gzip);
 const unzip = promisify(gunzip);
+
+/** BullMQ's lock on the job and the token of the attempt that must still hold it. */
+export interface Fence {
+  lockKey: string;
+  token: string;
+}
+
+/** Stores a transcript, only while the fence holds. KEYS: export, lock (any key when unfenced). ARGV: body, ttl ms, token. */
+const SAVE = `
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) else redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+`;
 
 interface SessionExport {
   info: { id: string; directory: string };
@@ -33,15 +46,25 @@ export class SessionTransfer {
     private readonly log: Logger,
   ) {}
 
-  async save(client: OpencodeClient, sessionId: string, signal: AbortSignal): Promise<void> {
+  /**
+   * Stores the session's transcript as this server holds it. With `turn`, only a transcript that
+   * holds that message (the job's answer) is stored; else SessionNotStoredError. With `fence`,
+   * only while the attempt owns its job; else StoppedError("lock-lost").
+   */
+  async save(client: OpencodeClient, sessionId: string, signal: AbortSignal, opts: { turn?: string; fence?: Fence } = {}): Promise<void> {
+    const { turn, fence } = opts;
     const [info, messages] = await Promise.all([
       client.session.get({ sessionID: sessionId }, { signal }),
       client.session.messages({ sessionID: sessionId }, { signal }),
     ]);
-    if (!info.data || !messages.data) throw new Error(`could not export session ${sessionId}`);
+    if (!info.data || !messages.data) throw new SessionNotStoredError(`could not read session ${sessionId} from this worker's opencode server`);
+    if (turn && !messages.data.some((m) => m.info.id === turn)) {
+      throw new SessionNotStoredError(`this worker's opencode server does not hold message ${turn} of session ${sessionId} (the turn was answered on another server)`);
+    }
     const body = await zip(JSON.stringify({ info: info.data, messages: messages.data }));
-    if (this.ttlMs > 0) await this.redis.set(this.keys.sessionExport(sessionId), body, "PX", this.ttlMs);
-    else await this.redis.set(this.keys.sessionExport(sessionId), body);
+    const key = this.keys.sessionExport(sessionId);
+    const written = await this.redis.eval(SAVE, 2, key, fence?.lockKey ?? key, body, this.ttlMs, fence?.token ?? "");
+    if (written !== 1) throw new StoppedError("lock-lost", "another worker took the job over (this worker lost its lock); its session is not stored from here");
   }
 
   /**
@@ -63,20 +86,36 @@ export class SessionTransfer {
   /**
    * Makes sure the server holds the session with every stored message; imports it when not.
    * Returns the session's directory. Throws OpencodeHttpError(404) when no copy exists anywhere.
+   * With `after` (the turn of the job before this one), never settles for a transcript without
+   * that message: SessionBehindError when neither this server nor the stored copy holds it.
    */
-  async ensureLocal(server: OpencodeServer, client: OpencodeClient, sessionId: string, signal: AbortSignal): Promise<string | undefined> {
+  async ensureLocal(
+    server: OpencodeServer,
+    client: OpencodeClient,
+    sessionId: string,
+    signal: AbortSignal,
+    after?: { jobId: string; messageId: string },
+  ): Promise<string | undefined> {
     const [stored, local] = await Promise.all([
       this.load(sessionId),
       client.session.messages({ sessionID: sessionId }, { signal }),
     ]);
     const localIds = new Set((local.data ?? []).map((m) => m.info.id));
     const localOk = local.response?.ok === true && local.data !== undefined;
+    const localHasTurn = !after || localIds.has(after.messageId);
+    const storedHasTurn = !after || stored?.messages.some((m) => m.info.id === after.messageId) === true;
+    if (after && !(localOk && localHasTurn) && !storedHasTurn) {
+      throw new SessionBehindError(
+        `the transcript of session ${sessionId} that ${localOk ? "this worker's opencode server holds" : "the queue holds"} lacks the turn of job ${after.jobId} (message ${after.messageId}): its worker could not store it, and a follow-up never runs on an older transcript`,
+      );
+    }
     if (!stored) {
       if (localOk) return (await client.session.get({ sessionID: sessionId }, { signal })).data?.directory;
       throw new OpencodeHttpError("session.get", 404, `session ${sessionId} is not known to this opencode server or to the queue`);
     }
     const missing = stored.messages.filter((m) => !localIds.has(m.info.id)).length;
-    if (localOk && missing === 0) return stored.info.directory;
+    // The server's copy is current when it holds every stored message, or when only it holds the turn before.
+    if (localOk && (missing === 0 || (localHasTurn && !storedHasTurn))) return stored.info.directory;
     if (!server.runCli) {
       throw new OpencodeHttpError("session import", 404, `session ${sessionId} is missing on the attached server and only a spawned server can import it`);
     }
