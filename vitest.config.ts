@@ -11,5 +11,7 @@ export default defineConfig({
     maxWorkers: 2,
     sequence: { sequencer: LongestFirst },
     reporters: ["default"],
+    // A stray `.only` would quietly skip the rest of the suite: refused everywhere, not just in CI.
+    allowOnly: false,
   },
 });

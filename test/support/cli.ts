@@ -39,11 +39,16 @@ export interface CliProcess {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
+  /** Resolves with the exit code once the process has exited; rejects if it has not within `timeoutMs`. */
+  exited(timeoutMs?: number): Promise<number | null>;
 }
 
-/** Starts a long-running command (worker, up). */
-export function startCli(args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): CliProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { env: opts.env, cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Starts a long-running command (worker, up). `detached`: in a process group of its own, so a test
+ * can signal the whole group (`process.kill(-pid, "SIGINT")`) as a terminal's Ctrl-C does.
+ */
+export function startCli(args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; detached?: boolean }): CliProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { env: opts.env, cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"], detached: opts.detached });
   let output = "";
   const listeners = new Set<() => void>();
   const onData = (d: Buffer) => {
@@ -79,6 +84,13 @@ export function startCli(args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: s
         });
         check();
       });
+    },
+    exited(timeoutMs = 60_000) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms; output:\n${output}`)), timeoutMs);
+      });
+      return Promise.race([exited, late]).finally(() => clearTimeout(timer));
     },
     async stop(signal = "SIGTERM", timeoutMs = 60_000) {
       if (child.exitCode !== null) return child.exitCode;
