@@ -2,8 +2,14 @@ import { z } from "zod";
 import { baseRecord } from "./record.js";
 import type { ResultRecord } from "./result.js";
 
-/** Messages on a queue's control channel (`QueueKeys.control`), which every worker listens to. */
-export const ControlMessage = z.object({ type: z.literal("cancel"), jobId: z.string().min(1) });
+/**
+ * Messages on a queue's control channel (`QueueKeys.control`), which every worker listens to: a
+ * job to cancel, or a batch whose members passed its budget (see worker/batch-budget.ts).
+ */
+export const ControlMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("cancel"), jobId: z.string().min(1) }),
+  z.object({ type: z.literal("batch-budget"), batchId: z.string().min(1), message: z.string() }),
+]);
 export type ControlMessage = z.infer<typeof ControlMessage>;
 
 /** The reason handed to BullMQ's `worker.cancelJob`; the processor maps it to a non-retryable stop. */

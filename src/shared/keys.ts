@@ -8,7 +8,7 @@ export interface QueueKeys {
   result(jobId: string): string;
   /** Channel on which workers announce state changes: JSON `{ jobId, state }`. */
   events: string;
-  /** Channel every worker of the queue listens on for commands: JSON `{ type: "cancel", jobId }`. */
+  /** Channel every worker of the queue listens on for commands (see ControlMessage in cancel.ts). */
   control: string;
   /** Set while a cancel of the job is pending: a worker that picks the job up refuses it. */
   cancelRequest(jobId: string): string;

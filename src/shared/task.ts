@@ -187,6 +187,8 @@ export const JobPayload = z.strictObject({
   after: JobId.optional(),
   /** The chain of jobs sharing one session (see scheduling/placement.ts). */
   thread: z.string().optional(),
+  /** The batch whose budget this job spends from (a batch submitted with maxCost / maxTokens). */
+  batchBudget: z.string().optional(),
   timeoutMs: z.number().int().positive(),
   enqueuedAt: z.iso.datetime(),
   v: z.literal(1),

@@ -9,9 +9,17 @@ import type { ResultStore } from "../shared/result-store.js";
 /**
  * Listens on the queue's control channel. `cancel` messages reach every worker; the one running
  * the job aborts it through BullMQ (`worker.cancelJob(id, "cancelled")`), which the processor turns
- * into a non-retryable "Cancelled" failure and an aborted opencode session.
+ * into a non-retryable "Cancelled" failure and an aborted opencode session. `batch-budget`
+ * messages go to `onBatchBudget`.
  */
-export async function startControl(opts: { redisUrl: string; keys: QueueKeys; worker: Worker; log: Logger }): Promise<{ close(): Promise<void> }> {
+export async function startControl(opts: {
+  redisUrl: string;
+  keys: QueueKeys;
+  worker: Worker;
+  log: Logger;
+  /** A batch passed its budget: stop its members running here. */
+  onBatchBudget?: (message: Extract<ControlMessage, { type: "batch-budget" }>) => void;
+}): Promise<{ close(): Promise<void> }> {
   const subscriber = await connectRedis(opts.redisUrl, "subscriber", { timeoutMs: 10_000 });
   subscriber.on("error", (error: Error) => opts.log.debug({ err: error }, "control channel connection error"));
   subscriber.on("message", (channel: string, raw: string) => {
@@ -23,6 +31,7 @@ export async function startControl(opts: { redisUrl: string; keys: QueueKeys; wo
       opts.log.warn({ message: raw.slice(0, 200) }, "ignoring an unreadable control message");
       return;
     }
+    if (message.type === "batch-budget") return opts.onBatchBudget?.(message);
     if (opts.worker.cancelJob(message.jobId, CANCEL_REASON)) {
       opts.log.info({ jobId: message.jobId }, "cancelling the job on request");
     }

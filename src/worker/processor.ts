@@ -7,7 +7,8 @@ import type { FlowSettings } from "../shared/flow-limits.js";
 import { gatesFor, providerOf, slotGates } from "../scheduling/gates.js";
 import type { LeaseKeeper } from "../scheduling/leases.js";
 import type { Scheduler } from "../scheduling/scheduler.js";
-import { checkBudget, checkBudgetLeft, PayloadError, SessionNotStoredError, StoppedError, type StopReason } from "./failures.js";
+import { BudgetExceededError, checkBudget, checkBudgetLeft, PayloadError, SessionNotStoredError, StoppedError, type StopReason } from "./failures.js";
+import type { BatchBudgets } from "./batch-budget.js";
 import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
@@ -15,6 +16,8 @@ export interface ProcessorDeps extends AttemptDeps {
   /** Decides when a job may start and wakes it when it may (see src/scheduling). */
   scheduler: Scheduler;
   leases: LeaseKeeper;
+  /** Budgets of whole batches (a batch submitted with maxCost / maxTokens). */
+  budgets: BatchBudgets;
   /** Caps shared by all workers (DISPATCH_CONCURRENCY_LIMITS, DISPATCH_RATE_LIMITS, DISPATCH_KEY_CONCURRENCY). */
   flow: FlowSettings;
   workerId: string;
@@ -102,6 +105,8 @@ export function createProcessor(deps: ProcessorDeps) {
       () => control.abort(new StoppedError("timeout", `attempt timed out after ${payload.timeoutMs} ms`)),
       payload.timeoutMs,
     );
+    // A member of a batch with a budget counts what it spends there, and stops when the batch has spent it.
+    const meter = payload.batchBudget && !answered ? deps.budgets.meter(payload.batchBudget, (error) => control.abort(error)) : undefined;
     const onBullAbort = () => control.abort(stopFor(String(bullSignal?.reason ?? "")));
     bullSignal?.addEventListener("abort", onBullAbort, { once: true });
     if (bullSignal?.aborted) onBullAbort(); // cancelled before the listener was in place
@@ -124,6 +129,10 @@ export function createProcessor(deps: ProcessorDeps) {
       if (budgeted) spentBefore = await deps.store.spent(jobId);
       await write(record);
       log.info({ attempt, model: payload.model }, "job started");
+      // Its batch has spent its budget: no member starts any more. (Checked once admitted, so that
+      // it ends like any job that ran: the next job of its lane is let in.)
+      const batchStop = meter ? await deps.budgets.exceeded(payload.batchBudget!) : null;
+      if (batchStop) throw new BudgetExceededError(batchStop);
       const leftShort = budgeted && !answered ? checkBudgetLeft(payload, spentBefore) : undefined;
       if (leftShort) throw leftShort;
       const fence = token ? { lockKey: deps.store.lockKey(jobId), token } : undefined;
@@ -141,7 +150,10 @@ export function createProcessor(deps: ProcessorDeps) {
               await write(record);
             },
             ...(fence ? { fence } : {}),
-            onProgress: (progress) => void job.updateProgress(progress).catch(() => undefined),
+            onProgress: (progress) => {
+            void job.updateProgress(progress).catch(() => undefined);
+            meter?.report(progress);
+          },
           });
       record = { ...traced(), ...outcome };
       // The watch stops a run that passes its budget; a turn that ended first is checked here.
@@ -204,6 +216,7 @@ export function createProcessor(deps: ProcessorDeps) {
       clearTimeout(timer);
       bullSignal?.removeEventListener("abort", onBullAbort);
       untrack();
+      await meter?.settle(spend);
       if (budgeted && (spend.tokens > 0 || spend.cost > 0)) {
         await deps.store.addSpent(jobId, spend.tokens, spend.cost).catch((error: unknown) => log.warn({ err: error }, "could not count what the attempt spent"));
       }

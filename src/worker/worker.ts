@@ -10,6 +10,7 @@ import { closeRedis, connectRedis } from "../shared/redis.js";
 import { ResultStore } from "../shared/result-store.js";
 import { openQueue } from "../shared/queue.js";
 import { resolveOpencodeBinary } from "./opencode-binary.js";
+import { BatchBudgets } from "./batch-budget.js";
 import { startControl, refuseCancelled } from "./control.js";
 import { recordDeferredFailures } from "./deferred-failure.js";
 import { attachOpencodeServer, once, spawnOpencodeServer, type OpencodeServer } from "./opencode-server.js";
@@ -116,7 +117,8 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     // A lease outlives the lock BullMQ would take back from a dead worker by a small margin.
     leases = new LeaseKeeper(scheduler, config.lockDurationMs + LEASE_MARGIN_MS, log);
     await scheduler.publishCaps(config.flow);
-    const processor = createProcessor({ store, transfer, config, scheduler, leases, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
+    const budgets = new BatchBudgets(connection, queueKeys(queue), log);
+    const processor = createProcessor({ store, transfer, config, scheduler, leases, budgets, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
     bull = new Worker(queue, keeper.wrap(refuseCancelled(processor, { connection, store, log })), {
       connection,
       prefix: queueKeys(queue).bullPrefix,
@@ -138,7 +140,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       resume: () => intakeOf.resume(),
       cancelJob: (jobId, reason) => void intakeOf.cancelJob(jobId, reason),
     });
-    control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log });
+    control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log, onBatchBudget: (message) => budgets.stop(message) });
     webhooks = startWebhookDelivery({ connection, queue, config, log });
     detachMetrics = opts.metrics?.attach({ worker: bull, store, connection, queue, running: () => keeper.runningJobs() });
   } catch (error) {

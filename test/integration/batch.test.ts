@@ -197,3 +197,53 @@ describe("batches run by workers", () => {
     expect(lastProgress).toMatchObject({ finished: 2, total: 2 });
   }, 120_000);
 });
+
+describe("a batch budget", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ configEnv: { DISPATCH_PROVIDER_RETRIES: "0" } });
+    await stack.startWorker({ concurrency: 2 });
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("batch --max-cost: once its tasks pass it, no task starts, the running one is stopped, the rest fail BudgetExceeded", async () => {
+    // fake/priced costs about $2.40 a task: the second task to spend passes $4 (and is stopped itself,
+    // as a task's own --max-cost would stop it) while the slow first one still waits for its answer.
+    const lines = [JSON.stringify({ prompt: "[[delay:30000]] slow budget task" }), ...Array.from({ length: 7 }, (_, i) => JSON.stringify({ prompt: `budget task ${i + 2}` }))];
+    const file = join(dir, "budget.jsonl");
+    await writeFile(file, `${lines.join("\n")}\n`);
+    const run = await cli(["batch", file, "--model", "fake/priced", "--title", "budget", "--id", "budgeted", "--max-cost", "4", "--wait", "--json"], stack.childEnv);
+    expect(run.code, run.stderr).toBe(1);
+    const summary = JSON.parse(run.stdout);
+    expect(summary).toMatchObject({ total: 8, completed: 1, failed: 7 });
+    expect(summary.budget).toMatchObject({ maxCost: 4, maxTokens: null, exceeded: expect.stringMatching(/batch budget exceeded: its tasks spent \$4\.\d+ of --max-cost \$4/) });
+    expect(summary.budget.spent.cost).toBeGreaterThan(4);
+    expect(summary.budget.spent.cost).toBeLessThan(4 + 2.5); // at most the one task that passed it
+    expect(summary.failures.map((f: { error: { name: string } }) => f.error.name)).toEqual(Array(7).fill("BudgetExceeded"));
+
+    // The slow task was running (its model call had begun) and was stopped, long before its answer.
+    const slow = (await stack.dispatcher.status("budgeted-1")).result!;
+    expect(slow).toMatchObject({ state: "failed", error: { name: "BudgetExceeded" } });
+    expect(slow.error!.message).toMatch(/batch budget exceeded/);
+    expect(stack.fake.calls("slow budget task")).toBe(1);
+    expect(slow.durationMs!).toBeLessThan(30_000);
+    // No task started once the budget was spent: two spent it, the slow one was stopped, none of the rest asked.
+    expect(stack.fake.calls("budget task")).toBe(3);
+
+    // The human summary and `status` say so.
+    const waited = await cli(["wait", "budgeted"], stack.childEnv);
+    expect(waited.stdout).toMatch(/budget: \$4\.\d{4} of --max-cost \$4 spent; EXCEEDED/);
+    const status = await cli(["status", "budgeted"], stack.childEnv);
+    expect(status.stdout).toMatch(/budget: \$4\.\d{4} of --max-cost \$4 spent; EXCEEDED/);
+  }, 240_000);
+
+  it("a batch budget must be positive: the library names the field, the CLI the option", async () => {
+    await expect(stack.dispatcher.submitBatch([{ prompt: "never" }], { maxCost: -1 })).rejects.toThrow(/maxCost: the batch budget must be a positive number/);
+    await expect(stack.dispatcher.submitBatch([{ prompt: "never" }], { maxTokens: 1.5 })).rejects.toThrow(/maxTokens: the batch budget must be a positive whole number/);
+    const run = await cli(["batch", "-", "--max-tokens", "0"], stack.childEnv, "never\n");
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/--max-tokens: "0" is not a whole number between 1/);
+  }, 60_000);
+});

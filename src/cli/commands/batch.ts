@@ -4,14 +4,18 @@ import { Command, Option } from "commander";
 import type { BatchHandle, BatchProgress, BatchStatus } from "../../producer/batch/handle.js";
 import { fileSource, spoolToFile, type BatchFormat } from "../../producer/batch/source.js";
 import type { BatchReceipt } from "../../producer/batch/submit.js";
+import type { BatchBudget } from "../../producer/batch/store.js";
 import type { BatchSummary } from "../../producer/batch/summary.js";
 import { ExitCode, InputError } from "../../shared/errors.js";
 import type { TaskInput } from "../../shared/task.js";
 import { printJson } from "../output.js";
-import { exitWith, withConnection, withDispatcher } from "../options.js";
+import { exitWith, intOption, numberOption, withConnection, withDispatcher } from "../options.js";
 import { taskFromFlags, withTaskOptions, type TaskFlags } from "./enqueue.js";
 
 interface BatchFlags extends TaskFlags {
+  /** Per-task caps (`--max-cost` / `--max-tokens` are the batch's budget here). */
+  taskMaxCost?: number;
+  taskMaxTokens?: number;
   format: BatchFormat;
   skipInvalid?: boolean;
   wait?: boolean;
@@ -23,7 +27,9 @@ export function batchCommand(): Command {
   const command = new Command("batch")
     .description("enqueue a file of tasks (JSON Lines, or one prompt per line) as one batch; prints the batch ID")
     .argument("<file>", 'the tasks, or "-" to read them from stdin');
-  withTaskOptions(command)
+  withTaskOptions(command, { perTaskCaps: "task-" })
+    .option("--max-cost <usd>", "a budget for the whole batch: once its tasks have spent more, no task starts, running ones stop, the rest fail BudgetExceeded", numberOption("--max-cost"))
+    .option("--max-tokens <n>", "a budget of tokens for the whole batch, enforced like --max-cost", intOption("--max-tokens", 1))
     .option("--id <batchId>", "batch ID (default: a hash of the input and options, so re-submitting adds only what is missing)")
     .addOption(new Option("--format <format>", "input format: jsonl, text, or auto (a first line starting with { means jsonl)").choices(["auto", "jsonl", "text"]).default("auto"))
     .option("--skip-invalid", "enqueue the valid tasks and skip invalid lines (default: reject the whole batch)")
@@ -31,7 +37,7 @@ export function batchCommand(): Command {
     .option("--out <file>", "write each result record as a JSON line to this file as jobs finish (implies --wait)")
     .option("--json", "print JSON: the receipt, or with --wait the summary");
   withConnection(command).action(exitWith(async (file: string, flags: BatchFlags) => {
-    const { prompt: _prompt, ...defaults } = taskFromFlags("-", { ...flags, id: undefined });
+    const { prompt: _prompt, ...defaults } = taskFromFlags("-", { ...flags, id: undefined, maxCost: flags.taskMaxCost, maxTokens: flags.taskMaxTokens });
     let spooled: Awaited<ReturnType<typeof spoolToFile>> | undefined;
     if (file === "-") {
       if (process.stdin.isTTY) throw new InputError('file "-" reads the tasks from stdin, but stdin is a terminal');
@@ -44,6 +50,8 @@ export function batchCommand(): Command {
           id: flags.id,
           defaults: defaults as Partial<TaskInput>,
           skipInvalid: flags.skipInvalid,
+          maxCost: flags.maxCost,
+          maxTokens: flags.maxTokens,
           onEnqueued: enqueueProgress(),
         });
         const receipt = handle.receipt!;
@@ -168,6 +176,7 @@ export function formatSummary(s: BatchSummary): string {
     `tokens: ${s.tokens.total} (input ${s.tokens.input}, output ${s.tokens.output}, reasoning ${s.tokens.reasoning}, cache read ${s.tokens.cacheRead}, cache write ${s.tokens.cacheWrite})  cost: $${s.cost.toFixed(4)}`,
     s.durationMs ? `duration per task: p50 ${formatMs(s.durationMs.p50)}, p95 ${formatMs(s.durationMs.p95)}, max ${formatMs(s.durationMs.max)}` : "duration per task: -",
   ];
+  if (s.budget) lines.push(describeBudget(s.budget));
   if (s.failures.length) {
     lines.push(`failures (${s.failed}):`);
     for (const f of s.failures.slice(0, 50)) lines.push(`  line ${f.line} (${f.jobId}): ${f.error ? `${f.error.name}: ${f.error.message}` : "unknown error"}`);
@@ -181,6 +190,17 @@ export function printBatchStatus(status: BatchStatus, json: boolean): void {
   const c = status.counts;
   process.stdout.write(
     `batch ${status.batchId}  total=${status.total}  completed=${c.completed}  failed=${c.failed}  running=${c.running}  queued=${c.queued}` +
-      `${status.invalid ? `  invalid=${status.invalid}` : ""}${status.complete ? "" : `  enqueued=${status.members} (submission incomplete)`}\n`,
+      `${status.invalid ? `  invalid=${status.invalid}` : ""}${status.complete ? "" : `  enqueued=${status.members} (submission incomplete)`}\n` +
+      (status.budget ? `${describeBudget(status.budget)}\n` : ""),
   );
+}
+
+/** `budget: $4.8000 of --max-cost $3 spent — exceeded: …`, or what is left of it. */
+export function describeBudget(b: BatchBudget): string {
+  const caps = [
+    ...(b.maxCost !== null ? [`$${b.spent.cost.toFixed(4)} of --max-cost $${b.maxCost}`] : []),
+    ...(b.maxTokens !== null ? [`${b.spent.tokens} tokens of --max-tokens ${b.maxTokens}`] : []),
+  ];
+  const verdict = b.exceeded ? `EXCEEDED: no task started after that, running tasks were stopped, the rest failed BudgetExceeded` : "within budget";
+  return `budget: ${caps.join(", ")} spent; ${verdict}`;
 }

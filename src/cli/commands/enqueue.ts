@@ -38,8 +38,12 @@ interface EnqueueFlags extends TaskFlags {
   json?: boolean;
 }
 
-/** The task options shared by `enqueue` and `batch`. */
-export function withTaskOptions(command: Command): Command {
+/**
+ * The task options shared by `enqueue` and `batch`. `batch` gives `--max-cost` / `--max-tokens`
+ * to the whole batch, and the per-task caps other names (`perTaskCaps`).
+ */
+export function withTaskOptions(command: Command, opts: { perTaskCaps?: string } = {}): Command {
+  const caps = opts.perTaskCaps ?? "";
   return command
     .option("--model <provider/model>", "model to use, e.g. anthropic/claude-sonnet-4 (default: the server's)")
     .option("--agent <name>", "opencode agent to run the prompt with (default: the server's)")
@@ -55,10 +59,10 @@ export function withTaskOptions(command: Command): Command {
     .option("--session <sessionId>", "run in this existing opencode session")
     .option("--auto-approve", "approve permission asks once instead of rejecting them (default: the worker's)")
     .option("--worktree", "run in a fresh git worktree of --directory, on its own branch dispatch/<jobId>")
-    .option("--max-cost <usd>", "abort and fail (no retry) once the session has cost more than this", numberOption("--max-cost"))
+    .option(`--${caps}max-cost <usd>`, `abort and fail ${caps ? "a task " : ""}(no retry) once ${caps ? "its" : "the"} session has cost more than this`, numberOption(`--${caps}max-cost`))
     .option("--concurrency-key <key>", "jobs sharing this key run one at a time across all workers (DISPATCH_KEY_CONCURRENCY), e.g. a repository path")
     .option("--group <name>", "fair share: free slots go round robin across the groups with work (default: the batch ID in a batch, else one shared group)")
-    .option("--max-tokens <n>", "abort and fail (no retry) once the session has used more tokens than this", intOption("--max-tokens", 1))
+    .option(`--${caps}max-tokens <n>`, `abort and fail ${caps ? "a task " : ""}(no retry) once ${caps ? "its" : "the"} session has used more tokens than this`, intOption(`--${caps}max-tokens`, 1))
     .option("--schema <file>", "a JSON Schema file: ask for a structured answer matching it (checked, repaired, else the job fails)", schemaFileOption)
     .option("--schema-retries <n>", "repair prompts after a structured answer that misses the schema (default 2)", intOption("--schema-retries", 0, 10))
     .option("--file <path>", "attach a file to the prompt (repeatable; at most 5 MB each, 20 MB in all)", (value: string, previous: string[] = []) => [...previous, value])

@@ -5,7 +5,7 @@ import { baseRecord, failedFromJob } from "../../shared/record.js";
 import { closeRedis, connectRedis } from "../../shared/redis.js";
 import { FINAL_STATES, type JobState, type ResultRecord } from "../../shared/result.js";
 import type { ResultStore, StateEvent } from "../../shared/result-store.js";
-import type { BatchStore, MemberState } from "./store.js";
+import type { BatchBudget, BatchStore, MemberState } from "./store.js";
 import type { BatchReceipt } from "./submit.js";
 import { SummaryBuilder, type BatchSummary } from "./summary.js";
 
@@ -30,6 +30,8 @@ export interface BatchStatus {
   invalid: number;
   createdAt: string;
   counts: BatchCounts;
+  /** The batch's budget, what was spent of it, and whether it stopped the batch (null: no budget). */
+  budget: BatchBudget | null;
 }
 
 export interface BatchProgress extends BatchCounts {
@@ -92,6 +94,7 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
       invalid: meta?.invalid ?? 0,
       createdAt: meta?.createdAt ?? "",
       counts,
+      budget: meta?.budget ?? null,
     };
   }
 
@@ -155,7 +158,12 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
         if (error) reject(error);
         else {
           this.emit("progress", progress());
-          resolve(summary.build(this.id, total, Date.now() - started));
+          const wallMs = Date.now() - started;
+          // The budget's final figures (what was spent, whether it stopped the batch).
+          void batches.meta(this.id).then(
+            (meta) => resolve(summary.build(this.id, total, wallMs, meta?.budget ?? null)),
+            () => resolve(summary.build(this.id, total, wallMs, null)),
+          );
         }
       };
       const fail = (why: string) => end(new NotFinishedError(`batch ${this.id} did not finish: ${why} (${summary.finished}/${total} finished)`));

@@ -11,6 +11,17 @@ export interface BatchMeta {
   createdAt: string;
   /** Set once every member has been enqueued. */
   complete: boolean;
+  /** The batch's budget and what its members have spent of it, for a batch submitted with one. */
+  budget: BatchBudget | null;
+}
+
+/** A budget for a whole batch (see worker/batch-budget.ts, which counts and enforces it). */
+export interface BatchBudget {
+  maxCost: number | null;
+  maxTokens: number | null;
+  spent: { tokens: number; cost: number };
+  /** Why the batch stopped, once its members' total passed the budget; else null. */
+  exceeded: string | null;
 }
 
 /** A member's state as far as Redis knows, cheaply: "" when no worker has started it yet. */
@@ -80,15 +91,29 @@ export class BatchStore {
       invalid: Number(raw.invalid ?? 0),
       createdAt: raw.createdAt ?? "",
       complete: raw.complete === "1",
+      budget:
+        raw.maxCost || raw.maxTokens
+          ? {
+              maxCost: raw.maxCost ? Number(raw.maxCost) : null,
+              maxTokens: raw.maxTokens ? Number(raw.maxTokens) : null,
+              spent: { tokens: Number(raw.spentTokens ?? 0), cost: Math.round(Number(raw.spentCost ?? 0) * 1e9) / 1e9 },
+              exceeded: raw.exceeded ?? null,
+            }
+          : null,
     };
   }
 
-  /** Records the batch before its first job is added (keeps the first createdAt). */
-  async begin(meta: Omit<BatchMeta, "complete" | "createdAt">): Promise<{ existed: boolean }> {
+  /**
+   * Records the batch before its first job is added (keeps the first createdAt). A budget given
+   * again replaces the earlier one; what was spent stays.
+   */
+  async begin(meta: Omit<BatchMeta, "complete" | "createdAt" | "budget"> & { maxCost?: number; maxTokens?: number }): Promise<{ existed: boolean }> {
     const key = this.keys.batch(meta.batchId);
     const multi = this.redis.multi();
     multi.hsetnx(key, "createdAt", new Date().toISOString());
     multi.hset(key, { batchId: meta.batchId, total: meta.total, invalid: meta.invalid });
+    if (meta.maxCost !== undefined) multi.hset(key, "maxCost", meta.maxCost);
+    if (meta.maxTokens !== undefined) multi.hset(key, "maxTokens", meta.maxTokens);
     multi.hsetnx(key, "complete", "0");
     this.expire(multi, key);
     const [[, created]] = (await multi.exec()) as [[Error | null, number]];

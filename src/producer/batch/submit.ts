@@ -20,6 +20,14 @@ export interface BatchOptions {
   defaults?: Partial<TaskInput>;
   /** Leave invalid tasks out instead of rejecting the whole batch. @defaultValue false */
   skipInvalid?: boolean;
+  /**
+   * A budget for the whole batch, in the cost unit opencode reports (USD): once what its members
+   * spent together passes it, no member starts any more, the running ones are stopped, and every
+   * member left ends `BudgetExceeded`. (A task's own `maxCost` still caps that task.)
+   */
+  maxCost?: number;
+  /** A budget of tokens for the whole batch, enforced like `maxCost`. */
+  maxTokens?: number;
   /** Tasks per round trip to Redis. @defaultValue 1000 */
   chunkSize?: number;
   /** Called after each chunk is enqueued. */
@@ -72,6 +80,16 @@ export interface SubmitContext {
 
 const MAX_BATCH_ID = 150;
 
+/** A batch budget must be a positive cost, or a positive whole number of tokens. */
+function checkBudget(opts: Pick<BatchOptions, "maxCost" | "maxTokens">): void {
+  if (opts.maxCost !== undefined && !(Number.isFinite(opts.maxCost) && opts.maxCost > 0)) {
+    throw new InputError(`maxCost: the batch budget must be a positive number (got ${String(opts.maxCost)})`);
+  }
+  if (opts.maxTokens !== undefined && !(Number.isSafeInteger(opts.maxTokens) && opts.maxTokens > 0)) {
+    throw new InputError(`maxTokens: the batch budget must be a positive whole number (got ${String(opts.maxTokens)})`);
+  }
+}
+
 export function checkBatchId(id: string): string {
   const parsed = JobId.safeParse(id);
   if (!parsed.success) throw new InputError(`batch id "${id}": ${parsed.error.issues[0]?.message}`);
@@ -107,6 +125,8 @@ function stableJson(value: unknown): string {
 export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts: BatchOptions = {}): Promise<BatchReceipt> {
   const defaults = opts.defaults ?? {};
   if (opts.id !== undefined) checkBatchId(opts.id);
+  checkBudget(opts);
+  const budgeted = opts.maxCost !== undefined || opts.maxTokens !== undefined;
 
   // Pass 1: validate, count, hash.
   const hash = createHash("sha256").update(`${stableJson(defaults)}\n`);
@@ -148,7 +168,7 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
   if (total === 0) throw new InputError(invalid > 0 ? "the batch has no valid tasks: nothing was enqueued" : "the batch is empty");
 
   // Pass 2: enqueue in chunks, overlapping reading the next chunk with writing the current one.
-  const { existed } = await ctx.batches.begin({ batchId, total, invalid });
+  const { existed } = await ctx.batches.begin({ batchId, total, invalid, maxCost: opts.maxCost, maxTokens: opts.maxTokens });
   const chunkSize = Math.max(1, opts.chunkSize ?? 1_000);
   let enqueued = 0;
   let duplicates = 0;
@@ -168,7 +188,7 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
       await ctx.add(
         fresh.map(({ task, jobId }, i) => ({
           name: ctx.jobName,
-          data: Object.assign(toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now), placements[i]),
+          data: Object.assign(toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now), placements[i], budgeted ? { batchBudget: batchId } : {}),
           opts: ctx.jobOptions(task, jobId),
           group: task.group ?? batchId,
         })),

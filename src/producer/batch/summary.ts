@@ -1,4 +1,5 @@
 import { emptyTokens, type JobError, type ResultRecord, type Tokens } from "../../shared/result.js";
+import type { BatchBudget } from "./store.js";
 
 export interface BatchFailure {
   jobId: string;
@@ -24,6 +25,8 @@ export interface BatchSummary {
   spanMs: number | null;
   /** The first 1,000 failures, in the order they were seen. */
   failures: BatchFailure[];
+  /** The batch's budget, what its tasks spent of it, and whether it stopped the batch (null: no budget). */
+  budget: BatchBudget | null;
 }
 
 /** Sums finished jobs' records into a BatchSummary, keeping only a few numbers per job. */
@@ -58,7 +61,7 @@ export class SummaryBuilder {
     return this.failed;
   }
 
-  build(batchId: string, total: number, wallMs: number): BatchSummary {
+  build(batchId: string, total: number, wallMs: number, budget: BatchBudget | null = null): BatchSummary {
     const sorted = Float64Array.from(this.durations).sort();
     return {
       batchId,
@@ -71,6 +74,7 @@ export class SummaryBuilder {
       wallMs,
       spanMs: this.lastFinished >= this.firstEnqueued ? this.lastFinished - this.firstEnqueued : null,
       failures: [...this.failures],
+      budget,
     };
   }
 }
