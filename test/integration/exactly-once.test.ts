@@ -13,6 +13,7 @@ import { cancelledRecord } from "../../src/shared/cancel";
 import { runCli, startCli, type CliProcess } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
+import { freePort } from "../support/redis";
 import { makeGitRepo } from "../support/git-repo";
 
 const WAIT = 120_000;
@@ -48,7 +49,8 @@ describe("outcomes exactly once", () => {
 
   it("a worker frozen past its lock while another completes the job leaves one record and one delivery ID", async () => {
     const webhook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
-    frozen = startCli(["worker", "--concurrency", "1"], { env: { ...stack.childEnv, LOG_LEVEL: "info" } });
+    const metricsPort = await freePort();
+    frozen = startCli(["worker", "--concurrency", "1", "--metrics-port", String(metricsPort)], { env: { ...stack.childEnv, LOG_LEVEL: "info" } });
     await frozen.waitFor(/worker ready/, WAIT);
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "[[delay:4000]] frozen work", webhook, id: "frozen-job" });
     await until("the first worker's model call", () => stack.fake.calls("frozen work") >= 1);
@@ -69,6 +71,10 @@ describe("outcomes exactly once", () => {
     expect(stack.fake.calls("frozen work")).toBe(2);
     expect(new Set(deliveries.map((d) => d.id))).toEqual(new Set([`wh-${jobId}-completed-a1-r0`]));
     expect(deliveries.every((d) => d.worker === other.id)).toBe(true);
+    // Nor does it count the job in its metrics: BullMQ accepted no outcome from it.
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^# TYPE dispatch_jobs_completed_total counter/m);
+    expect(metrics).not.toMatch(/^dispatch_jobs_(completed|failed|retried)_total\{/m);
   }, 240_000);
 
   it("a job whose final record says it failed for good (a cancel) is not run again by the next worker", async () => {
