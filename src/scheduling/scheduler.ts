@@ -55,7 +55,7 @@ export class Scheduler {
     private readonly log?: Logger,
   ) {
     this.seqKey = `${keys.sched}seq`;
-    this.base = [keys.sched, `${keys.bullPrefix}:${queue.name}:`];
+    this.base = [keys.sched, keys.bull];
   }
 
   /** Admits the attempt (taking its leases) or parks the job's place at the gate that holds it. */

@@ -1,7 +1,7 @@
 /**
  * The scheduling core's Lua. Every script takes the same first three arguments:
  *   ARGV[1] the core's key prefix (QueueKeys.sched), ARGV[2] BullMQ's key prefix for the queue
- *   (`dispatch:{q}:<q>:`), ARGV[3] the time in ms,
+ *   (QueueKeys.bull), ARGV[3] the time in ms,
  * and KEYS[1] = `${sched}seq` (routes the call to the queue's cluster slot; every key shares it).
  *
  * Data (all under the prefix S):

@@ -1,10 +1,21 @@
 /**
- * Every Redis key and channel of a queue. All of them share the hash tag `{queue}`, so a queue
- * lives in one Redis Cluster slot and BullMQ's multi-key scripts keep working on a cluster.
+ * Every Redis key and channel of a queue: the one place key names are made. All of them share the
+ * hash tag `{queue}`, so a queue lives in one Redis Cluster slot and BullMQ's multi-key scripts
+ * keep working on a cluster.
+ *
+ * Two namespaces share `dispatch:{q}:`. BullMQ's keys are `dispatch:{q}:<queue>:…` (the queue
+ * and its webhook queue `<queue>-webhooks`); the project's own keys are `dispatch:{q}:#…`. A
+ * queue name begins with a letter or digit (QueueName in config.ts), so `<queue>:` is never `#…`
+ * and any valid queue name (`result`, `cancel`, `thread-of`, …) works. The two pub/sub channels
+ * (`events`, `control`) are not keys: Redis keeps channels apart from the keyspace.
  */
 export interface QueueKeys {
   /** BullMQ's `prefix` option; BullMQ appends `:<queue>:…`. */
   bullPrefix: string;
+  /** BullMQ's own keys of the queue: `${bull}<jobId>` (a job's hash), `${bull}delayed`, … */
+  bull: string;
+  /** BullMQ's lock on a job: it holds the lock token of the attempt that owns the job. */
+  bullLock(jobId: string): string;
   result(jobId: string): string;
   /** Channel on which workers announce state changes: JSON `{ jobId, state }`. */
   events: string;
@@ -20,10 +31,6 @@ export interface QueueKeys {
   sessionThread(sessionId: string): string;
   /** A session's exported transcript (gzipped JSON), so any worker can continue it. */
   sessionExport(sessionId: string): string;
-  /** Running jobs holding a flow-control slot (sorted set: job ID scored by lease expiry). */
-  flowSlots(name: string): string;
-  /** Jobs started in one rate-limit window. */
-  flowRate(name: string, window: number): string;
   /** A batch's description (hash: total, invalid, createdAt, …). */
   batch(batchId: string): string;
   /** A batch's members (sorted set: job ID scored by its line number). */
@@ -33,8 +40,7 @@ export interface QueueKeys {
   /** A failed or cancelled job's whole task (BullMQ name, data, options), kept with its record for `retry`. */
   taskCopy(jobId: string): string;
   /**
-   * The scheduling core's keys (see src/scheduling): `${sched}seq`, `${sched}w:<gate>`, … The
-   * `#` cannot appear in a queue name, so they never meet BullMQ's `dispatch:{q}:<q>:…` keys.
+   * The scheduling core's keys (see src/scheduling): `${sched}seq`, `${sched}w:<gate>`, `${sched}done:<jobId>`, …
    */
   sched: string;
 }
@@ -50,22 +56,25 @@ export const sessionOfThread = (thread: string) => (thread.startsWith("ses:") ? 
 
 export function queueKeys(queue: string): QueueKeys {
   const base = `dispatch:{${queue}}`;
+  const bull = `${base}:${queue}:`;
+  /** The project's own keys (see QueueKeys). */
+  const own = `${base}:#`;
   return {
     bullPrefix: base,
-    result: (jobId) => `${base}:result:${jobId}`,
+    bull,
+    bullLock: (jobId) => `${bull}${jobId}:lock`,
+    result: (jobId) => `${own}result:${jobId}`,
     events: `${base}:events`,
     control: `${base}:control`,
-    cancelRequest: (jobId) => `${base}:cancel:${jobId}`,
-    flowSlots: (name) => `${base}:flow:slots:${name}`,
-    flowRate: (name, window) => `${base}:flow:rate:${name}:${window}`,
-    threadOf: (jobId) => `${base}:thread-of:${jobId}`,
-    threadTail: (thread) => `${base}:thread-tail:${thread}`,
-    sessionThread: (sessionId) => `${base}:session-thread:${sessionId}`,
-    sessionExport: (sessionId) => `${base}:session:${sessionId}`,
-    batch: (batchId) => `${base}:batch:${batchId}`,
-    batchJobs: (batchId) => `${base}:batch:${batchId}:jobs`,
-    sched: `${base}:#s:`,
-    taskCopy: (jobId) => `${base}:#task:${jobId}`,
-    spent: (jobId) => `${base}:#spent:${jobId}`,
+    cancelRequest: (jobId) => `${own}cancel:${jobId}`,
+    threadOf: (jobId) => `${own}thread-of:${jobId}`,
+    threadTail: (thread) => `${own}thread-tail:${thread}`,
+    sessionThread: (sessionId) => `${own}session-thread:${sessionId}`,
+    sessionExport: (sessionId) => `${own}session:${sessionId}`,
+    batch: (batchId) => `${own}batch:${batchId}`,
+    batchJobs: (batchId) => `${own}batch:${batchId}:jobs`,
+    sched: `${own}s:`,
+    taskCopy: (jobId) => `${own}task:${jobId}`,
+    spent: (jobId) => `${own}spent:${jobId}`,
   };
 }

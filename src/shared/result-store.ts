@@ -47,7 +47,7 @@ return 1
 `;
 
 /**
- * Result records in Redis, one key per job (`dispatch:{queue}:result:<jobId>`), kept for
+ * Result records in Redis, one key per job (QueueKeys.result), kept for
  * `ttlMs` (0 = forever) whatever BullMQ's own retention does. Every write is announced on the
  * queue's events channel so waiters need not poll.
  */
@@ -130,7 +130,7 @@ export class ResultStore {
 
   /** BullMQ's lock on a job: it holds the token of the attempt that owns the job. */
   lockKey(jobId: string): string {
-    return `${this.keys.bullPrefix}:${this.queue}:${jobId}:lock`;
+    return this.keys.bullLock(jobId);
   }
 
   /**

@@ -8,6 +8,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ResultRecord } from "../../src/shared/result";
+import { queueKeys } from "../../src/shared/keys";
 import { startCli, type CliProcess } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 import { alive, until } from "../support/until";
@@ -61,7 +62,7 @@ describe("a worker killed with SIGKILL mid-job", () => {
     expect(record.sessionId).toMatch(/^ses_/);
     const redis = (await import("ioredis")).Redis;
     const raw = new redis(stack.redisUrl);
-    await raw.set(`dispatch:{${stack.queue}}:result:${answered.jobId}`, JSON.stringify(record));
+    await raw.set(queueKeys(stack.queue).result(answered.jobId), JSON.stringify(record));
     raw.disconnect();
 
     first.child.kill("SIGKILL");

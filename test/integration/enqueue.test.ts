@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { Dispatcher } from "../../src/producer/dispatcher";
 import { loadConfig } from "../../src/shared/config";
 import { NotFoundError } from "../../src/shared/errors";
+import { queueKeys } from "../../src/shared/keys";
 import { BatchInputError } from "../../src/producer/batch/submit";
 import { openQueue } from "../../src/shared/queue";
 import { closeRedis, connectRedis } from "../../src/shared/redis";
@@ -76,7 +77,7 @@ describe("enqueueMany over several chunks", () => {
       expect(error).toBeInstanceOf(NotFoundError);
       expect((error as Error).message).toBe('tasks[2400].continue: no job with ID "no-such-job"\ntasks[2410].continue: no job with ID "later"');
       expect(await total(queue)).toBe(0);
-      expect(await redis.keys(`dispatch:{${dispatcher.queueName}}:batch:*`)).toEqual([]); // no batch begun either
+      expect(await redis.keys(`${queueKeys(dispatcher.queueName).batch("")}*`)).toEqual([]); // no batch begun either
     });
   });
 });

@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelledRecord } from "../../src/shared/cancel";
+import { queueKeys } from "../../src/shared/keys";
 import { runCli, startCli, type CliProcess } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
@@ -85,9 +86,9 @@ describe("outcomes exactly once", () => {
       // The cancel's record was written, then its worker died before BullMQ heard of it.
       // (It was attempt 1: BullMQ has not counted that attempt, as it never heard how it ended.)
       const record = { ...cancelledRecord(jobId, { prompt: "cancelled before it came back" }, null, "cancelled while running"), attempts: 1 };
-      await redis.set(`dispatch:{${stack.queue}}:result:${jobId}`, JSON.stringify(record));
+      await redis.set(queueKeys(stack.queue).result(jobId), JSON.stringify(record));
       const { Queue, Job } = await import("bullmq");
-      const queue = new Queue(stack.queue, { connection: redis, prefix: `dispatch:{${stack.queue}}` });
+      const queue = new Queue(stack.queue, { connection: redis, prefix: queueKeys(stack.queue).bullPrefix });
       await new Job(queue, "dispatch", {}, {}, jobId).promote();
       await until("BullMQ to fail the job", async () => (await queue.getJobState(jobId)) === "failed", 60_000);
       await queue.close();
@@ -116,7 +117,7 @@ describe("outcomes exactly once", () => {
     expect(readFileSync(join(repo, "notes.txt"), "utf8")).toBe("original\n");
     const { Queue } = await import("bullmq");
     const check = new Redis(stack.redisUrl);
-    const queue = new Queue(stack.queue, { connection: check, prefix: `dispatch:{${stack.queue}}` });
+    const queue = new Queue(stack.queue, { connection: check, prefix: queueKeys(stack.queue).bullPrefix });
     try {
       expect((await queue.getJob(jobId))?.data).toMatchObject({ prompt, maxCost: 5, worktree: true, directory: repo });
     } finally {
@@ -127,7 +128,7 @@ describe("outcomes exactly once", () => {
     // A failed job known only by its record (its task was never kept) is refused, not half re-run.
     const redis = new Redis(stack.redisUrl);
     try {
-      await redis.set(`dispatch:{${stack.queue}}:result:record-only`, JSON.stringify({ ...record, jobId: "record-only", state: "failed", error: { name: "Cancelled", message: "x", retryable: false } }));
+      await redis.set(queueKeys(stack.queue).result("record-only"), JSON.stringify({ ...record, jobId: "record-only", state: "failed", error: { name: "Cancelled", message: "x", retryable: false } }));
     } finally {
       redis.disconnect();
     }

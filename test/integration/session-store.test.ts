@@ -9,6 +9,10 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { deleteQueueKeys, startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
+import { queueKeys } from "../../src/shared/keys";
+
+/** A literal for an ACL key pattern (glob). */
+const escapeGlob = (text: string) => text.replace(/[*?[\]\\]/g, "\\$&");
 
 const WAIT = 120_000;
 
@@ -20,15 +24,17 @@ describe("storing the session is part of the attempt", () => {
   let admin: Redis;
   let stack: Stack;
 
-  /** Every key of the queue is writable except the session copies `dispatch:{queue}:session:<id>`. */
+  /** Every key of the queue is writable except the session copies (QueueKeys.sessionExport). */
   const denySessionWrites = async () => {
     const base = `dispatch:{${queue}}:`;
-    const word = "session:";
-    const writable = [...word].map((ch, i) => `%RW~${base}${word.slice(0, i)}[^${ch}]*`);
+    const copies = queueKeys(queue).sessionExport("");
+    expect(copies.startsWith(base)).toBe(true);
+    const word = copies.slice(base.length);
+    const writable = [...word].map((ch, i) => `%RW~${base}${escapeGlob(word.slice(0, i))}[^${ch}]*`);
     await admin.call("ACL", "SETUSER", user, "resetkeys", "%R~*", ...writable);
   };
   const allowAll = () => admin.call("ACL", "SETUSER", user, "resetkeys", "allkeys");
-  const storedCopy = (sessionId: string) => admin.exists(`dispatch:{${queue}}:session:${sessionId}`);
+  const storedCopy = (sessionId: string) => admin.exists(queueKeys(queue).sessionExport(sessionId));
 
   beforeAll(async () => {
     admin = new Redis(adminUrl);
