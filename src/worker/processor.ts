@@ -1,5 +1,6 @@
 import { DelayedError, UnrecoverableError, WaitingError, type Job } from "bullmq";
 import type { Logger } from "../shared/logger.js";
+import { setLongTimeout } from "../shared/timers.js";
 import { baseRecord } from "../shared/record.js";
 import type { ResultRecord } from "../shared/result.js";
 import { describeIssues, JobPayload } from "../shared/task.js";
@@ -101,7 +102,7 @@ export function createProcessor(deps: ProcessorDeps) {
     record.startedAt = started.toISOString();
 
     const control = new AbortController();
-    const timer = setTimeout(
+    const timer = setLongTimeout(
       () => control.abort(new StoppedError("timeout", `attempt timed out after ${payload.timeoutMs} ms`)),
       payload.timeoutMs,
     );
@@ -213,7 +214,7 @@ export function createProcessor(deps: ProcessorDeps) {
       decided.decision = decision;
       throw decided;
     } finally {
-      clearTimeout(timer);
+      timer.clear();
       bullSignal?.removeEventListener("abort", onBullAbort);
       untrack();
       await meter?.settle(spend);
