@@ -9,6 +9,7 @@ import type { Progress, ResultRecord } from "../../src/shared/result";
 import { verifySignature } from "../../src/shared/webhook";
 import { runCli } from "../support/cli";
 import { lastUserText, messageText } from "../support/fake-model";
+import { captureLogs } from "../support/logs";
 import { startStack, type Stack } from "../support/stack";
 
 const SECRET = "test-webhook-secret-4f9c";
@@ -20,10 +21,11 @@ const requestText = (req: Stack["fake"]["requests"][number]) => req.messages.map
 
 describe("for apps: structured results, files, listeners, webhooks", () => {
   let stack: Stack;
+  const logs = captureLogs("debug");
 
   beforeAll(async () => {
     stack = await startStack({ configEnv: { DISPATCH_WEBHOOK_SECRET: SECRET, DISPATCH_WEBHOOK_BACKOFF: "200ms", DISPATCH_WEBHOOK_TIMEOUT: "2s" } });
-    await stack.startWorker({ concurrency: 4 });
+    await stack.startWorker({ concurrency: 4, log: logs.log });
   });
   afterAll(async () => {
     await stack?.close();
@@ -132,13 +134,14 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     offBatch();
   });
 
-  it("a webhook receiver that is down at first still gets every notification, signed", async () => {
+  it("a webhook receiver that is down at first still gets every notification, signed, with one delivery ID per notification", async () => {
     // A port that refuses connections for now.
     const probe = http.createServer();
     await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
     const { port } = probe.address() as AddressInfo;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const webhook = `http://127.0.0.1:${port}/hooks/dispatch?token=abc`;
+    const token = "tok-7d1e-url-secret";
+    const webhook = `http://127.0.0.1:${port}/hooks/dispatch?token=${token}`;
 
     const jobs = await Promise.all([
       stack.dispatcher.enqueue({ prompt: "notify one", model: "fake/echo", webhook }),
@@ -150,19 +153,23 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     expect(records.map((r) => r.state)).toEqual(["completed", "completed", "failed"]);
     await new Promise((r) => setTimeout(r, 1_000));
 
-    let served = 0;
+    /** Every delivery attempt the receiver saw, answered or not, by job. */
+    const attempts = new Map<string, { delivery: string; body: Buffer; signature: string }[]>();
     const received = new Map<string, { record: ResultRecord; signed: boolean; headers: http.IncomingHttpHeaders }>();
     const receiver = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
-        served += 1;
-        if (served <= 2) {
-          res.writeHead(503).end("busy"); // still not ready for the first two tries
-          return;
-        }
         const body = Buffer.concat(chunks);
         const record = JSON.parse(body.toString("utf8")) as ResultRecord;
+        const seen = attempts.get(record.jobId) ?? [];
+        seen.push({ delivery: String(req.headers["x-dispatch-delivery"]), body, signature: String(req.headers["x-dispatch-signature"]) });
+        attempts.set(record.jobId, seen);
+        // Each notification's first try reaches a receiver that is not ready yet.
+        if (seen.length === 1) {
+          res.writeHead(503).end("busy");
+          return;
+        }
         received.set(record.jobId, { record, signed: verifySignature(SECRET, body, req.headers["x-dispatch-signature"] as string), headers: req.headers });
         res.writeHead(204).end();
       });
@@ -173,16 +180,35 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     } finally {
       await new Promise<void>((resolve) => receiver.close(() => resolve()));
     }
-    expect(served).toBeGreaterThan(3);
     for (const record of records) {
       const got = received.get(record.jobId)!;
       expect(got.signed).toBe(true);
       expect(got.record).toMatchObject({ jobId: record.jobId, state: record.state, text: record.text, webhook });
       expect(got.headers["x-dispatch-event"]).toBe(record.state);
       expect(Number(got.headers["x-dispatch-timestamp"])).toBeGreaterThan(Date.now() / 1000 - 120);
-      expect(got.headers["x-dispatch-delivery"]).toBe(`wh-${record.jobId}-${record.state}-a${record.attempts}-r0`);
+      // The retry after the 503 carried the same delivery ID as the first try.
+      const tries = attempts.get(record.jobId)!;
+      expect(tries.length).toBeGreaterThanOrEqual(2);
+      expect(tries.map((t) => t.delivery)).toEqual(tries.map(() => `wh-${record.jobId}-${record.state}-a${record.attempts}-r0`));
     }
-    expect(verifySignature("another secret", JSON.stringify(received.get(records[0]!.jobId)!.record), "sha256=00")).toBe(false);
+    // The signature holds only for that body under that key.
+    const [first, second] = records.map((r) => attempts.get(r.jobId)!.at(-1)!);
+    expect(verifySignature(SECRET, first!.body, first!.signature)).toBe(true);
+    expect(verifySignature("another secret", first!.body, first!.signature)).toBe(false);
+    const tampered = Buffer.from(first!.body.toString("utf8").replace("notify one", "notify 0ne"));
+    expect(tampered.length).toBe(first!.body.length);
+    expect(verifySignature(SECRET, tampered, first!.signature)).toBe(false);
+    expect(verifySignature(SECRET, first!.body, second!.signature)).toBe(false);
+
+    // The worker logged the webhook's origin, never its path, query (the token) or the secret.
+    const lines = logs.lines();
+    for (const line of lines) {
+      expect(line).not.toContain(token);
+      expect(line).not.toContain("/hooks/dispatch");
+      expect(line).not.toContain(SECRET);
+    }
+    expect(lines.some((line) => line.includes("webhook delivered") && line.includes(`"webhook":"http://127.0.0.1:${port}"`))).toBe(true);
+    expect(lines.some((line) => line.includes("webhook delivery failed; will retry"))).toBe(true);
   });
 
   it("CLI: --schema and --file attach to the task; a missing or bad file is exit 2 with nothing enqueued", async () => {

@@ -36,7 +36,10 @@ describe("Redis killed and restarted mid-batch", () => {
 
     await redis.kill("SIGKILL");
     await new Promise((r) => setTimeout(r, 1_500));
-    await expect(stack.dispatcher.status("persisted-0")).rejects.toThrow(); // the producer fails fast while Redis is away
+    // The producer fails fast while Redis is away (no offline queue, no waiting for a reconnect).
+    const asked = Date.now();
+    await expect(stack.dispatcher.status("persisted-0")).rejects.toThrow();
+    expect(Date.now() - asked).toBeLessThan(500);
     await redis.start();
     // The same producer reconnects in the background: calls work again without a new Dispatcher.
     const back = Date.now() + 30_000;

@@ -112,6 +112,9 @@ describe("chaos on one worker", () => {
   }, TEST);
 
   it("cancel removes a waiting job (its wait ends), retry re-queues it, list shows states; unknown IDs exit 4", async () => {
+    // A job of its own that BullMQ keeps as failed, for list and retry below.
+    const denied = await stack.dispatcher.run({ prompt: "denied for retry [[status:401]]", model: "fake/echo", id: "denied-for-retry" }, { timeoutMs: WAIT });
+    expect(denied).toMatchObject({ state: "failed", attempts: 1, error: { name: "APIError", statusCode: 401 } });
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "later please", model: "fake/echo", delay: 3_600_000, id: "later-please" });
     const waiting = stack.dispatcher.wait(jobId, { timeoutMs: 30_000 });
 
@@ -135,15 +138,16 @@ describe("chaos on one worker", () => {
     const failedList = await runCli(["list", "--state", "failed,completed"], { env: stack.childEnv });
     expect(failedList.code).toBe(0);
     expect(failedList.stdout).toMatch(/^JOB\s+STATE/);
-    expect(failedList.stdout).toMatch(/poisoned\s+failed/);
+    expect(failedList.stdout).toMatch(/denied-for-retry\s+failed/);
     expect(failedList.stdout).toMatch(/later-please\s+completed/);
     expect(failedList.stdout).not.toMatch(/\bdelayed\b/);
 
     // retry of a job BullMQ still keeps as failed: its own retry, with fresh attempts
-    const retried = await runCli(["retry", "poisoned", "--json"], { env: stack.childEnv });
+    const retried = await runCli(["retry", "denied-for-retry", "--json"], { env: stack.childEnv });
     expect(retried.code).toBe(0);
-    expect(JSON.parse(retried.stdout)).toEqual({ jobId: "poisoned", how: "retried" });
-    expect(await stack.dispatcher.wait("poisoned", { timeoutMs: WAIT })).toMatchObject({ state: "failed", attempts: 1, error: { name: "InvalidPayload" } });
+    expect(JSON.parse(retried.stdout)).toEqual({ jobId: "denied-for-retry", how: "retried" });
+    expect(await stack.dispatcher.wait("denied-for-retry", { timeoutMs: WAIT })).toMatchObject({ state: "failed", attempts: 1, error: { name: "APIError" } });
+    expect(stack.fake.calls("denied for retry")).toBe(2);
 
     for (const command of ["cancel", "retry", "status"]) {
       const unknown = await runCli([command, "no-such-job"], { env: stack.childEnv });

@@ -4,7 +4,7 @@
  * test can kill it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCli, type CliProcess } from "../support/cli";
+import type { CliProcess } from "../support/cli";
 import { freePort, startRedisServer, type RedisProcess } from "../support/redis";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
@@ -25,11 +25,9 @@ describe("the worker's /healthz", () => {
     stack = await startStack({ redisUrl: redis.url });
     const port = await freePort();
     url = `http://127.0.0.1:${port}/healthz`;
-    worker = startCli(["worker", "--concurrency", "1", "--metrics-port", String(port)], { env: { ...stack.childEnv, LOG_LEVEL: "info" } });
-    await worker.waitFor(/metrics served/, 60_000);
+    worker = await stack.startCliWorker(["--concurrency", "1", "--metrics-port", String(port)], { readyLine: /metrics served/ });
   });
   afterAll(async () => {
-    await worker?.stop("SIGKILL");
     await redis?.start().catch(() => undefined); // so the stack can delete its keys
     await stack?.close();
     await redis?.close();

@@ -58,7 +58,17 @@ describe("worker metrics", () => {
     expect(retried).toMatchObject({ state: "completed", attempts: 2 });
     // A job that waits (delayed) shows up in the queue depth.
     await stack.dispatcher.enqueue({ prompt: "later", delay: 3_600_000 });
-    await new Promise((r) => setTimeout(r, 300)); // events are handled asynchronously
+    // The counters follow BullMQ's events, handled asynchronously: wait until every job is counted.
+    const counted = async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      return [
+        sample(text, "dispatch_jobs_completed_total", { queue: q, model: "fake/priced" }),
+        sample(text, "dispatch_jobs_completed_total", { queue: q, model: "fake/echo" }),
+        sample(text, "dispatch_jobs_failed_total", { queue: q, model: "fake/echo" }),
+        sample(text, "dispatch_jobs_retried_total", { queue: q, model: "fake/echo" }),
+      ];
+    };
+    await expect.poll(counted, { timeout: 10_000 }).toEqual([1, 1, 1, 1]);
 
     const response = await fetch(`${server.url}/metrics`);
     expect(response.status).toBe(200);

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningWorker } from "../../src/worker/worker";
-import { startCli, type CliProcess } from "../support/cli";
+import type { CliProcess } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
 
@@ -13,25 +13,18 @@ const WAIT = 60_000;
 
 describe("a worker stopped by a signal", () => {
   let stack: Stack;
-  const cliWorkers: CliProcess[] = [];
   const inProcess: RunningWorker[] = [];
 
   beforeAll(async () => {
     stack = await startStack();
   });
   afterAll(async () => {
-    await Promise.all(cliWorkers.map((w) => w.stop("SIGKILL")));
     await Promise.all(inProcess.map((w) => w.close({ graceMs: 0 })));
     await stack?.close();
   });
 
-  const startWorker = async (grace: string, opts: { concurrency?: number; detached?: boolean } = {}) => {
-    const args = ["worker", "--concurrency", String(opts.concurrency ?? 1), "--grace", grace];
-    const worker = startCli(args, { env: { ...stack.childEnv, LOG_LEVEL: "info" }, detached: opts.detached });
-    cliWorkers.push(worker);
-    await worker.waitFor(/worker ready/, WAIT);
-    return worker;
-  };
+  const startWorker = (grace: string, opts: { concurrency?: number; detached?: boolean } = {}) =>
+    stack.startCliWorker(["--concurrency", String(opts.concurrency ?? 1), "--grace", grace], { detached: opts.detached });
   /** Another worker, started while the CLI worker runs the job, so that only it can take the job back. */
   const anotherWorker = async () => {
     const worker = await stack.startWorker({ concurrency: 1 });

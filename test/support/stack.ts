@@ -7,9 +7,10 @@ import { randomUUID } from "node:crypto";
 import { inject } from "vitest";
 import { Redis } from "ioredis";
 import { loadConfig, type Config } from "../../src/shared/config";
-import { createLogger } from "../../src/shared/logger";
+import { createLogger, type Logger } from "../../src/shared/logger";
 import { Dispatcher } from "../../src/producer/dispatcher";
 import { startWorker, type RunningWorker } from "../../src/worker/worker";
+import { startCli, type CliProcess } from "./cli";
 import { startFakeModel, type FakeModel } from "./fake-model";
 import { makeOpencodeEnv, type OpencodeEnv } from "./opencode-env";
 
@@ -22,9 +23,18 @@ export interface Stack {
   dispatcher: Dispatcher;
   /** Environment for a child process (CLI or worker) on this stack. */
   childEnv: NodeJS.ProcessEnv;
-  startWorker(opts?: { concurrency?: number; attach?: string; recycle?: { jobs?: number; rssBytes?: number } }): Promise<RunningWorker>;
+  /** `log`: where the worker logs (default: the stack's level, on stderr). */
+  startWorker(opts?: { concurrency?: number; attach?: string; recycle?: { jobs?: number; rssBytes?: number }; log?: Logger }): Promise<RunningWorker>;
+  /**
+   * Runs `opencode-dispatch worker ARGS` (logging at info) as a child process and resolves once it
+   * is ready (its "worker ready" line, or `readyLine`). Killed with SIGKILL by `close()` if still running.
+   */
+  startCliWorker(args?: string[], opts?: { detached?: boolean; readyLine?: RegExp }): Promise<CliProcess>;
   close(): Promise<void>;
 }
+
+/** A lock and stalled-job check short enough that a killed worker's jobs are taken back in seconds. */
+export const SHORT_LOCK = { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s" };
 
 export async function startStack(opts: { configEnv?: Record<string, string>; redisUrl?: string } = {}): Promise<Stack> {
   const redisUrl = opts.redisUrl ?? inject("redisUrl");
@@ -42,6 +52,7 @@ export async function startStack(opts: { configEnv?: Record<string, string>; red
   const config = loadConfig(configEnv);
   const dispatcher = new Dispatcher({ config });
   const workers: RunningWorker[] = [];
+  const cliWorkers: CliProcess[] = [];
   const childEnv = { ...process.env, ...opencode.env, ...configEnv };
   return {
     queue,
@@ -56,12 +67,19 @@ export async function startStack(opts: { configEnv?: Record<string, string>; red
         config,
         ...workerOpts,
         serverEnv: { ...process.env, ...opencode.env },
-        log: createLogger(config.logLevel, { test: queue }),
+        log: workerOpts.log ?? createLogger(config.logLevel, { test: queue }),
       });
       workers.push(worker);
       return worker;
     },
+    async startCliWorker(args = [], cliOpts = {}) {
+      const worker = startCli(["worker", ...args], { env: { ...childEnv, LOG_LEVEL: "info" }, detached: cliOpts.detached });
+      cliWorkers.push(worker);
+      await worker.waitFor(cliOpts.readyLine ?? /worker ready/, 90_000);
+      return worker;
+    },
     async close() {
+      await Promise.all(cliWorkers.map((w) => w.stop("SIGKILL")));
       await Promise.all(workers.map((w) => w.close({ graceMs: 0 })));
       await dispatcher.close();
       await deleteQueueKeys(redisUrl, queue);
