@@ -18,6 +18,10 @@ export { BatchHandle, type BatchCounts, type BatchProgress, type BatchStatus, ty
 export { fileSource, type BatchFormat, type BatchSource } from "./producer/batch/source.js";
 export { BatchInputError, type BatchOptions, type BatchReceipt, type InvalidLine } from "./producer/batch/submit.js";
 export type { BatchSummary, BatchFailure } from "./producer/batch/summary.js";
+export type { BatchBudget } from "./producer/batch/store.js";
+export type { BatchCancelOutcome, BatchRetryOutcome } from "./producer/batch/control.js";
+export type { StreamOptions } from "./producer/live-stream.js";
+export type { LiveEvent, LiveEventType } from "./shared/live.js";
 export { loadConfig, type Config } from "./shared/config.js";
 export {
   DispatchError,

@@ -15,6 +15,9 @@ import { BatchHandle, type BatchProgress } from "./batch/handle.js";
 import { isBatchSource, taskListSource, type BatchSource, type TaskList } from "./batch/source.js";
 import { BatchStore } from "./batch/store.js";
 import { checkBatchId, submitBatch, type BatchOptions } from "./batch/submit.js";
+import { cancelBatch, retryBatch, type BatchCancelOutcome, type BatchRetryOutcome } from "./batch/control.js";
+import { streamJob, type StreamOptions } from "./live-stream.js";
+import type { LiveEvent } from "../shared/live.js";
 import { placeInThread, type Placement } from "../scheduling/placement.js";
 import { DEFAULT_GROUP, Scheduler } from "../scheduling/scheduler.js";
 import { addJobs, type NewJob } from "./add-jobs.js";
@@ -329,6 +332,58 @@ export class Dispatcher {
       },
       jobId,
     );
+  }
+
+  /** Whether a job with this ID exists (in the queue, or as a record). */
+  async findJob(jobId: string): Promise<boolean> {
+    const { queue, store } = await this.connect();
+    return (await store.get(jobId)) !== null || (await queue.getJob(jobId)) !== undefined;
+  }
+
+  /**
+   * A job's live events as they happen (see shared/live.ts): its states, the answer's text as it
+   * is written, tool calls, asks, progress, and last `final` with the record. Resumable: pass the
+   * last event's `id` as `after`. NotFoundError for an unknown job (or one removed without a record).
+   */
+  async *stream(jobId: string, opts: StreamOptions = {}): AsyncGenerator<LiveEvent> {
+    await this.status(jobId); // NotFoundError for an unknown ID
+    const { queue, store } = await this.connect();
+    yield* streamJob({ redisUrl: this.redisUrl, store, jobExists: async (id) => (await queue.getJob(id)) !== undefined }, jobId, opts);
+  }
+
+  /**
+   * Cancels every member of a batch that has not finished: waiting ones are removed, running ones
+   * aborted by their workers (each confirmed within `timeoutMs`, default 15 s). NotFoundError for
+   * an unknown batch.
+   */
+  async cancelBatch(batchId: string, opts: { timeoutMs?: number } = {}): Promise<BatchCancelOutcome> {
+    await this.batch(batchId);
+    const deps = await this.manageDeps();
+    return cancelBatch(await this.batchStore(), batchId, (jobId, o) => cancelJob(deps, jobId, o), opts);
+  }
+
+  /** Re-queues every failed member of a batch with a fresh set of attempts. NotFoundError for an unknown batch. */
+  async retryBatch(batchId: string): Promise<BatchRetryOutcome> {
+    await this.batch(batchId);
+    return retryBatch(await this.batchStore(), batchId, (jobId) => this.retry(jobId));
+  }
+
+  /** Stops every worker of the queue from starting jobs (running ones finish); enqueueing goes on. */
+  async pause(): Promise<void> {
+    const { queue } = await this.connect();
+    await queue.pause();
+  }
+
+  /** Lets workers start jobs again after `pause`. */
+  async resume(): Promise<void> {
+    const { queue } = await this.connect();
+    await queue.resume();
+  }
+
+  /** Whether the queue is paused. */
+  async isPaused(): Promise<boolean> {
+    const { queue } = await this.connect();
+    return queue.isPaused();
   }
 
   /** The newest jobs BullMQ keeps, optionally only those in some states. */

@@ -39,6 +39,8 @@ export interface QueueKeys {
   spent(jobId: string): string;
   /** A failed or cancelled job's whole task (BullMQ name, data, options), kept with its record for `retry`. */
   taskCopy(jobId: string): string;
+  /** A job's live events (stream: its states, answer text as written, tools, asks; see shared/live.ts). */
+  live(jobId: string): string;
   /**
    * The scheduling core's keys (see src/scheduling): `${sched}seq`, `${sched}w:<gate>`, `${sched}done:<jobId>`, …
    */
@@ -76,5 +78,6 @@ export function queueKeys(queue: string): QueueKeys {
     sched: `${own}s:`,
     taskCopy: (jobId) => `${own}task:${jobId}`,
     spent: (jobId) => `${own}spent:${jobId}`,
+    live: (jobId) => `${own}live:${jobId}`,
   };
 }

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { queueKeys, type QueueKeys } from "./keys.js";
+import { LIVE_MAXLEN, LIVE_TTL_MS } from "./live.js";
 import { FINAL_STATES, ResultRecord, type JobState, type Progress } from "./result.js";
 import { WebhookOutbox } from "./webhook.js";
 
@@ -29,9 +30,11 @@ export interface KeptTask {
 
 /**
  * Writes a record, marks a final one done for the scheduler (a waiting one: not done), announces
- * it. With a token, only while BullMQ's lock on the job still holds it (the attempt owns the job),
- * in the same script. KEYS: record, done mark, lock. ARGV: value, ttl ms (0: none), token (""
- * for none), final ("1"/"0"), waiting ("1"/"0"), channel, event.
+ * it on the events channel and in the job's live stream (see shared/live.ts). With a token, only
+ * while BullMQ's lock on the job still holds it (the attempt owns the job), in the same script.
+ * KEYS: record, done mark, lock, live stream. ARGV: value, ttl ms (0: none), token ("" for none),
+ * final ("1"/"0"), waiting ("1"/"0"), channel, event, live entry type, live entry data, live max
+ * length, live ttl ms.
  */
 const PUT = `
 if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
@@ -43,6 +46,8 @@ elseif ARGV[5] == '1' then
   redis.call('DEL', KEYS[2])
 end
 redis.call('PUBLISH', ARGV[6], ARGV[7])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 't', ARGV[8], 'd', ARGV[9])
+redis.call('PEXPIRE', KEYS[4], ARGV[11])
 return 1
 `;
 
@@ -153,10 +158,11 @@ export class ResultStore {
     const event: StateEvent = { jobId: record.jobId, state: record.state };
     const written = await this.redis.eval(
       PUT,
-      3,
+      4,
       this.keys.result(record.jobId),
       `${this.keys.sched}done:${record.jobId}`,
       this.lockKey(record.jobId),
+      this.keys.live(record.jobId),
       JSON.stringify(record),
       this.ttlMs,
       token,
@@ -164,6 +170,10 @@ export class ResultStore {
       record.state === "waiting" ? "1" : "0",
       this.keys.events,
       JSON.stringify(event),
+      final ? "final" : "state",
+      JSON.stringify({ state: record.state, attempt: record.attempts }),
+      LIVE_MAXLEN,
+      LIVE_TTL_MS,
     );
     if (written !== 1) return false;
     if (final) await this.onFinal?.(record.jobId);

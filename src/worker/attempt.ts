@@ -4,7 +4,9 @@ import type { Logger } from "../shared/logger.js";
 import { emptyTokens, type Ask, type Progress, type ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
 import type { JobPayload } from "../shared/task.js";
+import type { Redis } from "ioredis";
 import type { EventHub } from "./event-hub.js";
+import { LivePublisher } from "./live-publisher.js";
 import { OpencodeHttpError, SessionNotStoredError, StoppedError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import type { OpencodeServer } from "./opencode-server.js";
@@ -24,6 +26,8 @@ export interface ServerHandle {
 export interface AttemptDeps {
   current: () => ServerHandle;
   store: ResultStore;
+  /** The worker's Redis connection (the job's live stream is written with it). */
+  connection: Redis;
   transfer: SessionTransfer;
   config: Pick<Config, "stallMs" | "providerRetries" | "autoApprove">;
 }
@@ -91,6 +95,7 @@ export async function runAttempt(
   await opts.onSession();
 
   const log = opts.log.child({ sessionId });
+  const live = new LivePublisher(deps.connection, deps.store.keys.live(jobId), hub, sessionId, log);
   const watch = new SessionWatch({
     client,
     hub,
@@ -106,6 +111,7 @@ export async function runAttempt(
     abort: opts.abort,
     onProgress: (progress) => {
       opts.onProgress(progress);
+      live.progress(progress);
       void deps.store.publishProgress(jobId, progress).catch(() => undefined);
     },
   });
@@ -114,6 +120,7 @@ export async function runAttempt(
     outcome = await promptChecked(client, sessionId, payload, { directory, signal, log, onStructured: (value) => (trace.structured = value) });
   } finally {
     watch.close();
+    await live.close();
     trace.asks = watch.asks;
     if (opts.spend) {
       opts.spend.tokens = watch.progress.tokens;

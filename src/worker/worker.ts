@@ -118,7 +118,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     leases = new LeaseKeeper(scheduler, config.lockDurationMs + LEASE_MARGIN_MS, log);
     await scheduler.publishCaps(config.flow);
     const budgets = new BatchBudgets(connection, queueKeys(queue), log);
-    const processor = createProcessor({ store, transfer, config, scheduler, leases, budgets, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
+    const processor = createProcessor({ store, connection, transfer, config, scheduler, leases, budgets, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
     bull = new Worker(queue, keeper.wrap(refuseCancelled(processor, { connection, store, log })), {
       connection,
       prefix: queueKeys(queue).bullPrefix,

@@ -4,6 +4,7 @@ import { Command } from "commander";
 import type { TaskInput } from "../../shared/task.js";
 import { printJson, printRecord } from "../output.js";
 import { InputError } from "../../shared/errors.js";
+import { watchJob } from "./watch.js";
 import { withDispatcher, durationOption, intOption, numberOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
 /** The task options of `enqueue` and `batch` (see withTaskOptions). */
@@ -35,6 +36,7 @@ export interface TaskFlags extends ConnectionFlags {
 
 interface EnqueueFlags extends TaskFlags {
   wait?: boolean;
+  stream?: boolean;
   json?: boolean;
 }
 
@@ -126,17 +128,19 @@ export function enqueueCommand(): Command {
   withTaskOptions(command)
     .option("--id <key>", "job ID and idempotency key: a job with this ID is enqueued only once")
     .option("--wait", "wait for the job to finish and print its answer")
+    .option("--stream", "wait, printing the answer as it is written (as `watch`; implies --wait)")
     .option("--json", "print JSON (the receipt, or with --wait the result record)");
   withConnection(command).action(exitWith(async (promptArg: string, flags: EnqueueFlags) => {
     const prompt = promptArg === "-" ? await readStdin() : promptArg;
     return withDispatcher(flags, async (dispatcher) => {
       const receipt = await dispatcher.enqueue(taskFromFlags(prompt, flags));
-      if (!flags.wait) {
+      if (!flags.wait && !flags.stream) {
         if (flags.json) printJson(receipt);
         else process.stdout.write(`${receipt.jobId}\n`);
         return 0;
       }
       if (!flags.json) process.stderr.write(`enqueued ${receipt.jobId}${receipt.duplicate ? " (already known)" : ""}; waiting…\n`);
+      if (flags.stream) return watchJob(dispatcher, receipt.jobId, { json: flags.json });
       return printRecord(await dispatcher.wait(receipt.jobId), Boolean(flags.json));
     });
   }));

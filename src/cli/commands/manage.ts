@@ -12,12 +12,22 @@ interface CancelFlags extends ConnectionFlags {
 
 export function cancelCommand(): Command {
   const command = new Command("cancel")
-    .description("cancel a job: remove it if it is waiting, abort its session if it is running (exit 6 if it already finished)")
-    .argument("<jobId>")
+    .description("cancel a job, or every unfinished job of a batch: remove it if it is waiting, abort its session if it is running (exit 6 if it already finished)")
+    .argument("<jobId>", "a job ID, or a batch ID")
     .option("--timeout <duration>", "how long to wait for the worker running the job to abort it (default: 15s)", durationOption("--timeout"))
     .option("--json", "print the outcome and the final record as JSON");
   return withConnection(command).action(exitWith(async (jobId: string, flags: CancelFlags) => {
     return withDispatcher(flags, async (dispatcher) => {
+      if (!(await dispatcher.findJob(jobId)) && (await dispatcher.findBatch(jobId))) {
+        const batch = await dispatcher.cancelBatch(jobId, { timeoutMs: flags.timeout });
+        if (flags.json) printJson(batch);
+        else {
+          process.stdout.write(
+            `batch ${jobId}: ${batch.removed} removed from the queue, ${batch.cancelled} running aborted, ${batch.pending} not confirmed yet, ${batch.finished} had finished\n`,
+          );
+        }
+        return batch.pending > 0 ? ExitCode.notFinished : ExitCode.ok;
+      }
       const outcome = await dispatcher.cancel(jobId, { timeoutMs: flags.timeout });
       if (flags.json) printJson(outcome);
       const says = {
@@ -36,11 +46,21 @@ export function cancelCommand(): Command {
 
 export function retryCommand(): Command {
   const command = new Command("retry")
-    .description("re-queue a failed (or cancelled) job with a fresh set of attempts (exit 6 if it did not fail)")
-    .argument("<jobId>")
-    .option("--json", "print { jobId, how } as JSON");
-  return withConnection(command).action(exitWith(async (jobId: string, flags: { json?: boolean } & ConnectionFlags) => {
+    .description("re-queue a failed (or cancelled) job, or every failed job of a batch, with a fresh set of attempts (exit 6 if it did not fail)")
+    .argument("<jobId>", "a job ID, or a batch ID")
+    .option("--failed", "for a batch: its failed members (the default and only choice: completed ones never run again)")
+    .option("--json", "print { jobId, how } (a batch: { batchId, retried, refused }) as JSON");
+  return withConnection(command).action(exitWith(async (jobId: string, flags: { json?: boolean; failed?: boolean } & ConnectionFlags) => {
     return withDispatcher(flags, async (dispatcher) => {
+      if (!(await dispatcher.findJob(jobId)) && (await dispatcher.findBatch(jobId))) {
+        const batch = await dispatcher.retryBatch(jobId);
+        if (flags.json) printJson(batch);
+        else {
+          process.stdout.write(`batch ${jobId}: ${batch.retried} failed job${batch.retried === 1 ? "" : "s"} re-queued\n`);
+          for (const r of batch.refused) process.stderr.write(`${r.jobId}: ${r.reason}\n`);
+        }
+        return batch.refused.length > 0 ? ExitCode.wrongState : ExitCode.ok;
+      }
       const outcome = await dispatcher.retry(jobId);
       if (flags.json) printJson(outcome);
       else process.stdout.write(`job ${jobId} re-queued${outcome.how === "requeued" ? " (its whole task, kept with its record)" : ""}\n`);
@@ -95,4 +115,26 @@ function formatTable(jobs: JobSummary[]): string {
   ];
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
   return rows.map((row) => row.map((cell, col) => (col === row.length - 1 ? cell : cell.padEnd(widths[col]!))).join("  ")).join("\n") + "\n";
+}
+
+export function pauseCommand(): Command {
+  const command = new Command("pause").description("stop every worker of the queue from starting jobs (running ones finish; enqueueing goes on)");
+  return withConnection(command).action(exitWith(async (flags: ConnectionFlags) => {
+    return withDispatcher(flags, async (dispatcher) => {
+      await dispatcher.pause();
+      process.stdout.write("queue paused: workers start no job until `resume`\n");
+      return ExitCode.ok;
+    });
+  }));
+}
+
+export function resumeCommand(): Command {
+  const command = new Command("resume").description("let the workers of a paused queue start jobs again");
+  return withConnection(command).action(exitWith(async (flags: ConnectionFlags) => {
+    return withDispatcher(flags, async (dispatcher) => {
+      await dispatcher.resume();
+      process.stdout.write("queue resumed\n");
+      return ExitCode.ok;
+    });
+  }));
 }

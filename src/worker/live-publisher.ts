@@ -1,0 +1,116 @@
+import type { Redis } from "ioredis";
+import { LIVE_MAXLEN, LIVE_TTL_MS, type LiveEventType } from "../shared/live.js";
+import type { Logger } from "../shared/logger.js";
+import type { Progress } from "../shared/result.js";
+import type { EventHub, ServerEvent } from "./event-hub.js";
+
+/** Answer text is sent at most this often (one stream entry per window, whatever the model's pace). */
+const TEXT_WINDOW_MS = 100;
+
+interface PartInfo {
+  type: string;
+  synthetic?: boolean;
+  ignored?: boolean;
+  tool?: string;
+  state?: { status?: string };
+  id: string;
+}
+
+/**
+ * Publishes what a running session does to its job's live stream (see shared/live.ts): the
+ * answer's text as it is written (pieces gathered over TEXT_WINDOW_MS), tool calls, asks and
+ * progress. Follows the session's events on the server's event hub; `close()` sends what is left.
+ * Never throws: a live stream that cannot be written only costs its readers a piece of the show.
+ */
+export class LivePublisher {
+  private readonly parts = new Map<string, PartInfo>();
+  private readonly toolStates = new Map<string, string>();
+  private pendingText = "";
+  private timer: NodeJS.Timeout | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly unsubscribe: () => void;
+  private closed = false;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly key: string,
+    hub: EventHub,
+    sessionId: string,
+    private readonly log: Logger,
+  ) {
+    this.unsubscribe = hub.subscribe(sessionId, (event) => this.onEvent(event, sessionId));
+  }
+
+  progress(progress: Progress): void {
+    this.send("progress", { ...progress });
+  }
+
+  private onEvent(event: ServerEvent, sessionId: string): void {
+    switch (event.type) {
+      case "message.part.updated": {
+        const part = (event.properties as { part: PartInfo & { sessionID?: string } }).part;
+        if (part.sessionID !== sessionId) return; // a subagent's part: its text is not the answer
+        this.parts.set(part.id, part);
+        if (part.type === "tool" && part.tool) {
+          const status = part.state?.status ?? "pending";
+          if (this.toolStates.get(part.id) !== status && status !== "pending") {
+            this.toolStates.set(part.id, status);
+            this.send("tool", { tool: part.tool, status });
+          }
+        }
+        return;
+      }
+      case "message.part.delta": {
+        const p = event.properties as { sessionID: string; partID: string; field: string; delta: string };
+        const part = this.parts.get(p.partID);
+        if (p.sessionID !== sessionId || p.field !== "text" || part?.type !== "text" || part.synthetic || part.ignored) return;
+        this.pendingText += p.delta;
+        this.timer ??= setTimeout(() => this.flushText(), TEXT_WINDOW_MS);
+        return;
+      }
+      case "permission.asked":
+      case "question.asked": {
+        const p = event.properties as { permission?: string; patterns?: string[]; questions?: { question?: string }[] };
+        const kind = event.type === "permission.asked" ? "permission" : "question";
+        this.send("ask", { kind, what: p.permission ?? p.questions?.[0]?.question ?? "", patterns: p.patterns ?? [] });
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private flushText(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.pendingText) return;
+    const text = this.pendingText;
+    this.pendingText = "";
+    this.send("text", { text });
+  }
+
+  private send(type: LiveEventType, data: Record<string, unknown>): void {
+    if (this.closed) return;
+    if (type !== "text") this.flushText(); // keep the order of text and what came after it
+    const body = JSON.stringify(data);
+    this.queue = this.queue
+      .then(async () => {
+        await this.redis
+          .multi()
+          .xadd(this.key, "MAXLEN", "~", LIVE_MAXLEN, "*", "t", type, "d", body)
+          .pexpire(this.key, LIVE_TTL_MS)
+          .exec();
+      })
+      .catch((error: unknown) => this.log.debug({ err: error }, "could not write to the job's live stream"));
+  }
+
+  /** Stops following the session and sends what is left. Idempotent. */
+  async close(): Promise<void> {
+    if (!this.closed) {
+      this.unsubscribe();
+      this.flushText();
+      this.closed = true;
+    }
+    await this.queue;
+  }
+}
