@@ -4,6 +4,7 @@
  * already stored is not sent to the model again. The worker runs as a child process through the
  * CLI, with a short lock duration and stalled-check interval so recovery takes seconds.
  */
+import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -69,6 +70,7 @@ describe("a worker killed with SIGKILL mid-job", () => {
     await until("the first worker to exit", () => first.child.exitCode !== null || first.child.signalCode !== null);
     // Its opencode server does not outlive it (the reaper), and its data dir goes too.
     await until("the orphaned opencode server to die", () => !alive(pids.server), 15_000);
+    await until("its data directory to be removed", () => !existsSync(join(dataDir, serverDir!)), 15_000);
 
     const second = await startWorker();
     const [a, b] = await Promise.all([
