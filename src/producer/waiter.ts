@@ -1,5 +1,6 @@
 import { NotFinishedError, NotFoundError } from "../shared/errors.js";
 import { FINAL_STATES, type ResultRecord } from "../shared/result.js";
+import { setLongTimeout, type LongTimeout } from "../shared/timers.js";
 import type { EventBus } from "./events.js";
 
 interface Pending {
@@ -102,7 +103,7 @@ export class Waiter {
     opts.signal?.throwIfAborted();
     await this.start();
     return new Promise<ResultRecord>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: LongTimeout | undefined;
       const stop = (why: string) => {
         cleanup();
         reject(new NotFinishedError(`job ${jobId} did not finish: ${why}`));
@@ -120,13 +121,13 @@ export class Waiter {
       };
       const onAbort = () => stop("the wait was aborted");
       const cleanup = () => {
-        clearTimeout(timer);
+        timer?.clear();
         opts.signal?.removeEventListener("abort", onAbort);
         const set = this.pending.get(jobId);
         set?.delete(entry);
         if (set?.size === 0) this.pending.delete(jobId);
       };
-      if (opts.timeoutMs !== undefined) timer = setTimeout(() => stop(`timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
+      if (opts.timeoutMs !== undefined) timer = setLongTimeout(() => stop(`timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
       opts.signal?.addEventListener("abort", onAbort, { once: true });
       const set = this.pending.get(jobId) ?? new Set<Pending>();
       set.add(entry);

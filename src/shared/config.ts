@@ -1,26 +1,35 @@
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { parseDuration } from "./duration.js";
+import { parseDuration, TIMER_LIMITS, type DurationLimits } from "./duration.js";
 import { InputError } from "./errors.js";
 import { describeIssues } from "./task.js";
 import { parseLimits, type FlowSettings } from "./flow-limits.js";
 
-/** Queue names become part of Redis keys. */
+/** Result records may be kept this long at most (0 keeps them for ever): 10 years. */
+const RESULT_TTL_MAX_MS = 3_650 * 86_400_000;
+
+/**
+ * Queue names become part of Redis keys. A name begins with a letter or digit, so BullMQ's keys
+ * (`dispatch:{q}:<q>:…`) never meet the project's own (`dispatch:{q}:#…`, see keys.ts).
+ */
 export const QueueName = z
   .string()
   .min(1)
   .max(100)
   .regex(/^[A-Za-z0-9][A-Za-z0-9_.\-]*$/, "may hold only letters, digits, '_', '.', '-'");
 
-const duration = z.string().transform((value, ctx) => {
-  try {
-    return parseDuration(value);
-  } catch (error) {
-    ctx.addIssue({ code: "custom", message: (error as Error).message });
-    return z.NEVER;
-  }
-});
+const duration = (limits: DurationLimits = {}) =>
+  z.string().transform((value, ctx) => {
+    try {
+      return parseDuration(value, limits);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+      return z.NEVER;
+    }
+  });
+/** A duration that must be positive. */
+const positive = () => duration({ min: 1 });
 const size = z.string().transform((value, ctx) => {
   try {
     return parseSize(value);
@@ -45,13 +54,13 @@ const EnvSchema = z.object({
   /** Attempts per job unless the job says. @defaultValue 3 */
   DISPATCH_ATTEMPTS: int(1, 100).default(3),
   /** Per-attempt timeout unless the job says. @defaultValue 30m */
-  DISPATCH_JOB_TIMEOUT: duration.default(30 * 60_000),
+  DISPATCH_JOB_TIMEOUT: positive().default(30 * 60_000),
   /** How long result records are kept; 0 keeps them forever. @defaultValue 30d */
-  DISPATCH_RESULT_TTL: duration.default(30 * 86_400_000),
+  DISPATCH_RESULT_TTL: duration({ max: RESULT_TTL_MAX_MS }).default(30 * 86_400_000),
   /** How long a stopping worker lets running jobs finish before handing them back. @defaultValue 30s */
-  DISPATCH_SHUTDOWN_GRACE: duration.default(30_000),
+  DISPATCH_SHUTDOWN_GRACE: duration().default(30_000),
   /** A running job with no event from opencode for this long is aborted and retried. @defaultValue 10m */
-  DISPATCH_STALL_TIMEOUT: duration.default(10 * 60_000),
+  DISPATCH_STALL_TIMEOUT: positive().default(10 * 60_000),
   /** opencode's own provider retries tolerated before the queue's retry policy takes over. @defaultValue 2 */
   DISPATCH_PROVIDER_RETRIES: int(0, 20).default(2),
   /** Approve permission asks once instead of rejecting them, for jobs that do not say. @defaultValue false */
@@ -76,9 +85,9 @@ const EnvSchema = z.object({
   /** Replace the spawned opencode server once its resident memory passes this ("2GB"); unset: never. */
   DISPATCH_RECYCLE_RSS: size.optional(),
   /** How often a worker looks for jobs whose worker died (BullMQ stalledInterval). @defaultValue 30s */
-  DISPATCH_STALLED_INTERVAL: duration.default(30_000),
+  DISPATCH_STALLED_INTERVAL: duration(TIMER_LIMITS).default(30_000),
   /** How long a job's lock lasts without renewal (BullMQ lockDuration): a dead worker's job is recovered after this. @defaultValue 30s */
-  DISPATCH_LOCK_DURATION: duration.default(30_000),
+  DISPATCH_LOCK_DURATION: duration(TIMER_LIMITS).default(30_000),
   /** An opencode server to attach to instead of spawning one. */
   OPENCODE_URL: z.string().url().optional(),
   OPENCODE_SERVER_USERNAME: z.string().min(1).default("opencode"),
@@ -96,9 +105,9 @@ const EnvSchema = z.object({
   /** Delivery attempts per webhook notification before it is given up. @defaultValue 12 */
   DISPATCH_WEBHOOK_ATTEMPTS: int(1, 100).default(12),
   /** First wait between webhook delivery attempts; doubles each time, capped at 1h. @defaultValue 5s */
-  DISPATCH_WEBHOOK_BACKOFF: duration.default(5_000),
+  DISPATCH_WEBHOOK_BACKOFF: positive().default(5_000),
   /** Time limit of one webhook delivery attempt. @defaultValue 10s */
-  DISPATCH_WEBHOOK_TIMEOUT: duration.default(10_000),
+  DISPATCH_WEBHOOK_TIMEOUT: positive().default(10_000),
   /** pino level. @defaultValue info */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });

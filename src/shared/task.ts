@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { z } from "zod";
-import { parseDuration } from "./duration.js";
+import { MAX_DURATION_MS, parseDuration } from "./duration.js";
 import { InputError } from "./errors.js";
 import { FilePart, FilesInput } from "./files.js";
 import { schemaProblem } from "./json-schema.js";
@@ -119,7 +119,7 @@ const QueueFields = {
    */
   group: z.string().min(1).max(200).optional(),
   priority: z.number().int().min(0).max(LIMITS.priority).optional(),
-  delay: z.number().int().min(0).optional(),
+  delay: z.number().int().min(0).max(MAX_DURATION_MS, "must be at most 365 days (in ms)").optional(),
   attempts: z.number().int().min(1).max(LIMITS.attempts).optional(),
   /** Per attempt; a number of ms or a duration string ("10m"). */
   timeout: Duration.optional(),

@@ -2,6 +2,7 @@ import { UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Config } from "../shared/config.js";
 import { queueKeys } from "../shared/keys.js";
+import { abortAfter } from "../shared/timers.js";
 import type { Logger } from "../shared/logger.js";
 import { signBody, WEBHOOK_HEADERS, webhookQueueName, type WebhookDelivery } from "../shared/webhook.js";
 
@@ -37,14 +38,17 @@ export async function deliver(delivery: WebhookDelivery, opts: { deliveryId: str
   };
   if (opts.secret) headers[WEBHOOK_HEADERS.signature] = signBody(opts.secret, body);
   let response: Response;
+  const deadline = abortAfter(opts.timeoutMs);
   try {
-    response = await fetch(delivery.url, { method: "POST", headers, body, redirect: "manual", signal: AbortSignal.timeout(opts.timeoutMs) });
+    response = await fetch(delivery.url, { method: "POST", headers, body, redirect: "manual", signal: deadline.signal });
+    await response.body?.cancel().catch(() => undefined);
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const why = (error as Error).name === "TimeoutError" ? `no answer within ${opts.timeoutMs} ms` : (cause?.code ?? cause?.message ?? (error as Error).message);
     throw new Error(`webhook ${origin(delivery.url)}: ${why}`);
+  } finally {
+    deadline.clear();
   }
-  await response.body?.cancel().catch(() => undefined);
   if (response.status < 200 || response.status >= 300) throw new Error(`webhook ${origin(delivery.url)} answered ${response.status}`);
 }
 

@@ -5,6 +5,7 @@ import { Worker, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { checkQueueName, type Config } from "../shared/config.js";
 import { queueKeys } from "../shared/keys.js";
+import { setLongTimeout } from "../shared/timers.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { closeRedis, connectRedis } from "../shared/redis.js";
 import { ResultStore } from "../shared/result-store.js";
@@ -166,13 +167,13 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         closing = true;
         keeper.stopWatching();
         log.info({ graceMs }, "worker stopping");
-        const handBack = setTimeout(() => worker.cancelAllJobs("shutdown"), graceMs);
+        const handBack = setLongTimeout(() => worker.cancelAllJobs("shutdown"), graceMs);
         try {
           await worker.close();
         } catch (error) {
           log.error({ err: error }, "error while closing the queue worker");
         } finally {
-          clearTimeout(handBack);
+          handBack.clear();
         }
         leases?.close();
         await control?.close();
