@@ -14,6 +14,7 @@ export {
 } from "./producer/dispatcher.js";
 export type { DispatchEventName, EventHandlers, EventScope, Subscription } from "./producer/events.js";
 export type { JobStatus } from "./producer/job-status.js";
+export { Schedules, type ScheduleInfo, type ScheduleSpec } from "./producer/schedules.js";
 export { BatchHandle, type BatchCounts, type BatchProgress, type BatchStatus, type BatchWaitOptions } from "./producer/batch/handle.js";
 export { fileSource, type BatchFormat, type BatchSource } from "./producer/batch/source.js";
 export { BatchInputError, type BatchOptions, type BatchReceipt, type InvalidLine } from "./producer/batch/submit.js";

@@ -27,6 +27,7 @@ import { readStatus, type JobStatus } from "./job-status.js";
 import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
 import { EventBus, Subscriptions, type DispatchEventName, type EventHandlers, type EventScope, type Subscription } from "./events.js";
 import { VANISHED, Waiter } from "./waiter.js";
+import { Schedules } from "./schedules.js";
 
 export const JOB_NAME = "dispatch";
 
@@ -87,6 +88,13 @@ export class Dispatcher {
   private subscriber: Redis | undefined;
   private closing: Promise<void> | undefined;
   private removals: { close(): Promise<void> } | undefined;
+
+  /** Recurring tasks on BullMQ's job schedulers: `add`, `list`, `get`, `remove`, `run` (see Schedules). */
+  readonly schedules = new Schedules(async () => {
+    const { queue, redis, scheduler, store } = await this.connect();
+    const parse = (input: DispatchTask) => validateAll([withJsonSchema(input)])[0]!;
+    return { queue, redis, scheduler, keys: store.keys, config: this.config, jobName: JOB_NAME, parse, jobOptions: (task, jobId) => this.jobOptions(task, jobId) };
+  });
 
   constructor(options: DispatcherOptions = {}) {
     this.config = options.config ?? loadConfig();

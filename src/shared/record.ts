@@ -1,5 +1,6 @@
 import type { Job } from "bullmq";
 import { JobPayload } from "./task.js";
+import { firingDueAt } from "./schedule.js";
 import type { JobError, JobState, ResultRecord } from "./result.js";
 
 /** A fresh record for a job, filled from its payload where that payload is readable. */
@@ -20,7 +21,7 @@ export function baseRecord(jobId: string, data: unknown, state: JobState): Resul
     tokens: null,
     cost: null,
     attempts: 0,
-    enqueuedAt: p?.enqueuedAt ?? null,
+    enqueuedAt: firingDueAt(jobId, p?.schedule) ?? p?.enqueuedAt ?? null,
     startedAt: null,
     finishedAt: null,
     durationMs: null,
@@ -33,6 +34,7 @@ export function baseRecord(jobId: string, data: unknown, state: JobState): Resul
     structured: null,
     webhook: p?.webhook ?? null,
     messageId: null,
+    schedule: p?.schedule ?? null,
   };
 }
 

@@ -94,6 +94,8 @@ export const ResultRecord = z.object({
    * transcript that holds it, never on an older copy.
    */
   messageId: z.string().nullable().default(null),
+  /** The schedule whose firing this job is (see `schedule add`), if any. */
+  schedule: z.string().nullable().default(null),
 });
 export type ResultRecord = z.infer<typeof ResultRecord>;
 

@@ -189,6 +189,10 @@ export const JobPayload = z.strictObject({
   thread: z.string().optional(),
   /** The batch whose budget this job spends from (a batch submitted with maxCost / maxTokens). */
   batchBudget: z.string().optional(),
+  /** The schedule this job is a firing of (see producer/schedules.ts). */
+  schedule: z.string().optional(),
+  /** A schedule's `sameSession`: each firing runs in the session of the firing before it. */
+  sameSession: z.boolean().optional(),
   timeoutMs: z.number().int().positive(),
   enqueuedAt: z.iso.datetime(),
   v: z.literal(1),
