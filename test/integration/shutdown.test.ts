@@ -4,7 +4,6 @@
  * worker; a second signal hands them back at once"), on real Redis and real `opencode serve`.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RunningWorker } from "../../src/worker/worker";
 import type { CliProcess } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
@@ -13,24 +12,18 @@ const WAIT = 60_000;
 
 describe("a worker stopped by a signal", () => {
   let stack: Stack;
-  const inProcess: RunningWorker[] = [];
 
   beforeAll(async () => {
     stack = await startStack();
   });
   afterAll(async () => {
-    await Promise.all(inProcess.map((w) => w.close({ graceMs: 0 })));
     await stack?.close();
   });
 
   const startWorker = (grace: string, opts: { concurrency?: number; detached?: boolean } = {}) =>
     stack.startCliWorker(["--concurrency", String(opts.concurrency ?? 1), "--grace", grace], { detached: opts.detached });
   /** Another worker, started while the CLI worker runs the job, so that only it can take the job back. */
-  const anotherWorker = async () => {
-    const worker = await stack.startWorker({ concurrency: 1 });
-    inProcess.push(worker);
-    return worker;
-  };
+  const anotherWorker = () => stack.startWorker({ concurrency: 1 });
   const ranOn = (worker: CliProcess) => new RegExp(`-${worker.child.pid}-`);
 
   it("lets a job that ends within --grace finish, hands back one that does not, and another worker completes it", async () => {
@@ -74,14 +67,11 @@ describe("a worker stopped by a signal", () => {
     worker.child.kill("SIGTERM");
     expect(await worker.exited(9_000)).toBe(0);
     expect(worker.output()).toMatch(/stopping now: handing running jobs back/);
-    // Back in the queue, waiting for a worker, its attempt unspent.
+    // Back in the queue waiting for a worker, not failed (that another worker then runs it, its one
+    // attempt unspent, is the test above).
     const status = await stack.dispatcher.status(jobId);
     expect(status.state).toBe("waiting");
     expect(status.result).toMatchObject({ state: "waiting", error: null });
-    const other = await anotherWorker();
-    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
-    expect(record).toMatchObject({ state: "completed", text: "echo: hand me back now", worker: other.id, error: null });
-    expect(Date.now() - sent).toBeLessThan(30_000);
-    await other.close({ graceMs: 0 });
+    expect(Date.now() - sent).toBeLessThan(10_000);
   });
 });
