@@ -6,6 +6,7 @@ import { enqueueCommand } from "./commands/enqueue.js";
 import { resultCommand, statusCommand, waitCommand } from "./commands/inspect.js";
 import { cancelCommand, listCommand, pauseCommand, resumeCommand, retryCommand } from "./commands/manage.js";
 import { watchCommand } from "./commands/watch.js";
+import { apiCommand } from "./commands/api.js";
 import { scheduleCommand } from "./commands/schedule.js";
 import { upCommand } from "./commands/up.js";
 import { actionExitCode } from "./options.js";
@@ -16,7 +17,7 @@ export function buildProgram(): Command {
     .description("A persistent job queue for opencode: enqueue prompts into Redis, run them on warm opencode servers.")
     .version("0.1.0")
     .showSuggestionAfterError();
-  for (const command of [enqueueCommand(), batchCommand(), statusCommand(), resultCommand(), waitCommand(), watchCommand(), cancelCommand(), retryCommand(), pauseCommand(), resumeCommand(), listCommand(), scheduleCommand(), workerCommand(), upCommand(), dashboardCommand()]) {
+  for (const command of [enqueueCommand(), batchCommand(), statusCommand(), resultCommand(), waitCommand(), watchCommand(), cancelCommand(), retryCommand(), pauseCommand(), resumeCommand(), listCommand(), scheduleCommand(), workerCommand(), upCommand(), dashboardCommand(), apiCommand()]) {
     program.addCommand(command);
   }
   // Every command: usage errors exit 2, not commander's default 1.

@@ -98,6 +98,17 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
     };
   }
 
+  /** The records of the members that have finished so far, in line order (read 2,000 at a time). */
+  async *records(): AsyncGenerator<{ record: ResultRecord; line: number }> {
+    for await (const chunk of this.ctx.batches.memberChunks(this.id)) {
+      const records = await this.ctx.results.getMany(chunk.map((m) => m.jobId));
+      for (let i = 0; i < chunk.length; i++) {
+        const record = records[i];
+        if (record && FINAL_STATES.has(record.state)) yield { record, line: chunk[i]!.line };
+      }
+    }
+  }
+
   /**
    * Waits until every member has finished (completed or failed) and returns the summary; it does
    * not throw when jobs failed. Rejects with NotFinishedError on timeout or abort.

@@ -1,0 +1,87 @@
+/**
+ * The shapes the HTTP API answers with, as zod schemas: the OpenAPI document is generated from
+ * them (and from the task and record schemas the library itself validates with).
+ */
+import { z } from "zod";
+import { JobState, ResultRecord } from "../shared/result.js";
+
+export const ErrorBody = z.object({
+  error: z.object({
+    name: z.string().describe("InputError, Unauthorized, Forbidden, NotFoundError, JobStateError, TooManyRequests, …"),
+    message: z.string(),
+    field: z.string().optional().describe("the field (or query parameter, header, body) at fault, for a 400"),
+  }),
+});
+
+export const EnqueueReceipt = z.object({
+  jobId: z.string(),
+  duplicate: z.boolean().describe("true when a job with this ID (Idempotency-Key) already existed: nothing was added"),
+});
+
+export const JobStatus = z.object({
+  jobId: z.string(),
+  state: JobState,
+  attempts: z.number().int(),
+  progress: z.unknown().describe("the latest progress a worker reported, if any"),
+  result: ResultRecord.nullable(),
+  waitingFor: z.string().optional().describe("what a job that may not start yet waits for, in words"),
+});
+
+export const NotFinished = z.object({ jobId: z.string(), state: JobState });
+
+export const CancelOutcome = z.object({
+  jobId: z.string(),
+  outcome: z.enum(["removed", "cancelled", "pending", "finished"]),
+  record: ResultRecord.nullable(),
+});
+
+export const RetryOutcome = z.object({ jobId: z.string(), how: z.enum(["retried", "requeued"]) });
+
+export const BatchReceipt = z.object({
+  batchId: z.string(),
+  total: z.number().int(),
+  enqueued: z.number().int(),
+  duplicates: z.number().int(),
+  invalid: z.number().int(),
+  invalidLines: z.array(z.object({ line: z.number().int(), error: z.string() })),
+});
+
+export const BatchBudget = z.object({
+  maxCost: z.number().nullable(),
+  maxTokens: z.number().nullable(),
+  spent: z.object({ tokens: z.number(), cost: z.number() }),
+  exceeded: z.string().nullable(),
+});
+
+export const BatchStatus = z.object({
+  batchId: z.string(),
+  total: z.number().int(),
+  members: z.number().int(),
+  complete: z.boolean(),
+  invalid: z.number().int(),
+  createdAt: z.string(),
+  counts: z.object({ queued: z.number().int(), running: z.number().int(), completed: z.number().int(), failed: z.number().int() }),
+  budget: BatchBudget.nullable(),
+});
+
+export const BatchCancelOutcome = z.object({
+  batchId: z.string(),
+  removed: z.number().int(),
+  cancelled: z.number().int(),
+  pending: z.number().int(),
+  finished: z.number().int(),
+});
+
+export const BatchRetryOutcome = z.object({
+  batchId: z.string(),
+  retried: z.number().int(),
+  refused: z.array(z.object({ jobId: z.string(), reason: z.string() })),
+});
+
+export const QueueState = z.object({ queue: z.string(), paused: z.boolean() });
+
+export const LiveEvent = z.object({
+  id: z.string().describe("the SSE event id: send it back as Last-Event-ID to resume after it"),
+  type: z.enum(["state", "text", "tool", "ask", "progress", "final"]),
+  data: z.record(z.string(), z.unknown()),
+});
