@@ -10,6 +10,7 @@ import type { LeaseKeeper } from "../scheduling/leases.js";
 import type { Scheduler } from "../scheduling/scheduler.js";
 import { BudgetExceededError, checkBudget, checkBudgetLeft, PayloadError, SessionNotStoredError, StoppedError, type StopReason } from "./failures.js";
 import type { BatchBudgets } from "./batch-budget.js";
+import { scheduledFiring } from "./scheduled-session.js";
 import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
@@ -59,6 +60,8 @@ export function createProcessor(deps: ProcessorDeps) {
       log.info({ sessionId: previous.sessionId, error: previous.error?.name }, "job already failed for good; keeping the stored outcome");
       throw new UnrecoverableError(`${previous.error?.name ?? "Failed"}: ${previous.error?.message ?? "failed before"}`);
     }
+    // A schedule's firing runs with what its schedule gives it (its due time, its session).
+    const data = await scheduledFiring(deps.store, deps.connection, job);
     /** Writes a record of this attempt, only while it still owns the job (see ResultStore.putFenced). */
     const write = async (next: ResultRecord): Promise<void> => {
       if (!token) return deps.store.put(next);
@@ -67,7 +70,7 @@ export function createProcessor(deps: ProcessorDeps) {
 
     let started = new Date();
     let record: ResultRecord = {
-      ...(previous ?? baseRecord(jobId, job.data, "active")),
+      ...(previous ?? baseRecord(jobId, data, "active")),
       state: "active",
       attempts: attempt,
       startedAt: started.toISOString(),
@@ -77,7 +80,7 @@ export function createProcessor(deps: ProcessorDeps) {
       error: null,
     };
 
-    const parsed = JobPayload.safeParse(job.data);
+    const parsed = JobPayload.safeParse(data);
     if (!parsed.success) {
       const error = new PayloadError(`invalid job payload: ${describeIssues(parsed.error)}`);
       await finish(write, record, started, "failed", classifyFailure(error));
