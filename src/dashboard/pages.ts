@@ -1,4 +1,4 @@
-import type { DashboardRecord } from "./results.js";
+import type { DashboardRecord, ResultPage } from "./results.js";
 
 /** Escapes text for HTML content and attribute values. */
 export function esc(value: unknown): string {
@@ -45,11 +45,16 @@ export function resultsTable(records: DashboardRecord[]): string {
 <tbody>${rows}</tbody></table>`;
 }
 
-export function resultsPage(queue: string, records: DashboardRecord[], state: string | undefined): string {
+export function resultsPage(queue: string, page: ResultPage, state: string | undefined, offset: number): string {
   const filters = ["all", "completed", "failed", "active", "retrying", "waiting"]
     .map((s) => `<a href="/results${s === "all" ? "" : `?state=${s}`}"${(state ?? "all") === s ? ' aria-current="page"' : ""}>${s}</a>`)
     .join("");
-  return layout("Results", queue, `<h1>Results</h1><nav class="filters">${filters}</nav><p class="muted">Newest first; at most ${records.length === 200 ? "200 shown" : `${records.length}`}.</p>${resultsTable(records)}`);
+  const query = (next: number) => `/results?${state ? `state=${encodeURIComponent(state)}&amp;` : ""}offset=${next}`;
+  const pager = [
+    offset > 0 ? `<a href="${state ? `/results?state=${encodeURIComponent(state)}` : "/results"}" data-testid="newest">Newest</a>` : "",
+    page.next !== null ? `<a href="${query(page.next)}" rel="next" data-testid="older">Older</a>` : "",
+  ].join(" ");
+  return layout("Results", queue, `<h1>Results</h1><nav class="filters">${filters}</nav><p class="muted">Newest first; ${page.records.length} shown.</p>${resultsTable(page.records)}<nav class="pager">${pager}</nav>`);
 }
 
 export function resultPage(queue: string, r: DashboardRecord, sameSession: DashboardRecord[], continuations: DashboardRecord[]): string {

@@ -2,57 +2,61 @@ import type { Redis } from "ioredis";
 import { queueKeys } from "../shared/keys.js";
 import { ResultRecord } from "../shared/result.js";
 
-/** How many result keys one listing reads at most (newest first after sorting). */
-export const SCAN_LIMIT = 10_000;
-
-/** Every key matching `pattern`, on a single Redis or on every master of a Cluster. */
-async function scanKeys(redis: Redis, pattern: string, limit: number): Promise<string[]> {
-  const cluster = redis as unknown as { isCluster?: boolean; nodes?: (role: "master") => Redis[] };
-  const nodes = cluster.isCluster && cluster.nodes ? cluster.nodes("master") : [redis];
-  const keys: string[] = [];
-  for (const node of nodes) {
-    let cursor = "0";
-    do {
-      const [next, batch] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1_000);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== "0" && keys.length < limit);
-  }
-  return keys.slice(0, limit);
-}
-
-const sortTime = (r: ResultRecord) => Date.parse(r.finishedAt ?? r.startedAt ?? r.enqueuedAt ?? "") || 0;
-
 /** A result record plus the job it continues, when the stored record names one. */
 export type DashboardRecord = ResultRecord & { continuedFrom: string | null };
 
 export interface ResultFilter {
   state?: string;
   sessionId?: string;
+  /** Records per page. @defaultValue 50 */
   limit?: number;
+  /** Where the page begins in the index (the `next` of the page before). @defaultValue 0 */
+  offset?: number;
 }
 
+export interface ResultPage {
+  records: DashboardRecord[];
+  /** The offset of the next (older) page, or null when this is the last. */
+  next: number | null;
+}
+
+/** Index entries read per round trip. */
+const CHUNK = 200;
+/** Index entries one page reads at most, so a filter that matches little still answers quickly. */
+const MAX_READ = 5_000;
+
 /**
- * Result records of a queue, read straight from the result store's keys (they outlive BullMQ's
- * own job retention), newest first.
+ * A page of a queue's result records, newest first, read from the result index (QueueKeys.results,
+ * written with every record; records outlive BullMQ's own job retention): one ZREVRANGE and one
+ * MGET per 200 entries, whatever the number of records. Entries whose record expired, or (in a
+ * state's index) whose job has moved on to another state, are dropped from the index as they are met.
  */
-export async function listResults(redis: Redis, queue: string, filter: ResultFilter = {}): Promise<DashboardRecord[]> {
+export async function listResults(redis: Redis, queue: string, filter: ResultFilter = {}): Promise<ResultPage> {
   const keys = queueKeys(queue);
-  const prefix = keys.result("");
-  const found = await scanKeys(redis, `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`, SCAN_LIMIT);
+  const index = filter.sessionId ? keys.resultsOfSession(filter.sessionId) : filter.state ? keys.resultsInState(filter.state) : keys.results;
+  const limit = Math.max(1, filter.limit ?? 50);
   const records: DashboardRecord[] = [];
-  for (let i = 0; i < found.length; i += 500) {
-    const raws = await redis.mget(found.slice(i, i + 500));
-    for (const raw of raws) {
-      if (raw === null) continue;
-      const record = toDashboardRecord(raw);
-      if (record) records.push(record);
+  let position = Math.max(0, filter.offset ?? 0);
+  let read = 0;
+  while (records.length < limit && read < MAX_READ) {
+    const ids = await redis.zrevrange(index, position, position + CHUNK - 1);
+    if (ids.length === 0) return { records, next: null };
+    const raws = await redis.mget(ids.map((id) => keys.result(id)));
+    const stale: string[] = [];
+    let used = 0;
+    for (let i = 0; i < ids.length && records.length < limit; i++, used++) {
+      const record = raws[i] == null ? null : toDashboardRecord(raws[i]!);
+      const moved = record && filter.state && record.state !== filter.state;
+      if (!record || (moved && !filter.sessionId)) stale.push(ids[i]!);
+      else if (!moved) records.push(record);
     }
+    if (stale.length) await redis.zrem(index, ...stale);
+    // The entries dropped were before the next position: it moves back by as many.
+    position += used - stale.length;
+    read += used;
+    if (ids.length < CHUNK && used === ids.length) return { records, next: null };
   }
-  return records
-    .filter((r) => (!filter.state || r.state === filter.state) && (!filter.sessionId || r.sessionId === filter.sessionId))
-    .sort((a, b) => sortTime(b) - sortTime(a))
-    .slice(0, filter.limit ?? 200);
+  return { records, next: position };
 }
 
 function safeJson(raw: string): unknown {
@@ -78,6 +82,6 @@ function toDashboardRecord(raw: string): DashboardRecord | null {
   const parsed = ResultRecord.safeParse(json);
   if (!parsed.success) return null;
   const meta = parsed.data.metadata ?? {};
-  const parent = [json?.continuedFrom, json?.parentJobId, meta.continuedFrom].find((v) => typeof v === "string");
+  const parent = [json?.continuedFrom, json?.parentJobId, meta.continuedFrom, json?.continues].find((v) => typeof v === "string");
   return { ...parsed.data, continuedFrom: (parent as string | undefined) ?? null };
 }

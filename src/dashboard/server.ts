@@ -10,7 +10,8 @@ import { InputError } from "../shared/errors.js";
 import type { Logger } from "../shared/logger.js";
 import { openQueue } from "../shared/queue.js";
 import { closeRedis, connectRedis } from "../shared/redis.js";
-import { basicAuth, isLoopback } from "./auth.js";
+import { randomBytes } from "node:crypto";
+import { actionGuard, basicAuth, hostCheck, isLoopback } from "./auth.js";
 import { notFoundPage, resultPage, resultsPage, sessionPage } from "./pages.js";
 import { getResult, listResults } from "./results.js";
 
@@ -25,6 +26,8 @@ export interface DashboardOptions {
   allowActions?: boolean;
   /** Basic auth; required unless `host` is a loopback address. */
   auth?: { user: string; password?: string };
+  /** Host names it is served under besides loopback names and `host` (a proxy's name; DASHBOARD_HOSTS). */
+  allowedHosts?: readonly string[];
   log?: Logger;
 }
 
@@ -80,7 +83,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
 function buildApp(redis: Redis, queue: Queue, opts: DashboardOptions, password: string | undefined) {
   const app = express();
   app.disable("x-powered-by");
+  app.use(hostCheck(opts.host ?? "127.0.0.1", opts.allowedHosts));
   if (password) app.use(basicAuth(opts.auth?.user ?? "admin", password));
+  app.use(actionGuard(opts.allowActions ?? false, randomBytes(32).toString("base64url")));
   app.use((_req, res, next) => {
     res.set({ "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer" });
     next();
@@ -109,30 +114,36 @@ function buildApp(redis: Redis, queue: Queue, opts: DashboardOptions, password: 
     fn(req, res).catch(next);
   };
   const stateOf = (req: Request) => (typeof req.query.state === "string" && req.query.state !== "all" ? req.query.state : undefined);
+  const numberOf = (req: Request, name: string, fallback: number, max: number) => {
+    const n = Math.floor(Number(req.query[name]));
+    return Number.isFinite(n) && n >= 0 ? Math.min(n, max) : fallback;
+  };
 
   app.get("/", (_req, res) => res.redirect("/results"));
   app.get("/results", wrap(async (req, res) => {
     const state = stateOf(req);
-    page(res, 200, resultsPage(name, await listResults(redis, name, { state }), state));
+    const offset = numberOf(req, "offset", 0, Number.MAX_SAFE_INTEGER);
+    page(res, 200, resultsPage(name, await listResults(redis, name, { state, offset, limit: numberOf(req, "limit", 50, 500) || 50 }), state, offset));
   }));
   app.get("/results/:jobId", wrap(async (req, res) => {
     const jobId = String(req.params.jobId);
     const record = await getResult(redis, name, jobId);
     if (!record) return void page(res, 404, notFoundPage(name, `No result record for job ${jobId}.`));
-    const all = await listResults(redis, name, { limit: 10_000 });
-    const sameSession = record.sessionId ? all.filter((r) => r.sessionId === record.sessionId) : [];
-    const continuations = all.filter((r) => r.continuedFrom === jobId);
+    const sameSession = record.sessionId ? (await listResults(redis, name, { sessionId: record.sessionId, limit: 1_000 })).records : [];
+    const continuations = sameSession.filter((r) => r.continuedFrom === jobId);
     page(res, 200, resultPage(name, record, sameSession, continuations));
   }));
   app.get("/sessions/:sessionId", wrap(async (req, res) => {
     const sessionId = String(req.params.sessionId);
-    const records = await listResults(redis, name, { sessionId, limit: 1_000 });
+    const { records } = await listResults(redis, name, { sessionId, limit: 1_000 });
     if (records.length === 0) return void page(res, 404, notFoundPage(name, `No jobs ran in session ${sessionId}.`));
     page(res, 200, sessionPage(name, sessionId, records));
   }));
   app.get("/api/results", wrap(async (req, res) => {
-    const limit = Math.min(Number(req.query.limit) || 200, 10_000);
-    res.json(await listResults(redis, name, { state: stateOf(req), limit, sessionId: typeof req.query.session === "string" ? req.query.session : undefined }));
+    const sessionId = typeof req.query.session === "string" ? req.query.session : undefined;
+    const found = await listResults(redis, name, { state: stateOf(req), sessionId, limit: numberOf(req, "limit", 200, 1_000) || 200, offset: numberOf(req, "offset", 0, Number.MAX_SAFE_INTEGER) });
+    if (found.next !== null) res.set("X-Next-Offset", String(found.next));
+    res.json(found.records);
   }));
   app.get("/api/results/:jobId", wrap(async (req, res) => {
     const record = await getResult(redis, name, String(req.params.jobId));

@@ -100,6 +100,8 @@ const EnvSchema = z.object({
   DASHBOARD_USER: z.string().min(1).default("admin"),
   /** Dashboard basic-auth password; required when the dashboard binds beyond loopback. */
   DASHBOARD_PASSWORD: z.string().min(1).optional(),
+  /** Host names the dashboard answers to besides loopback names and its --host (comma-separated; e.g. a proxy's name). */
+  DASHBOARD_HOSTS: z.string().optional(),
   /** Key of the HMAC-SHA256 signature on webhook deliveries (`X-Dispatch-Signature`); unset: unsigned. */
   DISPATCH_WEBHOOK_SECRET: z.string().min(1).optional(),
   /** Delivery attempts per webhook notification before it is given up. @defaultValue 12 */
@@ -140,7 +142,7 @@ export type Config = {
   webhook: { secret?: string; attempts: number; backoffMs: number; timeoutMs: number };
   logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
   metricsPort?: number;
-  dashboard: { user: string; password?: string };
+  dashboard: { user: string; password?: string; hosts: string[] };
 };
 
 /** Every environment variable loadConfig reads. */
@@ -191,7 +193,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     logLevel: e.LOG_LEVEL,
     metricsPort: e.DISPATCH_METRICS_PORT,
-    dashboard: { user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD },
+    dashboard: {
+      user: e.DASHBOARD_USER,
+      password: e.DASHBOARD_PASSWORD,
+      hosts: (e.DASHBOARD_HOSTS ?? "").split(",").map((h) => h.trim()).filter(Boolean),
+    },
   };
 }
 

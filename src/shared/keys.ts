@@ -17,6 +17,16 @@ export interface QueueKeys {
   /** BullMQ's lock on a job: it holds the lock token of the attempt that owns the job. */
   bullLock(jobId: string): string;
   result(jobId: string): string;
+  /**
+   * The index of result records (sorted set: job ID scored by the time of its record's last write,
+   * ms), written with every record; the dashboard pages through it newest first. Members whose
+   * record expired are trimmed as records are written (and dropped by readers that meet them).
+   */
+  results: string;
+  /** The same index for the records last written in one state (a reader drops a job that has moved on). */
+  resultsInState(state: string): string;
+  /** The same index for the records of one opencode session. */
+  resultsOfSession(sessionId: string): string;
   /** Channel on which workers announce state changes: JSON `{ jobId, state }`. */
   events: string;
   /** Channel every worker of the queue listens on for commands (see ControlMessage in cancel.ts). */
@@ -66,6 +76,9 @@ export function queueKeys(queue: string): QueueKeys {
     bull,
     bullLock: (jobId) => `${bull}${jobId}:lock`,
     result: (jobId) => `${own}result:${jobId}`,
+    results: `${own}results`,
+    resultsInState: (state) => `${own}results:state:${state}`,
+    resultsOfSession: (sessionId) => `${own}results:session:${sessionId}`,
     events: `${base}:events`,
     control: `${base}:control`,
     cancelRequest: (jobId) => `${own}cancel:${jobId}`,

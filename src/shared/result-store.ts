@@ -32,9 +32,11 @@ export interface KeptTask {
  * Writes a record, marks a final one done for the scheduler (a waiting one: not done), announces
  * it on the events channel and in the job's live stream (see shared/live.ts). With a token, only
  * while BullMQ's lock on the job still holds it (the attempt owns the job), in the same script.
- * KEYS: record, done mark, lock, live stream. ARGV: value, ttl ms (0: none), token ("" for none),
- * final ("1"/"0"), waiting ("1"/"0"), channel, event, live entry type, live entry data, live max
- * length, live ttl ms.
+ * It also indexes the record (QueueKeys.results: by time, by state and by session), trimming
+ * members older than the TTL from the first two.
+ * KEYS: record, done mark, lock, live stream, index, state index, [session index]. ARGV: value,
+ * ttl ms (0: none), token ("" for none), final ("1"/"0"), waiting ("1"/"0"), channel, event, live
+ * entry type, live entry data, live max length, live ttl ms, now ms, job ID.
  */
 const PUT = `
 if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
@@ -48,6 +50,14 @@ end
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 't', ARGV[8], 'd', ARGV[9])
 redis.call('PEXPIRE', KEYS[4], ARGV[11])
+local now = tonumber(ARGV[12])
+for i = 5, #KEYS do
+  redis.call('ZADD', KEYS[i], now, ARGV[13])
+  if ttl > 0 then
+    if i < 7 then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (now - ttl)) end
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
 return 1
 `;
 
@@ -156,13 +166,16 @@ export class ResultStore {
       await this.outbox.add(record);
     }
     const event: StateEvent = { jobId: record.jobId, state: record.state };
+    const indexes = [this.keys.results, this.keys.resultsInState(record.state)];
+    if (record.sessionId) indexes.push(this.keys.resultsOfSession(record.sessionId));
     const written = await this.redis.eval(
       PUT,
-      4,
+      4 + indexes.length,
       this.keys.result(record.jobId),
       `${this.keys.sched}done:${record.jobId}`,
       this.lockKey(record.jobId),
       this.keys.live(record.jobId),
+      ...indexes,
       JSON.stringify(record),
       this.ttlMs,
       token,
@@ -174,6 +187,8 @@ export class ResultStore {
       JSON.stringify({ state: record.state, attempt: record.attempts }),
       LIVE_MAXLEN,
       LIVE_TTL_MS,
+      Date.now(),
+      record.jobId,
     );
     if (written !== 1) return false;
     if (final) await this.onFinal?.(record.jobId);

@@ -104,7 +104,11 @@ describe("dashboard", () => {
     expect((await fetch(retry, { method: "PUT", headers: { authorization: auth } })).status).toBe(405);
     const withActions = await startDashboard({ redisUrl: stack.redisUrl, queue: stack.queue, port: 0, allowActions: true });
     try {
-      const response = await fetch(`${withActions.url}/queues/api/queues/${stack.queue}/retry/failed`, { method: "PUT" });
+      // An action needs the token its pages carry (cookie dispatch_token).
+      const retryUrl = `${withActions.url}/queues/api/queues/${stack.queue}/retry/failed`;
+      expect((await fetch(retryUrl, { method: "PUT" })).status).toBe(403);
+      const cookie = (await fetch(`${withActions.url}/queues`)).headers.getSetCookie()[0]!.split(";")[0]!;
+      const response = await fetch(retryUrl, { method: "PUT", headers: { cookie } });
       expect(response.status).toBeLessThan(300);
       // The failed job is retried (and fails again on the same 401).
       await expect.poll(async () => stack.fake.calls("refused"), { timeout: 30_000 }).toBe(2);

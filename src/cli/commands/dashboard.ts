@@ -30,6 +30,7 @@ export function dashboardCommand(): Command {
         port: flags.port,
         allowActions: flags.allowActions ?? false,
         auth: config.dashboard,
+        allowedHosts: config.dashboard.hosts,
         log,
       });
       log.info({ url: dashboard.url, queue: config.queue, actions: flags.allowActions ?? false, auth: !!config.dashboard.password }, "dashboard ready");
