@@ -4,6 +4,7 @@ import { MAX_DURATION_MS, parseDuration } from "./duration.js";
 import { InputError } from "./errors.js";
 import { FilePart, FilesInput } from "./files.js";
 import { schemaProblem } from "./json-schema.js";
+import { FiringId } from "./schedule.js";
 
 /** Limits that keep one job from bloating Redis. */
 export const LIMITS = {
@@ -183,8 +184,8 @@ export const JobPayload = z.strictObject({
   files: z.array(FilePart).optional(),
   /** An explicit session to continue (`session` on the task). */
   session: SessionFields.session,
-  /** The job this one continues: it runs after that job has finished, in its session. */
-  after: JobId.optional(),
+  /** The job this one continues: it runs after that job has finished, in its session (a schedule's firing, too). */
+  after: z.union([JobId, FiringId]).optional(),
   /** The chain of jobs sharing one session (see scheduling/placement.ts). */
   thread: z.string().optional(),
   /** The batch whose budget this job spends from (a batch submitted with maxCost / maxTokens). */

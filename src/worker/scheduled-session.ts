@@ -39,13 +39,15 @@ export async function scheduledFiring(store: ResultStore, redis: Redis, job: { i
   if (data.sameSession !== true || data.session !== undefined) return firing;
   const keys = scheduleKeys(store.keys, data.schedule);
   const [previous, stored] = (await redis.eval(PREVIOUS, 2, keys.schedule, keys.after(jobId), jobId, AFTER_TTL_MS)) as [string, string];
-  const before = previous && previous !== jobId ? await store.get(previous) : null;
-  const ended = !before || FINAL_STATES.has(before.state);
+  if (!previous || previous === jobId) return firing; // the schedule's first firing: a new session
+  const before = await store.get(previous);
+  // A firing waiting to be let in has no record yet, only its job.
+  const ended = before ? FINAL_STATES.has(before.state) : !(await redis.exists(`${store.keys.bull}${previous}`));
   let session = before?.sessionId ?? (stored || undefined);
   if (session && session !== stored && before?.sessionId === session) await redis.hset(keys.schedule, "session", session);
   // A session whose transcript the queue no longer holds (it expired) cannot be continued: begin anew.
   if (session && ended && !(await redis.exists(store.keys.sessionExport(session)))) session = undefined;
-  if (session) return { ...firing, session, ...(before ? { after: previous } : {}) };
+  if (session) return { ...firing, session, after: previous };
   // No session yet, and the firing before may still open one: wait for it (then look again).
-  return before && !ended ? { ...firing, after: previous } : firing;
+  return ended ? firing : { ...firing, after: previous };
 }

@@ -97,6 +97,11 @@ describe("schedules", () => {
       expect(transcriptOf(record.text)).toHaveLength(i + 1); // it sees every firing before it
     });
     for (let i = 1; i < records.length; i++) expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
+    expect((await stack.dispatcher.schedules.get("diary"))!.sessionId).toBe(records[0]!.sessionId);
+    // A firing by `run` takes its turn in the same session.
+    const ran = await stack.dispatcher.wait((await stack.dispatcher.schedules.run("diary")).jobId, { timeoutMs: 30_000 });
+    expect(ran).toMatchObject({ state: "completed", schedule: "diary", sessionId: records[0]!.sessionId });
+    expect(transcriptOf(ran.text).length).toBeGreaterThanOrEqual(4);
   });
 
   it("the CLI adds, lists, runs and removes schedules", async () => {
