@@ -26,7 +26,7 @@ export interface RouteContext {
 }
 
 export interface Route {
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "DELETE";
   /** OpenAPI path, `{name}` for a parameter. */
   path: string;
   operationId: string;
@@ -318,6 +318,67 @@ export const routes: Route[] = [
     async handle({ res, dispatcher }) {
       await dispatcher.resume();
       sendJson(res, 200, { queue: dispatcher.queueName, paused: false });
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/schedules",
+    operationId: "listSchedules",
+    summary: "Every schedule of the queue",
+    scope: "read",
+    responses: { 200: { description: "the schedules", schema: S.ScheduleList }, ...errors(401, 403) },
+    async handle({ res, dispatcher }) {
+      sendJson(res, 200, { schedules: await dispatcher.schedules.list() });
+    },
+  },
+  {
+    method: "POST",
+    path: "/v1/schedules",
+    operationId: "addSchedule",
+    summary: "Add (or replace) a schedule: a task fired on a cron pattern or every so long",
+    scope: "admin",
+    body: { schema: S.ScheduleSpec },
+    responses: { 201: { description: "the schedule (`replaced`: one of that name existed)", schema: S.ScheduleInfo }, ...errors(400, 401, 403, 413) },
+    async handle({ req, res, dispatcher }) {
+      const body = await readJson(req);
+      if (!isObject(body)) throw new HttpError(400, "InputError", "body: a JSON object (a schedule) is required", "body");
+      sendJson(res, 201, await dispatcher.schedules.add(body as unknown as Parameters<Dispatcher["schedules"]["add"]>[0]));
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/schedules/{name}",
+    operationId: "getSchedule",
+    summary: "One schedule",
+    scope: "read",
+    responses: { 200: { description: "the schedule", schema: S.ScheduleInfo }, ...errors(401, 403, 404) },
+    async handle({ res, params, dispatcher }) {
+      const schedule = await dispatcher.schedules.get(params.name!);
+      if (!schedule) throw new HttpError(404, "NotFoundError", `no schedule named "${params.name}"`);
+      sendJson(res, 200, schedule);
+    },
+  },
+  {
+    method: "DELETE",
+    path: "/v1/schedules/{name}",
+    operationId: "removeSchedule",
+    summary: "Remove a schedule (firings already queued still run)",
+    scope: "admin",
+    responses: { 200: { description: "removed", schema: S.ScheduleRemoved }, ...errors(401, 403, 404) },
+    async handle({ res, params, dispatcher }) {
+      await dispatcher.schedules.remove(params.name!);
+      sendJson(res, 200, { name: params.name, removed: true });
+    },
+  },
+  {
+    method: "POST",
+    path: "/v1/schedules/{name}/run",
+    operationId: "runSchedule",
+    summary: "Fire a schedule once now",
+    scope: "admin",
+    responses: { 201: { description: "the firing's job", schema: S.EnqueueReceipt }, ...errors(401, 403, 404) },
+    async handle({ res, params, dispatcher }) {
+      sendJson(res, 201, await dispatcher.schedules.run(params.name!));
     },
   },
 ];

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { JobState, ResultRecord } from "../shared/result.js";
+import { TaskInput } from "../shared/task.js";
 
 export const ErrorBody = z.object({
   error: z.object({
@@ -85,3 +86,29 @@ export const LiveEvent = z.object({
   type: z.enum(["state", "text", "tool", "ask", "progress", "final"]),
   data: z.record(z.string(), z.unknown()),
 });
+
+export const ScheduleSpec = z.object({
+  name: z.string().describe("letters, digits, _ . - (at most 100); a schedule of a name that exists is replaced"),
+  cron: z.string().optional().describe('a cron pattern, e.g. "0 2 * * *" (give this or every)'),
+  tz: z.string().optional().describe("the IANA time zone cron is read in (default UTC)"),
+  every: z.union([z.number(), z.string()]).optional().describe("fire every this long: ms, or 15m, 1h (at least 1s)"),
+  sameSession: z.boolean().optional().describe("run each firing in the previous firing's session, one at a time"),
+  task: TaskInput,
+});
+
+export const ScheduleInfo = z.object({
+  name: z.string(),
+  cron: z.string().nullable(),
+  tz: z.string().nullable(),
+  every: z.number().nullable(),
+  sameSession: z.boolean(),
+  next: z.string().nullable(),
+  firings: z.number().int(),
+  sessionId: z.string().nullable(),
+  task: z.record(z.string(), z.unknown()),
+  replaced: z.boolean().optional(),
+});
+
+export const ScheduleList = z.object({ schedules: z.array(ScheduleInfo) });
+
+export const ScheduleRemoved = z.object({ name: z.string(), removed: z.literal(true) });

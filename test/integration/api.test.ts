@@ -196,6 +196,26 @@ describe("the HTTP API", () => {
     expect(await stack.dispatcher.isPaused()).toBe(false);
   });
 
+  it("schedules over HTTP: add, list, fire now, remove; bad input names the field", async () => {
+    const auth = ["-H", `Authorization: Bearer ${ADMIN}`];
+    const added = await curl(["-X", "POST", ...auth, "-d", '{"name":"api-nightly","cron":"0 2 * * *","tz":"Europe/Paris","task":{"prompt":"nightly over http","model":"fake/echo"}}', `${base}/v1/schedules`]);
+    expect(added.status, added.body).toBe(201);
+    expect(JSON.parse(added.body)).toMatchObject({ name: "api-nightly", cron: "0 2 * * *", tz: "Europe/Paris", replaced: false });
+    const list = JSON.parse((await curl([...auth, `${base}/v1/schedules`])).body) as { schedules: { name: string }[] };
+    expect(list.schedules.map((x) => x.name)).toContain("api-nightly");
+    const fired = await curl(["-X", "POST", ...auth, `${base}/v1/schedules/api-nightly/run`]);
+    expect(fired.status, fired.body).toBe(201);
+    const { jobId } = JSON.parse(fired.body) as { jobId: string };
+    const record = JSON.parse((await curl([...auth, `${base}/v1/jobs/${jobId}/result?wait=60s`])).body);
+    expect(record).toMatchObject({ state: "completed", text: "echo: nightly over http", schedule: "api-nightly" });
+    const bad = await curl(["-X", "POST", ...auth, "-d", '{"name":"api-bad","cron":"not a cron","task":{"prompt":"x"}}', `${base}/v1/schedules`]);
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body).error.field).toBe("cron");
+    expect((await curl(["-X", "DELETE", ...auth, `${base}/v1/schedules/api-nightly`])).status).toBe(200);
+    expect((await curl(["-X", "DELETE", ...auth, `${base}/v1/schedules/api-nightly`])).status).toBe(404);
+    expect((await curl([...auth, `${base}/v1/schedules/api-nightly`])).status).toBe(404);
+  }, 120_000);
+
   it("serves an OpenAPI 3.1 document that validates and names every route", async () => {
     const document = JSON.parse((await curl([`${base}/v1/openapi.json`])).body) as { openapi: string; paths: Record<string, Record<string, unknown>> };
     expect(document.openapi).toBe("3.1.0");
@@ -216,6 +236,10 @@ describe("the HTTP API", () => {
       "GET /v1/batches/{id}/results",
       "POST /v1/batches/{id}/cancel",
       "POST /v1/batches/{id}/retry",
+      "GET /v1/schedules",
+      "POST /v1/schedules",
+      "DELETE /v1/schedules/{name}",
+      "POST /v1/schedules/{name}/run",
     ]) {
       expect(operations).toContain(expected);
     }
