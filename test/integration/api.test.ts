@@ -61,7 +61,25 @@ assert status == 201 and again["duplicate"] is True, (status, again)
 status, record = call("GET", "/v1/jobs/py-job-1/result?wait=60s")
 assert status == 200, (status, record)
 status, bad = call("POST", "/v1/jobs", {"prompt": "x", "model": "no-slash"})
-print(json.dumps({"receipt": receipt, "text": record["text"], "state": record["state"], "badStatus": status, "badField": bad["error"].get("field")}))
+
+# Stream a job's answer as server-sent events, then cancel a job that waits.
+call("POST", "/v1/jobs", {"prompt": "[[slow:200]] python streams this", "model": "fake/echo"}, {"Idempotency-Key": "py-stream-1"})
+req = urllib.request.Request(base + "/v1/jobs/py-stream-1/events", headers={"Authorization": "Bearer " + token})
+pieces, event = [], None
+with urllib.request.urlopen(req, timeout=120) as resp:
+    for raw in resp:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: ") and event == "text":
+            pieces.append(json.loads(line[6:])["text"])
+        elif line.startswith("data: ") and event == "final":
+            final = json.loads(line[6:])
+            break
+call("POST", "/v1/jobs", {"prompt": "waits an hour", "delay": 3600000}, {"Idempotency-Key": "py-cancel-1"})
+cancel_status, cancelled = call("POST", "/v1/jobs/py-cancel-1/cancel")
+print(json.dumps({"receipt": receipt, "text": record["text"], "state": record["state"], "badStatus": status, "badField": bad["error"].get("field"),
+    "pieces": len(pieces), "streamed": "".join(pieces) == final["record"]["text"], "cancel": [cancel_status, cancelled["outcome"]]}))
 `;
 
 describe("the HTTP API", () => {
@@ -128,7 +146,7 @@ describe("the HTTP API", () => {
     await curl(["-X", "POST", ...auth, `${base}/v1/jobs/later-1/cancel`]);
   }, 180_000);
 
-  it("a Python client using only the standard library enqueues, waits and is told which field is wrong", async () => {
+  it("a Python client using only the standard library enqueues, waits, streams, cancels and is told which field is wrong", async () => {
     const script = join(dir, "client.py");
     await writeFile(script, PYTHON_CLIENT);
     const { stdout } = await run("python3", [script, base, ADMIN], { timeout: 150_000 });
@@ -138,7 +156,11 @@ describe("the HTTP API", () => {
       state: "completed",
       badStatus: 400,
       badField: "model",
+      pieces: expect.any(Number),
+      streamed: true,
+      cancel: [200, "removed"],
     });
+    expect(JSON.parse(stdout).pieces).toBeGreaterThan(1);
   }, 180_000);
 
   it("server-sent events deliver the answer as it is written and resume with Last-Event-ID without loss or repeats", async () => {
