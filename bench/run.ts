@@ -29,7 +29,7 @@ import { startFakeModel } from "../test/support/fake-model.js";
 import { makeOpencodeEnv, OPENCODE_BIN } from "../test/support/opencode-env.js";
 import { startOpencodeServer, type OpencodeServer } from "../test/support/opencode-server.js";
 import { startRedisServer } from "../test/support/redis.js";
-import { childrenOf, fmt, mib, perSec, percentile, pool, sampleRss } from "./measure.js";
+import { childrenOf, countingProxy, fmt, mib, perSec, percentile, pool, sampleRss } from "./measure.js";
 import { measureRedisCost } from "./redis-cost.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -82,9 +82,13 @@ async function startServer(): Promise<{ server: OpencodeServer; client: Opencode
   return { server, client };
 }
 
-/** What a worker does for a job, minus the queue: a fresh session, one prompt. */
-async function directTask(client: OpencodeClient, prompt: string): Promise<void> {
-  const session = await client.session.create({});
+/**
+ * What a knowledgeable SDK user writes for a task: a session with a title (as the worker creates
+ * it; without one opencode asks the model for a title), one prompt, the answer read from the
+ * prompt's response. `untitled`: the session without a title (an extra title call per task).
+ */
+async function directTask(client: OpencodeClient, prompt: string, untitled = false): Promise<void> {
+  const session = await client.session.create(untitled ? {} : { title: prompt.slice(0, 60) });
   if (!session.data) throw new Error(`session.create failed: ${JSON.stringify(session.error)}`);
   const answer = await client.session.prompt({
     sessionID: session.data.id,
@@ -92,10 +96,11 @@ async function directTask(client: OpencodeClient, prompt: string): Promise<void>
     parts: [{ type: "text", text: prompt }],
   });
   if (!answer.data || answer.data.info.error) throw new Error(`prompt failed: ${JSON.stringify(answer.error ?? answer.data?.info.error)}`);
+  if (!answer.data.parts.some((p) => p.type === "text" && p.text)) throw new Error("prompt answered no text");
 }
 
-async function direct(clients: OpencodeClient[], count: number, concurrencyPerServer: number, tag: string): Promise<number> {
-  const ms = await pool(count, concurrencyPerServer * clients.length, (i) => directTask(clients[i % clients.length]!, `${tag} ${i}`));
+async function direct(clients: OpencodeClient[], count: number, concurrencyPerServer: number, tag: string, untitled = false): Promise<number> {
+  const ms = await pool(count, concurrencyPerServer * clients.length, (i) => directTask(clients[i % clients.length]!, `${tag} ${i}`, untitled));
   return perSec(count, ms);
 }
 
@@ -159,18 +164,40 @@ try {
     const s = await sharedStack(sameConcurrency);
     // Side by side, alternating, best of two each (the machine is shared; drift hits both).
     const directRates: number[] = [];
+    const untitledRates: number[] = [];
     const queueRates: number[] = [];
     for (let round = 0; round < 2; round++) {
       directRates.push(await direct([s.client], TASKS, sameConcurrency, `direct-${round}`));
       queueRates.push(await throughQueue(s.dispatcher, TASKS, `queued-${round}`));
+      untitledRates.push(await direct([s.client], TASKS, sameConcurrency, `untitled-${round}`, true));
     }
     const d = Math.max(...directRates);
+    const u = Math.max(...untitledRates);
     const q = Math.max(...queueRates);
     if (d > bestDirect.rate) bestDirect = { rate: d, label: `1×${sameConcurrency}` };
-    report("1", `direct SDK, same server, concurrency ${sameConcurrency} (runs: ${directRates.map((r) => fmt(r)).join(", ")})`, `${fmt(d)} tasks/s`);
+    report("1", `direct SDK (titled sessions: the fair baseline), same server, concurrency ${sameConcurrency} (runs: ${directRates.map((r) => fmt(r)).join(", ")})`, `${fmt(d)} tasks/s`);
+    report("1", `direct SDK, untitled sessions (a title call per task), concurrency ${sameConcurrency} (runs: ${untitledRates.map((r) => fmt(r)).join(", ")})`, `${fmt(u)} tasks/s`);
     report("1", `through the queue, worker concurrency ${sameConcurrency}, same server (runs: ${queueRates.map((r) => fmt(r)).join(", ")})`, `${fmt(q)} tasks/s`);
-    report("1", "queue / direct at the same concurrency", fmt(q / d, 2), "≥ 0.95");
+    report("1", "queue / fair direct (titled) at the same concurrency", fmt(q / d, 2), "≥ 0.95");
+    report("1", "queue / untitled direct", fmt(q / u, 2));
     report("1", `queue / best direct config (${bestDirect.label})`, fmt(q / bestDirect.rate, 2));
+
+    // HTTP calls on the opencode server per task, counted by a proxy in front of it.
+    const proxy = await countingProxy(s.server.url);
+    cleanups.push(() => proxy.close());
+    const counted = await startWorker({ config: configFor("bench-calls"), attach: proxy.url, concurrency: sameConcurrency, log });
+    const countedDispatcher = new Dispatcher({ config: configFor("bench-calls") });
+    cleanups.push(() => countedDispatcher.close(), () => counted.close({ graceMs: 0 }));
+    const N = 40;
+    await throughQueue(countedDispatcher, 8, "calls-warm-up");
+    proxy.reset();
+    await throughQueue(countedDispatcher, N, "calls");
+    const byRoute = [...proxy.counts.entries()].filter(([k]) => !k.endsWith("/global/event")).map(([k, n]) => `${k} ${fmt(n / N, 2)}`).join("; ");
+    report("1", `opencode HTTP calls per queued task (${byRoute})`, fmt(proxy.total() / N, 2));
+    proxy.reset();
+    const viaProxy = createOpencodeClient({ baseUrl: proxy.url });
+    await pool(N, sameConcurrency, (i) => directTask(viaProxy, `direct-calls ${i}`));
+    report("1", "opencode HTTP calls per direct SDK task (titled session, one prompt)", fmt(proxy.total() / N, 2));
   }
 
   // 2. A 100-task batch vs a loop of `opencode run` ----------------------------------------------

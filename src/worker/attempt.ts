@@ -87,7 +87,13 @@ export async function runAttempt(
     trace.worktree = { ...tree, changedFiles: trace.worktree?.changedFiles ?? [] };
     directory = tree.path;
   }
-  sessionId ??= await createSession(client, payload, directory, signal);
+  // What the attempt learns of the session (its info, its messages after the turn) is stored without asking again.
+  const known: { info?: unknown; messages?: unknown[] } = {};
+  if (!sessionId) {
+    const created = await createSession(client, payload, directory, signal);
+    known.info = created;
+    sessionId = created.id;
+  }
   trace.sessionId = sessionId;
   trace.directory = directory ?? null;
   // Before the record shows the session: a producer that reads it there finds its thread too.
@@ -96,6 +102,10 @@ export async function runAttempt(
 
   const log = opts.log.child({ sessionId });
   const live = new LivePublisher(deps.connection, deps.store.keys.live(jobId), hub, sessionId, log);
+  const offInfo = hub.subscribe(sessionId, (event) => {
+    const info = event.type === "session.updated" ? (event.properties as { info?: { id?: string } }).info : undefined;
+    if (info?.id === sessionId) known.info = info;
+  });
   const watch = new SessionWatch({
     client,
     hub,
@@ -117,8 +127,15 @@ export async function runAttempt(
   });
   let outcome: PromptOutcome | undefined;
   try {
-    outcome = await promptChecked(client, sessionId, payload, { directory, signal, log, onStructured: (value) => (trace.structured = value) });
+    outcome = await promptChecked(client, sessionId, payload, {
+      directory,
+      signal,
+      log,
+      onStructured: (value) => (trace.structured = value),
+      onMessages: (messages) => (known.messages = messages),
+    });
   } finally {
+    offInfo();
     watch.close();
     await live.close();
     trace.asks = watch.asks;
@@ -134,7 +151,7 @@ export async function runAttempt(
         .catch((error: unknown) => log.warn({ err: error }, "could not store the session"));
     }
   }
-  await storeTurn(deps, client, outcome, signal, log, opts.fence);
+  await storeTurn(deps, client, outcome, signal, log, opts.fence, known.info && known.messages ? known : undefined);
   return outcome;
 }
 
@@ -175,11 +192,20 @@ const STORE_TRIES = 3;
  * Stores the session of an answered turn, as part of the attempt: a follow-up on another worker
  * needs it. Tries again briefly; then SessionNotStoredError (with the answer) fails the attempt.
  */
-async function storeTurn(deps: AttemptDeps, client: OpencodeClient, outcome: PromptOutcome, signal: AbortSignal, log: Logger, fence?: Fence): Promise<void> {
+async function storeTurn(
+  deps: AttemptDeps,
+  client: OpencodeClient,
+  outcome: PromptOutcome,
+  signal: AbortSignal,
+  log: Logger,
+  fence?: Fence,
+  known?: { info?: unknown; messages?: unknown[] },
+): Promise<void> {
   for (let tries = 1; ; tries++) {
     try {
       const callSignal = AbortSignal.any([signal, AbortSignal.timeout(30_000)]);
-      await deps.transfer.save(client, outcome.sessionId, callSignal, { turn: outcome.messageId, ...(fence ? { fence } : {}) });
+      // A second try reads the session afresh.
+      await deps.transfer.save(client, outcome.sessionId, callSignal, { turn: outcome.messageId, ...(fence ? { fence } : {}), ...(known && tries === 1 ? { known } : {}) });
       return;
     } catch (error) {
       if (signal.aborted) throw signal.reason;

@@ -1,4 +1,4 @@
-import type { AssistantMessage, FilePartInput, Part, PermissionRule, TextPartInput } from "@opencode-ai/sdk/v2";
+import type { AssistantMessage, FilePartInput, Part, PermissionRule, Session, TextPartInput } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../shared/logger.js";
 import { emptyTokens, type Tokens } from "../shared/result.js";
 import { splitModel, type JobPayload } from "../shared/task.js";
@@ -54,12 +54,12 @@ export async function createSession(
   payload: JobPayload,
   directory: string | undefined,
   signal: AbortSignal,
-): Promise<string> {
+): Promise<Session> {
   const session = unwrap(
     "session.create",
     await client.session.create({ directory, title: payload.title ?? titleFrom(payload.prompt), permission: UNATTENDED_RULES }, { signal }),
   );
-  return session.id;
+  return session;
 }
 
 /** The prompt's parts: the text, then any attached files. */
@@ -83,6 +83,8 @@ export async function promptSession(
     log: Logger;
     /** Send these parts instead of the task's prompt and files (a repair prompt). */
     parts?: (TextPartInput | FilePartInput)[];
+    /** The session's messages as read after the turn (for usage): the session store reuses them. */
+    onMessages?: (messages: unknown[]) => void;
   },
 ): Promise<PromptOutcome> {
   const { signal, directory, log } = opts;
@@ -114,7 +116,7 @@ export async function promptSession(
     signal.throwIfAborted();
     const info = answer.info;
     if (info.error) throw new ModelError(info.error.name, info.error.data as ModelError["data"]);
-    const usage = await turnUsage(client, info, directory, signal);
+    const usage = await turnUsage(client, info, directory, signal, opts.onMessages);
     return {
       sessionId,
       text: finalText(answer.parts),
@@ -145,8 +147,10 @@ async function turnUsage(
   last: AssistantMessage,
   directory: string | undefined,
   signal: AbortSignal,
+  onMessages?: (messages: unknown[]) => void,
 ): Promise<{ tokens: Tokens; cost: number }> {
   const messages = await client.session.messages({ sessionID: last.sessionID, directory }, { signal });
+  if (messages.response?.ok && messages.data) onMessages?.(messages.data);
   const steps = (messages.data ?? [])
     .map((m) => m.info)
     .filter((m): m is AssistantMessage => m.role === "assistant" && m.parentID === last.parentID);

@@ -51,11 +51,18 @@ export class SessionTransfer {
    * holds that message (the job's answer) is stored; else SessionNotStoredError. With `fence`,
    * only while the attempt owns its job; else StoppedError("lock-lost").
    */
-  async save(client: OpencodeClient, sessionId: string, signal: AbortSignal, opts: { turn?: string; fence?: Fence } = {}): Promise<void> {
-    const { turn, fence } = opts;
+  async save(
+    client: OpencodeClient,
+    sessionId: string,
+    signal: AbortSignal,
+    opts: { turn?: string; fence?: Fence; known?: { info?: unknown; messages?: unknown[] } } = {},
+  ): Promise<void> {
+    const { turn, fence, known } = opts;
+    // What the attempt already read from the server (the session from its events, the messages
+    // read for the turn's usage) is not asked for again.
     const [info, messages] = await Promise.all([
-      client.session.get({ sessionID: sessionId }, { signal }),
-      client.session.messages({ sessionID: sessionId }, { signal }),
+      known?.info ? { data: known.info as SessionExport["info"] } : client.session.get({ sessionID: sessionId }, { signal }),
+      known?.messages ? { data: known.messages as SessionExport["messages"] } : client.session.messages({ sessionID: sessionId }, { signal }),
     ]);
     if (!info.data || !messages.data) throw new SessionNotStoredError(`could not read session ${sessionId} from this worker's opencode server`);
     if (turn && !messages.data.some((m) => m.info.id === turn)) {

@@ -39,7 +39,7 @@ export async function promptChecked(
   client: OpencodeClient,
   sessionId: string,
   payload: JobPayload,
-  opts: { directory: string | undefined; signal: AbortSignal; log: Logger; onStructured: (value: unknown) => void },
+  opts: { directory: string | undefined; signal: AbortSignal; log: Logger; onStructured: (value: unknown) => void; onMessages?: (messages: unknown[]) => void },
 ): Promise<PromptOutcome> {
   const { onStructured, ...promptOpts } = opts;
   let outcome = await promptSession(client, sessionId, payload, promptOpts);
