@@ -147,7 +147,7 @@ export async function runAttempt(
     if (!outcome) {
       // A failed turn's session is still worth storing (it may be continued); nothing waits on it.
       await deps.transfer
-        .save(client, sessionId, AbortSignal.timeout(30_000), { ...(opts.fence ? { fence: opts.fence } : {}) })
+        .save(client, sessionId, AbortSignal.timeout(30_000), { server, ...(opts.fence ? { fence: opts.fence } : {}) })
         .catch((error: unknown) => log.warn({ err: error }, "could not store the session"));
     }
   }
@@ -205,7 +205,8 @@ async function storeTurn(
     try {
       const callSignal = AbortSignal.any([signal, AbortSignal.timeout(30_000)]);
       // A second try reads the session afresh.
-      await deps.transfer.save(client, outcome.sessionId, callSignal, { turn: outcome.messageId, ...(fence ? { fence } : {}), ...(known && tries === 1 ? { known } : {}) });
+      const server = deps.current().server;
+      await deps.transfer.save(client, outcome.sessionId, callSignal, { turn: outcome.messageId, server, ...(fence ? { fence } : {}), ...(known && tries === 1 ? { known } : {}) });
       return;
     } catch (error) {
       if (signal.aborted) throw signal.reason;

@@ -21,7 +21,7 @@ export interface OpencodeServer {
    * Runs `opencode <args>` against this server's data directory (e.g. `import file.json`), for a
    * spawned server; undefined for an attached one.
    */
-  runCli?: (args: string[], opts: { cwd: string; signal?: AbortSignal }) => Promise<void>;
+  runCli?: (args: string[], opts: { cwd: string; signal?: AbortSignal }) => Promise<string>;
   close(): Promise<void>;
 }
 
@@ -183,6 +183,7 @@ async function stopProcess(child: ChildProcess, exited: Promise<unknown>): Promi
     }
   };
   signalGroup("SIGTERM");
+  signalGroup("SIGCONT"); // a stopped (wedged, SIGSTOPped) server gets its SIGTERM only once it runs
   const timer = setTimeout(() => signalGroup("SIGKILL"), 5_000);
   await exited;
   clearTimeout(timer);
@@ -211,13 +212,15 @@ export function runOpencode(
   bin: string,
   args: string[],
   opts: { env: NodeJS.ProcessEnv; cwd: string; signal?: AbortSignal },
-): Promise<void> {
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { env: opts.env, cwd: opts.cwd, stdio: ["ignore", "ignore", "pipe"], signal: opts.signal });
+    const child = spawn(bin, args, { env: opts.env, cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"], signal: opts.signal });
+    const stdout: Buffer[] = [];
     let stderr = "";
+    child.stdout?.on("data", (d: Buffer) => stdout.push(d));
     child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2_000)));
     child.once("error", reject);
-    child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`opencode ${args[0]} exited ${code}: ${stderr.trim()}`))));
+    child.once("exit", (code) => (code === 0 ? resolve(Buffer.concat(stdout).toString("utf8")) : reject(new Error(`opencode ${args[0]} exited ${code}: ${stderr.trim()}`))));
   });
 }
 

@@ -55,15 +55,22 @@ export class SessionTransfer {
     client: OpencodeClient,
     sessionId: string,
     signal: AbortSignal,
-    opts: { turn?: string; fence?: Fence; known?: { info?: unknown; messages?: unknown[] } } = {},
+    opts: { turn?: string; fence?: Fence; known?: { info?: unknown; messages?: unknown[] }; server?: OpencodeServer } = {},
   ): Promise<void> {
     const { turn, fence, known } = opts;
     // What the attempt already read from the server (the session from its events, the messages
     // read for the turn's usage) is not asked for again.
-    const [info, messages] = await Promise.all([
+    let [info, messages] = await Promise.all([
       known?.info ? { data: known.info as SessionExport["info"] } : client.session.get({ sessionID: sessionId }, { signal }),
       known?.messages ? { data: known.messages as SessionExport["messages"] } : client.session.messages({ sessionID: sessionId }, { signal }),
     ]);
+    if ((!info.data || !messages.data) && opts.server?.runCli) {
+      // opencode 1.18 cannot answer GET …/message for a session whose prompt asked for structured
+      // output (400 "Expected OutputFormatJsonSchema"); its own `opencode export` reads the storage.
+      const exported = JSON.parse(await opts.server.runCli(["export", sessionId], { cwd: process.cwd(), signal })) as SessionExport;
+      info = { data: exported.info };
+      messages = { data: exported.messages };
+    }
     if (!info.data || !messages.data) throw new SessionNotStoredError(`could not read session ${sessionId} from this worker's opencode server`);
     if (turn && !messages.data.some((m) => m.info.id === turn)) {
       throw new SessionNotStoredError(`this worker's opencode server does not hold message ${turn} of session ${sessionId} (the turn was answered on another server)`);
