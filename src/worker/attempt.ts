@@ -211,6 +211,12 @@ async function storeTurn(
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (error instanceof StoppedError) throw error; // the job is another worker's now
+      if (error instanceof SessionNotStoredError && error.unreadable && !deps.current().server.runCli) {
+        // An attached server that cannot give the transcript (structured output, see
+        // SessionTransfer.save) keeps it itself; a follow-up elsewhere fails SessionBehind.
+        log.warn({ err: error }, "the attached opencode server cannot give the session's transcript; it is not stored in the queue");
+        return;
+      }
       const message = error instanceof Error ? error.message : String(error);
       // A server that lacks the turn will not grow it: no point trying again here.
       if (tries >= STORE_TRIES || error instanceof SessionNotStoredError) {

@@ -120,6 +120,8 @@ export class SessionNotStoredError extends Error {
     message: string,
     /** The answer of the turn, when this attempt got one (kept on the record). */
     readonly outcome?: PromptOutcome,
+    /** The server could not give the transcript (rather than Redis refusing to keep it). */
+    readonly unreadable = false,
   ) {
     super(message);
     this.name = "SessionNotStored";
