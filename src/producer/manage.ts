@@ -7,6 +7,7 @@ import type { Job, JobType, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { CANCEL_REQUEST_TTL_MS, CANCELLED, cancelledRecord, type ControlMessage } from "../shared/cancel.js";
 import { InputError, JobStateError, NotFinishedError, NotFoundError } from "../shared/errors.js";
+import { DEFAULT_RESULT_TTL_MS } from "../shared/config.js";
 import type { QueueKeys } from "../shared/keys.js";
 import { failedFromJob } from "../shared/record.js";
 import { FINAL_STATES, JobState, type ResultRecord } from "../shared/result.js";
@@ -20,6 +21,25 @@ export interface ManageDeps {
   keys: QueueKeys;
   /** Waits for the job's final record; rejects with NotFinishedError when `timeoutMs` passes. */
   waitFinal(jobId: string, timeoutMs: number): Promise<ResultRecord>;
+  /** The producer's own DISPATCH_RESULT_TTL, used when no worker of the queue published one (see recordTtl). */
+  ttlMs?: number;
+}
+
+/**
+ * How long what a producer writes (records, kept tasks, retry counts) is kept: as long as the
+ * queue's workers keep records (each publishes its DISPATCH_RESULT_TTL when it starts), else the
+ * producer's own setting, else the default. So nothing a producer writes outlives the records.
+ */
+async function recordTtl(deps: ManageDeps): Promise<number> {
+  return (await deps.store.queueTtl()) ?? deps.ttlMs ?? DEFAULT_RESULT_TTL_MS;
+}
+
+/** Counts a new run of the job (webhook delivery IDs carry it), kept as long as its record. */
+async function countRun(deps: ManageDeps, jobId: string, ttlMs: number): Promise<void> {
+  const key = retriesKey(deps.queue.name, jobId);
+  const multi = deps.redis.multi().incr(key);
+  if (ttlMs > 0) multi.pexpire(key, ttlMs);
+  await multi.exec();
 }
 
 export interface CancelOutcome {
@@ -49,12 +69,13 @@ export async function cancelJob(deps: ManageDeps, jobId: string, opts: { timeout
   if (!job || status.state !== "active") {
     // BullMQ refuses to remove a job a worker has locked: then it has just started, and is aborted below.
     // Its whole task stays with its record, so `retry` can re-queue exactly it.
-    if (job) await store.keepTask(job);
+    const ttlMs = await recordTtl(deps);
+    if (job) await store.keepTask(job, ttlMs);
     const removed = job ? await job.remove().then(() => true, () => false) : true;
     if (removed) {
       const message = status.state === "retrying" ? "cancelled while waiting for a retry" : "cancelled before it ran";
       const record = cancelledRecord(jobId, job?.data, status.result, message);
-      await store.put(record);
+      await store.put(record, ttlMs);
       await redis.del(keys.cancelRequest(jobId));
       return { jobId, outcome: "removed", record };
     }
@@ -98,19 +119,19 @@ export interface RequeueDeps extends ManageDeps {
  */
 export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryOutcome> {
   const { redis, queue, store, keys } = deps;
-  const [job, record] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId)]);
+  const [job, record, ttlMs] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId), recordTtl(deps)]);
   if (!job && !record) throw new NotFoundError(`no job with ID "${jobId}" in queue "${queue.name}"`);
   if (job) {
     const state = await job.getState();
     if (state !== "failed") throw new JobStateError(`job ${jobId} is ${state}; only a failed job can be retried`);
     const previous = record ?? failedFromJob(job, null);
     await redis.del(keys.cancelRequest(jobId));
-    await redis.incr(retriesKey(queue.name, jobId));
-    await store.put(requeuedRecord(previous));
+    await countRun(deps, jobId, ttlMs);
+    await store.put(requeuedRecord(previous), ttlMs);
     try {
       await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
     } catch (error) {
-      await store.put(previous);
+      await store.put(previous, ttlMs);
       throw error;
     }
     return { jobId, how: "retried" };
@@ -125,12 +146,12 @@ export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryO
     );
   }
   await redis.del(keys.cancelRequest(jobId));
-  await redis.incr(retriesKey(queue.name, jobId));
-  await store.put(requeuedRecord(record!));
+  await countRun(deps, jobId, ttlMs);
+  await store.put(requeuedRecord(record!), ttlMs);
   try {
     await deps.add(kept, jobId);
   } catch (error) {
-    await store.put(record!);
+    await store.put(record!, ttlMs);
     throw error;
   }
   return { jobId, how: "requeued" };

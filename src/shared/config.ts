@@ -6,6 +6,8 @@ import { InputError } from "./errors.js";
 import { describeIssues } from "./task.js";
 import { parseLimits, type FlowSettings } from "./flow-limits.js";
 
+/** How long result records are kept unless DISPATCH_RESULT_TTL says: 30 days. */
+export const DEFAULT_RESULT_TTL_MS = 30 * 86_400_000;
 /** Result records may be kept this long at most (0 keeps them for ever): 10 years. */
 const RESULT_TTL_MAX_MS = 3_650 * 86_400_000;
 
@@ -56,7 +58,7 @@ const EnvSchema = z.object({
   /** Per-attempt timeout unless the job says. @defaultValue 30m */
   DISPATCH_JOB_TIMEOUT: positive().default(30 * 60_000),
   /** How long result records are kept; 0 keeps them forever. @defaultValue 30d */
-  DISPATCH_RESULT_TTL: duration({ max: RESULT_TTL_MAX_MS }).default(30 * 86_400_000),
+  DISPATCH_RESULT_TTL: duration({ max: RESULT_TTL_MAX_MS }).default(DEFAULT_RESULT_TTL_MS),
   /** How long a stopping worker lets running jobs finish before handing them back. @defaultValue 30s */
   DISPATCH_SHUTDOWN_GRACE: duration().default(30_000),
   /** A running job with no event from opencode for this long is aborted and retried. @defaultValue 10m */

@@ -49,6 +49,8 @@ export interface QueueKeys {
   spent(jobId: string): string;
   /** A failed or cancelled job's whole task (BullMQ name, data, options), kept with its record for `retry`. */
   taskCopy(jobId: string): string;
+  /** Settings the queue's workers publish for producers (hash: resultTtlMs). */
+  settings: string;
   /** A job's live events (stream: its states, answer text as written, tools, asks; see shared/live.ts). */
   live(jobId: string): string;
   /**
@@ -92,5 +94,6 @@ export function queueKeys(queue: string): QueueKeys {
     taskCopy: (jobId) => `${own}task:${jobId}`,
     spent: (jobId) => `${own}spent:${jobId}`,
     live: (jobId) => `${own}live:${jobId}`,
+    settings: `${own}settings`,
   };
 }

@@ -102,19 +102,30 @@ export class ResultStore {
    * also marks the job done for the scheduler (its follow-ups may start); a waiting one clears
    * that (a job re-queued by `retry` is not done).
    */
-  async put(record: ResultRecord): Promise<void> {
-    await this.write(record, "");
+  async put(record: ResultRecord, ttlMs = this.ttlMs): Promise<void> {
+    await this.write(record, "", ttlMs);
+  }
+
+  /** Tells the queue's producers how long records are kept (workers do, at start; see queueTtl). */
+  async publishTtl(): Promise<void> {
+    await this.redis.hset(this.keys.settings, "resultTtlMs", this.ttlMs);
+  }
+
+  /** How long the queue's workers keep records (ms, 0: for ever), or null when no worker said. */
+  async queueTtl(): Promise<number | null> {
+    const raw = await this.redis.hget(this.keys.settings, "resultTtlMs");
+    return raw === null || !Number.isSafeInteger(Number(raw)) ? null : Number(raw);
   }
 
   /**
    * Keeps a job's whole task beside its record, for as long as the record, so that `retry` can
    * re-queue exactly it after BullMQ has let the job go (cancelled while waiting, past retention).
    */
-  async keepTask(job: { id?: string; name: string; data: unknown; opts: { attempts?: number; priority?: number } }): Promise<void> {
+  async keepTask(job: { id?: string; name: string; data: unknown; opts: { attempts?: number; priority?: number } }, ttlMs = this.ttlMs): Promise<void> {
     if (!job.id) return;
     const copy: KeptTask = { name: job.name, data: job.data, opts: { attempts: job.opts.attempts, priority: job.opts.priority } };
     const key = this.keys.taskCopy(job.id);
-    if (this.ttlMs > 0) await this.redis.set(key, JSON.stringify(copy), "PX", this.ttlMs);
+    if (ttlMs > 0) await this.redis.set(key, JSON.stringify(copy), "PX", ttlMs);
     else await this.redis.set(key, JSON.stringify(copy));
   }
 
@@ -155,11 +166,11 @@ export class ResultStore {
    * is queued only after the ownership check.
    */
   putFenced(record: ResultRecord, token: string): Promise<boolean> {
-    return this.write(record, token);
+    return this.write(record, token, this.ttlMs);
   }
 
   /** The one write of a record (see PUT); `token` "" writes unfenced. False when the fence refused it. */
-  private async write(record: ResultRecord, token: string): Promise<boolean> {
+  private async write(record: ResultRecord, token: string, ttlMs: number): Promise<boolean> {
     const final = FINAL_STATES.has(record.state);
     if (final && record.webhook) {
       if (token && !(await this.owns(record.jobId, token))) return false;
@@ -177,7 +188,7 @@ export class ResultStore {
       this.keys.live(record.jobId),
       ...indexes,
       JSON.stringify(record),
-      this.ttlMs,
+      ttlMs,
       token,
       final ? "1" : "0",
       record.state === "waiting" ? "1" : "0",

@@ -114,6 +114,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     states = openQueue(queue, connection);
     const scheduler = new Scheduler(connection, queueKeys(queue), states, config.fairWindow, log);
     store = new ResultStore(connection, queue, config.resultTtlMs, (jobId) => scheduler.finished(jobId));
+    await store.publishTtl();
     const transfer = new SessionTransfer(connection, queueKeys(queue), config.resultTtlMs, log);
     // A lease outlives the lock BullMQ would take back from a dead worker by a small margin.
     leases = new LeaseKeeper(scheduler, config.lockDurationMs + LEASE_MARGIN_MS, log);
