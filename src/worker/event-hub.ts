@@ -22,6 +22,20 @@ export function childOf(event: ServerEvent): string | undefined {
   return (event.properties as { info?: { parentID?: string } }).info?.parentID;
 }
 
+/** Who hears that a job on a server (known by its client) stalled: see EventHub.reportStall. */
+const stallListeners = new Map<OpencodeClient, Set<() => void>>();
+
+/** Listens for stalls of jobs on the server of `client`; returns the removal. */
+export function onStall(client: OpencodeClient, listener: () => void): () => void {
+  const set = stallListeners.get(client) ?? new Set();
+  set.add(listener);
+  stallListeners.set(client, set);
+  return () => {
+    set.delete(listener);
+    if (set.size === 0) stallListeners.delete(client);
+  };
+}
+
 /**
  * One `GET /global/event` stream per opencode server, fanned out to the watchers of each session.
  * The SDK's SSE client reconnects by itself; each (re)connection is announced to `onConnect`
@@ -37,6 +51,11 @@ export class EventHub {
     private readonly client: OpencodeClient,
     private readonly log: Logger,
   ) {}
+
+  /** A session on this hub's server made no progress for the stall timeout (the server may be wedged). */
+  reportStall(): void {
+    stallListeners.get(this.client)?.forEach((listener) => listener());
+  }
 
   start(): this {
     this.running ??= this.loop();

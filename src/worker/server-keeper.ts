@@ -2,7 +2,9 @@ import { readFile } from "node:fs/promises";
 import { DelayedError, WaitingError, type Job } from "bullmq";
 import type { Logger } from "../shared/logger.js";
 import { createClient, type OpencodeClient } from "./opencode-client.js";
-import type { OpencodeServer } from "./opencode-server.js";
+import { checkHealth, type OpencodeServer } from "./opencode-server.js";
+import { onStall } from "./event-hub.js";
+import { existingWorktree } from "./worktree.js";
 
 /** What the keeper needs of the BullMQ worker: stop and restart fetching jobs, abort a running one. */
 export interface Intake {
@@ -19,6 +21,13 @@ export interface KeeperOptions {
   /** Replace the server after this many jobs (0: never) or once its RSS passes `rssBytes`. */
   recycle: { jobs: number; rssBytes?: number };
   log: Logger;
+  /**
+   * Health checks of a spawned server (GET /global/health), each bounded by `timeoutMs`: every
+   * `intervalMs`, and at once after a job stalled. A server that fails `failures` periodic checks in
+   * a row, or the check after a stall, is alive but wedged: it is treated as dead (its jobs are
+   * aborted and retried, it is killed and replaced). Unset: no checks.
+   */
+  health?: { intervalMs: number; timeoutMs: number; failures: number };
   /** Called whenever the server is replaced, whatever the reason. */
   onReplaced?(why: "died" | "recycled"): void;
   /** A replacement server could not be started: the worker should stop. */
@@ -48,6 +57,11 @@ export class ServerKeeper {
   private idle: (() => void)[] = [];
   private intake: Intake | undefined;
   private closed = false;
+  /** A health check after a stall: no job starts until it has answered. */
+  private suspect: Promise<void> | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private failedChecks = 0;
+  private offStall: () => void = () => undefined;
 
   static async start(opts: KeeperOptions): Promise<ServerKeeper> {
     return new ServerKeeper(opts, await opts.start());
@@ -60,6 +74,8 @@ export class ServerKeeper {
     this.current = server;
     this.currentClient = createClient(server);
     this.watch(server);
+    this.listenForStalls();
+    this.scheduleHealth();
   }
 
   server(): OpencodeServer {
@@ -86,7 +102,7 @@ export class ServerKeeper {
    */
   wrap<R>(processor: Processor<R>): Processor<R> {
     return async (job, token, signal) => {
-      while (this.replacing) await this.replacing.catch(() => undefined);
+      while (this.replacing || this.suspect) await (this.replacing ?? this.suspect)!.catch(() => undefined);
       const generation = this.generation;
       if (job.id) this.runningOn.set(job.id, generation);
       this.running += 1;
@@ -102,9 +118,29 @@ export class ServerKeeper {
         this.running -= 1;
         if (ran && generation === this.generation) this.jobsOnServer += 1;
         if (this.running === 0) this.idle.splice(0).forEach((resolve) => resolve());
+        if (ran && generation === this.generation) await this.disposeWorktree(job);
         void this.recycleIfDue();
       }
     };
+  }
+
+  /**
+   * opencode keeps state for every directory it is asked about (watchers, LSP and MCP processes)
+   * until the server ends; every `--worktree` job is a new directory. Its instance is disposed
+   * when the job ends (a follow-up in the same worktree gets a fresh one).
+   */
+  private async disposeWorktree(job: Job): Promise<void> {
+    const data = job.data as { worktree?: boolean; directory?: string } | undefined;
+    if (!data?.worktree || !data.directory || !job.id) return;
+    const directory = await existingWorktree(data.directory, job.id);
+    if (!directory) return;
+    try {
+      const answer = await this.currentClient.instance.dispose({ directory }, { signal: AbortSignal.timeout(5_000) });
+      if (answer.response?.ok === false) throw new Error(`HTTP ${answer.response.status}`);
+      this.opts.log.debug({ directory }, "disposed the opencode instance of the job's worktree");
+    } catch (error) {
+      this.opts.log.warn({ err: error, directory }, "could not dispose the opencode instance of the job's worktree");
+    }
   }
 
   private watch(server: OpencodeServer): void {
@@ -113,10 +149,61 @@ export class ServerKeeper {
     void server.exited.then((exit) => {
       if (this.closed || server !== this.current || server === this.retiring) return;
       this.opts.log.error({ ...exit }, "opencode server died; restarting it");
-      // Only the jobs that ran on it: those waiting for a replacement have not started.
-      for (const [jobId, on] of this.runningOn) if (on === generation) this.intake?.cancelJob(jobId, "server-died");
-      void this.replace("died");
+      this.lost(generation);
     });
+  }
+
+  /** The server of `generation` is gone or wedged: its jobs are aborted (and retried), it is replaced. */
+  private lost(generation: number): void {
+    // Only the jobs that ran on it: those waiting for a replacement have not started.
+    for (const [jobId, on] of this.runningOn) if (on === generation) this.intake?.cancelJob(jobId, "server-died");
+    void this.replace("died");
+  }
+
+  /** One health check of the current server; false when it does not answer healthy in time. */
+  private async healthy(): Promise<{ ok: boolean; reason?: string }> {
+    const health = this.opts.health!;
+    const result = await checkHealth(this.current, AbortSignal.timeout(health.timeoutMs));
+    return result.ok ? { ok: true } : { ok: false, reason: result.reason };
+  }
+
+  private scheduleHealth(): void {
+    const health = this.opts.health;
+    if (!this.opts.spawned || !health || this.closed) return;
+    this.healthTimer = setTimeout(() => void this.periodicCheck(), health.intervalMs);
+    this.healthTimer.unref();
+  }
+
+  private async periodicCheck(): Promise<void> {
+    const generation = this.generation;
+    if (!this.replacing && !this.suspect) {
+      const result = await this.healthy();
+      if (!this.closed && !this.replacing && generation === this.generation) {
+        this.failedChecks = result.ok ? 0 : this.failedChecks + 1;
+        if (this.failedChecks >= this.opts.health!.failures) {
+          this.opts.log.error({ reason: result.reason, checks: this.failedChecks }, "opencode server fails its health checks; replacing it");
+          this.lost(generation);
+        }
+      }
+    }
+    this.scheduleHealth();
+  }
+
+  /** A stalled job may mean a wedged server: check it at once, before another job goes there. */
+  private listenForStalls(): void {
+    this.offStall();
+    this.offStall = onStall(this.currentClient, () => this.checkAfterStall());
+  }
+
+  private checkAfterStall(): void {
+    if (!this.opts.spawned || !this.opts.health || this.closed || this.replacing || this.suspect) return;
+    const generation = this.generation;
+    this.suspect = (async () => {
+      const result = await this.healthy();
+      if (result.ok || this.closed || this.replacing || generation !== this.generation) return;
+      this.opts.log.error({ reason: result.reason }, "a job stalled and the opencode server does not answer its health check; replacing it");
+      this.lost(generation);
+    })().finally(() => (this.suspect = undefined));
   }
 
   private async recycleIfDue(): Promise<void> {
@@ -151,8 +238,10 @@ export class ServerKeeper {
         return;
       }
       this.currentClient = createClient(this.current);
+      this.listenForStalls();
       this.generation += 1;
       this.jobsOnServer = 0;
+      this.failedChecks = 0;
       this.retiring = undefined;
       this.watch(this.current);
       this.opts.onReplaced?.(why);
@@ -172,6 +261,8 @@ export class ServerKeeper {
   /** Stops watching and recycling (the worker is shutting down); the server keeps running. */
   stopWatching(): void {
     this.closed = true;
+    clearTimeout(this.healthTimer);
+    this.offStall();
     this.idle.splice(0).forEach((resolve) => resolve());
   }
 

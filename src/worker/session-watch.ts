@@ -54,6 +54,7 @@ export class SessionWatch {
     this.stallTimer = setInterval(() => {
       if (Date.now() - this.lastEventAt > opts.stallMs) {
         this.stop(new StoppedError("stall", `no progress from opencode for ${Math.round(opts.stallMs / 1000)} s`));
+        opts.hub.reportStall(); // the server may be wedged: its keeper checks it
       }
     }, Math.min(1_000, opts.stallMs)).unref();
     // No ask can come before the prompt this watch precedes; after a reconnect, catch up.

@@ -63,6 +63,9 @@ export interface RunningWorker {
 }
 
 /** Starts a worker: a warm opencode server (spawned or attached), then a BullMQ worker on the queue. */
+/** Health checks of a spawned opencode server (see KeeperOptions.health). */
+const HEALTH = { intervalMs: 30_000, timeoutMs: 5_000, failures: 2 };
+
 export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const { config } = opts;
   const queue = checkQueueName(opts.queue ?? config.queue);
@@ -92,6 +95,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     start: startServer,
     spawned: !attach,
     recycle: { ...config.recycle, ...opts.recycle },
+    health: HEALTH,
     log,
     onReplaced: () => opts.metrics?.serverRestarted(),
     onFatal: () => {

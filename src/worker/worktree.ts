@@ -23,6 +23,19 @@ async function git(cwd: string, args: string[], signal?: AbortSignal): Promise<s
   return stdout.trim();
 }
 
+/** Where the worktree of `jobId` on the repository at `root` lives (see prepareWorktree). */
+const worktreeAt = (root: string, jobId: string) => join(dirname(root), `${basename(root)}.dispatch-worktrees`, jobId);
+
+/** The worktree a `--worktree` job made of the repository at `directory`, or undefined when it has none. */
+export async function existingWorktree(directory: string, jobId: string): Promise<string | undefined> {
+  try {
+    const path = worktreeAt(await git(directory, ["rev-parse", "--show-toplevel"]), jobId);
+    return existsSync(path) ? path : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A fresh git worktree of the repository at `directory`, on its own branch `dispatch/<jobId>`,
  * beside the repository in `<repo>.dispatch-worktrees/<jobId>`. A retry of the same job reuses
@@ -36,7 +49,7 @@ export async function prepareWorktree(directory: string, jobId: string, knownBas
     throw new OpencodeHttpError("worktree", 400, `${directory} is not inside a git repository`);
   }
   const branch = `dispatch/${jobId}`;
-  const path = join(dirname(root), `${basename(root)}.dispatch-worktrees`, jobId);
+  const path = worktreeAt(root, jobId);
   if (existsSync(path)) {
     // A retry finds its first attempt's worktree (git refuses to add one at an existing path).
     const base = knownBase ?? (await git(path, ["merge-base", "HEAD", await git(root, ["rev-parse", "HEAD"], signal)], signal));
