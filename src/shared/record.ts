@@ -35,6 +35,7 @@ export function baseRecord(jobId: string, data: unknown, state: JobState): Resul
     webhook: p?.webhook ?? null,
     messageId: null,
     schedule: p?.schedule ?? null,
+    sessionStored: null,
   };
 }
 

@@ -96,6 +96,12 @@ export const ResultRecord = z.object({
   messageId: z.string().nullable().default(null),
   /** The schedule whose firing this job is (see `schedule add`), if any. */
   schedule: z.string().nullable().default(null),
+  /**
+   * Whether the job's session is stored in the queue with its turn: false while an answer is kept
+   * whose session has not been stored yet (the next attempt stores it and asks nothing), or on a
+   * completed job whose session only its worker's server holds; null before the turn's end.
+   */
+  sessionStored: z.boolean().nullable().default(null),
 });
 export type ResultRecord = z.infer<typeof ResultRecord>;
 

@@ -41,6 +41,8 @@ export interface AttemptTrace {
   worktree: ResultRecord["worktree"];
   /** The last structured answer, also when it missed the schema. */
   structured?: unknown;
+  /** The turn's answer, once it came (kept on the record however the attempt then ends). */
+  answer?: PromptOutcome;
 }
 
 /**
@@ -151,7 +153,9 @@ export async function runAttempt(
         .catch((error: unknown) => log.warn({ err: error }, "could not store the session"));
     }
   }
+  trace.answer = outcome;
   await storeTurn(deps, client, outcome, signal, log, opts.fence, known.info && known.messages ? known : undefined);
+  trace.answer = undefined; // stored: nothing is pending any more
   return outcome;
 }
 
@@ -176,13 +180,22 @@ export async function storeAnsweredTurn(
     messageId: answered.messageId,
   };
   log.info({ sessionId: answered.sessionId }, "the turn was answered before; storing its session");
-  await storeTurn(deps, deps.current().client, outcome, signal, log.child({ sessionId: answered.sessionId }), fence);
+  try {
+    await storeTurn(deps, deps.current().client, outcome, signal, log.child({ sessionId: answered.sessionId }), fence);
+  } catch (error) {
+    // This server does not hold the turn (another one answered it, or its server is gone): the job
+    // completes with its answer, its session unstored, rather than fail or ask again; a follow-up
+    // runs only where the turn is (else SessionBehind).
+    if (!(error instanceof SessionNotStoredError && error.unreadable)) throw error;
+    log.warn({ err: error, sessionId: answered.sessionId }, "the session's turn is not on this worker's server; the job completes with the answer kept, its session not stored");
+    return { ...outcome, sessionStored: false };
+  }
   return outcome;
 }
 
 /** Whether a record is that of a turn answered whose session was not stored (see storeAnsweredTurn). */
 export function answeredNotStored(record: ResultRecord | null): record is ResultRecord & { sessionId: string; messageId: string; text: string } {
-  return record?.state === "retrying" && record.error?.name === "SessionNotStored" && !!record.sessionId && !!record.messageId && record.text !== null;
+  return !!record && record.state !== "completed" && record.sessionStored === false && !!record.sessionId && !!record.messageId && record.text !== null;
 }
 
 /** Tries to store a session this many times within an attempt before the attempt fails. */

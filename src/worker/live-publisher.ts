@@ -30,6 +30,7 @@ export class LivePublisher {
   private queue: Promise<void> = Promise.resolve();
   private readonly unsubscribe: () => void;
   private closed = false;
+  private expirySet = false;
 
   constructor(
     private readonly redis: Redis,
@@ -93,13 +94,13 @@ export class LivePublisher {
     if (this.closed) return;
     if (type !== "text") this.flushText(); // keep the order of text and what came after it
     const body = JSON.stringify(data);
+    // The stream's expiry is set by its first entry here and renewed by every record write.
+    const first = !this.expirySet;
+    this.expirySet = true;
     this.queue = this.queue
       .then(async () => {
-        await this.redis
-          .multi()
-          .xadd(this.key, "MAXLEN", "~", LIVE_MAXLEN, "*", "t", type, "d", body)
-          .pexpire(this.key, LIVE_TTL_MS)
-          .exec();
+        await this.redis.xadd(this.key, "MAXLEN", "~", LIVE_MAXLEN, "*", "t", type, "d", body);
+        if (first) await this.redis.pexpire(this.key, LIVE_TTL_MS);
       })
       .catch((error: unknown) => this.log.debug({ err: error }, "could not write to the job's live stream"));
   }

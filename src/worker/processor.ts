@@ -8,7 +8,7 @@ import type { FlowSettings } from "../shared/flow-limits.js";
 import { gatesFor, providerOf, slotGates } from "../scheduling/gates.js";
 import type { LeaseKeeper } from "../scheduling/leases.js";
 import type { Scheduler } from "../scheduling/scheduler.js";
-import { BudgetExceededError, checkBudget, checkBudgetLeft, PayloadError, SessionNotStoredError, StoppedError, type StopReason } from "./failures.js";
+import { BudgetExceededError, checkBudget, checkBudgetLeft, PayloadError, StoppedError, type StopReason } from "./failures.js";
 import type { BatchBudgets } from "./batch-budget.js";
 import { scheduledFiring } from "./scheduled-session.js";
 import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
@@ -127,7 +127,10 @@ export function createProcessor(deps: ProcessorDeps) {
       worktree: record.worktree,
     };
     const earlierAsks = record.asks;
-    const traced = (): ResultRecord => ({ ...record, ...trace, asks: [...earlierAsks, ...trace.asks] });
+    const traced = (): ResultRecord => {
+      const { answer: _answer, ...learned } = trace; // the answer goes on the record by its fields
+      return { ...record, ...learned, asks: [...earlierAsks, ...trace.asks] };
+    };
     try {
       // Inside the try: the flow slots taken above are released whatever happens.
       if (budgeted) spentBefore = await deps.store.spent(jobId);
@@ -159,7 +162,7 @@ export function createProcessor(deps: ProcessorDeps) {
             meter?.report(progress);
           },
           });
-      record = { ...traced(), ...outcome };
+      record = { ...traced(), ...outcome, sessionStored: outcome.sessionStored ?? true };
       // The watch stops a run that passes its budget; a turn that ended first is checked here.
       // (An answer stored before was spent by an earlier attempt, and is counted in spentBefore.)
       const overBudget = answered
@@ -175,7 +178,8 @@ export function createProcessor(deps: ProcessorDeps) {
       return { sessionId: outcome.sessionId };
     } catch (thrown) {
       // An answer whose session could not be stored is kept: the next attempt only stores the session.
-      record = thrown instanceof SessionNotStoredError && thrown.outcome ? { ...traced(), ...thrown.outcome } : traced();
+      // (However the attempt ended after it: a store that failed, a timeout or shutdown while storing.)
+      record = trace.answer ? { ...traced(), ...trace.answer, sessionStored: false } : traced();
       // Whatever a call reported once the attempt was stopped, the reason it was stopped is the cause.
       const error: unknown = control.signal.aborted ? control.signal.reason : thrown;
       const decision = classifyFailure(error);

@@ -15,6 +15,8 @@ export interface PromptOutcome {
   structured: unknown;
   /** The assistant message that ended the turn (its answer). */
   messageId: string;
+  /** Set (false) when the job completes with its session not stored in the queue. */
+  sessionStored?: boolean;
 }
 
 /**

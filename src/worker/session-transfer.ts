@@ -73,7 +73,7 @@ export class SessionTransfer {
     }
     if (!info.data || !messages.data) throw new SessionNotStoredError(`could not read session ${sessionId} from this worker's opencode server`, undefined, true);
     if (turn && !messages.data.some((m) => m.info.id === turn)) {
-      throw new SessionNotStoredError(`this worker's opencode server does not hold message ${turn} of session ${sessionId} (the turn was answered on another server)`);
+      throw new SessionNotStoredError(`this worker's opencode server does not hold message ${turn} of session ${sessionId} (the turn was answered on another server)`, undefined, true);
     }
     const body = await zip(JSON.stringify({ info: info.data, messages: messages.data }));
     const key = this.keys.sessionExport(sessionId);

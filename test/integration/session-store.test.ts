@@ -62,12 +62,14 @@ describe("storing the session is part of the attempt", () => {
     expect(retrying.error).toMatchObject({ name: "SessionNotStored", retryable: true });
     expect(retrying.text).toBe("the only answer");
     expect(retrying.messageId).toMatch(/^msg_/);
+    expect(retrying.sessionStored).toBe(false);
     expect(await storedCopy(retrying.sessionId!)).toBe(0);
 
     await allowAll();
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
     expect(record).toMatchObject({ state: "completed", text: "the only answer", sessionId: retrying.sessionId, messageId: retrying.messageId });
     expect(record.attempts).toBeGreaterThanOrEqual(2);
+    expect(record.sessionStored).toBe(true);
     expect(stack.fake.calls("answer once")).toBe(1);
     expect(await storedCopy(record.sessionId!)).toBe(1);
     await worker.close({ graceMs: 0 });
