@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { isRedisConnectionError } from "../shared/redis.js";
 import { DispatchError, InputError, JobStateError, NotFinishedError, NotFoundError, RedisUnavailableError } from "../shared/errors.js";
 
 /** An HTTP failure with the status and the `{ error: { name, message, field? } }` body to send. */
@@ -34,7 +35,9 @@ export function toHttpError(error: unknown): HttpError {
   if (error instanceof NotFoundError) return new HttpError(404, "NotFoundError", error.message);
   if (error instanceof JobStateError) return new HttpError(409, "JobStateError", error.message);
   if (error instanceof NotFinishedError) return new HttpError(409, "NotFinishedError", error.message);
-  if (error instanceof RedisUnavailableError) return new HttpError(503, "RedisUnavailableError", error.message);
+  if (error instanceof RedisUnavailableError || isRedisConnectionError(error)) {
+    return new HttpError(503, "RedisUnavailableError", `Redis is not reachable: ${(error as Error).message}`, undefined, { "retry-after": "5" });
+  }
   if (error instanceof DispatchError) return new HttpError(500, error.name, error.message);
   return new HttpError(500, "InternalError", "the server failed to answer the request (see its log)");
 }

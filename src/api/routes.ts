@@ -245,10 +245,11 @@ export const routes: Route[] = [
     responses: { 200: { description: "one result record a line", schema: ResultRecord, contentType: "application/x-ndjson" }, ...errors(401, 403, 404, 429) },
     async handle({ res, params, query, dispatcher, signal, holdStream }) {
       const batch = await dispatcher.batch(params.id!);
+      const waiting = query.get("wait") === "true";
+      const release = waiting ? holdStream() : () => undefined; // a 429 goes out before the 200
       res.writeHead(200, { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" });
       const write = (record: ResultRecord) => res.write(`${JSON.stringify(record)}\n`);
-      if (query.get("wait") === "true") {
-        const release = holdStream();
+      if (waiting) {
         try {
           batch.on("result", (record) => void write(record));
           await batch.wait({ signal }).catch((error: unknown) => {
@@ -258,7 +259,10 @@ export const routes: Route[] = [
           release();
         }
       } else {
-        for await (const { record } of batch.records()) if (!write(record)) await new Promise((resolve) => res.once("drain", resolve));
+        for await (const { record } of batch.records()) {
+          if (signal.aborted) break; // the client went away
+          if (!write(record)) await new Promise((resolve) => { res.once("drain", resolve); signal.addEventListener("abort", resolve, { once: true }); });
+        }
       }
       res.end();
     },

@@ -33,6 +33,18 @@ export interface ApiServer {
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
+/**
+ * Without tokens the API is open to local processes, so it must not be to web pages the operator
+ * visits: a request from a browser carries an Origin (refused), and one that reaches it through DNS
+ * rebinding names a foreign Host (refused).
+ */
+function refuseBrowsers(req: IncomingMessage, port: number): void {
+  const host = (req.headers.host ?? "").toLowerCase();
+  const allowed = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
+  if (!allowed.includes(host)) throw new HttpError(403, "Forbidden", `Host "${host}": without tokens the API answers only ${allowed.join(", ")}`);
+  if (req.headers.origin !== undefined) throw new HttpError(403, "Forbidden", "requests from web pages (with an Origin header) are refused while the API has no tokens");
+}
+
 /** Every schema the document names, with its component name. */
 const NAMED: [z.ZodType, string][] = [
   [TaskInput, "Task"],
@@ -54,7 +66,9 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
   const document = openApiDocument(routes, new Map(NAMED), { version: opts.version ?? "0.1.0" });
   const compiled = routes.map((route) => ({ route, pattern: new RegExp(`^${route.path.replace(/\{(\w+)\}/g, "(?<$1>[^/]+)")}$`) }));
 
+  let port = 0; // once listening
   const handle = async (req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<number> => {
+    if (opts.tokens.size === 0) refuseBrowsers(req, port);
     const url = new URL(req.url ?? "/", "http://api");
     if (url.pathname === "/v1/openapi.json" && (req.method === "GET" || req.method === "HEAD")) {
       sendJson(res, 200, document);
@@ -66,7 +80,13 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
     if (!match) throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed on ${url.pathname}`, undefined, { allow: matches.map((c) => c.route.method).join(", ") });
     const caller = authorize(req, match.route);
     const params: Record<string, string> = {};
-    for (const [k, v] of Object.entries(match.pattern.exec(url.pathname)!.groups ?? {})) params[k] = decodeURIComponent(v);
+    for (const [k, v] of Object.entries(match.pattern.exec(url.pathname)!.groups ?? {})) {
+      try {
+        params[k] = decodeURIComponent(v);
+      } catch {
+        throw new HttpError(400, "InputError", `${k}: "${v}" is not a valid URL path segment`, k);
+      }
+    }
     await match.route.handle({
       req,
       res,
@@ -125,6 +145,7 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
     server.listen(opts.port ?? 8080, host, () => resolve());
   });
   const address = server.address() as AddressInfo;
+  port = address.port;
   const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
   let closing: Promise<void> | undefined;
   return {

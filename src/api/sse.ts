@@ -10,12 +10,13 @@ const HEARTBEAT_MS = 15_000;
  */
 export async function streamEvents(res: ServerResponse, events: AsyncIterable<LiveEvent>, signal: AbortSignal): Promise<void> {
   const iterator = events[Symbol.asyncIterator]();
-  // The first event (or the end) decides the status: a 404 can still be sent until then.
-  let next = await iterator.next();
+  // Headers and heartbeats go out at once (the route checked that the job exists), however long
+  // the first event takes.
   res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" });
   res.write(": stream of live events\n\n");
   const heartbeat = setInterval(() => res.write(": ping\n\n"), HEARTBEAT_MS);
   try {
+    let next = await iterator.next();
     while (!next.done && !signal.aborted) {
       const event = next.value;
       res.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event.data)}\n\n`);

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { DispatchError, ExitCode } from "../shared/errors.js";
+import { isRedisConnectionError } from "../shared/redis.js";
 import { batchCommand } from "./commands/batch.js";
 import { dashboardCommand } from "./commands/dashboard.js";
 import { enqueueCommand } from "./commands/enqueue.js";
@@ -50,14 +51,4 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`error: ${(error as Error)?.stack ?? String(error)}\n`);
     return ExitCode.jobFailed;
   }
-}
-
-
-/** ioredis errors once connected: the connection dropped, or it gave up on a command while away. */
-function isRedisConnectionError(error: unknown): boolean {
-  const e = error as { name?: string; message?: string } | undefined;
-  return (
-    e?.name === "MaxRetriesPerRequestError" ||
-    /Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT/.test(e?.message ?? "")
-  );
 }

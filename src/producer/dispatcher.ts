@@ -356,7 +356,7 @@ export class Dispatcher {
   async *stream(jobId: string, opts: StreamOptions = {}): AsyncGenerator<LiveEvent> {
     await this.status(jobId); // NotFoundError for an unknown ID
     const { queue, store } = await this.connect();
-    yield* streamJob({ redisUrl: this.redisUrl, store, jobExists: async (id) => (await queue.getJob(id)) !== undefined }, jobId, opts);
+    yield* streamJob({ redisUrl: this.redisUrl, store, getJob: async (id) => (await queue.getJob(id)) ?? undefined }, jobId, opts);
   }
 
   /**

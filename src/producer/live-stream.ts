@@ -1,4 +1,6 @@
+import type { Job } from "bullmq";
 import type { Redis } from "ioredis";
+import { failedFromJob } from "../shared/record.js";
 import { NotFinishedError, NotFoundError } from "../shared/errors.js";
 import { readLive, type LiveEvent } from "../shared/live.js";
 import { closeRedis, connectRedis } from "../shared/redis.js";
@@ -17,8 +19,8 @@ export interface StreamOptions {
 export interface StreamDeps {
   redisUrl: string;
   store: ResultStore;
-  /** Whether BullMQ still holds the job (a job with neither job nor record was removed). */
-  jobExists(jobId: string): Promise<boolean>;
+  /** The job as BullMQ holds it, if it does (a job with neither job nor record was removed). */
+  getJob(jobId: string): Promise<Job | undefined>;
 }
 
 /**
@@ -29,21 +31,17 @@ export interface StreamDeps {
  */
 export async function* streamJob(deps: StreamDeps, jobId: string, opts: StreamOptions = {}): AsyncGenerator<LiveEvent> {
   const key = deps.store.keys.live(jobId);
-  const connection: Redis = await connectRedis(deps.redisUrl, "producer");
+  // A connection of its own for the blocking reads, which waits for Redis rather than fail on a blip.
+  const connection: Redis = await connectRedis(deps.redisUrl, "worker");
   const onAbort = () => connection.disconnect();
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   let after = opts.after && /^\d+-\d+$/.test(opts.after) ? opts.after : "0";
   try {
-    if ((await connection.exists(key)) === 0) {
-      const record = await deps.store.get(jobId);
-      if (record && FINAL_STATES.has(record.state)) {
-        yield finalEvent("0-1", record);
-        return;
-      }
-    }
-    for (;;) {
+    // The first read does not wait: a job that has ended (its stream expired, or read to its end
+    // by a client resuming after `final`) ends the stream at once.
+    for (let blockMs = 0; ; blockMs = BACKSTOP_MS) {
       opts.signal?.throwIfAborted();
-      const events = await readLive(connection, key, after, BACKSTOP_MS).catch((error: unknown) => {
+      const events = await readLive(connection, key, after, blockMs).catch((error: unknown) => {
         if (opts.signal?.aborted) throw new NotFinishedError(`stopped watching job ${jobId}`);
         throw error;
       });
@@ -51,19 +49,26 @@ export async function* streamJob(deps: StreamDeps, jobId: string, opts: StreamOp
         after = event.id;
         if (event.type === "final") {
           const record = await deps.store.get(jobId);
-          yield record ? finalEvent(event.id, record) : event;
+          if (!record) throw new NotFoundError(`job ${jobId} ended, but its record is gone`);
+          if (!FINAL_STATES.has(record.state)) continue; // an earlier end: the job was retried since
+          yield finalEvent(event.id, record);
           return;
         }
         yield event;
       }
       if (events.length === 0) {
-        // Nothing for a while: a job removed without a record would otherwise be waited for forever.
+        // Nothing (for a while): an ended job, one BullMQ failed without a record, or one removed.
         const record = await deps.store.get(jobId);
         if (record && FINAL_STATES.has(record.state)) {
-          yield finalEvent(after, record);
+          yield finalEvent(after === "0" ? "0-1" : after, record);
           return;
         }
-        if (!record && !(await deps.jobExists(jobId))) throw new NotFoundError(`job ${jobId} was removed before it finished`);
+        const job = await deps.getJob(jobId);
+        if (job && (await job.isFailed())) {
+          yield finalEvent(after === "0" ? "0-1" : after, failedFromJob(job, record));
+          return;
+        }
+        if (!record && !job) throw new NotFoundError(`job ${jobId} was removed before it finished`);
       }
     }
   } finally {

@@ -17,6 +17,8 @@ const REDACT = [
   // ioredis puts the failed command on its errors: its arguments are data (records, transcripts, AUTH).
   "err.command.args",
   "*.err.command.args",
+  "err.previousErrors[*].command.args",
+  "*.err.previousErrors[*].command.args",
 ];
 
 /**

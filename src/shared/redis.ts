@@ -116,3 +116,12 @@ export async function closeRedis(redis: Redis | undefined): Promise<void> {
   }
   redis.disconnect();
 }
+
+/** ioredis errors once connected: the connection dropped, or it gave up on a command while away. */
+export function isRedisConnectionError(error: unknown): boolean {
+  const e = error as { name?: string; message?: string } | undefined;
+  return (
+    e?.name === "MaxRetriesPerRequestError" ||
+    /Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT/.test(e?.message ?? "")
+  );
+}

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCli, type CliProcess } from "../support/cli";
+import { runCli, startCli, type CliProcess } from "../support/cli";
 import { freePort } from "../support/redis";
 import { startStack, type Stack } from "../support/stack";
 
@@ -272,4 +272,35 @@ describe("the HTTP API", () => {
       expect(res.status, op).toBe(401);
     }
   });
+});
+
+describe("the HTTP API without tokens", () => {
+  let stack: Stack;
+  let api: CliProcess;
+  let base: string;
+  beforeAll(async () => {
+    stack = await startStack();
+    const port = await freePort();
+    api = startCli(["api", "--port", String(port)], { env: { ...stack.childEnv, DISPATCH_API_TOKENS: "" } });
+    await api.waitFor(/API: http/, 60_000);
+    base = `http://127.0.0.1:${port}`;
+  }, 120_000);
+  afterAll(async () => {
+    await api?.stop("SIGTERM");
+    await stack?.close();
+  });
+
+  it("serves local processes but no web page: a foreign Host (DNS rebinding) or any Origin is refused", async () => {
+    expect((await curl([`${base}/v1/queue`])).status).toBe(200);
+    const rebound = await curl(["-H", `Host: attacker.example:${new URL(base).port}`, `${base}/v1/queue`]);
+    expect(rebound.status).toBe(403);
+    expect(JSON.parse(rebound.body).error.message).toMatch(/without tokens the API answers only/);
+    const fromPage = await curl(["-X", "POST", "-H", "Origin: http://attacker.example", "-H", "content-type: text/plain", "-d", '{"prompt":"x"}', `${base}/v1/jobs`]);
+    expect(fromPage.status).toBe(403);
+    expect(await stack.dispatcher.list()).toEqual([]);
+    // Beyond loopback it will not start without tokens.
+    const refused = await runCli(["api", "--host", "0.0.0.0", "--port", "0"], { env: { ...stack.childEnv, DISPATCH_API_TOKENS: "" }, timeoutMs: 30_000 });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/beyond loopback the API needs tokens/);
+  }, 60_000);
 });

@@ -114,8 +114,12 @@ export class BatchStore {
     multi.hset(key, { batchId: meta.batchId, total: meta.total, invalid: meta.invalid });
     if (meta.maxCost !== undefined) multi.hset(key, "maxCost", meta.maxCost);
     if (meta.maxTokens !== undefined) multi.hset(key, "maxTokens", meta.maxTokens);
-    // A new budget is weighed afresh against what was spent (by the next member's spend).
-    if (meta.maxCost !== undefined || meta.maxTokens !== undefined) multi.hdel(key, "exceeded");
+    // A new budget replaces the old one whole, and is weighed afresh against what was spent (by the next member's spend).
+    if (meta.maxCost !== undefined || meta.maxTokens !== undefined) {
+      if (meta.maxCost === undefined) multi.hdel(key, "maxCost");
+      if (meta.maxTokens === undefined) multi.hdel(key, "maxTokens");
+      multi.hdel(key, "exceeded");
+    }
     multi.hsetnx(key, "complete", "0");
     this.expire(multi, key);
     const [[, created]] = (await multi.exec()) as [[Error | null, number]];
