@@ -22,18 +22,30 @@ export function childOf(event: ServerEvent): string | undefined {
   return (event.properties as { info?: { parentID?: string } }).info?.parentID;
 }
 
-/** Who hears that a job on a server (known by its client) stalled: see EventHub.reportStall. */
-const stallListeners = new Map<OpencodeClient, Set<() => void>>();
+/**
+ * Signs that a server may be unwell, reported by the jobs on it: `stall` (a session made no
+ * progress for the stall timeout: the server may be wedged) and `stuck` (an aborted session did not
+ * go idle: its tools may still run). The server's keeper listens (see ServerKeeper).
+ */
+export type Trouble = "stall" | "stuck";
+type TroubleListener = (trouble: Trouble) => void;
 
-/** Listens for stalls of jobs on the server of `client`; returns the removal. */
-export function onStall(client: OpencodeClient, listener: () => void): () => void {
-  const set = stallListeners.get(client) ?? new Set();
+const troubleListeners = new Map<OpencodeClient, Set<TroubleListener>>();
+
+/** Listens for trouble with the server of `client`; returns the removal. */
+export function onTrouble(client: OpencodeClient, listener: TroubleListener): () => void {
+  const set = troubleListeners.get(client) ?? new Set();
   set.add(listener);
-  stallListeners.set(client, set);
+  troubleListeners.set(client, set);
   return () => {
     set.delete(listener);
-    if (set.size === 0) stallListeners.delete(client);
+    if (set.size === 0) troubleListeners.delete(client);
   };
+}
+
+/** Reports trouble with the server of `client` to its keeper. */
+export function reportTrouble(client: OpencodeClient, trouble: Trouble): void {
+  troubleListeners.get(client)?.forEach((listener) => listener(trouble));
 }
 
 /**
@@ -54,7 +66,7 @@ export class EventHub {
 
   /** A session on this hub's server made no progress for the stall timeout (the server may be wedged). */
   reportStall(): void {
-    stallListeners.get(this.client)?.forEach((listener) => listener());
+    reportTrouble(this.client, "stall");
   }
 
   start(): this {

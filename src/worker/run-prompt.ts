@@ -4,6 +4,36 @@ import { emptyTokens, type Tokens } from "../shared/result.js";
 import { splitModel, type JobPayload } from "../shared/task.js";
 import { ModelError, OpencodeHttpError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
+import { reportTrouble } from "./event-hub.js";
+
+/** How long an aborted session has to go idle before its server counts as stuck. */
+export const ABORT_IDLE_MS = 10_000;
+
+/**
+ * Aborts a session and checks that it went idle (abort is cooperative in opencode: a session or
+ * its subagents can stay busy, their shell commands running). One still busy after ABORT_IDLE_MS
+ * is reported, and the worker recycles its server.
+ */
+async function abortAndCheck(client: OpencodeClient, sessionId: string, directory: string | undefined, log: Logger): Promise<void> {
+  try {
+    await client.session.abort({ sessionID: sessionId, directory }, { signal: AbortSignal.timeout(5_000) });
+  } catch (error) {
+    log.warn({ err: error }, "session abort failed");
+    return; // a server that does not answer is the health check's business
+  }
+  const deadline = Date.now() + ABORT_IDLE_MS;
+  for (;;) {
+    const statuses = await client.session.status({ directory }, { signal: AbortSignal.timeout(5_000) }).catch(() => undefined);
+    if (!statuses?.data) return;
+    const busy = Object.entries(statuses.data).some(([id, status]) => id === sessionId && status.type !== "idle");
+    if (!busy) return;
+    if (Date.now() >= deadline) {
+      log.warn({ waitedMs: ABORT_IDLE_MS }, "the aborted session is still busy");
+      return reportTrouble(client, "stuck");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
 
 export interface PromptOutcome {
   sessionId: string;
@@ -92,9 +122,7 @@ export async function promptSession(
   const { signal, directory, log } = opts;
   const abortSession = () => {
     log.info({ reason: String((signal.reason as Error)?.message ?? signal.reason) }, "aborting opencode session");
-    void client.session
-      .abort({ sessionID: sessionId, directory }, { signal: AbortSignal.timeout(5_000) })
-      .catch((error: unknown) => log.warn({ err: error }, "session abort failed"));
+    void abortAndCheck(client, sessionId, directory, log);
   };
   signal.addEventListener("abort", abortSession, { once: true });
   try {

@@ -3,7 +3,7 @@ import { DelayedError, WaitingError, type Job } from "bullmq";
 import type { Logger } from "../shared/logger.js";
 import { createClient, type OpencodeClient } from "./opencode-client.js";
 import { checkHealth, type OpencodeServer } from "./opencode-server.js";
-import { onStall } from "./event-hub.js";
+import { onTrouble } from "./event-hub.js";
 import { existingWorktree } from "./worktree.js";
 
 /** What the keeper needs of the BullMQ worker: stop and restart fetching jobs, abort a running one. */
@@ -61,7 +61,7 @@ export class ServerKeeper {
   private suspect: Promise<void> | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
   private failedChecks = 0;
-  private offStall: () => void = () => undefined;
+  private offTrouble: () => void = () => undefined;
 
   static async start(opts: KeeperOptions): Promise<ServerKeeper> {
     return new ServerKeeper(opts, await opts.start());
@@ -189,10 +189,19 @@ export class ServerKeeper {
     this.scheduleHealth();
   }
 
-  /** A stalled job may mean a wedged server: check it at once, before another job goes there. */
+  /**
+   * A stalled job may mean a wedged server: it is checked at once, before another job goes there.
+   * An aborted session that stays busy (opencode's abort is cooperative; its shell commands may
+   * keep running) gets the server recycled once its other jobs are done.
+   */
   private listenForStalls(): void {
-    this.offStall();
-    this.offStall = onStall(this.currentClient, () => this.checkAfterStall());
+    this.offTrouble();
+    this.offTrouble = onTrouble(this.currentClient, (trouble) => {
+      if (trouble === "stall") return this.checkAfterStall();
+      if (!this.opts.spawned || this.closed || this.replacing) return;
+      this.opts.log.warn("an aborted session did not go idle; recycling the opencode server once its running jobs are done");
+      void this.replace("recycled");
+    });
   }
 
   private checkAfterStall(): void {
@@ -262,7 +271,7 @@ export class ServerKeeper {
   stopWatching(): void {
     this.closed = true;
     clearTimeout(this.healthTimer);
-    this.offStall();
+    this.offTrouble();
     this.idle.splice(0).forEach((resolve) => resolve());
   }
 

@@ -6,6 +6,9 @@ import { checkBudget, ModelError, ProviderBusyError, StoppedError } from "./fail
 import type { OpencodeClient } from "./opencode-client.js";
 import { classifyFailure, DEFAULT_PROVIDER_HOLD_MS, isProviderBusyMessage, retryStatusError } from "./retry-policy.js";
 
+/** No event for this long while a prompt runs makes the watch poll (see SessionWatch.poll). */
+const QUIET_MS = 5_000;
+
 export interface WatchOptions {
   client: OpencodeClient;
   hub: EventHub;
@@ -47,12 +50,16 @@ export class SessionWatch {
   private readonly sessions = new Map<string, () => void>();
   private readonly offConnect: () => void;
   private stopped = false;
+  private polling = false;
+  private lastPollAt = 0;
 
   constructor(private readonly opts: WatchOptions) {
     this.watch(opts.sessionId);
     this.offConnect = opts.hub.onConnect(() => void this.answerPending());
     this.stallTimer = setInterval(() => {
-      if (Date.now() - this.lastEventAt > opts.stallMs) {
+      const quiet = Date.now() - this.lastEventAt;
+      if (quiet <= opts.stallMs && quiet >= Math.min(QUIET_MS, opts.stallMs / 2)) void this.poll();
+      if (quiet > opts.stallMs) {
         this.stop(new StoppedError("stall", `no progress from opencode for ${Math.round(opts.stallMs / 1000)} s`));
         opts.hub.reportStall(); // the server may be wedged: its keeper checks it
       }
@@ -183,6 +190,30 @@ export class SessionWatch {
   }
 
   /** Catches asks made while the event stream was away (or before this watch began). */
+  /**
+   * The event stream has been silent for a while: opencode has had releases whose stream sent only
+   * heartbeats, and asks inside subagents that never reached it. Asks are answered, and the
+   * session's retry status is read, by polling instead (at most every QUIET_MS). Polling does not
+   * count as progress, so a stall is still seen.
+   */
+  private async poll(): Promise<void> {
+    if (this.polling || this.stopped || Date.now() - this.lastPollAt < QUIET_MS) return;
+    this.polling = true;
+    this.lastPollAt = Date.now();
+    try {
+      await this.answerPending();
+      const statuses = await this.opts.client.session
+        .status({ directory: this.opts.directory }, { signal: AbortSignal.timeout(10_000) })
+        .catch(() => undefined);
+      const status = statuses?.data?.[this.opts.sessionId];
+      if (!status || this.stopped) return;
+      this.progress.status = status.type;
+      if (status.type === "retry") this.onProviderRetry(status.attempt, status.message, status.next);
+    } finally {
+      this.polling = false;
+    }
+  }
+
   private async answerPending(): Promise<void> {
     const signal = AbortSignal.timeout(10_000);
     const [permissions, questions] = await Promise.all([

@@ -14,7 +14,8 @@ import { startStack, type Stack } from "../support/stack";
 import { alive, until } from "../support/until";
 
 const STALL_MS = 5_000;
-const MARGIN_MS = 40_000;
+/** Measured: 22 s from the stop alone, 40 s beside other test files on 2 cores. */
+const MARGIN_MS = 60_000;
 
 describe("a wedged opencode server", () => {
   let stack: Stack;
