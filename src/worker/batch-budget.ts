@@ -69,6 +69,17 @@ export class BatchBudgets {
   }
 
   /**
+   * After the control channel was away (its messages missed): stops the running members of every
+   * batch that passed its budget meanwhile.
+   */
+  async recheck(): Promise<void> {
+    for (const batchId of [...this.running.keys()]) {
+      const why = await this.exceeded(batchId).catch(() => null);
+      if (why) this.stop({ type: "batch-budget", batchId, message: why });
+    }
+  }
+
+  /**
    * Follows one attempt of a member: `abort` stops it once the batch passes its budget (here or on
    * another worker). Spend is sent in order, one call at a time.
    */

@@ -19,8 +19,11 @@ export async function startControl(opts: {
   log: Logger;
   /** A batch passed its budget: stop its members running here. */
   onBatchBudget?: (message: Extract<ControlMessage, { type: "batch-budget" }>) => void;
+  /** The channel is back after a reconnect: messages sent meanwhile were missed. */
+  onReconnect?: () => void;
 }): Promise<{ close(): Promise<void> }> {
   const subscriber = await connectRedis(opts.redisUrl, "subscriber", { timeoutMs: 10_000 });
+  subscriber.on("ready", () => opts.onReconnect?.()); // not for the first connection: that came before
   subscriber.on("error", (error: Error) => opts.log.debug({ err: error }, "control channel connection error"));
   subscriber.on("message", (channel: string, raw: string) => {
     if (channel !== opts.keys.control) return;

@@ -146,7 +146,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       resume: () => intakeOf.resume(),
       cancelJob: (jobId, reason) => void intakeOf.cancelJob(jobId, reason),
     });
-    control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log, onBatchBudget: (message) => budgets.stop(message) });
+    control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log, onBatchBudget: (message) => budgets.stop(message), onReconnect: () => void budgets.recheck() });
     webhooks = startWebhookDelivery({ connection, queue, config, log });
     detachMetrics = opts.metrics?.attach({ worker: bull, store, connection, queue, running: () => keeper.runningJobs() });
   } catch (error) {
