@@ -104,6 +104,10 @@ const EnvSchema = z.object({
   DASHBOARD_PASSWORD: z.string().min(1).optional(),
   /** Host names the dashboard answers to besides loopback names and its --host (comma-separated; e.g. a proxy's name). */
   DASHBOARD_HOSTS: z.string().optional(),
+  /** Run each spawned opencode server under bubblewrap (see worker --sandbox). @defaultValue false */
+  DISPATCH_SANDBOX: z.enum(["true", "false", "1", "0"]).default("false").transform((v) => v === "true" || v === "1"),
+  /** Where sandboxed jobs may work (comma-separated absolute paths): read-write in the sandbox. */
+  DISPATCH_SANDBOX_DIRS: z.string().optional(),
   /** Key of the HMAC-SHA256 signature on webhook deliveries (`X-Dispatch-Signature`); unset: unsigned. */
   DISPATCH_WEBHOOK_SECRET: z.string().min(1).optional(),
   /** Delivery attempts per webhook notification before it is given up. @defaultValue 12 */
@@ -145,6 +149,8 @@ export type Config = {
   logLevel: z.infer<typeof EnvSchema>["LOG_LEVEL"];
   metricsPort?: number;
   dashboard: { user: string; password?: string; hosts: string[] };
+  /** `worker --sandbox`: spawned servers run under bubblewrap; jobs may work only in `dirs`. */
+  sandbox: { enabled: boolean; dirs: string[] };
 };
 
 /** Every environment variable loadConfig reads. */
@@ -195,6 +201,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     logLevel: e.LOG_LEVEL,
     metricsPort: e.DISPATCH_METRICS_PORT,
+    sandbox: { enabled: e.DISPATCH_SANDBOX, dirs: (e.DISPATCH_SANDBOX_DIRS ?? "").split(",").map((d) => d.trim()).filter(Boolean) },
     dashboard: {
       user: e.DASHBOARD_USER,
       password: e.DASHBOARD_PASSWORD,

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { Logger } from "../shared/logger.js";
 import { basicAuth } from "./opencode-client.js";
 import { ownPids, startReaper, writePids } from "./orphans.js";
+import { sandboxed, type SandboxSettings } from "./sandbox.js";
 
 export interface OpencodeServer {
   url: string;
@@ -41,6 +42,8 @@ export interface SpawnOptions {
   snapshots?: boolean;
   startTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Run the server under bubblewrap (see sandbox.ts). */
+  sandbox?: SandboxSettings;
 }
 
 export async function freePort(): Promise<number> {
@@ -71,7 +74,9 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
     );
   }
   const env = { ...withoutWorkerSecrets(opts.env), XDG_DATA_HOME: dataHome, ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }) };
-  const child = spawn(opts.bin, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], {
+  const serve = ["serve", "--hostname", "127.0.0.1", "--port", String(port)];
+  const run = opts.sandbox ? sandboxed(opts.bin, serve, { dataDir: opts.dataDir, settings: opts.sandbox, env }) : { command: opts.bin, args: serve };
+  const child = spawn(run.command, run.args, {
     env: { ...env, OPENCODE_SERVER_PASSWORD: password, OPENCODE_SERVER_USERNAME: username },
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group: a Ctrl-C meant for the worker must not kill the server under the

@@ -6,6 +6,7 @@ import type { Redis } from "ioredis";
 import { checkQueueName, type Config } from "../shared/config.js";
 import { queueKeys } from "../shared/keys.js";
 import { setLongTimeout } from "../shared/timers.js";
+import { bubblewrap, hasBubblewrap, refuseOutsideSandbox } from "./sandbox.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import { closeRedis, connectRedis } from "../shared/redis.js";
 import { ResultStore } from "../shared/result-store.js";
@@ -82,10 +83,13 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
           env: opts.serverEnv ?? process.env,
           userDataHome: config.userDataHome,
           snapshots: config.snapshots,
+          ...(config.sandbox.enabled ? { sandbox: { dirs: config.sandbox.dirs } } : {}),
           log,
         });
 
   if (!attach) await sweepOrphans(config.dataDir, log);
+  if (!attach && config.sandbox.enabled) bubblewrap(); // a clear error now if it is missing
+  else if (!attach) log.warn({ bubblewrap: hasBubblewrap() }, "the agent's tools run unsandboxed, as the worker's user (DISPATCH_SANDBOX=true runs them under bubblewrap)");
   let bull: Worker | undefined;
   let fatal = false;
   let runningRef: RunningWorker | undefined;
@@ -125,7 +129,8 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     await scheduler.publishCaps(config.flow);
     const budgets = new BatchBudgets(connection, queueKeys(queue), log);
     const processor = createProcessor({ store, connection, transfer, config, scheduler, leases, budgets, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
-    bull = new Worker(queue, keeper.wrap(refuseCancelled(processor, { connection, store, log })), {
+    const guarded = config.sandbox.enabled && !attach ? refuseOutsideSandbox(processor, { settings: config.sandbox, store, log }) : processor;
+    bull = new Worker(queue, keeper.wrap(refuseCancelled(guarded, { connection, store, log })), {
       connection,
       prefix: queueKeys(queue).bullPrefix,
       concurrency: opts.concurrency ?? config.concurrency,

@@ -14,10 +14,16 @@ export interface Worktree {
   base: string;
 }
 
+/**
+ * Runs git for the worker. The repository's hooks never run (`core.hooksPath=/dev/null`: a job's
+ * agent may have written them) and git gets a minimal environment, not the worker's secrets.
+ */
 async function git(cwd: string, args: string[], signal?: AbortSignal): Promise<string> {
-  const { stdout } = await exec("git", ["-c", "user.name=opencode-dispatch", "-c", "user.email=opencode-dispatch@localhost", ...args], {
+  const identity = ["-c", "user.name=opencode-dispatch", "-c", "user.email=opencode-dispatch@localhost", "-c", "core.hooksPath=/dev/null"];
+  const { stdout } = await exec("git", [...identity, ...args], {
     cwd,
     signal,
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/", LANG: "C" },
     maxBuffer: 16 * 1024 * 1024,
   });
   return stdout.trim();
@@ -65,7 +71,7 @@ export async function prepareWorktree(directory: string, jobId: string, knownBas
 export async function finishWorktree(tree: Worktree, message: string, signal?: AbortSignal): Promise<string[]> {
   await git(tree.path, ["add", "-A"], signal);
   const staged = await git(tree.path, ["diff", "--cached", "--name-only"], signal);
-  if (staged) await git(tree.path, ["commit", "-q", "-m", message], signal);
+  if (staged) await git(tree.path, ["commit", "-q", "--no-verify", "-m", message], signal);
   const changed = await git(tree.path, ["diff", "--name-only", tree.base, "HEAD"], signal);
   return changed ? changed.split("\n") : [];
 }

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { Command } from "commander";
 import { parseSize } from "../../shared/config.js";
 import { parseLimits } from "../../shared/flow-limits.js";
@@ -19,6 +20,8 @@ export interface WorkerFlags extends ConnectionFlags {
   modelConcurrency?: string;
   rateLimit?: string;
   keyConcurrency?: number;
+  sandbox?: boolean;
+  sandboxDir?: string[];
 }
 
 export function withWorkerOptions(command: Command): Command {
@@ -33,6 +36,8 @@ export function withWorkerOptions(command: Command): Command {
     .option("--grace <duration>", "on shutdown, how long running jobs may finish before they are handed back (default: 30s)", durationOption("--grace"))
     .option("--recycle-jobs <n>", "replace the spawned opencode server after this many jobs (default: DISPATCH_RECYCLE_JOBS; 0: never)", intOption("--recycle-jobs", 0, 1_000_000_000))
     .option("--recycle-rss <size>", "replace the spawned opencode server once its memory (RSS) passes this, e.g. 2GB (default: DISPATCH_RECYCLE_RSS)", sizeOption("--recycle-rss"))
+    .option("--sandbox", "run the agents' tools under bubblewrap: own PID namespace, read-only system, writable only in --sandbox-dir roots (default: DISPATCH_SANDBOX)")
+    .option("--sandbox-dir <path>", "a root where sandboxed jobs may work (repeatable; default: DISPATCH_SANDBOX_DIRS)", (value: string, previous: string[] = []) => [...previous, value])
     .option("--metrics-port <port>", "serve Prometheus /metrics and /healthz on this port (default: DISPATCH_METRICS_PORT; 0: any free port)", intOption("--metrics-port", 0, 65_535));
 }
 
@@ -50,6 +55,8 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
   if (flags.keyConcurrency !== undefined) config.flow.keyConcurrency = flags.keyConcurrency;
   if (flags.recycleJobs !== undefined) config.recycle = { ...config.recycle, jobs: flags.recycleJobs };
   if (flags.recycleRss !== undefined) config.recycle = { ...config.recycle, rssBytes: flags.recycleRss };
+  if (flags.sandbox) config.sandbox = { ...config.sandbox, enabled: true };
+  if (flags.sandboxDir?.length) config.sandbox = { ...config.sandbox, dirs: flags.sandboxDir.map((dir) => resolve(dir)) };
   const log = createLogger(config.logLevel);
   // Loaded here, not at the top: producer commands (enqueue, batch, …) start without the worker's modules.
   const [{ createWorkerMetrics, serveMetrics }, { checkHealth }, { startWorker }] = await Promise.all([
