@@ -217,11 +217,15 @@ describe("a batch budget", () => {
     const run = await cli(["batch", file, "--model", "fake/priced", "--title", "budget", "--id", "budgeted", "--max-cost", "4", "--wait", "--json"], stack.childEnv);
     expect(run.code, run.stderr).toBe(1);
     const summary = JSON.parse(run.stdout);
-    expect(summary).toMatchObject({ total: 8, completed: 1, failed: 7 });
+    // The task whose spend passed it is stopped too when its spend was reported while it ran; one
+    // that finished first (its spend counted as it ended) keeps its answer.
+    expect(summary.total).toBe(8);
+    expect([1, 2]).toContain(summary.completed);
+    expect(summary.failed).toBe(8 - summary.completed);
     expect(summary.budget).toMatchObject({ maxCost: 4, maxTokens: null, exceeded: expect.stringMatching(/batch budget exceeded: its tasks spent \$4\.\d+ of --max-cost \$4/) });
     expect(summary.budget.spent.cost).toBeGreaterThan(4);
     expect(summary.budget.spent.cost).toBeLessThan(4 + 2.5); // at most the one task that passed it
-    expect(summary.failures.map((f: { error: { name: string } }) => f.error.name)).toEqual(Array(7).fill("BudgetExceeded"));
+    expect(summary.failures.map((f: { error: { name: string } }) => f.error.name)).toEqual(Array(summary.failed).fill("BudgetExceeded"));
 
     // The slow task was running (its model call had begun) and was stopped, long before its answer.
     const slow = (await stack.dispatcher.status("budgeted-1")).result!;
