@@ -67,7 +67,10 @@ export class SessionTransfer {
     if ((!info.data || !messages.data) && opts.server?.runCli) {
       // opencode 1.18 cannot answer GET …/message for a session whose prompt asked for structured
       // output (400 "Expected OutputFormatJsonSchema"); its own `opencode export` reads the storage.
-      const exported = JSON.parse(await opts.server.runCli(["export", sessionId], { cwd: process.cwd(), signal })) as SessionExport;
+      // It finds a session in the project of the directory it runs in: the session's own.
+      const directory = info.data?.directory;
+      const cwd = directory && existsSync(directory) ? directory : process.cwd();
+      const exported = JSON.parse(await opts.server.runCli(["export", sessionId], { cwd, signal })) as SessionExport;
       info = { data: exported.info };
       messages = { data: exported.messages };
     }
