@@ -109,7 +109,7 @@ export class Dispatcher {
       const queue = openQueue(this.queueName, redis);
       queue.on("error", () => undefined); // surfaced on the calls themselves
       const scheduler = new Scheduler(redis, queueKeys(this.queueName), queue, this.config.fairWindow);
-      return { redis, queue, scheduler, store: new ResultStore(redis, this.queueName, 0, (jobId) => scheduler.finished(jobId)) };
+      return { redis, queue, scheduler, store: new ResultStore(redis, this.queueName, this.config.resultTtlMs, (jobId) => scheduler.finished(jobId)) };
     })();
     this.connected.catch(() => (this.connected = undefined));
     return this.connected;

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { Job, Queue } from "bullmq";
 import { NotFinishedError } from "../../shared/errors.js";
+import { setLongTimeout, type LongTimeout } from "../../shared/timers.js";
 import { baseRecord, failedFromJob } from "../../shared/record.js";
 import { closeRedis, connectRedis } from "../../shared/redis.js";
 import { FINAL_STATES, type JobState, type ResultRecord } from "../../shared/result.js";
@@ -156,13 +157,13 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
     return new Promise<BatchSummary>((resolve, reject) => {
       let sub: Awaited<ReturnType<typeof connectRedis>> | undefined;
       let sweepTimer: NodeJS.Timeout | undefined;
-      let deadline: NodeJS.Timeout | undefined;
+      let deadline: LongTimeout | undefined;
       let ended = false;
       const end = (error?: Error) => {
         if (ended) return;
         ended = true;
         clearTimeout(sweepTimer);
-        clearTimeout(deadline);
+        deadline?.clear();
         clearTimeout(progressTimer);
         opts.signal?.removeEventListener("abort", onAbort);
         void closeRedis(sub);
@@ -180,7 +181,7 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
       const fail = (why: string) => end(new NotFinishedError(`batch ${this.id} did not finish: ${why} (${summary.finished}/${total} finished)`));
       const onAbort = () => fail("the wait was aborted");
       opts.signal?.addEventListener("abort", onAbort, { once: true });
-      if (opts.timeoutMs !== undefined) deadline = setTimeout(() => fail(`timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
+      if (opts.timeoutMs !== undefined) deadline = setLongTimeout(() => fail(`timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
 
       const maybeDone = () => {
         if (!scanning && pending.size === 0 && toFetch.size === 0) end();
