@@ -8,8 +8,7 @@ export default defineConfig({
     testTimeout: 180_000,
     hookTimeout: 180_000,
     pool: "forks",
-    // Three files at a time on two cores: the >300 s task (started first) is mostly idle in its slot.
-    maxWorkers: 3,
+    maxWorkers: 2,
     sequence: { sequencer: LongestFirst },
     reporters: ["default"],
     // A stray `.only` would quietly skip the rest of the suite: refused everywhere, not just in CI.
