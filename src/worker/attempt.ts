@@ -233,7 +233,8 @@ async function storeTurn(
       const message = error instanceof Error ? error.message : String(error);
       // A server that lacks the turn will not grow it: no point trying again here.
       if (tries >= STORE_TRIES || error instanceof SessionNotStoredError) {
-        throw new SessionNotStoredError(`the turn was answered but its session could not be stored: ${message}`, outcome);
+        const unreadable = error instanceof SessionNotStoredError && error.unreadable;
+        throw new SessionNotStoredError(`the turn was answered but its session could not be stored: ${message}`, unreadable);
       }
       log.warn({ err: error, tries }, "could not store the session; trying again");
       await delay(tries * 500, signal);

@@ -1,5 +1,3 @@
-import type { PromptOutcome } from "./run-prompt.js";
-
 /**
  * Why an attempt failed, as the worker sees it. `classifyFailure` (retry-policy.ts) turns any of
  * these, or anything else thrown, into one retry decision.
@@ -118,8 +116,6 @@ export class ProviderBusyError extends Error {
 export class SessionNotStoredError extends Error {
   constructor(
     message: string,
-    /** The answer of the turn, when this attempt got one (kept on the record). */
-    readonly outcome?: PromptOutcome,
     /** The server could not give the transcript (rather than Redis refusing to keep it). */
     readonly unreadable = false,
   ) {

@@ -74,9 +74,9 @@ export class SessionTransfer {
       info = { data: exported.info };
       messages = { data: exported.messages };
     }
-    if (!info.data || !messages.data) throw new SessionNotStoredError(`could not read session ${sessionId} from this worker's opencode server`, undefined, true);
+    if (!info.data || !messages.data) throw new SessionNotStoredError(`could not read session ${sessionId} from this worker's opencode server`, true);
     if (turn && !messages.data.some((m) => m.info.id === turn)) {
-      throw new SessionNotStoredError(`this worker's opencode server does not hold message ${turn} of session ${sessionId} (the turn was answered on another server)`, undefined, true);
+      throw new SessionNotStoredError(`this worker's opencode server does not hold message ${turn} of session ${sessionId} (the turn was answered on another server)`, true);
     }
     const body = await zip(JSON.stringify({ info: info.data, messages: messages.data }));
     const key = this.keys.sessionExport(sessionId);
