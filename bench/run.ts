@@ -42,8 +42,8 @@ const { values: flags } = parseArgs({
     enqueue: { type: "string" },
   },
 });
-const quick = flags.quick!;
-const only = new Set(flags.only!.split(",").map((s) => s.trim()));
+const quick = flags.quick;
+const only = new Set(flags.only.split(",").map((s) => s.trim()));
 const TASKS = Number(flags.tasks ?? (quick ? 120 : 300)); // per throughput measurement
 const RUN_SAMPLE = Number(flags["run-sample"] ?? (quick ? 2 : 5));
 const ENQUEUE = Number(flags.enqueue ?? (quick ? 10_000 : 30_000));
@@ -324,7 +324,7 @@ try {
     cleanups.push(() => stop(worker));
     await new Promise<void>((resolve, reject) => {
       let out = "";
-      worker.stderr!.on("data", (d: Buffer) => {
+      worker.stderr.on("data", (d: Buffer) => {
         out += d.toString();
         if (out.includes("worker ready")) resolve();
       });
@@ -350,7 +350,7 @@ try {
       writeFileSync(file, Array.from({ length: lines }, (_, i) => `producer memory task ${i}`).join("\n") + "\n");
       const producer = spawn(process.execPath, ["--trace-gc", bin, "batch", file, "--model", "fake/echo", "--queue", `bench-producer-${lines}`], { env: { ...env, LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "inherit"] });
       let trace = "";
-      producer.stdout!.on("data", (d: Buffer) => (trace += d.toString()));
+      producer.stdout.on("data", (d: Buffer) => (trace += d.toString()));
       const t = performance.now();
       const rss = sampleRss(() => ({ producer: producer.pid }), 50);
       const code = await new Promise<number | null>((resolve) => producer.once("exit", resolve));

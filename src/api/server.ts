@@ -130,7 +130,7 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
     const started = Date.now();
     const controller = new AbortController();
     res.on("close", () => controller.abort());
-    handle(req, res, controller.signal)
+    void handle(req, res, controller.signal)
       .catch((error: unknown) => {
         const http = toHttpError(error);
         if (http.status >= 500) opts.log.error({ err: error, method: req.method, path: req.url?.split("?")[0] }, "api request failed");

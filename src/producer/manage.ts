@@ -222,7 +222,7 @@ export async function listJobs(deps: Pick<ManageDeps, "queue" | "store">, opts: 
       state,
       attempts: merged?.attempts ?? job.attemptsMade,
       model: merged?.model ?? (job.data as { model?: string } | null)?.model ?? null,
-      prompt: (merged?.prompt ?? String((job.data as { prompt?: unknown } | null)?.prompt ?? "")).slice(0, 200),
+      prompt: (merged?.prompt ?? promptOf(job.data)).slice(0, 200),
       enqueuedAt: merged?.enqueuedAt ?? new Date(job.timestamp).toISOString(),
       finishedAt: merged?.finishedAt ?? (job.finishedOn ? new Date(job.finishedOn).toISOString() : null),
       sessionId: merged?.sessionId ?? null,
@@ -230,6 +230,11 @@ export async function listJobs(deps: Pick<ManageDeps, "queue" | "store">, opts: 
     });
   });
   return summaries.slice(0, limit);
+}
+
+function promptOf(data: unknown): string {
+  const prompt = (data as { prompt?: unknown } | null)?.prompt;
+  return typeof prompt === "string" ? prompt : "";
 }
 
 function stateOf(job: Job, type: JobType, record: ResultRecord | null): JobState {

@@ -83,10 +83,10 @@ export class Waiter {
       this.sweepTimer = undefined;
       return;
     }
-    this.sweepTimer ??= setTimeout(async () => {
+    this.sweepTimer ??= setTimeout(() => {
       this.sweepTimer = undefined;
-      await Promise.all([...this.pending.keys()].map((id) => this.check(id)));
-      this.schedule();
+      // check() keeps Redis errors to itself; the sweep re-arms whatever a waiter's callback threw.
+      void Promise.allSettled([...this.pending.keys()].map((id) => this.check(id))).then(() => this.schedule());
     }, this.sweepMs).unref();
   }
 

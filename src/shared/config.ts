@@ -19,7 +19,7 @@ export const QueueName = z
   .string()
   .min(1)
   .max(100)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.\-]*$/, "may hold only letters, digits, '_', '.', '-'");
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "may hold only letters, digits, '_', '.', '-'");
 
 const duration = (limits: DurationLimits = {}) =>
   z.string().transform((value, ctx) => {

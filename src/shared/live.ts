@@ -33,7 +33,7 @@ export const LIVE_TTL_MS = 86_400_000;
 export async function readLive(redis: Redis, key: string, after: string, blockMs: number, count = 500): Promise<LiveEvent[]> {
   const reply = (blockMs > 0
     ? await redis.xread("COUNT", count, "BLOCK", blockMs, "STREAMS", key, after)
-    : await redis.xread("COUNT", count, "STREAMS", key, after)) as [string, [string, string[]][]][] | null;
+    : await redis.xread("COUNT", count, "STREAMS", key, after));
   if (!reply) return [];
   return reply[0]![1].map(([id, fields]) => parseEntry(id, fields));
 }

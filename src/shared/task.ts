@@ -35,7 +35,7 @@ export const JobId = z
   .string()
   .min(1)
   .max(200)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.\-]*$/, "may hold only letters, digits, '_', '.', '-'")
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "may hold only letters, digits, '_', '.', '-'")
   .refine((id) => !/^\d+$/.test(id), "must not be a plain number");
 
 const Duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
@@ -108,7 +108,7 @@ const WorkFields = {
 /** Which session a task runs in: a new one, the session of an earlier job, or a given session. */
 const SessionFields = {
   continue: JobId.optional(),
-  session: z.string().min(1).max(200).regex(/^[A-Za-z0-9_\-]+$/, "is not a session ID").optional(),
+  session: z.string().min(1).max(200).regex(/^[A-Za-z0-9_-]+$/, "is not a session ID").optional(),
 };
 
 /** Queue options: how BullMQ treats the job. */

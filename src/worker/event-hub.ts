@@ -87,7 +87,7 @@ export class EventHub {
           },
         });
         for await (const item of stream) {
-          const event = item as GlobalEvent;
+          const event = item;
           if (!event?.payload) continue;
           if (event.payload.type === "server.connected") this.connectListeners.forEach((l) => l());
           // A subagent's session is announced to the watchers of its parent.

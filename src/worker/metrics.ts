@@ -18,7 +18,7 @@ export interface MetricsTarget {
    * Jobs in the worker's processor now. (BullMQ emits `active` for every fetch but no event for a
    * job its processor sends back to the queue with DelayedError or WaitingError.)
    */
-  running(): number;
+  running: () => number;
 }
 
 /**
@@ -184,7 +184,7 @@ export async function serveMetrics(opts: {
       return;
     }
     if (path === "/healthz") {
-      withTimeout(opts.health(), 5_000)
+      void withTimeout(opts.health(), 5_000)
         .catch((error: Error) => ({ ok: false, error: error.message }))
         .then((report) => send(report.ok ? 200 : 503, "application/json", `${JSON.stringify(report)}\n`));
       return;

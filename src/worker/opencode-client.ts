@@ -23,7 +23,7 @@ async function patientFetch(input: Request): Promise<Response> {
     signal: input.signal,
     dispatcher: patient,
   });
-  return response as unknown as Response;
+  return response;
 }
 
 export function createClient(server: { url: string; authorization: string | undefined }): OpencodeClient {

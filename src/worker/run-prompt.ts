@@ -145,7 +145,7 @@ export async function promptSession(
     );
     signal.throwIfAborted();
     const info = answer.info;
-    if (info.error) throw new ModelError(info.error.name, info.error.data as ModelError["data"]);
+    if (info.error) throw new ModelError(info.error.name, info.error.data);
     const usage = await turnUsage(client, info, directory, signal, opts.onMessages);
     return {
       sessionId,

@@ -137,7 +137,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       lockDuration: config.lockDurationMs,
       stalledInterval: config.stalledIntervalMs,
       settings: {
-        backoffStrategy: (attemptsMade, _type, error) => backoffDelay(attemptsMade, (error as DecidedError | undefined)?.decision),
+        backoffStrategy: (attemptsMade, _type, error?: DecidedError) => backoffDelay(attemptsMade, error?.decision),
       },
     });
     bull.on("error", (error) => log.error({ err: error }, "queue error"));
@@ -148,7 +148,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     const intakeOf = bull;
     keeper.attach({
       pause: () => intakeOf.pause(true),
-      resume: () => intakeOf.resume(),
+      resume: () => void intakeOf.resume().catch((error: unknown) => log.warn({ err: error }, "resuming intake failed")),
       cancelJob: (jobId, reason) => void intakeOf.cancelJob(jobId, reason),
     });
     control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log, onBatchBudget: (message) => budgets.stop(message), onReconnect: () => void budgets.recheck() });

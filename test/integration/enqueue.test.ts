@@ -69,7 +69,7 @@ describe("enqueueMany over several chunks", () => {
 
   it("rejects a follow-up of an unknown job (or of a later task) before enqueueing anything", async () => {
     await withFreshQueue(async (dispatcher, queue) => {
-      const tasks = Array.from({ length: 2_500 }, (_, i) => ({ prompt: `task ${i}` }) as { prompt: string; id?: string; continue?: string });
+      const tasks: { prompt: string; id?: string; continue?: string }[] = Array.from({ length: 2_500 }, (_, i) => ({ prompt: `task ${i}` }));
       tasks[2_400] = { prompt: "follow-up", continue: "no-such-job" };
       tasks[2_410] = { prompt: "follow-up of a later task", continue: "later" };
       tasks[2_420] = { prompt: "later", id: "later" };
@@ -100,7 +100,7 @@ describe("a batch whose jobs were removed before they ran", () => {
 describe("submitBatch over several chunks", () => {
   it("enqueues every line once, chains a follow-up of an earlier chunk, and adds nothing when submitted again", async () => {
     await withFreshQueue(async (dispatcher, queue) => {
-      const lines = Array.from({ length: 450 }, (_, i) => ({ prompt: `line ${i + 1}` }) as { prompt: string; id?: string; continue?: string });
+      const lines: { prompt: string; id?: string; continue?: string }[] = Array.from({ length: 450 }, (_, i) => ({ prompt: `line ${i + 1}` }));
       lines[4] = { prompt: "root", id: "root-job" };
       lines[5] = { prompt: "follow-up in the same chunk", id: "near-job", continue: "root-job" };
       lines[399] = { prompt: "follow-up", id: "follow-job", continue: "root-job" };
@@ -120,7 +120,7 @@ describe("submitBatch over several chunks", () => {
 
   it("rejects a line continuing an unknown job with its line number, or leaves it out with skipInvalid", async () => {
     await withFreshQueue(async (dispatcher, queue) => {
-      const lines = Array.from({ length: 250 }, (_, i) => ({ prompt: `line ${i + 1}` }) as { prompt: string; continue?: string });
+      const lines: { prompt: string; continue?: string }[] = Array.from({ length: 250 }, (_, i) => ({ prompt: `line ${i + 1}` }));
       lines[209] = { prompt: "follow-up", continue: "no-such-job" };
       lines[219] = { prompt: "follow-up of line 3", continue: "fu-3" }; // a derived ID of an earlier line
       lines[229] = { prompt: "follow-up of line 240", continue: "fu-240" }; // a later line: not yet there

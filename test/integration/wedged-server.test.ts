@@ -6,7 +6,7 @@
  * directory instance is disposed on the server when the job ends.
  */
 import { join } from "node:path";
-import { createOpencodeClient, type GlobalEvent } from "@opencode-ai/sdk/v2";
+import { createOpencodeClient } from "@opencode-ai/sdk/v2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeGitRepo } from "../support/git-repo";
 import type { RunningWorker } from "../../src/worker/worker";
@@ -56,7 +56,7 @@ describe("a wedged opencode server", () => {
     const { stream } = await client.global.event({ signal: listening.signal });
     const reading = (async () => {
       for await (const item of stream) {
-        const event = (item as GlobalEvent).payload;
+        const event = (item).payload;
         if (event?.type === "server.instance.disposed") disposed.push(event.properties.directory);
       }
     })().catch(() => undefined);

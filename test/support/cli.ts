@@ -55,8 +55,8 @@ export function startCli(args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: s
     output += d.toString();
     listeners.forEach((l) => l());
   };
-  child.stdout!.on("data", onData);
-  child.stderr!.on("data", onData);
+  child.stdout.on("data", onData);
+  child.stderr.on("data", onData);
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return {
     child,

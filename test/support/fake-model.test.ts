@@ -2,7 +2,7 @@
  * Smoke test of the test infrastructure on real parts: the fake model behind a real
  * `opencode serve`, driven through the v2 SDK, plus a real redis-server crash/restart.
  */
-import { createOpencodeClient, type AssistantMessage, type Part } from "@opencode-ai/sdk/v2";
+import { createOpencodeClient, type Part } from "@opencode-ai/sdk/v2";
 import { Redis } from "ioredis";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -46,7 +46,7 @@ describe("fake model behind a real opencode serve", () => {
       parts: [{ type: "text", text }],
     });
     if (!res.data) throw new Error(`prompt failed: ${JSON.stringify(res.error)}`);
-    return { info: res.data.info as AssistantMessage, parts: res.data.parts, ms: Date.now() - started };
+    return { info: res.data.info, parts: res.data.parts, ms: Date.now() - started };
   }
 
   async function newSession(): Promise<string> {

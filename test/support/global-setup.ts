@@ -1,4 +1,3 @@
-/// <reference path="./provided.d.ts" />
 /**
  * Vitest globalSetup: provides `redisUrl` (read it in tests with `inject("redisUrl")`).
  * Order: REDIS_URL from the environment; else a redis:7-alpine container if a Docker engine

@@ -72,7 +72,7 @@ describe("docker-compose.yml", () => {
       expect(sub, `service ${name}: no command "${args[0]}"`).toBeDefined();
       const known = new Set(sub!.options.flatMap((o) => [o.long, o.short].filter(Boolean)));
       for (const arg of args.slice(1).filter((a) => a.startsWith("-"))) {
-        expect(known.has(arg.split("=")[0]!), `service ${name}: ${args[0]} has no option ${arg}`).toBe(true);
+        expect(known.has(arg.split("=")[0]), `service ${name}: ${args[0]} has no option ${arg}`).toBe(true);
       }
       // Parsing runs each option's own validation (ports, durations, numbers).
       sub!.exitOverride();
