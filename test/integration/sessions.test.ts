@@ -178,6 +178,23 @@ describe("unattended runs that never hang", () => {
     expect(byCost.error!.message).toMatch(/passed --max-cost \$0.5/);
   });
 
+  it("a step that passes the budget stops the run in flight: no model call after the cap", async () => {
+    const bash = { toolCall: { name: "bash", args: { command: "echo hi", description: "say hi" } } };
+    // Uncapped, the same script takes two model calls: the tool call, then one with its output.
+    stack.fake.script(bash);
+    const free = await stack.dispatcher.run({ prompt: "two steps uncapped", model: "fake/echo" }, { timeoutMs: 120_000 });
+    expect(free.state).toBe("completed");
+    expect(free.text).toMatch(/^tool done: hi/);
+    expect(stack.fake.calls("two steps uncapped")).toBe(2);
+    // Capped, the first step's usage (the ~2,400-token system prompt) already passes the cap.
+    stack.fake.script(bash);
+    const capped = await stack.dispatcher.run({ prompt: "two steps capped", model: "fake/echo", maxTokens: 1_000 }, { timeoutMs: 120_000 });
+    expect(capped.state).toBe("failed");
+    expect(capped.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
+    expect(capped.error!.message).toMatch(/budget exceeded: \d+ tokens passed --max-tokens 1000/);
+    expect(stack.fake.calls("two steps capped")).toBe(1);
+  });
+
   it("shows progress (steps, tool calls, tokens) through status", async () => {
     const record = await stack.dispatcher.run({ prompt: 'work [[tool:bash:{"command":"echo hi","description":"say hi"}]]', model: "fake/echo" }, { timeoutMs: 120_000 });
     expect(record.state).toBe("completed");
