@@ -1,9 +1,11 @@
 /**
- * Vitest globalSetup: provides `redisUrl` (read it in tests with `inject("redisUrl")`).
+ * Vitest globalSetup: checks that the machine has what the suite needs (./machine), then provides
+ * `redisUrl` (read it in tests with `inject("redisUrl")`).
  * Order: REDIS_URL from the environment; else a redis:7-alpine container if a Docker engine
  * answers within 2 s; else the local `redis-server` binary (see ./redis).
  */
 import type { TestProject } from "vitest/node";
+import { checkMachine } from "./machine";
 import { startRedisServer } from "./redis";
 
 const DOCKER_PROBE_MS = 2_000;
@@ -42,6 +44,7 @@ async function startContainer(): Promise<{ url: string; stop: () => Promise<void
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  checkMachine();
   const fromEnv = process.env.REDIS_URL;
   if (fromEnv) {
     console.log(`[global-setup] Redis: REDIS_URL ${fromEnv}`);
