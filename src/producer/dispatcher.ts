@@ -24,6 +24,7 @@ import { addJobs, type NewJob } from "./add-jobs.js";
 import { queueKeys } from "../shared/keys.js";
 import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups.js";
 import { readStatus, type JobStatus } from "./job-status.js";
+import { answerAsk, type ApprovalOutcome, type ApproveOptions, type RejectOptions } from "./approvals.js";
 import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
 import { EventBus, Subscriptions, type DispatchEventName, type EventHandlers, type EventScope, type Subscription } from "./events.js";
 import { VANISHED, Waiter } from "./waiter.js";
@@ -124,6 +125,15 @@ export class Dispatcher {
   }
 
   /**
+   * Enqueues a task that runs in a new session copied from job `jobId`'s session as that job left
+   * it (`fork: jobId`): it starts once that job has ended, on any worker, and forks of one job run
+   * in parallel. NotFoundError when there is no such job.
+   */
+  async fork(jobId: string, input: Omit<DispatchTask, "fork" | "continue" | "session">): Promise<EnqueueReceipt> {
+    return this.enqueue({ ...input, fork: jobId } as DispatchTask);
+  }
+
+  /**
    * Validates every task first (an InputError names the index and field of the first bad ones;
    * NotFoundError a `continue` of a job that is nowhere), then enqueues them all as one batch.
    * Resolves to the receipts in order (tasks whose `id` already exists are skipped and reported
@@ -163,7 +173,7 @@ export class Dispatcher {
     for (let i = 0; i < tasks.length; i += CHUNK) {
       const chunk = tasks.slice(i, i + CHUNK);
       // A follow-up is placed once everything before it is in Redis (the job it continues may be there).
-      if (chunk.some((t) => t.continue || t.session)) await writes.drain();
+      if (chunk.some((t) => t.continue || t.session || t.fork)) await writes.drain();
       const existing = await batches.existing([...new Set(chunk.map((t) => t.id).filter((id) => id !== undefined && !given.has(id)))] as string[]);
       const now = new Date().toISOString();
       const fresh: { task: Task; jobId: string; placement: Placement }[] = [];
@@ -203,19 +213,20 @@ export class Dispatcher {
     return { jobId, backoff: BACKOFF, removeOnComplete: RETENTION.completed, removeOnFail: RETENTION.failed };
   }
 
-  /** NotFoundError naming every task (up to ten) that continues a job which is nowhere to be found. */
+  /** NotFoundError naming every task (up to ten) that continues or forks a job which is nowhere to be found. */
   private async checkFollowUps(tasks: readonly Task[], batches: BatchStore): Promise<void> {
     const earlier = new Set<string>();
     const followUps: FollowUp[] = [];
     tasks.forEach((task, at) => {
       if (task.continue && !earlier.has(task.continue)) followUps.push({ target: task.continue, at });
+      if (task.fork && !earlier.has(task.fork)) followUps.push({ target: task.fork, at, field: "fork" });
       if (task.id) earlier.add(task.id);
     });
     if (followUps.length === 0) return;
     const unknown = await unknownFollowUps(followUps, (ids) => batches.existing(ids));
     if (unknown.length === 0) return;
     const where = (at: number) => (tasks.length > 1 ? `tasks[${at}].` : "");
-    throw new NotFoundError(unknown.slice(0, 10).map((f) => where(f.at) + unknownJobMessage(f.target)).join("\n"));
+    throw new NotFoundError(unknown.slice(0, 10).map((f) => where(f.at) + unknownJobMessage(f.target, f.field)).join("\n"));
   }
 
   /**
@@ -299,7 +310,8 @@ export class Dispatcher {
   }
 
   /**
-   * Listens for jobs ending (`completed`, `failed`) and for their `progress`: of one job
+   * Listens for jobs ending (`completed`, `failed`), for their `progress`, and for jobs parked on a
+   * permission `ask` (state `awaiting-approval`): of one job
    * (`{ jobId }`), of one batch (`{ batchId }`), or of the whole queue (no scope). Every listener
    * of a dispatcher shares one Redis subscription. Resolves once listening.
    */
@@ -320,6 +332,24 @@ export class Dispatcher {
    */
   async cancel(jobId: string, opts: { timeoutMs?: number } = {}): Promise<CancelOutcome> {
     return cancelJob(await this.manageDeps(), jobId, opts);
+  }
+
+  /**
+   * Approves the permission ask a job in state `awaiting-approval` waits on; the job resumes (on
+   * any worker) and the approved action runs. `always`: also what opencode suggests for it (e.g.
+   * the whole directory), for the rest of the job. JobStateError if the job waits on no ask, or
+   * its ask was answered first (by someone else, or by its approval timeout).
+   */
+  async approve(jobId: string, opts: ApproveOptions = {}): Promise<ApprovalOutcome> {
+    return answerAsk(await this.manageDeps(), jobId, opts.always ? "always" : "once", { by: opts.by });
+  }
+
+  /**
+   * Rejects the permission ask a job in state `awaiting-approval` waits on; the job resumes and
+   * its agent, told so (with `message`), ends as it decides. JobStateError as for approve.
+   */
+  async reject(jobId: string, opts: RejectOptions = {}): Promise<ApprovalOutcome> {
+    return answerAsk(await this.manageDeps(), jobId, "reject", { by: opts.by, message: opts.message });
   }
 
   /** Re-queues a failed job with a fresh set of attempts (see retryJob). JobStateError unless it failed. */

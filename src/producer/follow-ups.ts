@@ -1,11 +1,13 @@
 /**
- * A follow-up (`continue: <jobId>`) must name a job that exists, or one that an earlier task of the
- * same submission creates. Checked for the whole submission before anything is enqueued, so an
+ * A follow-up (`continue: <jobId>`) or a fork (`fork: <jobId>`) must name a job that exists, or one
+ * that an earlier task of the same submission creates. Checked for the whole submission before anything is enqueued, so an
  * unknown job is an input error rather than a submission that stops halfway.
  */
 export interface FollowUp {
-  /** The job it continues. */
+  /** The job it continues (or forks). */
   target: string;
+  /** The task field that names it. @defaultValue "continue" */
+  field?: "continue" | "fork";
   /** Where the task is: its index or line. */
   at: number;
 }
@@ -23,7 +25,7 @@ export async function unknownFollowUps(
   return followUps.filter((f) => !found.has(f.target));
 }
 
-export const unknownJobMessage = (target: string) => `continue: no job with ID "${target}"`;
+export const unknownJobMessage = (target: string, field: FollowUp["field"] = "continue") => `${field}: no job with ID "${target}"`;
 
 /**
  * The follow-ups of a batch, gathered while its lines are validated (pass 1): a line may continue
@@ -35,9 +37,10 @@ export class BatchFollowUps {
   private derived = new Uint8Array(1 << 10);
 
   /** A valid line, in line order. */
-  see(line: number, task: { id?: string; continue?: string }): void {
+  see(line: number, task: { id?: string; continue?: string; fork?: string }): void {
     if (task.id === undefined) this.markDerived(line);
     if (task.continue !== undefined) this.followUps.push({ target: task.continue, at: line });
+    if (task.fork !== undefined) this.followUps.push({ target: task.fork, at: line, field: "fork" });
   }
 
   /**
@@ -61,8 +64,8 @@ export class BatchFollowUps {
     this.followUps.forEach((f, i) => {
       // In line order: whether the line it continues is left out is already known.
       const line = earlier[i];
-      if (unknown.has(f.at)) out.set(f.at, `${unknownJobMessage(f.target)} (neither in the queue nor an earlier line of the batch)`);
-      else if (line !== undefined && out.has(line)) out.set(f.at, `continue: line ${line} ("${f.target}") is left out`);
+      if (unknown.has(f.at)) out.set(f.at, `${unknownJobMessage(f.target, f.field)} (neither in the queue nor an earlier line of the batch)`);
+      else if (line !== undefined && out.has(line)) out.set(f.at, `${f.field ?? "continue"}: line ${line} ("${f.target}") is left out`);
     });
     return out;
   }

@@ -6,7 +6,7 @@ const QUOTA_HISTORY_MS = 10 * 60_000;
 /**
  * What may keep a job from starting, in the order checked. Each gate has a name that says its
  * kind by its first letter (the scripts and the sweep read it):
- *   c:<job>        its turn in a session's chain: the job before it has a final record
+ *   c:<job>        its turn in a session's chain (or the job it forks): that job has a final record
  *   h:<provider>   the provider is held after a "too many requests" answer
  *   q:<provider>   the provider's learned rate (only once a 429 taught one)
  *   m:<pattern>    a model or provider concurrency cap (DISPATCH_CONCURRENCY_LIMITS)
@@ -26,6 +26,8 @@ export interface GatedJob {
   concurrencyKey?: string | undefined;
   /** The job it runs after in its thread. */
   after?: string | undefined;
+  /** The job whose session it copies: it runs once that job has ended, like a follow-up. */
+  fork?: string | undefined;
 }
 
 /** How long a predecessor that took its place in a thread but was never added is waited for. */
@@ -36,7 +38,8 @@ export const providerOf = (model: string | undefined): string => model?.split("/
 
 export function gatesFor(jobId: string, job: GatedJob, flow: FlowSettings): Gate[] {
   const gates: Gate[] = [];
-  if (job.after && job.after !== jobId) gates.push({ kind: "c", name: `c:${job.after}`, a: job.after, b: PLACEMENT_GRACE_MS });
+  const before = job.after ?? job.fork;
+  if (before && before !== jobId) gates.push({ kind: "c", name: `c:${before}`, a: before, b: PLACEMENT_GRACE_MS });
   const provider = providerOf(job.model);
   gates.push({ kind: "h", name: `h:${provider}`, a: provider, b: "" });
   gates.push({ kind: "q", name: `q:${provider}`, a: provider, b: QUOTA_HISTORY_MS });

@@ -30,12 +30,14 @@ export function baseRecord(jobId: string, data: unknown, state: JobState): Resul
     error: null,
     asks: [],
     continues: null,
+    forkedFrom: null,
     worktree: null,
     structured: null,
     webhook: p?.webhook ?? null,
     messageId: null,
     schedule: p?.schedule ?? null,
     sessionStored: null,
+    approval: null,
   };
 }
 

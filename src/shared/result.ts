@@ -5,6 +5,7 @@ export const JobState = z.enum([
   "delayed",
   "prioritized",
   "active",
+  "awaiting-approval",
   "retrying",
   "completed",
   "failed",
@@ -36,10 +37,43 @@ export const Ask = z.object({
   kind: z.enum(["permission", "question"]),
   what: z.string(),
   patterns: z.array(z.string()),
-  answer: z.enum(["once", "reject"]),
+  /** `always`: approved for the rest of the job (a person's `approve --always`). */
+  answer: z.enum(["once", "always", "reject"]),
+  /** When it was asked. */
   at: z.string(),
+  /**
+   * Who answered: `policy` (the job's approval policy, at once), `timeout` (a manual ask no one
+   * answered in time), or the person who approved or rejected it (see `approve` / `reject`).
+   */
+  by: z.string().optional(),
+  /** When it was answered, for an ask that waited for a person. */
+  answeredAt: z.string().optional(),
+  /** What the person said with a reject (given to the agent). */
+  message: z.string().optional(),
+  /** The agent's own words before the ask (its latest text), for an ask that waited for a person. */
+  words: z.string().nullable().optional(),
 });
 export type Ask = z.infer<typeof Ask>;
+
+/** A permission ask that waits for a person (approval policy `manual`): the job is parked meanwhile. */
+export const PendingApproval = z.object({
+  /** opencode's ID of the permission request (approve / reject answer this one). */
+  id: z.string(),
+  /** The permission asked for, e.g. `external_directory`, `bash`, `edit`. */
+  permission: z.string(),
+  /** What it is asked for: paths, commands. */
+  patterns: z.array(z.string()),
+  /** What `approve --always` approves for the rest of the job (opencode's suggestion, e.g. `/etc/*`). */
+  always: z.array(z.string()),
+  /** The tool whose call asked, if known. */
+  tool: z.string().nullable(),
+  /** The agent's latest text before the ask (its own words on why), if any. */
+  words: z.string().nullable(),
+  askedAt: z.string(),
+  /** When an unanswered ask is rejected (the job's approval timeout after it was asked). */
+  timeoutAt: z.string(),
+});
+export type PendingApproval = z.infer<typeof PendingApproval>;
 
 /** What a running job has done so far (also BullMQ's job progress). */
 export const Progress = z.object({
@@ -80,6 +114,8 @@ export const ResultRecord = z.object({
   asks: z.array(Ask).default([]),
   /** The job whose session this one continued, if any. */
   continues: z.string().nullable().default(null),
+  /** The job whose session this one's session was copied from (a task with `fork`), if any. */
+  forkedFrom: z.string().nullable().default(null),
   /** Where a `worktree` job ran: the worktree path, its branch, and the files it changed. */
   worktree: z
     .object({ path: z.string(), branch: z.string(), base: z.string(), changedFiles: z.array(z.string()) })
@@ -102,6 +138,8 @@ export const ResultRecord = z.object({
    * completed job whose session only its worker's server holds; null before the turn's end.
    */
   sessionStored: z.boolean().nullable().default(null),
+  /** The permission ask a job in state `awaiting-approval` waits on; null otherwise. */
+  approval: PendingApproval.nullable().default(null),
 });
 export type ResultRecord = z.infer<typeof ResultRecord>;
 

@@ -6,6 +6,10 @@ import { FilePart, FilesInput } from "./files.js";
 import { schemaProblem } from "./json-schema.js";
 import { FiringId } from "./schedule.js";
 
+/** What a permission ask gets (see the task's `approval`). */
+export const ApprovalPolicy = z.enum(["reject", "approve", "manual"]);
+export type ApprovalPolicy = z.infer<typeof ApprovalPolicy>;
+
 /** Limits that keep one job from bloating Redis. */
 export const LIMITS = {
   promptChars: 1_000_000,
@@ -87,8 +91,16 @@ const WorkFields = {
   title: z.string().min(1).max(LIMITS.titleChars).optional(),
   system: z.string().min(1).max(LIMITS.systemChars).optional(),
   metadata: Metadata.optional(),
-  /** Approve permission asks once instead of rejecting them (the worker's default otherwise). */
+  /** Approve permission asks once instead of rejecting them: `approval: "approve"` (`false`: `"reject"`). */
   autoApprove: z.boolean().optional(),
+  /**
+   * What a permission ask gets: `reject` it (as `opencode run` does), `approve` it once, or
+   * `manual`: the job is parked in state `awaiting-approval` until a person approves or rejects
+   * it. @defaultValue the worker's (DISPATCH_APPROVAL)
+   */
+  approval: ApprovalPolicy.optional(),
+  /** A manual ask no one answered within this long is rejected. @defaultValue 24h (DISPATCH_APPROVAL_TIMEOUT) */
+  approvalTimeout: Duration.optional(),
   /** Abort and fail (not retried) once the session's running cost passes this many USD. */
   maxCost: z.number().positive().optional(),
   /** Abort and fail (not retried) once the session's running token count passes this. */
@@ -109,6 +121,11 @@ const WorkFields = {
 const SessionFields = {
   continue: JobId.optional(),
   session: z.string().min(1).max(200).regex(/^[A-Za-z0-9_-]+$/, "is not a session ID").optional(),
+  /**
+   * Run in a new session copied from that earlier job's session as it was when the job ended (its
+   * turns, in its directory): many tasks start from one shared context and run in parallel.
+   */
+  fork: JobId.optional(),
 };
 
 /** Queue options: how BullMQ treats the job. */
@@ -138,6 +155,9 @@ const TaskShape = {
 function withTaskRules<T extends z.ZodObject>(schema: T): T {
   return schema
     .refine((t) => !(t.continue && t.session), { message: "give either continue or session, not both", path: ["continue"] })
+    .refine((t) => !(t.fork && (t.continue || t.session)), { message: "a fork starts its own session: give fork, or continue / session, not both", path: ["fork"] })
+    .refine((t) => !(t.fork && t.worktree), { message: "a fork runs in the directory of the session it copies: worktree does not apply", path: ["worktree"] })
+    .refine((t) => t.autoApprove === undefined || t.approval === undefined, { message: "give either approval or autoApprove (its older name), not both", path: ["autoApprove"] })
     .refine((t) => !t.worktree || t.directory || t.continue || t.session, {
       message: "needs a directory (the git repository to make the worktree from)",
       path: ["worktree"],
@@ -186,6 +206,8 @@ export const JobPayload = z.strictObject({
   session: SessionFields.session,
   /** The job this one continues: it runs after that job has finished, in its session (a schedule's firing, too). */
   after: z.union([JobId, FiringId]).optional(),
+  /** The job whose session this one copies (`fork` on the task): it runs once that job has ended. */
+  fork: SessionFields.fork,
   /** The chain of jobs sharing one session (see scheduling/placement.ts). */
   thread: z.string().optional(),
   /** The batch whose budget this job spends from (a batch submitted with maxCost / maxTokens). */

@@ -7,13 +7,16 @@ import type { JobPayload } from "../shared/task.js";
 import type { Redis } from "ioredis";
 import type { EventHub } from "./event-hub.js";
 import { LivePublisher } from "./live-publisher.js";
-import { OpencodeHttpError, SessionNotStoredError, StoppedError } from "./failures.js";
+import { OpencodeHttpError, SessionNotStoredError, StoppedError, UpstreamError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import type { OpencodeServer } from "./opencode-server.js";
-import { createSession, type PromptOutcome } from "./run-prompt.js";
+import { createSession, forkSession, type PromptOutcome } from "./run-prompt.js";
 import { SessionWatch } from "./session-watch.js";
 import type { Fence, SessionTransfer } from "./session-transfer.js";
 import { promptChecked } from "./structured.js";
+import { ApprovalNeededError, parkSession, type Grant } from "./approvals.js";
+import type { TextPartInput } from "@opencode-ai/sdk/v2";
+import type { ApprovalPolicy } from "../shared/task.js";
 import { finishWorktree, prepareWorktree } from "./worktree.js";
 
 /** The worker's current opencode server and what talks to it (replaced when the server is). */
@@ -29,13 +32,14 @@ export interface AttemptDeps {
   /** The worker's Redis connection (the job's live stream is written with it). */
   connection: Redis;
   transfer: SessionTransfer;
-  config: Pick<Config, "stallMs" | "providerRetries" | "autoApprove">;
+  config: Pick<Config, "stallMs" | "providerRetries" | "approval" | "approvalTimeoutMs">;
 }
 
 /** What an attempt learned, kept for the result record whether it succeeds or fails. */
 export interface AttemptTrace {
   sessionId: string | null;
   continues: string | null;
+  forkedFrom: string | null;
   directory: string | null;
   asks: Ask[];
   worktree: ResultRecord["worktree"];
@@ -63,6 +67,8 @@ export async function runAttempt(
     onProgress: (progress: Progress) => void;
     /** The attempt's hold on the job: a stale attempt must not overwrite the stored session. */
     fence?: Fence;
+    /** A job parked for approval resumes its session with this turn, under these grants (see approvals.ts). */
+    resume?: { sessionId: string; parts: TextPartInput[]; grants: Grant[] };
     /** What earlier attempts spent (the budget counts them); this attempt's own spend is added to `spend`. */
     spentBefore?: { tokens: number; cost: number };
     spend?: { tokens: number; cost: number };
@@ -74,7 +80,9 @@ export async function runAttempt(
   let sessionId: string | undefined;
   let after: { jobId: string; messageId: string } | undefined;
 
-  if (payload.session) {
+  if (opts.resume) {
+    sessionId = opts.resume.sessionId; // the session parked for approval, whichever worker parked it
+  } else if (payload.session) {
     sessionId = payload.session; // it may also wait `after` a job of the thread that session is in
     const previous = payload.after ? await deps.store.get(payload.after) : null;
     if (previous?.sessionId === sessionId && previous.messageId) after = { jobId: payload.after!, messageId: previous.messageId };
@@ -82,8 +90,20 @@ export async function runAttempt(
     trace.continues = payload.after;
     ({ sessionId, worktree: trace.worktree, after } = await threadSession(deps.store, payload.after, payload.thread ?? ""));
   }
-  if (sessionId) {
-    directory = (await deps.transfer.ensureLocal(server, client, sessionId, signal, after)) ?? directory;
+  let forkAt: { source: string; before: string | undefined } | undefined;
+  if (payload.fork && !opts.resume) {
+    trace.forkedFrom = payload.fork;
+    const source = await deps.store.get(payload.fork);
+    if (source?.state !== "completed" || !source.sessionId) {
+      throw new UpstreamError(`job ${payload.fork} ${source ? `ended ${source.state}` : "left no record"}: it has no finished session to fork`);
+    }
+    after = source.messageId ? { jobId: payload.fork, messageId: source.messageId } : undefined;
+    const local = await deps.transfer.ensureLocal(server, client, source.sessionId, signal, after);
+    directory = local.directory ?? directory;
+    // The copy stops at the source job's turn, whatever turns its session took since.
+    forkAt = { source: source.sessionId, before: local.nextMessageId };
+  } else if (sessionId) {
+    directory = (await deps.transfer.ensureLocal(server, client, sessionId, signal, after)).directory ?? directory;
   } else if (payload.worktree && payload.directory) {
     const tree = await prepareWorktree(payload.directory, jobId, trace.worktree?.base, signal);
     trace.worktree = { ...tree, changedFiles: trace.worktree?.changedFiles ?? [] };
@@ -91,7 +111,11 @@ export async function runAttempt(
   }
   // What the attempt learns of the session (its info, its messages after the turn) is stored without asking again.
   const known: { info?: unknown; messages?: unknown[] } = {};
-  if (!sessionId) {
+  if (forkAt) {
+    const forked = await forkSession(client, forkAt.source, forkAt.before, payload, directory, signal);
+    known.info = forked;
+    sessionId = forked.id;
+  } else if (!sessionId) {
     const created = await createSession(client, payload, directory, signal);
     known.info = created;
     sessionId = created.id;
@@ -114,7 +138,9 @@ export async function runAttempt(
     sessionId,
     directory,
     log,
-    autoApprove: payload.autoApprove ?? deps.config.autoApprove,
+    approval: approvalPolicy(payload, deps.config),
+    approvalTimeoutMs: payload.approvalTimeout ?? deps.config.approvalTimeoutMs,
+    grants: opts.resume?.grants ?? [],
     maxCost: payload.maxCost,
     maxTokens: payload.maxTokens,
     ...(opts.spentBefore ? { spentBefore: opts.spentBefore } : {}),
@@ -135,6 +161,7 @@ export async function runAttempt(
       log,
       onStructured: (value) => (trace.structured = value),
       onMessages: (messages) => (known.messages = messages),
+      ...(opts.resume ? { parts: opts.resume.parts } : {}),
     });
   } finally {
     offInfo();
@@ -146,7 +173,14 @@ export async function runAttempt(
       opts.spend.cost = watch.progress.cost;
     }
     await commitWorktree(trace, jobId, payload, log);
-    if (!outcome) {
+    const parking = !outcome && signal.reason instanceof ApprovalNeededError ? signal.reason : undefined;
+    if (parking) {
+      // Parked for a person: the session must be stored (any worker resumes it), or the job cannot wait.
+      const callSignal = AbortSignal.timeout(30_000);
+      const messages = await parkSession(client, sessionId, directory, parking, log, callSignal);
+      await deps.transfer.save(client, sessionId, callSignal, { server, ...(opts.fence ? { fence: opts.fence } : {}), ...(messages && known.info ? { known: { info: known.info, messages } } : {}) });
+      parking.stored = true;
+    } else if (!outcome) {
       // A failed turn's session is still worth storing (it may be continued); nothing waits on it.
       await deps.transfer
         .save(client, sessionId, AbortSignal.timeout(30_000), { server, ...(opts.fence ? { fence: opts.fence } : {}) })
@@ -157,6 +191,13 @@ export async function runAttempt(
   await storeTurn(deps, client, outcome, signal, log, opts.fence, known.info && known.messages ? known : undefined);
   trace.answer = undefined; // stored: nothing is pending any more
   return outcome;
+}
+
+/** What a job's permission asks get: its own `approval` (or older `autoApprove`), else the worker's. */
+export function approvalPolicy(payload: JobPayload, config: Pick<Config, "approval">): ApprovalPolicy {
+  if (payload.approval) return payload.approval;
+  if (payload.autoApprove !== undefined) return payload.autoApprove ? "approve" : "reject";
+  return config.approval;
 }
 
 /**

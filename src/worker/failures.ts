@@ -135,3 +135,15 @@ export class SessionBehindError extends Error {
     this.name = "SessionBehind";
   }
 }
+
+/**
+ * A job this one is built on did not give it what it needs: the job it forks ended without a
+ * session to copy, or (gather with `thenOn: "completed"`) children of it did not complete. No retry
+ * can change that: it fails for good, without a model call.
+ */
+export class UpstreamError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UpstreamFailed";
+  }
+}

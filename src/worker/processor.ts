@@ -12,6 +12,7 @@ import { BudgetExceededError, checkBudget, checkBudgetLeft, PayloadError, Stoppe
 import type { BatchBudgets } from "./batch-budget.js";
 import { scheduledFiring } from "./scheduled-session.js";
 import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
+import { answerOf, ApprovalNeededError, parkedRecord, parkJob, resumeFrom, type Resume } from "./approvals.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
 export interface ProcessorDeps extends AttemptDeps {
@@ -60,6 +61,17 @@ export function createProcessor(deps: ProcessorDeps) {
       log.info({ sessionId: previous.sessionId, error: previous.error?.name }, "job already failed for good; keeping the stored outcome");
       throw new UnrecoverableError(`${previous.error?.name ?? "Failed"}: ${previous.error?.message ?? "failed before"}`);
     }
+    // A job parked for approval goes on in its session once its ask is answered (or timed out).
+    let resume: Resume | undefined;
+    if (previous?.state === "awaiting-approval" && previous.approval && previous.sessionId && token) {
+      const decision = await answerOf(deps.connection, deps.store.keys, jobId, previous.approval);
+      if (!decision) {
+        log.info({ sessionId: previous.sessionId }, "job woke before its ask was answered; it waits on");
+        return parkJob(job, token, previous.approval, deps.connection, deps.store.keys);
+      }
+      resume = resumeFrom(previous, previous.sessionId, previous.approval, decision);
+      log.info({ sessionId: previous.sessionId, answer: decision.answer, by: decision.by }, "the ask was answered; the job resumes its session");
+    }
     // A schedule's firing runs with what its schedule gives it (its due time, its session).
     const data = await scheduledFiring(deps.store, deps.connection, job);
     /** Writes a record of this attempt, only while it still owns the job (see ResultStore.putFenced). */
@@ -79,6 +91,7 @@ export function createProcessor(deps: ProcessorDeps) {
       worker: deps.workerId,
       error: null,
     };
+    if (resume) record = { ...record, asks: [...record.asks, resume.answered], approval: null };
 
     const parsed = JobPayload.safeParse(data);
     if (!parsed.success) {
@@ -122,6 +135,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const trace: AttemptTrace = {
       sessionId: record.sessionId,
       continues: record.continues,
+      forkedFrom: record.forkedFrom,
       directory: record.directory,
       asks: [],
       worktree: record.worktree,
@@ -157,6 +171,7 @@ export function createProcessor(deps: ProcessorDeps) {
               await write(record);
             },
             ...(fence ? { fence } : {}),
+            ...(resume ? { resume } : {}),
             onProgress: (progress) => {
             void job.updateProgress(progress).catch(() => undefined);
             meter?.report(progress);
@@ -181,13 +196,28 @@ export function createProcessor(deps: ProcessorDeps) {
       // (However the attempt ended after it: a store that failed, a timeout or shutdown while storing.)
       record = trace.answer ? { ...traced(), ...trace.answer, sessionStored: false } : traced();
       // Whatever a call reported once the attempt was stopped, the reason it was stopped is the cause.
-      const error: unknown = control.signal.aborted ? control.signal.reason : thrown;
+      let error: unknown = control.signal.aborted ? control.signal.reason : thrown;
+      // A job that could not be parked (its session not stored) fails with what went wrong.
+      if (error instanceof ApprovalNeededError && !error.stored && thrown !== error) error = thrown;
       const decision = classifyFailure(error);
       const logCtx = { sessionId: record.sessionId, attempt, err: error, decision: decision.name };
       if (lockLost(error)) {
         // Another worker owns the job now: this attempt writes nothing and leaves the job alone.
         log.warn(logCtx, "job taken over by another worker; this attempt stops and writes nothing");
         throw new DelayedError();
+      }
+      if (error instanceof ApprovalNeededError && error.stored && token) {
+        // Parked for a person: it holds no worker slot (this attempt ends) and no flow-control
+        // slot (released below); its attempt is not spent. Any worker resumes it once answered.
+        try {
+          await write(parkedRecord(record, error.ask));
+        } catch (lost) {
+          if (!lockLost(lost)) throw lost;
+          log.warn(logCtx, "job taken over by another worker; it is not parked from here");
+          throw new DelayedError();
+        }
+        log.info({ ...logCtx, err: undefined, permission: error.ask.permission, patterns: error.ask.patterns, until: error.ask.timeoutAt }, "job parked: its ask waits for a person");
+        return parkJob(job, token, error.ask, deps.connection, deps.store.keys);
       }
       const busyUntil = providerBusyUntil(error);
       if (busyUntil !== undefined && token && (await deps.scheduler.turnedAway(jobId)) <= MAX_PROVIDER_HOLDS) {

@@ -14,7 +14,7 @@ export const ABORT_IDLE_MS = 10_000;
  * its subagents can stay busy, their shell commands running). One still busy after ABORT_IDLE_MS
  * is reported, and the worker recycles its server.
  */
-async function abortAndCheck(client: OpencodeClient, sessionId: string, directory: string | undefined, log: Logger): Promise<void> {
+export async function abortAndCheck(client: OpencodeClient, sessionId: string, directory: string | undefined, log: Logger): Promise<void> {
   try {
     await client.session.abort({ sessionID: sessionId, directory }, { signal: AbortSignal.timeout(5_000) });
   } catch (error) {
@@ -92,6 +92,26 @@ export async function createSession(
     await client.session.create({ directory, title: payload.title ?? titleFrom(payload.prompt), permission: UNATTENDED_RULES }, { signal }),
   );
   return session;
+}
+
+/**
+ * A new session copied from `source` up to (not including) message `before` — the whole session
+ * when none is given — in the source's directory, with the rules and title a new session gets
+ * (opencode's fork copies neither).
+ */
+export async function forkSession(
+  client: OpencodeClient,
+  source: string,
+  before: string | undefined,
+  payload: JobPayload,
+  directory: string | undefined,
+  signal: AbortSignal,
+): Promise<Session> {
+  const fork = unwrap("session.fork", await client.session.fork({ sessionID: source, directory, ...(before ? { messageID: before } : {}) }, { signal }));
+  return unwrap(
+    "session.update",
+    await client.session.update({ sessionID: fork.id, directory, title: payload.title ?? titleFrom(payload.prompt), permission: UNATTENDED_RULES }, { signal }),
+  );
 }
 
 /** The prompt's parts: the text, then any attached files. */

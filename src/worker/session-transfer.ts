@@ -38,6 +38,13 @@ interface SessionExport {
  * session it does not hold (or holds an older copy of) imports it with `opencode import`, which
  * keeps the session ID.
  */
+/** A session this worker's server holds (see ensureLocal). */
+export interface LocalSession {
+  directory: string | undefined;
+  /** The message after the given turn in the server's copy (a later turn's), if any: where a fork of that turn stops. */
+  nextMessageId: string | undefined;
+}
+
 export class SessionTransfer {
   constructor(
     private readonly redis: Redis,
@@ -112,7 +119,7 @@ export class SessionTransfer {
     sessionId: string,
     signal: AbortSignal,
     after?: { jobId: string; messageId: string },
-  ): Promise<string | undefined> {
+  ): Promise<LocalSession> {
     const [stored, local] = await Promise.all([
       this.load(sessionId),
       client.session.messages({ sessionID: sessionId }, { signal }),
@@ -126,13 +133,17 @@ export class SessionTransfer {
         `the transcript of session ${sessionId} that ${localOk ? "this worker's opencode server holds" : "the queue holds"} lacks the turn of job ${after.jobId} (message ${after.messageId}): its worker could not store it, and a follow-up never runs on an older transcript`,
       );
     }
+    const held = (directory: string | undefined, messages: readonly { info: { id: string } }[]): LocalSession => {
+      const at = after ? messages.findIndex((m) => m.info.id === after.messageId) : -1;
+      return { directory, nextMessageId: at >= 0 ? messages[at + 1]?.info.id : undefined };
+    };
     if (!stored) {
-      if (localOk) return (await client.session.get({ sessionID: sessionId }, { signal })).data?.directory;
+      if (localOk) return held((await client.session.get({ sessionID: sessionId }, { signal })).data?.directory, local.data!);
       throw new OpencodeHttpError("session.get", 404, `session ${sessionId} is not known to this opencode server or to the queue`);
     }
     const missing = stored.messages.filter((m) => !localIds.has(m.info.id)).length;
     // The server's copy is current when it holds every stored message, or when only it holds the turn before.
-    if (localOk && (missing === 0 || (localHasTurn && !storedHasTurn))) return stored.info.directory;
+    if (localOk && (missing === 0 || (localHasTurn && !storedHasTurn))) return held(stored.info.directory, local.data!);
     if (!server.runCli) {
       throw new OpencodeHttpError("session import", 404, `session ${sessionId} is missing on the attached server and only a spawned server can import it`);
     }
@@ -147,6 +158,6 @@ export class SessionTransfer {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-    return stored.info.directory;
+    return held(stored.info.directory, stored.messages);
   }
 }

@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command } from "commander";
-import type { TaskInput } from "../../shared/task.js";
+import type { ApprovalPolicy, TaskInput } from "../../shared/task.js";
 import { printJson, printRecord } from "../output.js";
 import { InputError } from "../../shared/errors.js";
 import { watchJob } from "./watch.js";
-import { withDispatcher, durationOption, intOption, numberOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
+import { approvalOption, withDispatcher, durationOption, intOption, numberOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
 /** The task options of `enqueue` and `batch` (see withTaskOptions). */
 export interface TaskFlags extends ConnectionFlags {
@@ -21,7 +21,10 @@ export interface TaskFlags extends ConnectionFlags {
   timeout?: number;
   continue?: string;
   session?: string;
+  fork?: string;
   autoApprove?: boolean;
+  approval?: ApprovalPolicy;
+  approvalTimeout?: number;
   worktree?: boolean;
   maxCost?: number;
   maxTokens?: number;
@@ -59,7 +62,10 @@ export function withTaskOptions(command: Command, opts: { perTaskCaps?: string }
     .option("--timeout <duration>", "per-attempt time limit, e.g. 10m (default: DISPATCH_JOB_TIMEOUT, 30m)", durationOption("--timeout"))
     .option("--continue <jobId>", "run in the session of that earlier job, after it (follow-ups run one at a time, in order)")
     .option("--session <sessionId>", "run in this existing opencode session")
-    .option("--auto-approve", "approve permission asks once instead of rejecting them (default: the worker's)")
+    .option("--fork <jobId>", "run in a new session copied from that earlier job's session (as the job left it), once it has ended; forks of one job run in parallel")
+    .option("--approval <policy>", "what the agent's permission asks get: reject, approve (once) or manual (the job waits in state awaiting-approval, holding no slot, for `approve` / `reject`) (default: the worker's)", approvalOption)
+    .option("--approval-timeout <duration>", "a manual ask no one answered within this long is rejected (default: the worker's, 24h)", durationOption("--approval-timeout"))
+    .option("--auto-approve", "the older name of --approval approve")
     .option("--worktree", "run in a fresh git worktree of --directory, on its own branch dispatch/<jobId>")
     .option(`--${caps}max-cost <usd>`, `abort and fail ${caps ? "a task " : ""}(no retry) once ${caps ? "its" : "the"} session has cost more than this`, numberOption(`--${caps}max-cost`))
     .option("--concurrency-key <key>", "jobs sharing this key run one at a time across all workers (DISPATCH_KEY_CONCURRENCY), e.g. a repository path")
@@ -105,7 +111,10 @@ export function taskFromFlags(prompt: string, flags: TaskFlags): TaskInput {
     timeout: flags.timeout,
     continue: flags.continue,
     session: flags.session,
+    fork: flags.fork,
     autoApprove: flags.autoApprove,
+    approval: flags.approval,
+    approvalTimeout: flags.approvalTimeout,
     worktree: flags.worktree,
     maxCost: flags.maxCost,
     maxTokens: flags.maxTokens,

@@ -220,7 +220,7 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
     if (task.id !== undefined && ownIds.get(task.id) !== entry.line) continue; // a repeated id
     if (leftOut.has(entry.line)) continue; // continues an unknown job
     chunk.push({ task, jobId: task.id ?? `${batchId}-${entry.line}`, line: entry.line });
-    threaded ||= Boolean(task.continue || task.session);
+    threaded ||= Boolean(task.continue || task.session || task.fork);
     if (chunk.length >= chunkSize) await send();
   }
   if (chunk.length) await send();
