@@ -14,6 +14,8 @@ export {
 } from "./producer/dispatcher.js";
 export type { DispatchEventName, EventHandlers, EventScope, Subscription } from "./producer/events.js";
 export type { JobStatus } from "./producer/job-status.js";
+export type { ApprovalOutcome, ApproveOptions, RejectOptions } from "./producer/approvals.js";
+export type { Decision } from "./shared/approval.js";
 export { Schedules, type ScheduleInfo, type ScheduleSpec } from "./producer/schedules.js";
 export { BatchHandle, type BatchCounts, type BatchProgress, type BatchStatus, type BatchWaitOptions } from "./producer/batch/handle.js";
 export { fileSource, type BatchFormat, type BatchSource } from "./producer/batch/source.js";
@@ -33,7 +35,7 @@ export {
   NotFoundError,
   RedisUnavailableError,
 } from "./shared/errors.js";
-export type { Ask, JobError, JobState, Progress, ResultRecord, Tokens } from "./shared/result.js";
+export type { Ask, JobError, JobState, PendingApproval, Progress, ResultRecord, Tokens } from "./shared/result.js";
 export { TaskInput, type Task } from "./shared/task.js";
 export { FILE_LIMITS, type FileInput } from "./shared/files.js";
 export type { JsonSchema } from "./shared/json-schema.js";

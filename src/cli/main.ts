@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { DispatchError, ExitCode } from "../shared/errors.js";
 import { isRedisConnectionError } from "../shared/redis.js";
+import { approveCommand, rejectCommand } from "./commands/approve.js";
 import { batchCommand } from "./commands/batch.js";
 import { dashboardCommand } from "./commands/dashboard.js";
 import { enqueueCommand } from "./commands/enqueue.js";
@@ -18,7 +19,7 @@ export function buildProgram(): Command {
     .description("A persistent job queue for opencode: enqueue prompts into Redis, run them on warm opencode servers.")
     .version("0.1.0")
     .showSuggestionAfterError();
-  for (const command of [enqueueCommand(), batchCommand(), statusCommand(), resultCommand(), waitCommand(), watchCommand(), cancelCommand(), retryCommand(), pauseCommand(), resumeCommand(), listCommand(), scheduleCommand(), workerCommand(), upCommand(), dashboardCommand(), apiCommand()]) {
+  for (const command of [enqueueCommand(), batchCommand(), statusCommand(), resultCommand(), waitCommand(), watchCommand(), cancelCommand(), retryCommand(), approveCommand(), rejectCommand(), pauseCommand(), resumeCommand(), listCommand(), scheduleCommand(), workerCommand(), upCommand(), dashboardCommand(), apiCommand()]) {
     program.addCommand(command);
   }
   // Every command: usage errors exit 2, not commander's default 1.

@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { loadConfig, type Config } from "../shared/config.js";
 import { parseDuration } from "../shared/duration.js";
 import { InputError } from "../shared/errors.js";
+import { ApprovalPolicy } from "../shared/task.js";
 import { Dispatcher } from "../producer/dispatcher.js";
 
 export interface ConnectionFlags {
@@ -59,6 +60,13 @@ export function durationOption(name: string) {
       throw new InputError(`${name}: ${(error as Error).message}`);
     }
   };
+}
+
+/** `--approval reject|approve|manual`. */
+export function approvalOption(value: string): ApprovalPolicy {
+  const parsed = ApprovalPolicy.safeParse(value);
+  if (!parsed.success) throw new InputError(`--approval: "${value}" is not one of ${ApprovalPolicy.options.join(", ")}`);
+  return parsed.data;
 }
 
 export function jsonObjectOption(name: string) {

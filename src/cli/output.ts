@@ -1,6 +1,6 @@
 import type { JobStatus } from "../producer/job-status.js";
 import { ExitCode } from "../shared/errors.js";
-import type { ResultRecord } from "../shared/result.js";
+import type { PendingApproval, ResultRecord } from "../shared/result.js";
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
@@ -34,4 +34,14 @@ export function printStatus(status: JobStatus, json: boolean): void {
     status.waitingFor ? `(${status.waitingFor})` : "",
   ];
   process.stdout.write(`${fields.filter(Boolean).join("  ")}\n`);
+  if (status.state === "awaiting-approval" && r?.approval) {
+    const ask = r.approval;
+    process.stdout.write(`asks: ${describeAsk(ask)}  until=${ask.timeoutAt}\n`);
+    if (ask.words) process.stdout.write(`agent: ${JSON.stringify(ask.words.length > 500 ? `${ask.words.slice(0, 499)}…` : ask.words)}\n`);
+  }
+}
+
+/** A pending permission ask in a line: `read wants external_directory /etc/*`. */
+export function describeAsk(ask: PendingApproval): string {
+  return `${ask.tool ? `${ask.tool} wants ` : ""}${ask.permission}${ask.patterns.length ? ` ${ask.patterns.join(" ")}` : ""}`;
 }

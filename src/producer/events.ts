@@ -70,6 +70,8 @@ export interface EventHandlers {
   failed?: (record: ResultRecord) => void;
   /** A running job reported progress (steps, tool calls, tokens, cost, last tool, status). */
   progress?: (jobId: string, progress: Progress) => void;
+  /** A job was parked in state `awaiting-approval`: its record, with the ask in `approval`. */
+  ask?: (record: ResultRecord) => void;
 }
 
 export type DispatchEventName = keyof EventHandlers;
@@ -123,8 +125,9 @@ export class Subscriptions {
 
   private async dispatch(event: StateEvent): Promise<void> {
     const isProgress = event.progress !== undefined;
-    if (!isProgress && !FINAL_STATES.has(event.state)) return;
-    const wanted = [...this.entries].filter((e) => (isProgress ? e.handlers.progress : e.handlers.completed || e.handlers.failed));
+    const isAsk = !isProgress && event.state === "awaiting-approval";
+    if (!isProgress && !isAsk && !FINAL_STATES.has(event.state)) return;
+    const wanted = [...this.entries].filter((e) => (isProgress ? e.handlers.progress : isAsk ? e.handlers.ask : e.handlers.completed || e.handlers.failed));
     if (wanted.length === 0) return;
     const batches = new Map<string, Promise<boolean>>();
     const matches = async ({ scope }: Entry): Promise<boolean> => {
@@ -142,6 +145,11 @@ export class Subscriptions {
       return;
     }
     const record = await this.deps.record(event.jobId).catch(() => null);
+    if (isAsk) {
+      if (record?.state !== "awaiting-approval") return; // already answered
+      for (const { handlers } of targets) safely(() => handlers.ask?.(record));
+      return;
+    }
     if (!record || !FINAL_STATES.has(record.state)) return;
     for (const { handlers } of targets) {
       if (!this.entries.size) return;

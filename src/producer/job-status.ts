@@ -51,10 +51,12 @@ export async function readStatus(queue: Queue, store: ResultStore, jobId: string
     return { jobId, state: "failed", attempts: failed.attempts, progress: job.progress ?? null, result: failed };
   }
   const retrying = record?.state === "retrying" && bullState !== "active";
-  const waiting = bullState === "delayed" ? await scheduler?.waitingFor(jobId, job.delay) : null;
+  // Parked for a person (see shared/approval.ts) until approve / reject promote it or its timeout passes.
+  const parked = record?.state === "awaiting-approval" && bullState === "delayed";
+  const waiting = bullState === "delayed" && !parked ? await scheduler?.waitingFor(jobId, job.delay) : null;
   return {
     jobId,
-    state: retrying ? "retrying" : bullState,
+    state: parked ? "awaiting-approval" : retrying ? "retrying" : bullState,
     // Attempts that ran, not BullMQ's fetches (a job that waits is fetched and parked again).
     attempts: record?.attempts ?? job.attemptsMade,
     progress: job.progress ?? null,

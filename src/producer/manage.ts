@@ -188,6 +188,7 @@ const BULL_TYPES: Record<JobState, JobType[]> = {
   delayed: ["delayed"],
   retrying: ["delayed"],
   active: ["active"],
+  "awaiting-approval": ["delayed"],
   completed: ["completed"],
   failed: ["failed"],
 };
@@ -240,6 +241,6 @@ function promptOf(data: unknown): string {
 function stateOf(job: Job, type: JobType, record: ResultRecord | null): JobState {
   if (record && FINAL_STATES.has(record.state)) return record.state;
   if (type === "failed" || type === "completed" || type === "active" || type === "prioritized") return type;
-  if (type === "delayed") return record?.state === "retrying" ? "retrying" : "delayed";
+  if (type === "delayed") return record?.state === "retrying" || record?.state === "awaiting-approval" ? record.state : "delayed";
   return "waiting";
 }

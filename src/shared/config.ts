@@ -3,11 +3,13 @@ import { join } from "node:path";
 import { z } from "zod";
 import { parseDuration, TIMER_LIMITS, type DurationLimits } from "./duration.js";
 import { InputError } from "./errors.js";
-import { describeIssues } from "./task.js";
+import { ApprovalPolicy, describeIssues } from "./task.js";
 import { parseLimits, type FlowSettings } from "./flow-limits.js";
 
 /** How long result records are kept unless DISPATCH_RESULT_TTL says: 30 days. */
 export const DEFAULT_RESULT_TTL_MS = 30 * 86_400_000;
+/** How long a manual permission ask waits for a person unless the job or DISPATCH_APPROVAL_TIMEOUT says: 24 h. */
+export const DEFAULT_APPROVAL_TIMEOUT_MS = 86_400_000;
 /** Result records may be kept this long at most (0 keeps them for ever): 10 years. */
 const RESULT_TTL_MAX_MS = 3_650 * 86_400_000;
 
@@ -65,8 +67,12 @@ const EnvSchema = z.object({
   DISPATCH_STALL_TIMEOUT: positive().default(10 * 60_000),
   /** opencode's own provider retries tolerated before the queue's retry policy takes over. @defaultValue 2 */
   DISPATCH_PROVIDER_RETRIES: int(0, 20).default(2),
-  /** Approve permission asks once instead of rejecting them, for jobs that do not say. @defaultValue false */
+  /** What permission asks get, for jobs that do not say: reject, approve (once) or manual. @defaultValue reject */
+  DISPATCH_APPROVAL: ApprovalPolicy.optional(),
+  /** The older name of DISPATCH_APPROVAL=approve (true) / reject (false); DISPATCH_APPROVAL wins. @defaultValue false */
   DISPATCH_AUTO_APPROVE: z.enum(["true", "false", "1", "0"]).default("false").transform((v) => v === "true" || v === "1"),
+  /** A manual ask no one answered within this long is rejected, for jobs that do not say. @defaultValue 24h */
+  DISPATCH_APPROVAL_TIMEOUT: positive().default(DEFAULT_APPROVAL_TIMEOUT_MS),
   /** Caps on running jobs per provider or model, shared by all workers: `anthropic=4,openai/gpt-4o=2`. */
   DISPATCH_CONCURRENCY_LIMITS: z.string().optional(),
   /** Caps on jobs started per period per provider or model, shared by all workers: `anthropic=50/1m`. */
@@ -134,7 +140,10 @@ export type Config = {
   /** Jobs ready in the queue at most; the rest wait in fair lanes (DISPATCH_FAIR_WINDOW). */
   fairWindow: number;
   providerRetries: number;
-  autoApprove: boolean;
+  /** What permission asks get for jobs that do not say (DISPATCH_APPROVAL, or its alias DISPATCH_AUTO_APPROVE). */
+  approval: ApprovalPolicy;
+  /** How long a manual ask waits for a person, for jobs that do not say (DISPATCH_APPROVAL_TIMEOUT). */
+  approvalTimeoutMs: number;
   dataDir: string;
   /** Server recycling: after `jobs` jobs (0: never) or once its RSS passes `rssBytes` (undefined: never). */
   recycle: { jobs: number; rssBytes?: number };
@@ -181,7 +190,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     fairWindow: e.DISPATCH_FAIR_WINDOW,
     providerRetries: e.DISPATCH_PROVIDER_RETRIES,
-    autoApprove: e.DISPATCH_AUTO_APPROVE,
+    approval: e.DISPATCH_APPROVAL ?? (e.DISPATCH_AUTO_APPROVE ? "approve" : "reject"),
+    approvalTimeoutMs: e.DISPATCH_APPROVAL_TIMEOUT,
     dataDir: e.DISPATCH_DATA_DIR,
     recycle: { jobs: e.DISPATCH_RECYCLE_JOBS, rssBytes: e.DISPATCH_RECYCLE_RSS },
     stalledIntervalMs: e.DISPATCH_STALLED_INTERVAL,

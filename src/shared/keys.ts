@@ -54,6 +54,15 @@ export interface QueueKeys {
   /** A job's live events (stream: its states, answer text as written, tools, asks; see shared/live.ts). */
   live(jobId: string): string;
   /**
+   * The answer to one manual permission ask of a parked job (JSON, see shared/approval.ts), set once:
+   * by `approve` / `reject`, or by the worker that finds the ask timed out.
+   */
+  approval(jobId: string, askId: string): string;
+  /** One minute of the queue's time series (hash, see shared/series.ts), written with final records. */
+  seriesMinute(minute: number): string;
+  /** Every batch (sorted set: batch ID scored by its creation, ms), for the dashboard's list. */
+  batches: string;
+  /**
    * The scheduling core's keys (see src/scheduling): `${sched}seq`, `${sched}w:<gate>`, `${sched}done:<jobId>`, …
    */
   sched: string;
@@ -94,6 +103,9 @@ export function queueKeys(queue: string): QueueKeys {
     taskCopy: (jobId) => `${own}task:${jobId}`,
     spent: (jobId) => `${own}spent:${jobId}`,
     live: (jobId) => `${own}live:${jobId}`,
+    approval: (jobId, askId) => `${own}approval:${jobId}:${askId}`,
+    seriesMinute: (minute) => `${own}ts:${minute}`,
+    batches: `${own}batches`,
     settings: `${own}settings`,
   };
 }

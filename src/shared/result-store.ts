@@ -172,7 +172,8 @@ export class ResultStore {
   /** The one write of a record (see PUT); `token` "" writes unfenced. False when the fence refused it. */
   private async write(record: ResultRecord, token: string, ttlMs: number): Promise<boolean> {
     const final = FINAL_STATES.has(record.state);
-    if (final && record.webhook) {
+    // A job parked on a permission ask notifies its webhook too (X-Dispatch-Event: ask).
+    if ((final || record.state === "awaiting-approval") && record.webhook) {
       if (token && !(await this.owns(record.jobId, token))) return false;
       await this.outbox.add(record);
     }
@@ -195,7 +196,7 @@ export class ResultStore {
       this.keys.events,
       JSON.stringify(event),
       final ? "final" : "state",
-      JSON.stringify({ state: record.state, attempt: record.attempts }),
+      JSON.stringify({ state: record.state, attempt: record.attempts, ...(record.approval ? { approval: record.approval } : {}) }),
       LIVE_MAXLEN,
       LIVE_TTL_MS,
       Date.now(),

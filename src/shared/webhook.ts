@@ -14,10 +14,12 @@ export function webhookQueueName(queue: string): string {
   return `${queue}-webhooks`;
 }
 
-/** What a delivery job holds: where to POST, and the final record to POST. */
+/** What a delivery job holds: where to POST, and the record to POST (final, or parked on an ask). */
 export interface WebhookDelivery {
   url: string;
   record: ResultRecord;
+  /** The `X-Dispatch-Event` header: the record's final state, or `ask` for a job parked on a permission ask. */
+  event?: string;
 }
 
 export const WEBHOOK_HEADERS = {
@@ -27,7 +29,7 @@ export const WEBHOOK_HEADERS = {
   timestamp: "x-dispatch-timestamp",
   /** The delivery's ID: the same for every retry of one notification. */
   delivery: "x-dispatch-delivery",
-  /** `completed` or `failed`. */
+  /** `completed` or `failed`; `ask` when the job is parked on a permission ask (state `awaiting-approval`). */
   event: "x-dispatch-event",
 } as const;
 
@@ -71,9 +73,11 @@ export class WebhookOutbox {
       this.queue.on("error", () => undefined); // surfaced on add itself
     }
     const runs = Number((await this.redis.get(retriesKey(this.queueName, record.jobId))) ?? 0);
-    const data: WebhookDelivery = { url: record.webhook, record };
+    // One notification per ask (an ask's ID is opencode's), else per final state and run.
+    const ask = record.state === "awaiting-approval" ? record.approval?.id : undefined;
+    const data: WebhookDelivery = { url: record.webhook, record, ...(ask ? { event: "ask" } : {}) };
     await this.queue.add("deliver", data, {
-      jobId: `wh-${record.jobId}-${record.state}-a${record.attempts}-r${runs}`,
+      jobId: ask ? `wh-${record.jobId}-ask-${ask}` : `wh-${record.jobId}-${record.state}-a${record.attempts}-r${runs}`,
       attempts: JOB_ATTEMPTS,
       backoff: { type: "webhook" },
       removeOnComplete: { age: 24 * 3600, count: 10_000 },

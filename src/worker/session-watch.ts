@@ -4,6 +4,8 @@ import type { Ask, Progress } from "../shared/result.js";
 import type { EventHub, ServerEvent } from "./event-hub.js";
 import { checkBudget, ModelError, ProviderBusyError, StoppedError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
+import type { ApprovalPolicy } from "../shared/task.js";
+import { ApprovalNeededError, covers, type Grant } from "./approvals.js";
 import { classifyFailure, DEFAULT_PROVIDER_HOLD_MS, isProviderBusyMessage, retryStatusError } from "./retry-policy.js";
 
 /** No event for this long while a prompt runs makes the watch poll (see SessionWatch.poll). */
@@ -16,8 +18,13 @@ export interface WatchOptions {
   /** The session's directory (opencode keeps pending asks per directory). */
   directory: string | undefined;
   log: Logger;
-  /** Approve permission asks once (true) or reject them like `opencode run` does (false). */
-  autoApprove: boolean;
+  /**
+   * What a permission ask gets: approved once, rejected (like `opencode run`), or (`manual`) the
+   * attempt stops with ApprovalNeededError so that the job waits for a person.
+   */
+  approval: ApprovalPolicy;
+  /** Asks a person approved (see approvals.ts): answered once at once, whatever the policy. */
+  grants?: Grant[];
   maxCost?: number;
   maxTokens?: number;
   /** What earlier attempts of the job spent: the caps hold for all attempts together. */
@@ -26,6 +33,8 @@ export interface WatchOptions {
   stallMs: number;
   /** opencode's own provider retries tolerated before the worker takes over the decision. */
   providerRetries: number;
+  /** How long a manual ask waits for a person (its `timeoutAt`). */
+  approvalTimeoutMs?: number;
   /** Stops the attempt; the reason is what the attempt fails with. */
   abort: (reason: Error) => void;
   onProgress?: (progress: Progress) => void;
@@ -162,14 +171,33 @@ export class SessionWatch {
   }
 
   private async answerPermission(
-    ask: { id: string; permission: string; patterns: string[] },
+    ask: { id: string; sessionID: string; permission: string; patterns: string[]; always?: string[]; tool?: { callID: string } },
     directory: string | undefined,
   ): Promise<void> {
-    if (this.answered.has(ask.id)) return;
+    if (this.answered.has(ask.id) || this.stopped) return;
     this.answered.add(ask.id);
-    const reply = this.opts.autoApprove ? "once" : "reject";
-    this.asks.push({ kind: "permission", what: ask.permission, patterns: ask.patterns, answer: reply, at: new Date().toISOString() });
-    this.opts.log.info({ permission: ask.permission, patterns: ask.patterns, reply }, "answered a permission ask");
+    const grants = this.opts.grants ?? [];
+    const grant = grants.find((g) => covers(g, ask));
+    if (grant?.once) grants.splice(grants.indexOf(grant), 1); // spent
+    if (!grant && this.opts.approval === "manual") {
+      const at = new Date();
+      const pending = {
+        id: ask.id,
+        permission: ask.permission,
+        patterns: ask.patterns,
+        always: ask.always ?? [],
+        tool: null,
+        words: null,
+        askedAt: at.toISOString(),
+        timeoutAt: new Date(at.getTime() + (this.opts.approvalTimeoutMs ?? 0)).toISOString(),
+      };
+      this.opts.log.info({ permission: ask.permission, patterns: ask.patterns }, "a permission ask waits for a person; parking the job");
+      this.stop(new ApprovalNeededError(pending, ask.sessionID, ask.tool?.callID));
+      return;
+    }
+    const reply = grant || this.opts.approval === "approve" ? "once" : "reject";
+    this.asks.push({ kind: "permission", what: ask.permission, patterns: ask.patterns, answer: reply, at: new Date().toISOString(), by: grant ? grant.by : "policy" });
+    this.opts.log.info({ permission: ask.permission, patterns: ask.patterns, reply, by: grant ? grant.by : "policy" }, "answered a permission ask");
     await this.opts.client.permission
       .reply({ requestID: ask.id, directory, reply }, { signal: AbortSignal.timeout(10_000) })
       .catch((error: unknown) => this.opts.log.warn({ err: error }, "permission reply failed"));
@@ -182,7 +210,7 @@ export class SessionWatch {
     if (this.answered.has(question.id)) return;
     this.answered.add(question.id);
     const what = question.questions.map((q) => q.question).join(" / ");
-    this.asks.push({ kind: "question", what, patterns: [], answer: "reject", at: new Date().toISOString() });
+    this.asks.push({ kind: "question", what, patterns: [], answer: "reject", at: new Date().toISOString(), by: "policy" });
     this.opts.log.info({ question: what }, "rejected a question (no one is there to answer it)");
     await this.opts.client.question
       .reject({ requestID: question.id, directory }, { signal: AbortSignal.timeout(10_000) })

@@ -1,3 +1,4 @@
+import type { FilePartInput, TextPartInput } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../shared/logger.js";
 import { validateAgainst } from "../shared/json-schema.js";
 import type { Tokens } from "../shared/result.js";
@@ -39,10 +40,18 @@ export async function promptChecked(
   client: OpencodeClient,
   sessionId: string,
   payload: JobPayload,
-  opts: { directory: string | undefined; signal: AbortSignal; log: Logger; onStructured: (value: unknown) => void; onMessages?: (messages: unknown[]) => void },
+  opts: {
+    directory: string | undefined;
+    signal: AbortSignal;
+    log: Logger;
+    onStructured: (value: unknown) => void;
+    onMessages?: (messages: unknown[]) => void;
+    /** The first turn's parts instead of the task's prompt (a parked job's continuation). */
+    parts?: (TextPartInput | FilePartInput)[];
+  },
 ): Promise<PromptOutcome> {
-  const { onStructured, ...promptOpts } = opts;
-  let outcome = await promptSession(client, sessionId, payload, promptOpts);
+  const { onStructured, parts, ...promptOpts } = opts;
+  let outcome = await promptSession(client, sessionId, payload, { ...promptOpts, ...(parts ? { parts } : {}) });
   const schema = payload.schema;
   if (!schema) return outcome;
   const retries = payload.schemaRetries ?? DEFAULT_SCHEMA_RETRIES;

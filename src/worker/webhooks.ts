@@ -34,7 +34,7 @@ export async function deliver(delivery: WebhookDelivery, opts: { deliveryId: str
     "user-agent": "opencode-dispatch-webhook",
     [WEBHOOK_HEADERS.timestamp]: String(Math.floor(Date.now() / 1000)),
     [WEBHOOK_HEADERS.delivery]: opts.deliveryId,
-    [WEBHOOK_HEADERS.event]: delivery.record.state,
+    [WEBHOOK_HEADERS.event]: delivery.event ?? delivery.record.state,
   };
   if (opts.secret) headers[WEBHOOK_HEADERS.signature] = signBody(opts.secret, body);
   let response: Response;

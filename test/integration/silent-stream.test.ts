@@ -44,7 +44,7 @@ describe("a silent event stream", () => {
     const payload = JobPayload.parse({ prompt: 'peek [[tool:read:{"filePath":"/etc/hostname"}]]', timeoutMs: 60_000, enqueuedAt: new Date().toISOString(), v: 1 });
     const control = new AbortController();
     const session = await createSession(client, payload, directory, control.signal);
-    const watch = new SessionWatch({ client, hub, sessionId: session.id, directory, log, autoApprove: false, stallMs: 60_000, providerRetries: 2, abort: (reason) => control.abort(reason) });
+    const watch = new SessionWatch({ client, hub, sessionId: session.id, directory, log, approval: "reject", stallMs: 60_000, providerRetries: 2, abort: (reason) => control.abort(reason) });
     const started = Date.now();
     try {
       const timer = setTimeout(() => control.abort(new Error("the ask was never answered")), 40_000);

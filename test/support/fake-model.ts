@@ -85,6 +85,8 @@ export interface Step {
   delayMs?: number;
   hang?: boolean;
   toolCall?: { name: string; args: unknown };
+  /** With `toolCall`: text the model writes before the call (its own words on why). */
+  say?: string;
 }
 
 /** A sliding-window quota: at most `calls` admitted non-title requests in any `perMs` ms. */
@@ -133,6 +135,7 @@ interface Plan {
   text: string;
   slowMs?: number;
   toolCall?: { name: string; args: unknown };
+  say?: string;
 }
 
 const DEBUG = process.env.FAKE_MODEL_DEBUG === "1";
@@ -229,6 +232,7 @@ function planFromStep(step: Step, req: ChatRequest): Plan {
     headers: step.headers ?? {},
     text: step.text ?? defaultText(req),
     toolCall: step.toolCall,
+    say: step.say,
   };
 }
 
@@ -345,6 +349,7 @@ export async function startFakeModel(options: FakeModelOptions = {}): Promise<Fa
     };
     send([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]);
     if (toolCall) {
+      if (plan.say) send([{ index: 0, delta: { content: plan.say }, finish_reason: null }]);
       send([{ index: 0, delta: { tool_calls: [toolCall] }, finish_reason: null }]);
     } else {
       const pieces = plan.slowMs !== undefined ? splitInto(plan.text, 5) : [plan.text];

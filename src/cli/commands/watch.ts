@@ -1,8 +1,8 @@
 import { Command } from "commander";
 import type { Dispatcher } from "../../producer/dispatcher.js";
 import { ExitCode } from "../../shared/errors.js";
-import type { ResultRecord } from "../../shared/result.js";
-import { printJson, printRecord } from "../output.js";
+import type { PendingApproval, ResultRecord } from "../../shared/result.js";
+import { describeAsk, printJson, printRecord } from "../output.js";
 import { exitWith, withConnection, withDispatcher, type ConnectionFlags } from "../options.js";
 
 interface WatchFlags extends ConnectionFlags {
@@ -27,6 +27,7 @@ export function watchCommand(): Command {
  */
 export async function watchJob(dispatcher: Dispatcher, jobId: string, flags: { after?: string; json?: boolean } = {}): Promise<number> {
   let printed = false; // answer text on stdout since the attempt began
+  let parked = false; // waiting on a permission ask
   for await (const event of dispatcher.stream(jobId, { after: flags.after })) {
     if (flags.json) {
       printJson(event);
@@ -45,7 +46,13 @@ export async function watchJob(dispatcher: Dispatcher, jobId: string, flags: { a
         process.stderr.write(`[asked: ${String(event.data.kind)} ${String(event.data.what)}]\n`);
         break;
       case "state":
-        if (event.data.state === "active" && printed) {
+        if (event.data.state === "awaiting-approval") {
+          const ask = event.data.approval as PendingApproval | undefined;
+          process.stderr.write(`[awaiting approval: ${ask ? describeAsk(ask) : "a permission ask"}; answer with \`approve ${jobId}\` or \`reject ${jobId}\`]\n`);
+          parked = true;
+        } else if (event.data.state === "active" && parked) {
+          parked = false; // the same turn goes on once the ask is answered
+        } else if (event.data.state === "active" && printed) {
           process.stdout.write("\n");
           process.stderr.write(`[attempt ${String(event.data.attempt)} starts over]\n`);
           printed = false;

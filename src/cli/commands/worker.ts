@@ -6,7 +6,8 @@ import { InputError } from "../../shared/errors.js";
 import { createLogger } from "../../shared/logger.js";
 import type { MetricsServer } from "../../worker/metrics.js";
 import type { RunningWorker } from "../../worker/worker.js";
-import { configFrom, durationOption, intOption, withConnection, exitWith, type ConnectionFlags } from "../options.js";
+import type { ApprovalPolicy } from "../../shared/task.js";
+import { approvalOption, configFrom, durationOption, intOption, withConnection, exitWith, type ConnectionFlags } from "../options.js";
 
 export interface WorkerFlags extends ConnectionFlags {
   concurrency?: number;
@@ -16,6 +17,8 @@ export interface WorkerFlags extends ConnectionFlags {
   recycleJobs?: number;
   recycleRss?: number;
   autoApprove?: boolean;
+  approval?: ApprovalPolicy;
+  approvalTimeout?: number;
   stallTimeout?: number;
   modelConcurrency?: string;
   rateLimit?: string;
@@ -28,7 +31,9 @@ export function withWorkerOptions(command: Command): Command {
   return command
     .option("--concurrency <n>", "jobs run at once (default: DISPATCH_CONCURRENCY, 4)", intOption("--concurrency", 1, 1_000))
     .option("--attach <url>", "use this opencode server instead of spawning one (password: OPENCODE_SERVER_PASSWORD)")
-    .option("--auto-approve", "approve agents' permission asks once, for jobs that do not say (default: DISPATCH_AUTO_APPROVE, reject like `opencode run`)")
+    .option("--approval <policy>", "what agents' permission asks get, for jobs that do not say: reject (like `opencode run`), approve (once) or manual (the job waits, holding no slot, for `approve` / `reject`) (default: DISPATCH_APPROVAL, reject)", approvalOption)
+    .option("--approval-timeout <duration>", "a manual ask no one answered within this long is rejected, for jobs that do not say (default: DISPATCH_APPROVAL_TIMEOUT, 24h)", durationOption("--approval-timeout"))
+    .option("--auto-approve", "the older name of --approval approve")
     .option("--stall-timeout <duration>", "abort and retry a job when opencode sends no event for this long (default: DISPATCH_STALL_TIMEOUT, 10m)", durationOption("--stall-timeout"))
     .option("--model-concurrency <limits>", "caps on running jobs per provider or model, shared by all workers, e.g. anthropic=4,openai/gpt-4o=2 (default: DISPATCH_CONCURRENCY_LIMITS)")
     .option("--rate-limit <limits>", "caps on jobs started per period per provider or model, shared by all workers, e.g. anthropic=50/1m (default: DISPATCH_RATE_LIMITS)")
@@ -48,7 +53,9 @@ export function withWorkerOptions(command: Command): Command {
 export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Promise<void>): Promise<number> {
   const config = configFrom(flags);
   if (flags.grace !== undefined) config.shutdownGraceMs = flags.grace;
-  if (flags.autoApprove) config.autoApprove = true;
+  if (flags.autoApprove) config.approval = "approve";
+  if (flags.approval) config.approval = flags.approval;
+  if (flags.approvalTimeout !== undefined) config.approvalTimeoutMs = flags.approvalTimeout;
   if (flags.stallTimeout !== undefined) config.stallMs = flags.stallTimeout;
   if (flags.modelConcurrency !== undefined) config.flow.concurrency = parseLimits(flags.modelConcurrency, "concurrency", "--model-concurrency");
   if (flags.rateLimit !== undefined) config.flow.rate = parseLimits(flags.rateLimit, "rate", "--rate-limit");

@@ -60,7 +60,8 @@ export interface BatchContext {
 }
 
 const isFinal = (state: string): boolean => FINAL_STATES.has(state as JobState) || state === "missing";
-const isRunning = (state: string): boolean => state === "active" || state === "retrying";
+/** Started and not ended: a job parked for approval is still running (it ends once answered). */
+const isRunning = (state: string): boolean => state === "active" || state === "retrying" || state === "awaiting-approval";
 
 /**
  * A batch of jobs: its status, and a wait that reports progress and every result as it lands.

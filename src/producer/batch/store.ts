@@ -25,7 +25,7 @@ export interface BatchBudget {
 }
 
 /** A member's state as far as Redis knows, cheaply: "" when no worker has started it yet. */
-export type MemberState = "" | "waiting" | "active" | "retrying" | "completed" | "failed" | "missing";
+export type MemberState = "" | "waiting" | "active" | "awaiting-approval" | "retrying" | "completed" | "failed" | "missing";
 
 /**
  * Returns, for each job ID, the state in its result record ("" if none), or "failed" when BullMQ
@@ -41,7 +41,7 @@ for i = 2, #ARGV + 1 do
   local raw = redis.call('GET', KEYS[i])
   local state = ''
   if raw then
-    state = string.match(raw, '^{"jobId":"[^"]*","state":"(%a+)"')
+    state = string.match(raw, '^{"jobId":"[^"]*","state":"([%a-]+)"')
     if not state then
       local ok, record = pcall(cjson.decode, raw)
       state = (ok and type(record) == 'table' and record.state) or ''
@@ -122,6 +122,10 @@ export class BatchStore {
     }
     multi.hsetnx(key, "complete", "0");
     this.expire(multi, key);
+    // The index of batches (the dashboard's list), trimmed of batches older than the TTL.
+    const now = Date.now();
+    multi.zadd(this.keys.batches, "NX", now, meta.batchId);
+    if (this.ttlMs > 0) multi.zremrangebyscore(this.keys.batches, "-inf", `(${now - this.ttlMs}`);
     const [[, created]] = (await multi.exec()) as [[Error | null, number]];
     return { existed: created === 0 };
   }

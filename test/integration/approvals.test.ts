@@ -1,0 +1,148 @@
+/**
+ * Manual approvals (README "Approvals"): a job with `approval: "manual"` whose agent asks for a
+ * directory outside its own (opencode's `external_directory` ask) is parked in state
+ * `awaiting-approval`, holding no worker slot, until a person approves or rejects the ask or its
+ * approval timeout passes; then any worker resumes its session. The fake model is scripted to
+ * call `read` on /etc/hostname, write its reasons first, and call it again once resumed.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { JobStateError, NotFinishedError } from "../../src/shared/errors";
+import type { ResultRecord } from "../../src/shared/result";
+import type { RunningWorker } from "../../src/worker/worker";
+import { runCli } from "../support/cli";
+import { messageText, type ChatRequest } from "../support/fake-model";
+import { startStack, type Stack } from "../support/stack";
+import { until } from "../support/until";
+
+const WAIT = 60_000;
+const HOSTNAME = readFileSync("/etc/hostname", "utf8").trim();
+const READ = { name: "read", args: { filePath: "/etc/hostname" } };
+const WORDS = "I need the machine's name, which lives outside this project.";
+
+/** The tool results a model request carries. */
+const toolResults = (request: ChatRequest) => request.messages.filter((m) => m.role === "tool").map(messageText);
+
+describe("manual approval of permission asks", () => {
+  let stack: Stack;
+  let worker: RunningWorker;
+  const hooks: { event: string | undefined; record: ResultRecord }[] = [];
+  let hookServer: http.Server;
+  let webhook: string;
+
+  beforeAll(async () => {
+    hookServer = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        hooks.push({ event: req.headers["x-dispatch-event"] as string | undefined, record: JSON.parse(Buffer.concat(chunks).toString("utf8")) as ResultRecord });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => hookServer.listen(0, "127.0.0.1", resolve));
+    webhook = `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/hook`;
+    stack = await startStack();
+    worker = await stack.startWorker({ concurrency: 1 });
+  });
+  afterAll(async () => {
+    await stack?.close();
+    hookServer?.close();
+  });
+
+  const parked = (jobId: string) =>
+    until(`job ${jobId} to await approval`, async () => {
+      const status = await stack.dispatcher.status(jobId);
+      return status.state === "awaiting-approval" ? status : undefined;
+    }, WAIT);
+
+  it("parks the job with what is asked, frees its slot for another job, and after approve runs the tool and completes", async () => {
+    stack.fake.reset();
+    // The parked job's first call; the other job's only call; the parked job's call once resumed.
+    stack.fake.script({ say: WORDS, toolCall: READ }, { text: "the other job is done" }, { toolCall: READ });
+    const asked: ResultRecord[] = [];
+    const listening = await stack.dispatcher.subscribe({ ask: (record) => asked.push(record) });
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "what is this machine called?", model: "fake/echo", directory: stack.opencode.root, approval: "manual", webhook });
+
+    const status = await parked(jobId);
+    expect(status.result?.approval).toMatchObject({ permission: "external_directory", patterns: ["/etc/*"], tool: "read", words: WORDS });
+    expect(status.result).toMatchObject({ attempts: 1, asks: [] });
+    await until("the ask listener", () => asked.length === 1, WAIT);
+    expect(asked[0]).toMatchObject({ jobId, state: "awaiting-approval", approval: { permission: "external_directory" } });
+    await until("the ask webhook", () => hooks.some((h) => h.record.jobId === jobId && h.event === "ask"), WAIT);
+    expect(hooks.find((h) => h.record.jobId === jobId)?.record.approval?.patterns).toEqual(["/etc/*"]);
+    listening.close();
+
+    // Its worker has one slot, and runs another job meanwhile.
+    const other = await stack.dispatcher.run({ prompt: "another job", model: "fake/echo" }, { timeoutMs: WAIT });
+    expect(other).toMatchObject({ state: "completed", text: "the other job is done" });
+    expect((await stack.dispatcher.status(jobId)).state).toBe("awaiting-approval");
+    // Still running as far as a wait is concerned.
+    await expect(stack.dispatcher.wait(jobId, { timeoutMs: 500 })).rejects.toBeInstanceOf(NotFinishedError);
+    expect((await stack.dispatcher.list({ state: "awaiting-approval" })).map((j) => j.jobId)).toEqual([jobId]);
+
+    const cli = await runCli(["approve", jobId, "--by", "alice"], { env: stack.childEnv });
+    expect(cli.stdout).toMatch(/external_directory \/etc\/\* approved once; the job resumes/);
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
+    expect(record).toMatchObject({ state: "completed", attempts: 1, approval: null, worker: worker.id });
+    expect(record.text).toContain(HOSTNAME);
+    expect(record.asks).toEqual([
+      expect.objectContaining({ kind: "permission", what: "external_directory", patterns: ["/etc/*"], answer: "once", by: "alice", words: WORDS }),
+      expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once", by: "alice" }), // the resumed call, under the grant
+    ]);
+    // The approved read ran: the model's next request carried its output.
+    const last = stack.fake.requests.at(-1)!;
+    expect(toolResults(last).at(-1)).toContain(HOSTNAME);
+    // An answered ask cannot be answered again.
+    await expect(stack.dispatcher.approve(jobId)).rejects.toBeInstanceOf(JobStateError);
+    const again = await runCli(["reject", jobId], { env: stack.childEnv });
+    expect(again.code).toBe(6);
+    expect(again.stderr).toMatch(/not awaiting approval/);
+  });
+
+  it("after reject, the agent is told (with the message) and ends as it decides; the tool never runs", async () => {
+    stack.fake.reset();
+    stack.fake.script({ say: WORDS, toolCall: READ });
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "name this machine", model: "fake/echo", directory: stack.opencode.root, approval: "manual" });
+    await parked(jobId);
+    await stack.dispatcher.reject(jobId, { message: "not outside the project", by: "bob" });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
+    // The fake model echoes the last user message: the continuation turn that says it was rejected.
+    expect(record.state).toBe("completed");
+    expect(record.text).toMatch(/rejected by bob with this message: not outside the project/);
+    expect(record.asks).toEqual([expect.objectContaining({ answer: "reject", by: "bob", message: "not outside the project" })]);
+    for (const request of stack.fake.requests) expect(toolResults(request).join("\n")).not.toContain(HOSTNAME);
+  });
+
+  it("rejects an ask no one answers within --approval-timeout", async () => {
+    stack.fake.reset();
+    stack.fake.script({ toolCall: READ });
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "wait for nobody", model: "fake/echo", directory: stack.opencode.root, approval: "manual", approvalTimeout: "2s" });
+    await parked(jobId);
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
+    expect(record.state).toBe("completed");
+    expect(record.text).toMatch(/rejected: no one answered it within 2\.0s/);
+    expect(record.asks).toEqual([expect.objectContaining({ answer: "reject", by: "timeout" })]);
+    await expect(stack.dispatcher.approve(jobId)).rejects.toBeInstanceOf(JobStateError);
+  });
+
+  it("resumes on another worker than the one that parked it (the session comes from the queue), approved for the rest of the job", async () => {
+    stack.fake.reset();
+    // Parked on the first read; resumed, it reads again, then a second file of the same directory.
+    stack.fake.script({ toolCall: READ }, { toolCall: READ }, { toolCall: { name: "read", args: { filePath: "/etc/hosts" } } });
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "read two files", model: "fake/echo", directory: stack.opencode.root, approval: "manual" });
+    const status = await parked(jobId);
+    expect(status.result?.approval?.always).toEqual(["/etc/*"]);
+    await worker.close({ graceMs: 0 }); // its opencode server goes with it
+    const other = await stack.startWorker({ concurrency: 1 });
+    await stack.dispatcher.approve(jobId, { always: true, by: "carol" });
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
+    expect(record).toMatchObject({ state: "completed", worker: other.id, sessionId: status.result?.sessionId });
+    // Both reads ran: the first again under the approval, the second (also in /etc) under its `always`.
+    const results = toolResults(stack.fake.requests.at(-1)!);
+    expect(results.at(-2)).toContain(HOSTNAME);
+    expect(results.at(-1)).toContain("localhost");
+    expect(record.asks.map((a) => [a.answer, a.by])).toEqual([["always", "carol"], ["once", "carol"], ["once", "carol"]]);
+  });
+});
