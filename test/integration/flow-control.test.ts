@@ -14,20 +14,25 @@ describe("flow control shared by all workers", () => {
 
   beforeAll(async () => {
     stack = await startStack({ configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake/echo=1", DISPATCH_RATE_LIMITS: "fake/priced=2/4s" } });
-    await Promise.all([stack.startWorker({ concurrency: 4 }), stack.startWorker({ concurrency: 4 })]);
+    // Two slots in all, fewer than the jobs that wait at the cap below.
+    await Promise.all([stack.startWorker({ concurrency: 1 }), stack.startWorker({ concurrency: 1 })]);
   });
   afterAll(async () => {
     await stack?.close();
   });
 
   it("a model's concurrency cap holds across two workers, and other models keep flowing", async () => {
-    const capped = await stack.dispatcher.enqueueMany([1, 2, 3, 4].map((n) => ({ prompt: `capped ${n} [[delay:700]]`, model: "fake/echo" })));
+    const capped = await stack.dispatcher.enqueueMany([1, 2, 3, 4].map((n) => ({ prompt: `capped ${n} [[delay:1000]]`, model: "fake/echo" })));
     const free = await stack.dispatcher.enqueue({ prompt: "free", model: "fake/priced" });
     const records = await Promise.all(capped.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
     const freeRecord = await stack.dispatcher.wait(free.jobId, { timeoutMs: 120_000 });
     expect(records.every((r) => r.state === "completed" && r.attempts === 1)).toBe(true);
     expectNoOverlap(records);
     expect(Date.parse(freeRecord.finishedAt!)).toBeLessThan(Math.max(...records.map((r) => Date.parse(r.finishedAt!))));
+    // The capped jobs waiting held no slot: with two slots and four capped jobs queued before
+    // it, the free job started before the second capped one (it would wait for three to finish).
+    const starts = records.map((r) => Date.parse(r.startedAt!)).sort((a, b) => a - b);
+    expect(Date.parse(freeRecord.startedAt!)).toBeLessThan(starts[1]!);
   });
 
   it("a model's rate limit holds across two workers", async () => {
@@ -49,14 +54,15 @@ describe("per-key concurrency", () => {
 
   beforeAll(async () => {
     stack = await startStack();
-    await Promise.all([stack.startWorker({ concurrency: 4 }), stack.startWorker({ concurrency: 4 })]);
+    // Four slots in all, fewer than the jobs that wait for the key below.
+    await Promise.all([stack.startWorker({ concurrency: 2 }), stack.startWorker({ concurrency: 2 })]);
   });
   afterAll(async () => {
     await stack?.close();
   });
 
   it("runs jobs sharing a key one at a time across workers, without holding worker slots", async () => {
-    const keyed = await stack.dispatcher.enqueueMany([1, 2, 3].map((n) => ({ prompt: `keyed ${n} [[delay:800]]`, concurrencyKey: "/srv/repo" })));
+    const keyed = await stack.dispatcher.enqueueMany([1, 2, 3, 4, 5, 6].map((n) => ({ prompt: `keyed ${n} [[delay:800]]`, concurrencyKey: "/srv/repo" })));
     const others = await stack.dispatcher.enqueueMany([1, 2, 3].map((n) => ({ prompt: `other ${n} [[delay:800]]` })));
     const keyedRecords = await Promise.all(keyed.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
     const otherRecords = await Promise.all(others.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
@@ -66,5 +72,9 @@ describe("per-key concurrency", () => {
     const spans = otherRecords.map(span);
     const overlapping = spans.some((a, i) => spans.some((b, j) => i !== j && a[0] < b[1] && b[0] < a[1]));
     expect(overlapping).toBe(true);
+    // Queued behind six keyed jobs on four slots, every unkeyed job started before the second
+    // keyed one: none waited for keyed jobs to give back their slots.
+    const keyedStarts = keyedRecords.map((r) => Date.parse(r.startedAt!)).sort((a, b) => a - b);
+    for (const [start] of spans) expect(start).toBeLessThan(keyedStarts[1]!);
   });
 });

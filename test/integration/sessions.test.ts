@@ -15,7 +15,8 @@ describe("sessions that continue anywhere", () => {
 
   beforeAll(async () => {
     stack = await startStack();
-    worker = await stack.startWorker({ concurrency: 4 });
+    // Two slots: fewer than the follow-ups that wait in a chain below.
+    worker = await stack.startWorker({ concurrency: 2 });
   });
   afterAll(async () => {
     await stack?.close();
@@ -34,7 +35,7 @@ describe("sessions that continue anywhere", () => {
   });
 
   it("three follow-ups submitted at once run one at a time, in order, each seeing the one before", async () => {
-    const root = await stack.dispatcher.enqueue({ prompt: "root turn [[slow:300]]", model: "fake/echo" });
+    const root = await stack.dispatcher.enqueue({ prompt: "root turn [[slow:400]]", model: "fake/echo" });
     const follows = [];
     for (const n of [1, 2, 3]) follows.push(await stack.dispatcher.enqueue({ prompt: `follow ${n} [[transcript]]`, continue: root.jobId }));
     // Jobs on other sessions keep flowing while the chain waits.
@@ -54,6 +55,9 @@ describe("sessions that continue anywhere", () => {
       expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
     }
     expect(Date.parse(otherRecord.finishedAt!)).toBeLessThan(Date.parse(records[2]!.finishedAt!));
+    // Three follow-ups wait on two slots, queued before it: it started before the first of them,
+    // so none held a slot while it waited (it would have waited for two of them to finish).
+    expect(Date.parse(otherRecord.startedAt!)).toBeLessThan(Date.parse(records[0]!.startedAt!));
   });
 
   it("follow-ups by --session and by --continue of the job that opened the session share one order", async () => {
@@ -98,7 +102,7 @@ describe("sessions that continue anywhere", () => {
     expect(existsSync(dataDir)).toBe(true);
     await worker.close({ graceMs: 0 });
     expect(existsSync(dataDir)).toBe(false);
-    worker = await stack.startWorker({ concurrency: 4 });
+    worker = await stack.startWorker({ concurrency: 2 });
     const follow = await stack.dispatcher.run({ prompt: "which word? [[transcript]]", continue: first.jobId }, { timeoutMs: 120_000 });
     expect(follow.state).toBe("completed");
     expect(follow.sessionId).toBe(first.sessionId);
