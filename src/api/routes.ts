@@ -78,6 +78,22 @@ function numberParam(query: URLSearchParams, name: string, integer: boolean): nu
   return n;
 }
 
+/** A JSON body that may be left out (no body reads as `{}`). */
+async function optionalJson(req: IncomingMessage): Promise<unknown> {
+  const length = req.headers["content-length"];
+  if ((length === undefined || length === "0") && req.headers["transfer-encoding"] === undefined) return {};
+  return readJson(req);
+}
+
+/** A body checked against its schema; a 400 naming the field. */
+function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const field = issue.code === "unrecognized_keys" ? issue.keys[0]! : issue.path.join(".") || "body";
+  throw new HttpError(400, "InputError", `${field}: ${issue.code === "unrecognized_keys" ? "unknown field" : issue.message}`, field);
+}
+
 export const routes: Route[] = [
   {
     method: "POST",
@@ -181,6 +197,32 @@ export const routes: Route[] = [
     responses: { 200: { description: "re-queued", schema: S.RetryOutcome }, ...errors(401, 403, 404, 409) },
     async handle({ res, params, dispatcher }) {
       sendJson(res, 200, await dispatcher.retry(params.id!));
+    },
+  },
+  {
+    method: "POST",
+    path: "/v1/jobs/{id}/approve",
+    operationId: "approveJob",
+    summary: "Approve the permission ask a job in state awaiting-approval waits on; it resumes on any worker and the approved action runs",
+    scope: "admin",
+    body: { schema: S.ApproveBody, description: "`{}` approves this one ask; `always` also what opencode suggests for it, for the rest of the job" },
+    responses: { 200: { description: "answered; the job resumes", schema: S.ApprovalOutcome }, ...errors(400, 401, 403, 404, 409) },
+    async handle({ req, res, params, dispatcher }) {
+      const body = parseBody(S.ApproveBody, await optionalJson(req));
+      sendJson(res, 200, await dispatcher.approve(params.id!, { always: body.always, by: body.by ?? "api" }));
+    },
+  },
+  {
+    method: "POST",
+    path: "/v1/jobs/{id}/reject",
+    operationId: "rejectJob",
+    summary: "Reject the permission ask a job in state awaiting-approval waits on; it resumes, its agent is told, and it ends as the agent decides",
+    scope: "admin",
+    body: { schema: S.RejectBody, description: "`{}`, or a `message` told to the agent" },
+    responses: { 200: { description: "answered; the job resumes", schema: S.ApprovalOutcome }, ...errors(400, 401, 403, 404, 409) },
+    async handle({ req, res, params, dispatcher }) {
+      const body = parseBody(S.RejectBody, await optionalJson(req));
+      sendJson(res, 200, await dispatcher.reject(params.id!, { message: body.message, by: body.by ?? "api" }));
     },
   },
   {

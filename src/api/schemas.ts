@@ -3,7 +3,8 @@
  * them (and from the task and record schemas the library itself validates with).
  */
 import { z } from "zod";
-import { JobState, ResultRecord } from "../shared/result.js";
+import { Decision } from "../shared/approval.js";
+import { JobState, PendingApproval, ResultRecord } from "../shared/result.js";
 import { TaskInput } from "../shared/task.js";
 
 export const ErrorBody = z.object({
@@ -37,6 +38,22 @@ export const CancelOutcome = z.object({
 });
 
 export const RetryOutcome = z.object({ jobId: z.string(), how: z.enum(["retried", "requeued"]) });
+
+export const ApproveBody = z.strictObject({
+  always: z.boolean().optional().describe("approve what opencode suggests for the ask (`approval.always`, e.g. its whole directory) for the rest of the job"),
+  by: z.string().min(1).max(200).optional().describe('who approves, kept in the record\'s `asks` (default "api")'),
+});
+
+export const RejectBody = z.strictObject({
+  message: z.string().min(1).max(10_000).optional().describe("why: told to the agent, kept in the record's `asks`"),
+  by: z.string().min(1).max(200).optional().describe('who rejects, kept in the record\'s `asks` (default "api")'),
+});
+
+export const ApprovalOutcome = z.object({
+  jobId: z.string(),
+  ask: PendingApproval.describe("the ask that was answered"),
+  decision: Decision,
+});
 
 export const BatchReceipt = z.object({
   batchId: z.string(),

@@ -9,7 +9,10 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startApi } from "../../src/api/server";
+import { ApiTokens } from "../../src/api/tokens";
 import { JobStateError, NotFinishedError } from "../../src/shared/errors";
+import { createLogger } from "../../src/shared/logger";
 import type { ResultRecord } from "../../src/shared/result";
 import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
@@ -20,6 +23,8 @@ import { until } from "../support/until";
 const WAIT = 60_000;
 const HOSTNAME = readFileSync("/etc/hostname", "utf8").trim();
 const READ = { name: "read", args: { filePath: "/etc/hostname" } };
+const ENQUEUER = "enqueue-token-0123456789";
+const ADMIN = "admin-token-0123456789abc";
 const WORDS = "I need the machine's name, which lives outside this project.";
 
 /** The tool results a model request carries. */
@@ -106,7 +111,20 @@ describe("manual approval of permission asks", () => {
     stack.fake.script({ say: WORDS, toolCall: READ });
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "name this machine", model: "fake/echo", directory: stack.opencode.root, approval: "manual" });
     await parked(jobId);
-    await stack.dispatcher.reject(jobId, { message: "not outside the project", by: "bob" });
+    // Through the HTTP API: answering an ask takes the admin scope.
+    const api = await startApi({ dispatcher: stack.dispatcher, tokens: ApiTokens.fromEnv({ DISPATCH_API_TOKENS: `${ENQUEUER}:enqueue+read,${ADMIN}:admin` }), log: createLogger("silent"), port: 0 });
+    try {
+      const post = (path: string, token: string, body: unknown) =>
+        fetch(`${api.url}/v1/jobs/${jobId}/${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+      expect((await post("reject", ENQUEUER, {})).status).toBe(403);
+      const rejected = await post("reject", ADMIN, { message: "not outside the project", by: "bob" });
+      expect(rejected.status).toBe(200);
+      expect(await rejected.json()).toMatchObject({ jobId, ask: { permission: "external_directory" }, decision: { answer: "reject", by: "bob", message: "not outside the project" } });
+      const late = await post("approve", ADMIN, {});
+      expect(late.status).toBe(409);
+    } finally {
+      await api.close();
+    }
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
     // The fake model echoes the last user message: the continuation turn that says it was rejected.
     expect(record.state).toBe("completed");
