@@ -1,6 +1,8 @@
 import { Command, CommanderError } from "commander";
 import { DispatchError, ExitCode } from "../shared/errors.js";
 import { isRedisConnectionError } from "../shared/redis.js";
+import { tracingConfig } from "../shared/config.js";
+import { startTracing, type Tracing } from "../shared/tracing.js";
 import { approveCommand, rejectCommand } from "./commands/approve.js";
 import { batchCommand } from "./commands/batch.js";
 import { dashboardCommand } from "./commands/dashboard.js";
@@ -33,7 +35,9 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  let tracing: Tracing | undefined;
   try {
+    tracing = await startTracing(tracingConfig()); // off unless the OTEL_* variables ask for traces
     await program.parseAsync(argv);
     return actionExitCode();
   } catch (error) {
@@ -51,5 +55,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`error: ${(error as Error)?.stack ?? String(error)}\n`);
     return ExitCode.jobFailed;
+  } finally {
+    await tracing?.close(); // exports the spans still buffered
   }
 }

@@ -238,3 +238,84 @@ export function checkQueueName(name: string): string {
   if (!parsed.success) throw new InputError(`queue "${name}": ${parsed.error.issues[0]?.message}`);
   return name;
 }
+
+/** Where traces go and how (see shared/tracing.ts); read from the standard OTEL_* variables. */
+export interface TracingConfig {
+  /** Off unless OTEL_TRACES_EXPORTER names an exporter or an OTLP endpoint is set; OTEL_SDK_DISABLED=true turns it off. */
+  enabled: boolean;
+  /** OTEL_TRACES_EXPORTER, a list of `otlp` and `console` (`none`: off). @defaultValue otlp */
+  exporters: ("otlp" | "console")[];
+  /**
+   * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given, else OTEL_EXPORTER_OTLP_ENDPOINT + `/v1/traces`.
+   * @defaultValue http://localhost:4318/v1/traces
+   */
+  endpoint: string;
+  /** OTEL_EXPORTER_OTLP_TRACES_HEADERS, else OTEL_EXPORTER_OTLP_HEADERS (`k=v,k2=v2`). May hold credentials: never logged. */
+  headers: Record<string, string>;
+  /** OTEL_SERVICE_NAME. @defaultValue opencode-dispatch */
+  serviceName: string;
+  /** OTEL_BSP_SCHEDULE_DELAY: ms between two exports of finished spans. @defaultValue 5000 */
+  scheduleDelayMs: number;
+  /** OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: ms one export may take. @defaultValue 10000 */
+  timeoutMs: number;
+}
+
+const TracingEnv = z.object({
+  OTEL_SDK_DISABLED: z.enum(["true", "false"]).optional(),
+  OTEL_TRACES_EXPORTER: z.string().optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().url().optional(),
+  // Traces are sent as OTLP/HTTP JSON, which OTLP/HTTP receivers take whichever of the two HTTP encodings they prefer.
+  OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(["http/json", "http/protobuf"]).optional(),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: z.enum(["http/json", "http/protobuf"]).optional(),
+  OTEL_EXPORTER_OTLP_HEADERS: z.string().optional(),
+  OTEL_EXPORTER_OTLP_TRACES_HEADERS: z.string().optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default("opencode-dispatch"),
+  OTEL_BSP_SCHEDULE_DELAY: int(1, 3_600_000).default(5_000),
+  OTEL_EXPORTER_OTLP_TIMEOUT: int(1, 3_600_000).default(10_000),
+  OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: int(1, 3_600_000).optional(),
+});
+
+/** The tracing settings of the OTEL_* variables (the standard names of the OpenTelemetry SDKs). */
+export function tracingConfig(env: NodeJS.ProcessEnv = process.env): TracingConfig {
+  const present = Object.fromEntries(Object.entries(env).filter(([key, value]) => key in TracingEnv.shape && value !== ""));
+  const parsed = TracingEnv.safeParse(present);
+  if (!parsed.success) throw new InputError(`configuration: ${describeIssues(parsed.error)}`);
+  const e = parsed.data;
+  const named = (e.OTEL_TRACES_EXPORTER ?? "").split(",").map((name) => name.trim()).filter(Boolean);
+  const unknown = named.filter((name) => !["otlp", "console", "none"].includes(name));
+  if (unknown.length) throw new InputError(`configuration: OTEL_TRACES_EXPORTER: unsupported exporter "${unknown[0]}" (otlp, console or none)`);
+  const exporters = [...new Set(named.filter((name): name is "otlp" | "console" => name !== "none"))];
+  const endpoint =
+    e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+    (e.OTEL_EXPORTER_OTLP_ENDPOINT ? `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces` : undefined);
+  const asked = named.includes("none") ? false : named.length > 0 || endpoint !== undefined;
+  return {
+    enabled: e.OTEL_SDK_DISABLED !== "true" && asked,
+    exporters: exporters.length ? exporters : ["otlp"],
+    endpoint: endpoint ?? "http://localhost:4318/v1/traces",
+    headers: parseOtlpHeaders(e.OTEL_EXPORTER_OTLP_TRACES_HEADERS ?? e.OTEL_EXPORTER_OTLP_HEADERS ?? ""),
+    serviceName: e.OTEL_SERVICE_NAME,
+    scheduleDelayMs: e.OTEL_BSP_SCHEDULE_DELAY,
+    timeoutMs: e.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT ?? e.OTEL_EXPORTER_OTLP_TIMEOUT,
+  };
+}
+
+/** `k=v,k2=v%20w` → `{ k: "v", k2: "v w" }` (the OTLP headers format: values URL-encoded). */
+function parseOtlpHeaders(raw: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const pair of raw.split(",")) {
+    const at = pair.indexOf("=");
+    if (at <= 0) continue;
+    headers[decoded(pair.slice(0, at).trim())] = decoded(pair.slice(at + 1).trim());
+  }
+  return headers;
+}
+
+const decoded = (text: string) => {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text; // a lone `%`: taken as written
+  }
+};

@@ -216,6 +216,8 @@ export const JobPayload = z.strictObject({
   schedule: z.string().optional(),
   /** A schedule's `sameSession`: each firing runs in the session of the firing before it. */
   sameSession: z.boolean().optional(),
+  /** The W3C trace context of the producer's `enqueue` span, when it was traced (see shared/tracing.ts). */
+  traceparent: z.string().regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/).optional(),
   timeoutMs: z.number().int().positive(),
   enqueuedAt: z.iso.datetime(),
   v: z.literal(1),

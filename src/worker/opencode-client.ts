@@ -1,5 +1,6 @@
 import { createOpencodeClient, type OpencodeClient } from "@opencode-ai/sdk/v2";
 import { Agent, fetch as undiciFetch } from "undici";
+import { endOpencodeCall, opencodeCallSpan } from "../shared/tracing.js";
 
 export type { OpencodeClient };
 
@@ -15,15 +16,22 @@ export function basicAuth(username: string, password: string): string {
 const patient = new Agent({ headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 10_000 });
 
 async function patientFetch(input: Request): Promise<Response> {
-  const response = await undiciFetch(input.url, {
-    method: input.method,
-    headers: [...input.headers.entries()],
-    body: input.body,
-    duplex: "half",
-    signal: input.signal,
-    dispatcher: patient,
-  });
-  return response;
+  const span = opencodeCallSpan(input); // when called inside a traced attempt
+  try {
+    const response = await undiciFetch(input.url, {
+      method: input.method,
+      headers: [...input.headers.entries()],
+      body: input.body,
+      duplex: "half",
+      signal: input.signal,
+      dispatcher: patient,
+    });
+    endOpencodeCall(span, { status: response.status });
+    return response;
+  } catch (error) {
+    endOpencodeCall(span, { error });
+    throw error;
+  }
 }
 
 export function createClient(server: { url: string; authorization: string | undefined }): OpencodeClient {

@@ -5,6 +5,7 @@ import { Worker, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { checkQueueName, type Config } from "../shared/config.js";
 import { queueKeys } from "../shared/keys.js";
+import { traceAttempts } from "../shared/tracing.js";
 import { setLongTimeout } from "../shared/timers.js";
 import { bubblewrap, hasBubblewrap, refuseOutsideSandbox } from "./sandbox.js";
 import { createLogger, type Logger } from "../shared/logger.js";
@@ -130,7 +131,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     const budgets = new BatchBudgets(connection, queueKeys(queue), log);
     const processor = createProcessor({ store, connection, transfer, config, scheduler, leases, budgets, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
     const guarded = config.sandbox.enabled && !attach ? refuseOutsideSandbox(processor, { settings: config.sandbox, store, log }) : processor;
-    bull = new Worker(queue, keeper.wrap(refuseCancelled(guarded, { connection, store, log })), {
+    bull = new Worker(queue, traceAttempts(queue, keeper.wrap(refuseCancelled(guarded, { connection, store, log }))), {
       connection,
       prefix: queueKeys(queue).bullPrefix,
       concurrency: opts.concurrency ?? config.concurrency,
