@@ -73,7 +73,8 @@ export async function cancelJob(deps: ManageDeps, jobId: string, opts: { timeout
     if (job) await store.keepTask(job, ttlMs);
     const removed = job ? await job.remove().then(() => true, () => false) : true;
     if (removed) {
-      const message = status.state === "retrying" ? "cancelled while waiting for a retry" : "cancelled before it ran";
+      const message =
+        status.state === "retrying" ? "cancelled while waiting for a retry" : status.state === "awaiting-approval" ? "cancelled while awaiting approval" : "cancelled before it ran";
       const record = cancelledRecord(jobId, job?.data, status.result, message);
       await store.put(record, ttlMs);
       await redis.del(keys.cancelRequest(jobId));

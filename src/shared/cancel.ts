@@ -28,5 +28,6 @@ export function cancelledRecord(jobId: string, data: unknown, previous: ResultRe
     state: "failed",
     finishedAt: now.toISOString(),
     error: { name: CANCELLED, message, retryable: false },
+    approval: null, // a parked job's ask is answered by no one now
   };
 }

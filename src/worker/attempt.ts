@@ -69,6 +69,8 @@ export async function runAttempt(
     fence?: Fence;
     /** A job parked for approval resumes its session with this turn, under these grants (see approvals.ts). */
     resume?: { sessionId: string; parts: TextPartInput[]; grants: Grant[] };
+    /** Asks a person approved for the rest of the job (a resumed attempt has its own, in `resume`). */
+    grants?: Grant[];
     /** What earlier attempts spent (the budget counts them); this attempt's own spend is added to `spend`. */
     spentBefore?: { tokens: number; cost: number };
     spend?: { tokens: number; cost: number };
@@ -140,7 +142,7 @@ export async function runAttempt(
     log,
     approval: approvalPolicy(payload, deps.config),
     approvalTimeoutMs: payload.approvalTimeout ?? deps.config.approvalTimeoutMs,
-    grants: opts.resume?.grants ?? [],
+    grants: opts.resume?.grants ?? opts.grants ?? [],
     maxCost: payload.maxCost,
     maxTokens: payload.maxTokens,
     ...(opts.spentBefore ? { spentBefore: opts.spentBefore } : {}),

@@ -12,7 +12,7 @@ import { BudgetExceededError, checkBudget, checkBudgetLeft, PayloadError, Stoppe
 import type { BatchBudgets } from "./batch-budget.js";
 import { scheduledFiring } from "./scheduled-session.js";
 import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
-import { answerOf, ApprovalNeededError, parkedRecord, parkJob, resumeFrom, type Resume } from "./approvals.js";
+import { answerOf, ApprovalNeededError, grantsFor, parkedRecord, parkJob, resumeFrom, type Resume } from "./approvals.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
 export interface ProcessorDeps extends AttemptDeps {
@@ -171,7 +171,7 @@ export function createProcessor(deps: ProcessorDeps) {
               await write(record);
             },
             ...(fence ? { fence } : {}),
-            ...(resume ? { resume } : {}),
+            ...(resume ? { resume } : { grants: grantsFor(record.asks) }), // `always` holds for every later attempt
             onProgress: (progress) => {
             void job.updateProgress(progress).catch(() => undefined);
             meter?.report(progress);

@@ -87,6 +87,10 @@ describe("manual approval of permission asks", () => {
     await expect(stack.dispatcher.wait(jobId, { timeoutMs: 500 })).rejects.toBeInstanceOf(NotFinishedError);
     expect((await stack.dispatcher.list({ state: "awaiting-approval" })).map((j) => j.jobId)).toEqual([jobId]);
 
+    const shown = await runCli(["status", jobId], { env: stack.childEnv });
+    expect(shown.stdout).toMatch(/state=awaiting-approval/);
+    expect(shown.stdout).toMatch(/asks: read wants external_directory \/etc\/\*/);
+    expect(shown.stdout).toContain(JSON.stringify(WORDS));
     const cli = await runCli(["approve", jobId, "--by", "alice"], { env: stack.childEnv });
     expect(cli.stdout).toMatch(/external_directory \/etc\/\* approved once; the job resumes/);
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
@@ -136,13 +140,24 @@ describe("manual approval of permission asks", () => {
   it("rejects an ask no one answers within --approval-timeout", async () => {
     stack.fake.reset();
     stack.fake.script({ toolCall: READ });
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "wait for nobody", model: "fake/echo", directory: stack.opencode.root, approval: "manual", approvalTimeout: "2s" });
+    const enqueued = await runCli(["enqueue", "wait for nobody", "--model", "fake/echo", "--directory", stack.opencode.root, "--approval", "manual", "--approval-timeout", "3s"], { env: stack.childEnv });
+    const jobId = enqueued.stdout.trim();
     await parked(jobId);
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
     expect(record.state).toBe("completed");
-    expect(record.text).toMatch(/rejected: no one answered it within 2\.0s/);
+    expect(record.text).toMatch(/rejected: no one answered it within 3\.0s/);
     expect(record.asks).toEqual([expect.objectContaining({ answer: "reject", by: "timeout" })]);
     await expect(stack.dispatcher.approve(jobId)).rejects.toBeInstanceOf(JobStateError);
+  });
+
+  it("cancels a parked job", async () => {
+    stack.fake.reset();
+    stack.fake.script({ toolCall: READ });
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "cancel me", model: "fake/echo", directory: stack.opencode.root, approval: "manual" });
+    await parked(jobId);
+    const cancelled = await stack.dispatcher.cancel(jobId);
+    expect(cancelled).toMatchObject({ outcome: "removed", record: { state: "failed", approval: null, error: { name: "Cancelled", message: "cancelled while awaiting approval" } } });
+    await expect(stack.dispatcher.approve(jobId)).rejects.toThrow(/not awaiting approval \(it is failed\)/);
   });
 
   it("resumes on another worker than the one that parked it (the session comes from the queue), approved for the rest of the job", async () => {
