@@ -33,6 +33,11 @@ export function printStatus(status: JobStatus, json: boolean): void {
     r?.error ? `error="${r.error.name}: ${r.error.message}"` : "",
     status.waitingFor ? `(${status.waitingFor})` : "",
   ];
+  const kids = status.children;
+  if (kids) {
+    const c = kids.counts;
+    fields.push(`children: batch ${kids.batchId}  total=${kids.total}  completed=${c.completed}  failed=${c.failed}  running=${c.running}  queued=${c.queued}`);
+  }
   process.stdout.write(`${fields.filter(Boolean).join("  ")}\n`);
   if (status.state === "awaiting-approval" && r?.approval) {
     const ask = r.approval;

@@ -23,7 +23,7 @@ import { DEFAULT_GROUP, Scheduler } from "../scheduling/scheduler.js";
 import { addJobs, type NewJob } from "./add-jobs.js";
 import { queueKeys } from "../shared/keys.js";
 import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups.js";
-import { readStatus, type JobStatus } from "./job-status.js";
+import { gatheredBatch, readStatus, type JobStatus } from "./job-status.js";
 import { answerAsk, type ApprovalOutcome, type ApproveOptions, type RejectOptions } from "./approvals.js";
 import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
 import { EventBus, Subscriptions, type DispatchEventName, type EventHandlers, type EventScope, type Subscription } from "./events.js";
@@ -247,6 +247,7 @@ export class Dispatcher {
         jobTimeoutMs: this.config.jobTimeoutMs,
         jobOptions: (task, jobId) => this.jobOptions(task, jobId),
         place: (task, jobId) => placeInThread(redis, store.keys, task, jobId, this.config.resultTtlMs),
+        wakeGather: (batchId) => scheduler.ended(batchId, []),
       },
       source,
       opts,
@@ -280,7 +281,11 @@ export class Dispatcher {
 
   async status(jobId: string): Promise<JobStatus> {
     const { queue, store, scheduler } = await this.connect();
-    return readStatus(queue, store, jobId, scheduler);
+    const status = await readStatus(queue, store, jobId, scheduler);
+    const batchId = gatheredBatch(status.result ? undefined : await queue.getJob(jobId), status.result);
+    if (!batchId) return status;
+    const batch = await (await this.batchHandle(batchId)).status();
+    return { ...status, children: { batchId, total: batch.total, counts: batch.counts } };
   }
 
   /** The final result record; NotFinishedError while the job is still queued or running. */
@@ -329,9 +334,15 @@ export class Dispatcher {
    * Cancels a job from any machine: a waiting, delayed or retrying job is removed from the queue
    * and its record marked failed "Cancelled"; a running one is aborted by the worker running it
    * (waiting up to `timeoutMs`, default 15 s, for it to confirm). JobStateError if it has finished.
+   * A batch's parent (`then`) takes its batch with it: the parent first (so that the members'
+   * ends do not start it), then every unfinished member (`children`).
    */
-  async cancel(jobId: string, opts: { timeoutMs?: number } = {}): Promise<CancelOutcome> {
-    return cancelJob(await this.manageDeps(), jobId, opts);
+  async cancel(jobId: string, opts: { timeoutMs?: number } = {}): Promise<CancelOutcome & { children?: BatchCancelOutcome }> {
+    const deps = await this.manageDeps();
+    const gather = ((await deps.queue.getJob(jobId))?.data as Partial<JobPayload> | undefined)?.gather;
+    const outcome = await cancelJob(deps, jobId, opts);
+    if (!gather) return outcome;
+    return { ...outcome, children: await this.cancelBatch(gather.batch, opts) };
   }
 
   /**

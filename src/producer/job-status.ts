@@ -19,6 +19,13 @@ export interface JobStatus {
    * slot of anthropic (4/4)`, `provider anthropic held until …` (see src/scheduling/gates.ts).
    */
   waitingFor?: string;
+  /** A batch's parent (`batch --then`): its batch, and how its members stand (see Dispatcher.status). */
+  children?: { batchId: string; total: number; counts: { queued: number; running: number; completed: number; failed: number } };
+}
+
+/** The batch a parent (`then`) gathers, from its job or its record. */
+export function gatheredBatch(job: Job | undefined, record: ResultRecord | null): string | undefined {
+  return record?.children?.batch ?? (job?.data as { gather?: { batch?: string } } | undefined)?.gather?.batch;
 }
 
 const BULL_STATES: Record<string, JobState> = {

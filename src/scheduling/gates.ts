@@ -7,6 +7,7 @@ const QUOTA_HISTORY_MS = 10 * 60_000;
  * What may keep a job from starting, in the order checked. Each gate has a name that says its
  * kind by its first letter (the scripts and the sweep read it):
  *   c:<job>        its turn in a session's chain (or the job it forks): that job has a final record
+ *   g:<batch>      a gathering parent: every member of its batch has ended
  *   h:<provider>   the provider is held after a "too many requests" answer
  *   q:<provider>   the provider's learned rate (only once a 429 taught one)
  *   m:<pattern>    a model or provider concurrency cap (DISPATCH_CONCURRENCY_LIMITS)
@@ -14,7 +15,7 @@ const QUOTA_HISTORY_MS = 10 * 60_000;
  *   r:<pattern>    a model or provider rate cap (DISPATCH_RATE_LIMITS; sliding window)
  */
 export interface Gate {
-  kind: "c" | "h" | "q" | "s" | "r";
+  kind: "c" | "g" | "h" | "q" | "s" | "r";
   name: string;
   a: string | number;
   b: string | number;
@@ -28,7 +29,15 @@ export interface GatedJob {
   after?: string | undefined;
   /** The job whose session it copies: it runs once that job has ended, like a follow-up. */
   fork?: string | undefined;
+  /** A parent that gathers a batch's results: it runs once every member has ended. */
+  gather?: { batch: string } | undefined;
 }
+
+/**
+ * A gathering parent whose batch's members all ended without waking it (one removed without a
+ * record is not counted as it ends) looks again by itself after this long.
+ */
+export const GATHER_BACKSTOP_MS = 10 * 60_000;
 
 /** How long a predecessor that took its place in a thread but was never added is waited for. */
 export const PLACEMENT_GRACE_MS = 10 * 60_000;
@@ -40,6 +49,7 @@ export function gatesFor(jobId: string, job: GatedJob, flow: FlowSettings): Gate
   const gates: Gate[] = [];
   const before = job.after ?? job.fork;
   if (before && before !== jobId) gates.push({ kind: "c", name: `c:${before}`, a: before, b: PLACEMENT_GRACE_MS });
+  if (job.gather) gates.push({ kind: "g", name: `g:${job.gather.batch}`, a: job.gather.batch, b: GATHER_BACKSTOP_MS });
   const provider = providerOf(job.model);
   gates.push({ kind: "h", name: `h:${provider}`, a: provider, b: "" });
   gates.push({ kind: "q", name: `q:${provider}`, a: provider, b: QUOTA_HISTORY_MS });
@@ -59,6 +69,10 @@ export function describeWait(gate: string, why: string, untilMs: number): string
   switch (gate[0]) {
     case "c":
       return `waiting for job ${name}${at ? ` (placed but not yet added; waited for${at})` : ""}`;
+    case "g": {
+      const [ended, total] = why.split("/");
+      return Number(total) < 0 ? `waiting for its children (batch ${name} is still being enqueued)` : `waiting for its children: ${ended} of ${total} ended (batch ${name})`;
+    }
     case "h":
       return `provider ${name} held${at}`;
     case "q":

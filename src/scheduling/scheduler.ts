@@ -5,7 +5,7 @@ import type { QueueKeys } from "../shared/keys.js";
 import type { FlowSettings } from "../shared/flow-limits.js";
 import type { Logger } from "../shared/logger.js";
 import { describeWait, PLACEMENT_GRACE_MS, type Gate } from "./gates.js";
-import { ADMIT, FINISHED, HOLD, LANE, LANED, PARKED, RELEASE, RENEW, SWEEP } from "./scripts.js";
+import { ADMIT, ENDED, FINISHED, HOLD, LANE, LANED, PARKED, RELEASE, RENEW, SWEEP } from "./scripts.js";
 
 /** A parked job sleeps at most this long before it looks again by itself (a backstop only). */
 export const PARK_BACKSTOP_MS = 3_600_000;
@@ -122,6 +122,14 @@ export class Scheduler {
   /** A job has its final record: its follow-ups may start. */
   async finished(jobId: string): Promise<void> {
     await this.promote((await this.run(FINISHED, Date.now(), [jobId])) as string[]);
+  }
+
+  /**
+   * Counts members of gathered batch `batch` as ended (found so by their records, see ENDED) and
+   * wakes its parent once every member has; with no members, only wakes it if all have ended.
+   */
+  async ended(batch: string, jobIds: readonly string[]): Promise<void> {
+    await this.promote((await this.run(ENDED, Date.now(), [batch, ...jobIds])) as string[]);
   }
 
   /**

@@ -21,6 +21,9 @@
  *   promoting    sorted set: woken jobs being promoted, by when (the sweep retries stale ones)
  *   done:<job>   string: the job has a final record (a follow-up may start)
  *   placed:<job> string: `after\tplacedAtMs` — a follow-up's fixed place in its thread
+ *   gather:<job> string: the batch whose gathering parent waits for this member (see gathered)
+ *   ended:<b>    set: the members of gathered batch b that have ended
+ *   gtotal:<b>   string: how many members batch b has, once all were added (its parent may start)
  *   seq          counter for arrival order
  *
  * A job that may not start yet parks: it is moved to BullMQ's delayed set (by the worker, with
@@ -81,6 +84,14 @@ local function rouse(job, out)
     return false
   end
   return true -- already waiting or running: it finds its own way
+end
+
+-- Whether every member of gathered batch b has ended (false while its members are still being added),
+-- and how many have, of how many.
+local function gathered(b)
+  local total = tonumber(rcall('GET', S .. 'gtotal:' .. b) or '-1')
+  local ended = rcall('SCARD', S .. 'ended:' .. b)
+  return total >= 0 and ended >= total, ended, total
 end
 
 -- Wakes up to n waiters of gate g (lowest arrival first); appends the jobs to promote to out.
@@ -220,6 +231,7 @@ end
  *   delay of a parked job (a backstop), ARGV[8] the result-record prefix, ARGV[9] the fair window
  *   (see feed), ARGV[10] number of gates, then 4 per gate: kind, gate, a, b:
  *     c chain   a = predecessor, b = placement grace ms
+ *     g gather  a = batch, b = backstop ms (its members are counted as they end; see ENDED)
  *     h hold    a = provider
  *     s slots   a = limit
  *     r rate    a = limit, b = period ms          (sliding window of starts)
@@ -288,6 +300,9 @@ for k = 1, n do
   if kind == 'c' then
     local done, untilMs = predecessorDone(a, tonumber(b), R)
     if not done then return park(g, 'chain', untilMs, nil) end
+  elseif kind == 'g' then
+    local done, ended, total = gathered(a)
+    if not done then return park(g, ended .. '/' .. total, now + tonumber(b), nil) end
   elseif kind == 'h' then
     local untilMs = tonumber(rcall('GET', S .. 'hold:' .. a) or '0')
     if untilMs > now then return park(g, 'held', untilMs, '0') end
@@ -423,12 +438,31 @@ return lost
 `;
 
 /**
- * A job has its final record (which marked it done: ResultStore.put): wake its follow-ups.
+ * A job has its final record (which marked it done: ResultStore.put): wake its follow-ups, and
+ * the parent gathering its batch once it was the last member to end.
  * ARGV[4] job. Returns the jobs to promote.
  */
 export const FINISHED = `${COMMON}
 local out = {}
 if rcall('EXISTS', S .. 'w:c:' .. ARGV[4]) == 1 then wake('c:' .. ARGV[4], 1000, out) end
+local b = rcall('GET', S .. 'gather:' .. ARGV[4])
+if b then
+  rcall('SADD', S .. 'ended:' .. b, ARGV[4])
+  local ttl = rcall('PTTL', S .. 'gather:' .. ARGV[4])
+  if ttl > 0 then rcall('PEXPIRE', S .. 'ended:' .. b, ttl) end
+  if gathered(b) then wake('g:' .. b, 1, out) end
+end
+return out
+`;
+
+/**
+ * Members of gathered batch ARGV[4] that ended (ARGV[5..]), counted by a check of their records
+ * rather than by FINISHED (one removed without a record). Returns the jobs to promote.
+ */
+export const ENDED = `${COMMON}
+local out = {}
+for i = 5, #ARGV do rcall('SADD', S .. 'ended:' .. ARGV[4], ARGV[i]) end
+if gathered(ARGV[4]) then wake('g:' .. ARGV[4], 1, out) end
 return out
 `;
 
@@ -484,6 +518,8 @@ for _, g in ipairs(rcall('SRANDMEMBER', S .. 'gates', 200)) do
     rcall('SREM', S .. 'gates', g)
   elseif kind == 'c' then
     if predecessorDone(name, grace, R) then wake(g, 1000, out) end
+  elseif kind == 'g' then
+    if gathered(name) then wake(g, 1, out) end
   elseif kind == 'h' then
     if tonumber(rcall('GET', S .. 'hold:' .. name) or '0') <= now then wake(g, 1, out) end
   elseif kind == 'r' or kind == 'q' then

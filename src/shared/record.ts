@@ -31,6 +31,7 @@ export function baseRecord(jobId: string, data: unknown, state: JobState): Resul
     asks: [],
     continues: null,
     forkedFrom: null,
+    children: null,
     worktree: null,
     structured: null,
     webhook: p?.webhook ?? null,

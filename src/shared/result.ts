@@ -116,6 +116,14 @@ export const ResultRecord = z.object({
   continues: z.string().nullable().default(null),
   /** The job whose session this one's session was copied from (a task with `fork`), if any. */
   forkedFrom: z.string().nullable().default(null),
+  /**
+   * A batch's parent (`then`): its batch and how its members ended (`removed`: taken out of the
+   * queue before they ran), once it starts; null for other jobs.
+   */
+  children: z
+    .object({ batch: z.string(), total: z.number().int(), completed: z.number().int(), failed: z.number().int(), removed: z.number().int() })
+    .nullable()
+    .default(null),
   /** Where a `worktree` job ran: the worktree path, its branch, and the files it changed. */
   worktree: z
     .object({ path: z.string(), branch: z.string(), base: z.string(), changedFiles: z.array(z.string()) })

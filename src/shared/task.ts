@@ -208,6 +208,11 @@ export const JobPayload = z.strictObject({
   after: z.union([JobId, FiringId]).optional(),
   /** The job whose session this one copies (`fork` on the task): it runs once that job has ended. */
   fork: SessionFields.fork,
+  /**
+   * A parent of a batch (`then` of a batch): it runs once every member has ended, and its prompt
+   * gets their results. `on: "completed"`: it fails instead when a member did not complete.
+   */
+  gather: z.strictObject({ batch: z.string(), on: z.enum(["all", "completed"]) }).optional(),
   /** The chain of jobs sharing one session (see scheduling/placement.ts). */
   thread: z.string().optional(),
   /** The batch whose budget this job spends from (a batch submitted with maxCost / maxTokens). */

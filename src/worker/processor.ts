@@ -11,6 +11,7 @@ import type { Scheduler } from "../scheduling/scheduler.js";
 import { BudgetExceededError, checkBudget, checkBudgetLeft, PayloadError, StoppedError, type StopReason } from "./failures.js";
 import type { BatchBudgets } from "./batch-budget.js";
 import { scheduledFiring } from "./scheduled-session.js";
+import { checkAllCompleted, childResults, endedMembers, withResults } from "./gather.js";
 import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
 import { answerOf, ApprovalNeededError, grantsFor, parkedRecord, parkJob, resumeFrom, type Resume } from "./approvals.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
@@ -108,6 +109,10 @@ export function createProcessor(deps: ProcessorDeps) {
     if (token && !answered) {
       const admission = await deps.scheduler.admit(jobId, member, gates, deps.leases.leaseMs);
       if (!admission.admitted) {
+        // A batch's parent finds its batch unfinished: count the members that ended without counting themselves.
+        if (payload.gather && admission.gate.startsWith("g:")) {
+          await deps.scheduler.ended(payload.gather.batch, await endedMembers(deps.connection, deps.store, payload.gather.batch));
+        }
         log.debug({ gate: admission.gate, why: admission.why }, "job waits");
         return sleep(deps.scheduler, job, token, admission.delayUntil);
       }
@@ -157,9 +162,18 @@ export function createProcessor(deps: ProcessorDeps) {
       const leftShort = budgeted && !answered ? checkBudgetLeft(payload, spentBefore) : undefined;
       if (leftShort) throw leftShort;
       const fence = token ? { lockKey: deps.store.lockKey(jobId), token } : undefined;
+      // A batch's parent: its prompt gets what its children left.
+      let work = payload;
+      if (payload.gather && !answered) {
+        const { results, counts } = await childResults(deps.connection, deps.store, payload.gather.batch);
+        record = { ...record, children: counts };
+        await write(record);
+        if (payload.gather.on === "completed") checkAllCompleted(results, payload.gather.batch);
+        work = withResults(payload, results, payload.gather.batch);
+      }
       const outcome = answered
         ? await storeAnsweredTurn(deps, answered, control.signal, log, fence)
-        : await runAttempt(deps, jobId, payload, {
+        : await runAttempt(deps, jobId, work, {
             spentBefore,
             spend,
             signal: control.signal,

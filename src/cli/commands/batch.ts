@@ -21,6 +21,9 @@ interface BatchFlags extends TaskFlags {
   wait?: boolean;
   out?: string;
   json?: boolean;
+  then?: string;
+  thenModel?: string;
+  thenOn?: "all" | "completed";
 }
 
 export function batchCommand(): Command {
@@ -31,6 +34,9 @@ export function batchCommand(): Command {
     .option("--max-cost <usd>", "a budget for the whole batch: once its tasks have spent more, no task starts, running ones stop, the rest fail BudgetExceeded", numberOption("--max-cost"))
     .option("--max-tokens <n>", "a budget of tokens for the whole batch, enforced like --max-cost", intOption("--max-tokens", 1))
     .option("--id <batchId>", "batch ID (default: a hash of the input and options, so re-submitting adds only what is missing)")
+    .option("--then <prompt>", "a parent task that runs once every task has ended, its prompt followed by their results (line, job ID, state, answer or error; attached as results.jsonl when large); its job ID is <batchId>-then")
+    .option("--then-model <provider/model>", "the parent's model (default: --model)")
+    .addOption(new Option("--then-on <which>", "all: the parent runs whatever the tasks' outcomes; completed: it fails UpstreamFailed if any task did not complete").choices(["all", "completed"]))
     .addOption(new Option("--format <format>", "input format: jsonl, text, or auto (a first line starting with { means jsonl)").choices(["auto", "jsonl", "text"]).default("auto"))
     .option("--skip-invalid", "enqueue the valid tasks and skip invalid lines (default: reject the whole batch)")
     .option("--wait", "wait for every task, show progress on stderr, print a summary (exit 1 if any failed)")
@@ -52,24 +58,41 @@ export function batchCommand(): Command {
           skipInvalid: flags.skipInvalid,
           maxCost: flags.maxCost,
           maxTokens: flags.maxTokens,
+          ...thenOptions(flags),
           onEnqueued: enqueueProgress(),
         });
         const receipt = handle.receipt!;
         for (const bad of receipt.invalidLines) process.stderr.write(`line ${bad.line}: ${bad.error} (skipped)\n`);
         if (receipt.invalid > receipt.invalidLines.length) process.stderr.write(`… and ${receipt.invalid - receipt.invalidLines.length} more invalid lines skipped\n`);
         process.stderr.write(`${describeReceipt(receipt)}\n`);
+        if (receipt.thenJobId) process.stderr.write(`parent ${receipt.thenJobId} runs once every task has ended\n`);
         if (!flags.wait && !flags.out) {
           if (flags.json) printJson(receiptJson(receipt));
           else process.stdout.write(`${receipt.batchId}\n`);
           return ExitCode.ok;
         }
-        return await waitForBatch(handle, { out: flags.out, json: flags.json, receipt });
+        const code = await waitForBatch(handle, { out: flags.out, json: flags.json, receipt });
+        if (!receipt.thenJobId) return code;
+        // The parent's answer is what a batch with --then is for: waited for and printed too.
+        const parent = await dispatcher.wait(receipt.thenJobId);
+        if (flags.json) printJson(parent);
+        else process.stdout.write(`parent ${parent.jobId} ${parent.state}: ${parent.state === "completed" ? (parent.text ?? "") : `${parent.error?.name}: ${parent.error?.message}`}\n`);
+        return parent.state === "completed" ? code : ExitCode.jobFailed;
       });
     } finally {
       await spooled?.cleanup();
     }
   }));
   return command;
+}
+
+/** `--then`, `--then-model`, `--then-on` as the library's `then` / `thenOn`. */
+function thenOptions(flags: BatchFlags): { then?: TaskInput; thenOn?: "all" | "completed" } {
+  if (flags.then === undefined) {
+    if (flags.thenModel !== undefined || flags.thenOn !== undefined) throw new InputError("--then-model and --then-on apply to a batch with --then");
+    return {};
+  }
+  return { then: { prompt: flags.then, ...(flags.thenModel ? { model: flags.thenModel } : {}) }, ...(flags.thenOn ? { thenOn: flags.thenOn } : {}) };
 }
 
 function receiptJson(receipt: BatchReceipt) {

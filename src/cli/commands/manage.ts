@@ -12,7 +12,7 @@ interface CancelFlags extends ConnectionFlags {
 
 export function cancelCommand(): Command {
   const command = new Command("cancel")
-    .description("cancel a job, or every unfinished job of a batch: remove it if it is waiting, abort its session if it is running (exit 6 if it already finished)")
+    .description("cancel a job, or every unfinished job of a batch: remove it if it is waiting, abort its session if it is running (exit 6 if it already finished); a batch's parent (batch --then) takes its unfinished children with it")
     .argument("<jobId>", "a job ID, or a batch ID")
     .option("--timeout <duration>", "how long to wait for the worker running the job to abort it (default: 15s)", durationOption("--timeout"))
     .option("--json", "print the outcome and the final record as JSON");
@@ -37,6 +37,13 @@ export function cancelCommand(): Command {
         finished: `job ${jobId} finished (${outcome.record?.state}) before the cancel took effect`,
       };
       (flags.json ? process.stderr : process.stdout).write(`${says[outcome.outcome]}\n`);
+      const children = outcome.children;
+      if (children) {
+        (flags.json ? process.stderr : process.stdout).write(
+          `its children: ${children.removed} removed from the queue, ${children.cancelled} running aborted, ${children.pending} not confirmed yet, ${children.finished} had finished\n`,
+        );
+        if (children.pending > 0) return ExitCode.notFinished;
+      }
       if (outcome.outcome === "pending") return ExitCode.notFinished;
       if (outcome.outcome === "finished") return ExitCode.wrongState;
       return ExitCode.ok;

@@ -150,6 +150,27 @@ export class BatchStore {
     await multi.exec();
   }
 
+  /**
+   * Marks these members as gathered by their batch's parent (`then`): each counts itself as ended
+   * when its final record is written (see FINISHED in scheduling/scripts.ts). Before their jobs are added.
+   */
+  async markGathered(batchId: string, jobIds: readonly string[]): Promise<void> {
+    if (jobIds.length === 0) return;
+    const multi = this.redis.multi();
+    for (const id of jobIds) {
+      if (this.ttlMs > 0) multi.set(`${this.keys.sched}gather:${id}`, batchId, "PX", this.ttlMs);
+      else multi.set(`${this.keys.sched}gather:${id}`, batchId);
+    }
+    await multi.exec();
+  }
+
+  /** Every member of a gathered batch was added: its parent may start once `total` of them have ended. */
+  async gatherTotal(batchId: string, total: number): Promise<void> {
+    const key = `${this.keys.sched}gtotal:${batchId}`;
+    if (this.ttlMs > 0) await this.redis.set(key, total, "PX", this.ttlMs);
+    else await this.redis.set(key, total);
+  }
+
   /** Which of these job IDs are already members (a crashed submission got that far). */
   async members(batchId: string, jobIds: readonly string[]): Promise<Set<string>> {
     if (jobIds.length === 0) return new Set();

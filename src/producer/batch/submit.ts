@@ -28,6 +28,18 @@ export interface BatchOptions {
   maxCost?: number;
   /** A budget of tokens for the whole batch, enforced like `maxCost`. */
   maxTokens?: number;
+  /**
+   * A parent task that runs once every member has ended, with their results (each member's line,
+   * job ID, state, and answer or error) after its prompt — inline, or as an attached JSON Lines file
+   * when large. A prompt, or a task (its own `model`, `id`, …; the batch's `defaults` apply too).
+   * Its job ID is `<batchId>-then` unless the task gives an `id`.
+   */
+  then?: string | TaskInput;
+  /**
+   * `all`: the parent runs whatever its members' outcomes; `completed`: it runs only if every
+   * member completed, else fails `UpstreamFailed` naming those that did not. @defaultValue "all"
+   */
+  thenOn?: "all" | "completed";
   /** Tasks per round trip to Redis. @defaultValue 1000 */
   chunkSize?: number;
   /** Called after each chunk is enqueued. */
@@ -51,6 +63,8 @@ export interface BatchReceipt {
   invalid: number;
   /** The first 100 invalid tasks with their reasons. */
   invalidLines: InvalidLine[];
+  /** The job ID of the batch's parent (`then`), if it has one. */
+  thenJobId?: string;
 }
 
 /** A batch rejected because of invalid lines; nothing was enqueued. */
@@ -76,6 +90,23 @@ export interface SubmitContext {
   jobOptions(task: Task, jobId: string): JobsOptions & { jobId: string };
   /** Puts a task with `continue` or `session` at the end of its thread (see placeInThread). */
   place(task: Task, jobId: string): Promise<Placement>;
+  /** Wakes a gathered batch's parent if every member has ended (see Scheduler.ended). */
+  wakeGather(batchId: string): Promise<void>;
+}
+
+/** The parent task of a batch (`then`): the batch's defaults, then its own fields. */
+function parentTask(then: string | TaskInput, defaults: Partial<TaskInput>): Task {
+  const own: Partial<TaskInput> = typeof then === "string" ? { prompt: then } : then;
+  for (const field of ["continue", "session", "fork"] as const) {
+    if (own[field] !== undefined) throw new InputError(`then: a batch's parent starts its own session (${field} does not apply)`);
+  }
+  const { id: _id, continue: _c, session: _s, fork: _f, ...shared } = defaults;
+  try {
+    return parseTask({ ...shared, ...own });
+  } catch (error) {
+    if (error instanceof InputError) throw new InputError(`then: ${error.message}`);
+    throw error;
+  }
 }
 
 const MAX_BATCH_ID = 150;
@@ -127,9 +158,14 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
   if (opts.id !== undefined) checkBatchId(opts.id);
   checkBudget(opts);
   const budgeted = opts.maxCost !== undefined || opts.maxTokens !== undefined;
+  const parent = opts.then === undefined ? undefined : parentTask(opts.then, defaults);
+  if (opts.thenOn !== undefined && !["all", "completed"].includes(opts.thenOn)) throw new InputError(`thenOn: must be "all" or "completed" (got ${String(opts.thenOn)})`);
+  if (opts.thenOn !== undefined && !parent) throw new InputError("thenOn: applies to a batch with a parent (then)");
 
   // Pass 1: validate, count, hash.
   const hash = createHash("sha256").update(`${stableJson(defaults)}\n`);
+  // Another parent makes another batch (a batch without one keeps the ID it always had).
+  if (opts.then !== undefined) hash.update(`then\t${stableJson(opts.then)}\t${opts.thenOn ?? "all"}\n`);
   const invalidLines: InvalidLine[] = [];
   let invalid = 0;
   let total = 0;
@@ -180,6 +216,8 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
     const unknown = chunk.filter((c) => !known.has(c.jobId) && (existed || c.task.id !== undefined)).map((c) => c.jobId);
     for (const id of await ctx.batches.existing(unknown)) known.add(id);
     const now = new Date().toISOString();
+    // Before their jobs exist: a member that ends counts itself for the parent.
+    if (parent) await ctx.batches.markGathered(batchId, ids);
     const fresh = chunk.filter((c) => !known.has(c.jobId));
     if (fresh.length) {
       // In line order: follow-ups of one session run one at a time, in the order of the lines.
@@ -226,5 +264,21 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
   if (chunk.length) await send();
   await writes.drain();
   await ctx.batches.finish(batchId);
-  return { batchId, total, enqueued, duplicates, invalid, invalidLines };
+  if (!parent) return { batchId, total, enqueued, duplicates, invalid, invalidLines };
+  // The parent: added once every member is, it waits (holding no slot) until they have all ended.
+  const thenJobId = parent.id ?? `${batchId}-then`;
+  await ctx.batches.gatherTotal(batchId, total);
+  if ((await ctx.batches.existing([thenJobId])).size === 0) {
+    const gather = { batch: batchId, on: opts.thenOn ?? "all" };
+    await ctx.add([
+      {
+        name: ctx.jobName,
+        data: Object.assign(toPayload(parent, { timeoutMs: ctx.jobTimeoutMs }), { gather }),
+        opts: ctx.jobOptions(parent, thenJobId),
+        group: parent.group ?? batchId,
+      },
+    ]);
+  }
+  await ctx.wakeGather(batchId);
+  return { batchId, total, enqueued, duplicates, invalid, invalidLines, thenJobId };
 }
