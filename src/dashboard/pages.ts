@@ -1,34 +1,6 @@
 import type { DashboardRecord, ResultPage } from "./results.js";
-
-/** Escapes text for HTML content and attribute values. */
-export function esc(value: unknown): string {
-  return String(value ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-const STYLE = `
-body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.5rem;align-items:center}
-header a{color:#cfe0ff;text-decoration:none}header strong{margin-right:1rem}
-main{padding:1rem 1.2rem}table{border-collapse:collapse;width:100%;background:#fff}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e3e6eb;vertical-align:top;font-size:.9rem}
-th{background:#eef0f4}.state{font-weight:600}.completed{color:#1a7f37}.failed{color:#c62828}
-.active,.retrying{color:#9a6700}pre{white-space:pre-wrap;background:#fff;border:1px solid #e3e6eb;padding:.6rem;max-height:30rem;overflow:auto}
-dl{display:grid;grid-template-columns:max-content auto;gap:.3rem 1rem;background:#fff;padding:.8rem;border:1px solid #e3e6eb}
-dt{font-weight:600}dd{margin:0}.muted{color:#6b7280}nav.filters a{margin-right:.8rem}
-`;
-
-export function layout(title: string, queue: string, body: string): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)} · opencode-dispatch</title>
-<meta name="viewport" content="width=device-width,initial-scale=1"><style>${STYLE}</style></head>
-<body><header><strong>opencode-dispatch</strong><span class="muted">queue ${esc(queue)}</span>
-<a href="/results">Results</a><a href="/queues">Queue (bull-board)</a></header><main>${body}</main></body></html>`;
-}
-
-const excerpt = (text: string | null, max = 80) => (text && text.length > max ? `${text.slice(0, max)}…` : text ?? "");
-const money = (cost: number | null) => (cost == null ? "" : `$${cost.toFixed(4)}`);
-const jobLink = (jobId: string) => `<a href="/results/${encodeURIComponent(jobId)}">${esc(jobId)}</a>`;
-const sessionLink = (sessionId: string | null) =>
-  sessionId ? `<a href="/sessions/${encodeURIComponent(sessionId)}" data-testid="session-link">${esc(sessionId)}</a>` : "";
+import { actionButton, esc, excerpt, jobLink, layout, money, sessionLink } from "./html.js";
+import { FINAL_STATES } from "../shared/result.js";
 
 export function resultsTable(records: DashboardRecord[]): string {
   if (records.length === 0) return `<p class="muted" data-testid="no-results">No results.</p>`;
@@ -57,15 +29,21 @@ export function resultsPage(queue: string, page: ResultPage, state: string | und
   return layout("Results", queue, `<h1>Results</h1><nav class="filters">${filters}</nav><p class="muted">Newest first; ${page.records.length} shown.</p>${resultsTable(page.records)}<nav class="pager">${pager}</nav>`);
 }
 
-export function resultPage(queue: string, r: DashboardRecord, sameSession: DashboardRecord[], continuations: DashboardRecord[]): string {
+/**
+ * One record in full. `continuations`: the jobs that continue this one (their `continues` names
+ * it). A job not finished yet shows its answer as it is written (see client.ts).
+ */
+export function resultPage(queue: string, r: DashboardRecord, sameSession: DashboardRecord[], continuations: DashboardRecord[], allowActions = false): string {
   const tokens = r.tokens
     ? `${r.tokens.total} (input ${r.tokens.input}, output ${r.tokens.output}, reasoning ${r.tokens.reasoning}, cache read ${r.tokens.cacheRead}, cache write ${r.tokens.cacheWrite})`
     : "";
+  const final = FINAL_STATES.has(r.state);
   const fields: [string, string][] = [
     ["Job", `<span data-testid="job-id">${esc(r.jobId)}</span>`],
     ["State", `<span class="state ${esc(r.state)}" data-testid="state">${esc(r.state)}</span>`],
     ["Session", sessionLink(r.sessionId)],
-    ["Continues", r.continuedFrom ? jobLink(r.continuedFrom) : `<span class="muted">—</span>`],
+    ["Continues", r.continues ? jobLink(r.continues, "continues-link") : `<span class="muted">—</span>`],
+    ["Continued by", continuations.length ? continuations.map((c) => jobLink(c.jobId, "continued-by-link")).join(", ") : `<span class="muted">—</span>`],
     ["Model", esc(r.model ?? "server default")],
     ["Agent", esc(r.agent ?? "server default")],
     ["Directory", esc(r.directory ?? "worker's")],
@@ -76,27 +54,28 @@ export function resultPage(queue: string, r: DashboardRecord, sameSession: Dashb
     ["Duration", r.durationMs == null ? "" : `${esc(r.durationMs)} ms`],
     ["Worker", esc(r.worker ?? "")],
   ];
+  if (!final) fields.push(["Last tool", `<span data-testid="live-tool" class="muted">—</span>`]);
   const error = r.error
     ? `<h2>Error</h2><pre data-testid="error">${esc(`${r.error.name}${r.error.statusCode ? ` (${r.error.statusCode})` : ""}: ${r.error.message}\nretryable: ${r.error.retryable}`)}</pre>`
+    : "";
+  const id = encodeURIComponent(r.jobId);
+  const actions = allowActions
+    ? `<p class="actions">${final ? "" : actionButton(`/api/jobs/${id}/cancel`, "Cancel", "cancel-job")}${r.state === "failed" ? actionButton(`/api/jobs/${id}/retry`, "Retry", "retry-job") : ""}<span id="action-result" data-testid="action-result"></span></p>`
     : "";
   const others = sameSession.filter((o) => o.jobId !== r.jobId);
   const chain =
     continuations.length || others.length
       ? `<h2>Same session and continuations</h2>${resultsTable([...new Map([...others, ...continuations].map((o) => [o.jobId, o])).values()])}`
       : "";
+  const answer = r.text !== null ? `<h2>Answer</h2><pre data-testid="answer">${esc(r.text)}</pre>` : "";
   return layout(
     r.jobId,
     queue,
-    `<h1>Result ${esc(r.jobId)}</h1><dl>${fields.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("")}</dl>
+    `<h1>Result ${esc(r.jobId)}</h1>${actions}<dl>${fields.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("")}</dl>
 <h2>Prompt</h2><pre data-testid="prompt">${esc(r.prompt)}</pre>
-${r.text !== null ? `<h2>Answer</h2><pre data-testid="answer">${esc(r.text)}</pre>` : ""}${error}
+${final ? answer : `<section data-live-stream="/api/live/${id}">${answer}</section>`}${error}
 ${r.metadata ? `<h2>Metadata</h2><pre>${esc(JSON.stringify(r.metadata, null, 2))}</pre>` : ""}${chain}`,
   );
-}
-
-export function sessionPage(queue: string, sessionId: string, records: DashboardRecord[]): string {
-  const ordered = [...records].reverse(); // oldest first: the conversation in order
-  return layout(`Session ${sessionId}`, queue, `<h1>Session ${esc(sessionId)}</h1><p class="muted">Jobs that ran in this opencode session, oldest first.</p>${resultsTable(ordered)}`);
 }
 
 export function notFoundPage(queue: string, what: string): string {

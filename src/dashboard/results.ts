@@ -2,8 +2,8 @@ import type { Redis } from "ioredis";
 import { queueKeys } from "../shared/keys.js";
 import { ResultRecord } from "../shared/result.js";
 
-/** A result record plus the job it continues, when the stored record names one. */
-export type DashboardRecord = ResultRecord & { continuedFrom: string | null };
+/** A result record as the dashboard shows it (the job it continues is its `continues`). */
+export type DashboardRecord = ResultRecord;
 
 export interface ResultFilter {
   state?: string;
@@ -73,15 +73,8 @@ export async function getResult(redis: Redis, queue: string, jobId: string): Pro
   return raw === null ? null : toDashboardRecord(raw);
 }
 
-/**
- * Parses a stored record. The job it continues comes from `continuedFrom` (or `parentJobId`, or
- * `metadata.continuedFrom`) when the record has one; jobs are also linked by their session ID.
- */
+/** Parses a stored record (null when it is not a record). */
 function toDashboardRecord(raw: string): DashboardRecord | null {
-  const json = safeJson(raw) as Record<string, unknown> | null;
-  const parsed = ResultRecord.safeParse(json);
-  if (!parsed.success) return null;
-  const meta = parsed.data.metadata ?? {};
-  const parent = [json?.continuedFrom, json?.parentJobId, meta.continuedFrom, json?.continues].find((v) => typeof v === "string");
-  return { ...parsed.data, continuedFrom: (parent as string | undefined) ?? null };
+  const parsed = ResultRecord.safeParse(safeJson(raw));
+  return parsed.success ? parsed.data : null;
 }

@@ -50,7 +50,8 @@ describe("dashboard", () => {
     const page = await context.newPage();
     try {
       await page.goto(`${dashboard.url}/`);
-      expect(new URL(page.url()).pathname).toBe("/results");
+      await page.click('header a[href="/results"]');
+      await page.waitForURL("**/results");
       const completedRow = page.locator(`[data-testid=result-row][data-job-id="${completed.jobId}"]`);
       const failedRow = page.locator(`[data-testid=result-row][data-job-id="${failed.jobId}"]`);
       await expect.poll(() => completedRow.getAttribute("data-state")).toBe("completed");
@@ -73,10 +74,10 @@ describe("dashboard", () => {
       expect(await page.textContent("[data-testid=cost]")).toBe(`$${completed.cost!.toFixed(4)}`);
       expect(completed.cost).toBeGreaterThan(0);
 
-      // Its session page lists the job.
+      // Its session page shows the job's turn.
       await page.click("[data-testid=session-link]");
       await page.waitForURL(`**/sessions/${completed.sessionId}`);
-      expect(await page.locator(`[data-testid=result-row][data-job-id="${completed.jobId}"]`).count()).toBe(1);
+      expect(await page.locator(`[data-testid=turn-job][data-job-id="${completed.jobId}"]`).count()).toBe(1);
 
       // The failed result shows the provider's error.
       await page.goto(`${dashboard.url}/results/${failed.jobId}`);

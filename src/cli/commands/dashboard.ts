@@ -14,10 +14,13 @@ interface DashboardFlags extends ConnectionFlags {
  */
 export function dashboardCommand(): Command {
   const command = new Command("dashboard")
-    .description("serve a web dashboard: bull-board for the queue, plus results and sessions (read-only unless --allow-actions)")
+    .description(
+      "serve a web dashboard (read-only unless --allow-actions): / overview with charts, /results, /results/<jobId> (live answer while it runs), " +
+        "/batches, /batches/<id>, /sessions/<id> (transcript), /queues (bull-board), JSON under /api/…",
+    )
     .option("--port <port>", "port to listen on (0: any free port)", intOption("--port", 0, 65_535), 3000)
     .option("--host <address>", "address to bind; beyond loopback DASHBOARD_PASSWORD is required", "127.0.0.1")
-    .option("--allow-actions", "let the dashboard retry, promote, clean and remove jobs");
+    .option("--allow-actions", "let the dashboard cancel and retry jobs and batches and pause and resume the queue (and bull-board retry, promote, clean and remove jobs)");
   return withConnection(command).action(
     exitWith(async (flags: DashboardFlags) => {
       const config = configFrom(flags);
@@ -31,10 +34,11 @@ export function dashboardCommand(): Command {
         allowActions: flags.allowActions ?? false,
         auth: config.dashboard,
         allowedHosts: config.dashboard.hosts,
+        config,
         log,
       });
       log.info({ url: dashboard.url, queue: config.queue, actions: flags.allowActions ?? false, auth: !!config.dashboard.password }, "dashboard ready");
-      process.stderr.write(`Dashboard: ${dashboard.url}/results  (bull-board: ${dashboard.url}/queues)\n`);
+      process.stderr.write(`Dashboard: ${dashboard.url}/  (results: ${dashboard.url}/results, batches: ${dashboard.url}/batches, bull-board: ${dashboard.url}/queues)\n`);
       await new Promise<void>((resolve) => {
         process.once("SIGINT", () => resolve());
         process.once("SIGTERM", () => resolve());
