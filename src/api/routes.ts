@@ -238,6 +238,9 @@ export const routes: Route[] = [
       { name: "skipInvalid", description: "true: enqueue the valid lines and report the invalid ones", schema: { type: "boolean" } },
       { name: "maxCost", description: "the batch's budget (see `batch --max-cost`)", schema: { type: "number" } },
       { name: "maxTokens", description: "the batch's budget in tokens", schema: { type: "integer" } },
+      { name: "then", description: "a parent prompt that runs once every task has ended, with their results (see `batch --then`); its job ID is in the receipt as thenJobId", schema: { type: "string" } },
+      { name: "thenModel", description: "the parent's model (provider/model)", schema: { type: "string" } },
+      { name: "thenOn", description: "all (default): the parent runs whatever the outcomes; completed: it fails UpstreamFailed unless every task completed", schema: { type: "string", enum: ["all", "completed"] } },
     ],
     responses: { 201: { description: "the receipt", schema: S.BatchReceipt }, ...errors(400, 401, 403) },
     async handle({ req, res, query, dispatcher }) {
@@ -252,6 +255,7 @@ export const routes: Route[] = [
           skipInvalid: skipInvalid === "true",
           maxCost: numberParam(query, "maxCost", false),
           maxTokens: numberParam(query, "maxTokens", true),
+          ...thenParams(query),
         });
         sendJson(res, 201, handle.receipt, { location: `/v1/batches/${encodeURIComponent(handle.id)}` });
       } catch (error) {
@@ -429,4 +433,15 @@ export const routes: Route[] = [
   },
 ];
 
-
+/** `then`, `thenModel`, `thenOn` of POST /v1/batches as submitBatch's `then` / `thenOn`. */
+function thenParams(query: URLSearchParams): { then?: { prompt: string; model?: string }; thenOn?: "all" | "completed" } {
+  const prompt = query.get("then");
+  const model = query.get("thenModel");
+  const on = query.get("thenOn");
+  if (prompt === null) {
+    if (model !== null || on !== null) throw new InputError("thenModel and thenOn apply to a batch with then");
+    return {};
+  }
+  if (on !== null && on !== "all" && on !== "completed") throw new InputError(`thenOn: "${on}" is not all or completed`);
+  return { then: { prompt, ...(model !== null ? { model } : {}) }, ...(on !== null ? { thenOn: on } : {}) };
+}

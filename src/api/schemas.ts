@@ -62,6 +62,8 @@ export const BatchReceipt = z.object({
   duplicates: z.number().int(),
   invalid: z.number().int(),
   invalidLines: z.array(z.object({ line: z.number().int(), error: z.string() })),
+  /** The batch's parent (`then`), if it has one. */
+  thenJobId: z.string().optional(),
 });
 
 export const BatchBudget = z.object({

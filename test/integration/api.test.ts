@@ -209,6 +209,26 @@ describe("the HTTP API", () => {
     expect((await curl([...auth, `${base}/v1/batches/no-such-batch`])).status).toBe(404);
   }, 180_000);
 
+  it("flows over HTTP: a batch with a parent (then, thenModel, thenOn) and a fork", async () => {
+    const auth = ["-H", `Authorization: Bearer ${ADMIN}`];
+    const body = ['{"prompt":"flow one","model":"fake/echo"}', '{"prompt":"flow two","model":"fake/echo"}'].join("\n");
+    const posted = await curl(["-X", "POST", ...auth, "--data-binary", body, `${base}/v1/batches?id=api-flow&then=${encodeURIComponent("Sum up the flow")}&thenModel=fake/echo&thenOn=completed`]);
+    expect(posted.status, posted.body).toBe(201);
+    const receipt = JSON.parse(posted.body) as { thenJobId: string };
+    expect(receipt.thenJobId).toBe("api-flow-then");
+    const parent = await stack.dispatcher.wait(receipt.thenJobId, { timeoutMs: 120_000 });
+    expect(parent).toMatchObject({ state: "completed", model: "fake/echo", children: { total: 2, completed: 2 } });
+    expect(parent.text).toContain('"answer":"echo: flow two"');
+    const bad = await curl(["-X", "POST", ...auth, "--data-binary", body, `${base}/v1/batches?thenOn=sometimes&then=x`]);
+    expect(bad.status).toBe(400);
+
+    const forked = await curl(["-X", "POST", ...auth, "-H", "content-type: application/json", "--data-binary", JSON.stringify({ prompt: "fork over http [[transcript]]", fork: "api-flow-1" }), `${base}/v1/jobs`]);
+    expect(forked.status, forked.body).toBe(201);
+    const fork = await stack.dispatcher.wait((JSON.parse(forked.body) as { jobId: string }).jobId, { timeoutMs: 120_000 });
+    expect(fork.forkedFrom).toBe("api-flow-1");
+    expect(JSON.parse(fork.text!)).toEqual(["flow one", "fork over http [[transcript]]"]);
+  }, 180_000);
+
   it("pause and resume the queue over HTTP", async () => {
     const auth = ["-H", `Authorization: Bearer ${ADMIN}`];
     expect(JSON.parse((await curl(["-X", "POST", ...auth, `${base}/v1/queue/pause`])).body)).toMatchObject({ paused: true });
