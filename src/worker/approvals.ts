@@ -86,6 +86,13 @@ export function answeredAsk(ask: PendingApproval, decision: Decision): Ask {
   };
 }
 
+/** A timeout as a person says it: `2d`, `24h`, else as formatDuration (`3.0s`, `10m`). */
+function spoken(ms: number): string {
+  if (ms >= 2 * 86_400_000 && ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  return formatDuration(ms);
+}
+
 /** The turn that resumes a parked session: what the person decided, in words the agent acts on. */
 export function continuationPrompt(ask: PendingApproval, decision: Decision, timeoutMs: number): TextPartInput[] {
   const what = `${ask.permission}${ask.patterns.length ? ` (${ask.patterns.join(", ")})` : ""}`;
@@ -94,7 +101,7 @@ export function continuationPrompt(ask: PendingApproval, decision: Decision, tim
     const scope = decision.answer === "always" ? "for the rest of this task" : "once";
     text = `Your request for permission ${what} was approved ${scope} by ${decision.by}. Your earlier call was interrupted while it waited; make it again and continue the task.`;
   } else if (decision.by === "timeout") {
-    text = `Your request for permission ${what} was rejected: no one answered it within ${formatDuration(timeoutMs)}. Do not try it again; finish the task as well as you can without it.`;
+    text = `Your request for permission ${what} was rejected: no one answered it within ${spoken(timeoutMs)}. Do not try it again; finish the task as well as you can without it.`;
   } else {
     const said = decision.message ? ` with this message: ${decision.message}` : "";
     text = `Your request for permission ${what} was rejected by ${decision.by}${said}. Do not try it again; finish the task as well as you can without it.`;
@@ -172,7 +179,7 @@ export async function answerOf(redis: Redis, keys: QueueKeys, jobId: string, ask
   const given = await readDecision(redis, keys, jobId, ask.id);
   if (given) return given;
   if (now < Date.parse(ask.timeoutAt)) return null;
-  const timeout: Decision = { answer: "reject", by: "timeout", at: new Date(now).toISOString(), message: `no one answered within ${formatDuration(askTimeoutMs(ask))}` };
+  const timeout: Decision = { answer: "reject", by: "timeout", at: new Date(now).toISOString(), message: `no one answered within ${spoken(askTimeoutMs(ask))}` };
   return decide(redis, keys, jobId, ask, timeout, false);
 }
 

@@ -150,11 +150,14 @@ describe("manual approval of permission asks", () => {
     await expect(stack.dispatcher.approve(jobId)).rejects.toBeInstanceOf(JobStateError);
   });
 
-  it("cancels a parked job", async () => {
+  it("counts a parked batch member as running, and cancels it", async () => {
     stack.fake.reset();
     stack.fake.script({ toolCall: READ });
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "cancel me", model: "fake/echo", directory: stack.opencode.root, approval: "manual" });
+    const many = await stack.dispatcher.enqueueMany([{ prompt: "cancel me", model: "fake/echo", directory: stack.opencode.root, approval: "manual" }]);
+    const { jobId } = many[0]!;
     await parked(jobId);
+    // A batch counts a parked member as running (it has started, and ends once answered).
+    expect((await many.batch.status()).counts).toEqual({ queued: 0, running: 1, completed: 0, failed: 0 });
     const cancelled = await stack.dispatcher.cancel(jobId);
     expect(cancelled).toMatchObject({ outcome: "removed", record: { state: "failed", approval: null, error: { name: "Cancelled", message: "cancelled while awaiting approval" } } });
     await expect(stack.dispatcher.approve(jobId)).rejects.toThrow(/not awaiting approval \(it is failed\)/);
