@@ -14,6 +14,7 @@ export {
 } from "./producer/dispatcher.js";
 export type { DispatchEventName, EventHandlers, EventScope, Subscription } from "./producer/events.js";
 export type { JobStatus } from "./producer/job-status.js";
+export type { Flow, FlowReceipt } from "./producer/flow.js";
 export type { ApprovalOutcome, ApproveOptions, RejectOptions } from "./producer/approvals.js";
 export type { Decision } from "./shared/approval.js";
 export { Schedules, type ScheduleInfo, type ScheduleSpec } from "./producer/schedules.js";

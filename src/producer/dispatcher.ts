@@ -23,6 +23,7 @@ import { DEFAULT_GROUP, Scheduler } from "../scheduling/scheduler.js";
 import { addJobs, type NewJob } from "./add-jobs.js";
 import { queueKeys } from "../shared/keys.js";
 import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups.js";
+import { submitFlow, type Flow, type FlowReceipt } from "./flow.js";
 import { gatheredBatch, readStatus, type JobStatus } from "./job-status.js";
 import { answerAsk, type ApprovalOutcome, type ApproveOptions, type RejectOptions } from "./approvals.js";
 import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
@@ -253,6 +254,15 @@ export class Dispatcher {
       opts,
     );
     return this.batchHandle(receipt.batchId, receipt);
+  }
+
+  /**
+   * Submits a parent task with children (nestable): every child runs (in parallel, as a batch),
+   * then the parent, once, with their results (see BatchOptions.then). A child that is itself a
+   * flow gives the outer parent its own parent's answer. Resolves to the parent's job ID.
+   */
+  async flow(flow: Flow): Promise<FlowReceipt> {
+    return submitFlow((tasks, opts) => this.submitBatch(tasks, opts), flow);
   }
 
   /** The batch with this ID, or null if there is none. */

@@ -100,6 +100,18 @@ describe("forks: many tasks start from one shared context", () => {
     expect(stack.fake.requests.length).toBe(calls);
   });
 
+  it("batch lines fork too: an earlier line's job, or one already in the queue", async () => {
+    const handle = await stack.dispatcher.submitBatch(
+      [{ id: "base-line", prompt: "batch base" }, { prompt: "line fork [[transcript]]", fork: "base-line" }, { prompt: "queue fork [[transcript]]", fork: source.jobId }],
+      { defaults: { model: "fake/echo" } },
+    );
+    await handle.wait({ timeoutMs: 120_000 });
+    const [lineFork, queueFork] = await Promise.all([stack.dispatcher.result(`${handle.id}-2`), stack.dispatcher.result(`${handle.id}-3`)]);
+    expect(userTexts(lineFork)).toEqual(["batch base", "line fork [[transcript]]"]);
+    expect(userTexts(queueFork)).toEqual([source.prompt, "queue fork [[transcript]]"]);
+    await expect(stack.dispatcher.submitBatch([{ prompt: "x", fork: "nowhere" }])).rejects.toThrow(/line 1: fork: no job with ID "nowhere"/);
+  });
+
   it("refuses a fork of an unknown job, and fork with continue", async () => {
     await expect(stack.dispatcher.fork("no-such-job", { prompt: "x" })).rejects.toThrow(/fork: no job with ID "no-such-job"/);
     const unknown = await runCli(["enqueue", "x", "--fork", "no-such-job"], { env: stack.childEnv });

@@ -130,6 +130,25 @@ describe("gather: a batch's parent runs once every task has ended, with their re
     expect(callsStarting(stack, "Never asked")).toHaveLength(0);
   });
 
+  it("flows nest: an inner parent is a child of the outer one, which gets the inner parent's answer", async () => {
+    const receipt = await stack.dispatcher.flow({
+      id: "nested",
+      defaults: { model: "fake/echo" },
+      then: "Overall verdict",
+      children: [{ then: "Sub-summary", children: [{ prompt: "leaf one" }, { prompt: "leaf two [[delay:800]]" }] }, { prompt: "leaf three" }],
+    });
+    expect(receipt).toMatchObject({ jobId: "nested-then", batchId: "nested", flows: [{ jobId: "nested.1-then", batchId: "nested.1" }] });
+    const outer = await stack.dispatcher.wait("nested-then", { timeoutMs: 60_000 });
+    const inner = await stack.dispatcher.result("nested.1-then");
+    expect(outer.state).toBe("completed");
+    expect(outer.children).toMatchObject({ total: 2, completed: 2 });
+    expect(Date.parse(outer.startedAt!)).toBeGreaterThanOrEqual(Date.parse(inner.finishedAt!));
+    const prompt = text(callsStarting(stack, "Overall verdict")[0]!.messages.filter((m) => m.role === "user").at(-1)!);
+    expect(prompt).toContain(JSON.stringify(inner.text)); // the inner parent's answer, which itself quotes the leaves
+    expect(inner.text).toContain("echo: leaf two [[delay:800]]");
+    expect(prompt).toContain('"answer":"echo: leaf three"');
+  });
+
   it("refuses --then-on without --then, and a parent that continues a session", async () => {
     const file = join(stack.opencode.root, "x.txt");
     writeFileSync(file, "x\n");
