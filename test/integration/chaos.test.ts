@@ -4,12 +4,11 @@
  * cancel/retry/list of queued jobs, and a server recycled after N jobs.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openQueue } from "../../src/shared/queue";
-import { closeRedis, connectRedis } from "../../src/shared/redis";
 import { ResultStore } from "../../src/shared/result-store";
 import { createClient } from "../../src/worker/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
+import { withQueue } from "../support/queue";
 import { startStack, type Stack } from "../support/stack";
 import { alive, until } from "../support/until";
 
@@ -44,9 +43,7 @@ describe("chaos on one worker", () => {
 
   it("a job BullMQ fails for stalling too often gets its final record; the model is never asked", async () => {
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "stalled too often", model: "fake/echo", delay: 1_500 });
-    const redis = await connectRedis(stack.redisUrl, "producer");
-    const queue = openQueue(stack.queue, redis);
-    try {
+    await withQueue(stack, async (queue, redis) => {
       // What BullMQ's stalled check leaves on a job past its stall limit (moveStalledJobsToWait):
       // the next worker to fetch it fails it without running it.
       await redis.hset(queue.toKey(jobId), "defa", "job stalled more than allowable limit");
@@ -61,10 +58,7 @@ describe("chaos on one worker", () => {
       expect(await stack.dispatcher.wait(jobId, { timeoutMs: WAIT })).toMatchObject({ state: "failed", error: { name: "Stalled" } });
       expect(stack.fake.calls("stalled too often")).toBe(0);
       await store.close();
-    } finally {
-      await queue.close();
-      await closeRedis(redis);
-    }
+    });
   }, TEST);
 
   it("cancel of a running job aborts its opencode session and fails it Cancelled, quickly", async () => {
@@ -93,14 +87,9 @@ describe("chaos on one worker", () => {
   }, TEST);
 
   it("a poisoned payload fails with the schema error while other jobs carry on", async () => {
-    const redis = await connectRedis(stack.redisUrl, "producer");
-    const queue = openQueue(stack.queue, redis);
-    try {
+    await withQueue(stack, async (queue) => {
       await queue.add("dispatch", { prompt: 42, colour: "red" }, { jobId: "poisoned", attempts: 3 });
-    } finally {
-      await queue.close();
-      await closeRedis(redis);
-    }
+    });
     const good = await stack.dispatcher.enqueue({ prompt: "still fine", model: "fake/echo" });
     const [poisoned, fine] = await Promise.all([
       stack.dispatcher.wait("poisoned", { timeoutMs: WAIT }),

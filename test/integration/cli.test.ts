@@ -2,11 +2,10 @@ import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openQueue } from "../../src/shared/queue";
-import { closeRedis, connectRedis } from "../../src/shared/redis";
 import { runCli, startCli, type CliProcess } from "../support/cli";
 import { OPENCODE_BIN } from "../support/opencode-env";
 import { freePort } from "../support/redis";
+import { jobCount, withQueue } from "../support/queue";
 import { startStack, type Stack } from "../support/stack";
 
 describe("the CLI, end to end", () => {
@@ -80,15 +79,7 @@ describe("the CLI, end to end", () => {
       expect(run.stderr, args.join(" ")).toMatch(message);
       expect(run.stdout).toBe("");
     }
-    const redis = await connectRedis(stack.redisUrl, "producer");
-    const queue = openQueue(stack.queue, redis);
-    try {
-      const counts = await queue.getJobCounts("waiting", "delayed", "prioritized", "active");
-      expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(0);
-    } finally {
-      await queue.close();
-      await closeRedis(redis);
-    }
+    expect(await jobCount(stack, ["waiting", "delayed", "prioritized", "active"])).toBe(0);
   });
 
   it("distinct exit codes: unknown job 4, unfinished 5, Redis unreachable 3", async () => {
@@ -111,14 +102,9 @@ describe("the CLI, end to end", () => {
     expect((await runCli(["enqueue", "gone soon", "--delay", "1h", "--id", "removed-one"], { env: stack.childEnv })).code).toBe(0);
     const waiting = startCli(["wait", "removed-one"], { env: stack.childEnv });
     await new Promise((resolve) => setTimeout(resolve, 1_500));
-    const connection = await connectRedis(stack.redisUrl, "producer");
-    const queue = openQueue(stack.queue, connection);
-    try {
+    await withQueue(stack, async (queue) => {
       await queue.remove("removed-one");
-    } finally {
-      await queue.close();
-      await closeRedis(connection);
-    }
+    });
     const code = await new Promise<number | null>((resolve) => waiting.child.once("exit", resolve));
     expect(code).toBe(4);
     expect(waiting.output()).toMatch(/job removed-one was removed from the queue before it finished/);

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelledRecord } from "../../src/shared/cancel";
 import { queueKeys } from "../../src/shared/keys";
 import { runCli, startCli, type CliProcess } from "../support/cli";
+import { withQueue } from "../support/queue";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
 import { freePort } from "../support/redis";
@@ -80,25 +81,20 @@ describe("outcomes exactly once", () => {
 
   it("a job whose final record says it failed for good (a cancel) is not run again by the next worker", async () => {
     await stack.startWorker({ concurrency: 1 });
-    const redis = new Redis(stack.redisUrl);
-    try {
-      const { jobId } = await stack.dispatcher.enqueue({ prompt: "cancelled before it came back", delay: 60_000, id: "final-is-final" });
-      // The cancel's record was written, then its worker died before BullMQ heard of it.
-      // (It was attempt 1: BullMQ has not counted that attempt, as it never heard how it ended.)
-      const record = { ...cancelledRecord(jobId, { prompt: "cancelled before it came back" }, null, "cancelled while running"), attempts: 1 };
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "cancelled before it came back", delay: 60_000, id: "final-is-final" });
+    // The cancel's record was written, then its worker died before BullMQ heard of it.
+    // (It was attempt 1: BullMQ has not counted that attempt, as it never heard how it ended.)
+    const record = { ...cancelledRecord(jobId, { prompt: "cancelled before it came back" }, null, "cancelled while running"), attempts: 1 };
+    const { Job } = await import("bullmq");
+    await withQueue(stack, async (queue, redis) => {
       await redis.set(queueKeys(stack.queue).result(jobId), JSON.stringify(record));
-      const { Queue, Job } = await import("bullmq");
-      const queue = new Queue(stack.queue, { connection: redis, prefix: queueKeys(stack.queue).bullPrefix });
       await new Job(queue, "dispatch", {}, {}, jobId).promote();
       await until("BullMQ to fail the job", async () => (await queue.getJobState(jobId)) === "failed", 60_000);
-      await queue.close();
-      expect(stack.fake.calls("cancelled before it came back")).toBe(0);
-      const status = await stack.dispatcher.status(jobId);
-      expect(status.state).toBe("failed");
-      expect(status.result?.error).toMatchObject({ name: "Cancelled", message: "cancelled while running" });
-    } finally {
-      redis.disconnect();
-    }
+    });
+    expect(stack.fake.calls("cancelled before it came back")).toBe(0);
+    const status = await stack.dispatcher.status(jobId);
+    expect(status.state).toBe("failed");
+    expect(status.result?.error).toMatchObject({ name: "Cancelled", message: "cancelled while running" });
   }, 120_000);
 
   it("retry of a cancelled --worktree --max-cost job re-queues its whole task; one whose task was not kept is refused", async () => {
@@ -115,15 +111,9 @@ describe("outcomes exactly once", () => {
     // It ran in its own worktree, under its budget, as first asked: the main checkout is untouched.
     expect(record.worktree).toMatchObject({ branch: `dispatch/${jobId}`, changedFiles: ["notes.txt"] });
     expect(readFileSync(join(repo, "notes.txt"), "utf8")).toBe("original\n");
-    const { Queue } = await import("bullmq");
-    const check = new Redis(stack.redisUrl);
-    const queue = new Queue(stack.queue, { connection: check, prefix: queueKeys(stack.queue).bullPrefix });
-    try {
+    await withQueue(stack, async (queue) => {
       expect((await queue.getJob(jobId))?.data).toMatchObject({ prompt, maxCost: 5, worktree: true, directory: repo });
-    } finally {
-      await queue.close();
-      check.disconnect();
-    }
+    });
 
     // A failed job known only by its record (its task was never kept) is refused, not half re-run.
     const redis = new Redis(stack.redisUrl);

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openQueue } from "../../src/shared/queue";
-import { connectRedis, closeRedis } from "../../src/shared/redis";
 import type { RunningWorker } from "../../src/worker/worker";
+import { withQueue } from "../support/queue";
 import { startStack, type Stack } from "../support/stack";
 
 describe("dispatch pipeline on real Redis and a real opencode server", () => {
@@ -31,15 +30,10 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
   it("keeps the result after BullMQ has removed the job", async () => {
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "remember me", model: "fake/echo" });
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: 120_000 });
-    const redis = await connectRedis(stack.redisUrl, "producer");
-    const queue = openQueue(stack.queue, redis);
-    try {
+    await withQueue(stack, async (queue) => {
       await (await queue.getJob(jobId))!.remove();
       expect(await queue.getJob(jobId)).toBeUndefined();
-    } finally {
-      await queue.close();
-      await closeRedis(redis);
-    }
+    });
     expect(await stack.dispatcher.result(jobId)).toEqual(record);
     expect((await stack.dispatcher.status(jobId)).state).toBe("completed");
   });
@@ -72,17 +66,12 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
     await expect(stack.dispatcher.enqueueMany([{ prompt: "ok" }, { prompt: "ok", colour: "red" } as never])).rejects.toThrow(
       /tasks\[1\]\.: unknown field "colour"|unknown field "colour"/,
     );
-    const redis = await connectRedis(stack.redisUrl, "producer");
-    const queue = openQueue(stack.queue, redis);
-    try {
+    await withQueue(stack, async (queue) => {
       const counts = await queue.getJobCounts("waiting", "delayed", "prioritized");
       expect((counts.waiting ?? 0) + (counts.prioritized ?? 0)).toBe(0);
       expect(counts.delayed).toBe(1); // only the valid delayed job from the start
       await (await queue.getJob(before.jobId))!.remove();
-    } finally {
-      await queue.close();
-      await closeRedis(redis);
-    }
+    });
   });
 
   it("enqueueMany returns the receipts in order and their batch: wait() with progress and every result", async () => {

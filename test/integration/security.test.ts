@@ -10,25 +10,10 @@ import { RedisUnavailableError } from "../../src/shared/errors";
 import { freePort } from "../support/redis";
 import { startSecureRedis, type SecureRedis } from "../support/redis-secure";
 import { startOpencodeServer, type OpencodeServer } from "../support/opencode-server";
+import { runCli } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 
 const OPENCODE_PASSWORD = "oc-server-secret-7f3k";
-
-/** Runs the CLI without blocking the event loop (a running worker child keeps logging meanwhile). */
-function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["bin/opencode-dispatch.js", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.once("close", (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
 
 describe("Redis ACL users and TLS, and secrets in logs", () => {
   let redis: SecureRedis;
@@ -97,8 +82,8 @@ describe("Redis ACL users and TLS, and secrets in logs", () => {
         await new Promise((r) => setTimeout(r, 100));
       }
 
-      const enqueue = await runCli(["enqueue", "tls hello", "--model", "fake/echo", "--wait", "--json"], env, 60_000);
-      expect(enqueue.status, `${enqueue.stderr}\nworker:\n${stderr.slice(-4_000)}`).toBe(0);
+      const enqueue = await runCli(["enqueue", "tls hello", "--model", "fake/echo", "--wait", "--json"], { env, timeoutMs: 60_000 });
+      expect(enqueue.code, `${enqueue.stderr}\nworker:\n${stderr.slice(-4_000)}`).toBe(0);
       const record = JSON.parse(enqueue.stdout) as { state: string; text: string; sessionId: string; jobId: string };
       expect(record).toMatchObject({ state: "completed", text: "echo: tls hello" });
 
@@ -111,8 +96,8 @@ describe("Redis ACL users and TLS, and secrets in logs", () => {
         .toMatch(/dispatch_jobs_completed_total\{[^}]*model="fake\/echo"[^}]*\} 1/);
 
       // Without the CA the TLS handshake fails: exit 3, Redis unreachable.
-      const untrusted = await runCli(["status", record.jobId], { ...env, NODE_EXTRA_CA_CERTS: "" }, 30_000);
-      expect(untrusted.status).toBe(3);
+      const untrusted = await runCli(["status", record.jobId], { env: { ...env, NODE_EXTRA_CA_CERTS: "" }, timeoutMs: 30_000 });
+      expect(untrusted.code).toBe(3);
 
       worker.kill("SIGTERM");
       await new Promise<void>((resolve) => (worker!.exitCode !== null ? resolve() : worker!.once("exit", () => resolve())));

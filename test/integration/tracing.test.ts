@@ -5,12 +5,11 @@
  * job's spans form one trace: enqueue → attempt → opencode calls. With no OTEL_* variable set,
  * nothing is traced and the job carries no trace context.
  */
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tracingConfig } from "../../src/shared/config";
-import { openQueue } from "../../src/shared/queue";
 import { startTracing, type Tracing } from "../../src/shared/tracing";
 import { startOtlpCollector, type OtlpCollector, type ReceivedSpan } from "../support/otlp-collector";
+import { withQueue } from "../support/queue";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
 
@@ -113,15 +112,8 @@ describe("a job's trace", () => {
   it("writes no trace context into a job when this process does not trace", async () => {
     await tracing!.close(); // as with no OTEL_* variable: the API is back to no-ops
     const receipt = await stack.dispatcher.enqueue({ prompt: "untraced job", model: "fake/echo" });
-    const redis = new Redis(stack.redisUrl);
-    const queue = openQueue(stack.queue, redis);
-    try {
-      const job = await queue.getJob(receipt.jobId);
-      expect(job?.data).toMatchObject({ prompt: "untraced job" });
-      expect(job?.data).not.toHaveProperty("traceparent");
-    } finally {
-      await queue.close();
-      redis.disconnect();
-    }
+    const job = await withQueue(stack, (queue) => queue.getJob(receipt.jobId));
+    expect(job?.data).toMatchObject({ prompt: "untraced job" });
+    expect(job?.data).not.toHaveProperty("traceparent");
   });
 });

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "./redis";
+import { until } from "./until";
 
 const run = promisify(execFile);
 
@@ -52,16 +53,20 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
       children.push(child);
       ports.push(port);
     }
-    for (const port of ports) await waitFor(async () => (await cli(port, "PING")) === "PONG", `node ${port} answers PING`);
+    for (const port of ports) await until(`node ${port} to answer PING`, async () => (await cli(port, "PING")) === "PONG", 20_000);
     await run("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"], {
       timeout: 30_000,
     });
     for (const port of ports) {
       // Slots can be served before gossip has told every node of every other one.
-      await waitFor(async () => {
-        const info = await cli(port, "CLUSTER", "INFO");
-        return info.includes("cluster_state:ok") && info.includes(`cluster_known_nodes:${ports.length}`);
-      }, `node ${port} reports cluster_state:ok and knows all ${ports.length} nodes`);
+      await until(
+        `node ${port} to report cluster_state:ok and know all ${ports.length} nodes`,
+        async () => {
+          const info = await cli(port, "CLUSTER", "INFO");
+          return info.includes("cluster_state:ok") && info.includes(`cluster_known_nodes:${ports.length}`);
+        },
+        20_000,
+      );
     }
   } catch (error) {
     await close();
@@ -77,13 +82,4 @@ async function cli(port: number, ...args: string[]): Promise<string> {
   } catch {
     return "";
   }
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting until ${what}`);
 }
