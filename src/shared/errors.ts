@@ -46,12 +46,6 @@ export class JobStateError extends DispatchError {
   override readonly exitCode = ExitCode.wrongState;
 }
 
-/** Wraps anything thrown into an Error, keeping the original as `cause`. */
-export function coerceError(value: unknown): Error {
-  if (value instanceof Error) return value;
-  return new Error(typeof value === "string" ? value : JSON.stringify(value), { cause: value });
-}
-
 /** A URL safe to print: the password (and a username that looks like a secret) is masked. */
 export function redactUrl(url: string): string {
   try {
