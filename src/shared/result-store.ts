@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { queueKeys, type QueueKeys } from "./keys.js";
 import { LIVE_MAXLEN, LIVE_TTL_MS } from "./live.js";
+import { SERIES_TTL_MS, durationBucket, minuteOf } from "./series.js";
 import { FINAL_STATES, ResultRecord, type JobState, type Progress } from "./result.js";
 import { WebhookOutbox } from "./webhook.js";
 
@@ -34,16 +35,29 @@ export interface KeptTask {
  * while BullMQ's lock on the job still holds it (the attempt owns the job), in the same script.
  * It also indexes the record (QueueKeys.results: by time, by state and by session), trimming
  * members older than the TTL from the first two.
- * KEYS: record, done mark, lock, live stream, index, state index, [session index]. ARGV: value,
- * ttl ms (0: none), token ("" for none), final ("1"/"0"), waiting ("1"/"0"), channel, event, live
- * entry type, live entry data, live max length, live ttl ms, now ms, job ID.
+ * A record that makes the job final (its done mark was not set) also counts in the queue's time
+ * series (shared/series.ts): two or three HINCRBYs, and once a minute a sample of the queue's depth.
+ * KEYS: record, done mark, lock, live stream, series minute, BullMQ wait, prioritized, active,
+ * index, state index, [session index]. ARGV: value, ttl ms (0: none), token ("" for none), final
+ * ("1"/"0"), waiting ("1"/"0"), channel, event, live entry type, live entry data, live max length,
+ * live ttl ms, now ms, job ID, series outcome field, series cost field, cost, series ttl ms.
  */
 const PUT = `
 if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
 if ARGV[4] == '1' then
-  if ttl > 0 then redis.call('SET', KEYS[2], '1', 'PX', ttl) else redis.call('SET', KEYS[2], '1') end
+  local was
+  if ttl > 0 then was = redis.call('SET', KEYS[2], '1', 'PX', ttl, 'GET') else was = redis.call('SET', KEYS[2], '1', 'GET') end
+  if not was then
+    local n = redis.call('HINCRBY', KEYS[5], 'n', 1)
+    redis.call('HINCRBY', KEYS[5], ARGV[14], 1)
+    if ARGV[15] ~= '' then redis.call('HINCRBYFLOAT', KEYS[5], ARGV[15], ARGV[16]) end
+    if n == 1 then
+      redis.call('HSET', KEYS[5], 'q', redis.call('LLEN', KEYS[6]) + redis.call('ZCARD', KEYS[7]), 'a', redis.call('LLEN', KEYS[8]))
+      redis.call('PEXPIRE', KEYS[5], ARGV[17])
+    end
+  end
 elseif ARGV[5] == '1' then
   redis.call('DEL', KEYS[2])
 end
@@ -51,10 +65,10 @@ redis.call('PUBLISH', ARGV[6], ARGV[7])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 't', ARGV[8], 'd', ARGV[9])
 redis.call('PEXPIRE', KEYS[4], ARGV[11])
 local now = tonumber(ARGV[12])
-for i = 5, #KEYS do
+for i = 9, #KEYS do
   redis.call('ZADD', KEYS[i], now, ARGV[13])
   if ttl > 0 then
-    if i < 7 then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (now - ttl)) end
+    if i < 11 then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (now - ttl)) end
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end
@@ -92,6 +106,9 @@ export class ResultStore {
     return raws.map((raw) => (raw === null ? null : ResultRecord.parse(JSON.parse(raw))));
   }
 
+  async exists(jobId: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.result(jobId))) === 1;
+  }
   /**
    * Writes a record and announces it. A final record that names a webhook gets its delivery job
    * first, so a crash in between notifies (at least once) rather than not at all. A final record
@@ -176,13 +193,18 @@ export class ResultStore {
     const event: StateEvent = { jobId: record.jobId, state: record.state };
     const indexes = [this.keys.results, this.keys.resultsInState(record.state)];
     if (record.sessionId) indexes.push(this.keys.resultsOfSession(record.sessionId));
+    const now = Date.now();
     const written = await this.redis.eval(
       PUT,
-      4 + indexes.length,
+      8 + indexes.length,
       this.keys.result(record.jobId),
       `${this.keys.sched}done:${record.jobId}`,
       this.lockKey(record.jobId),
       this.keys.live(record.jobId),
+      this.keys.seriesMinute(minuteOf(now)),
+      `${this.keys.bull}wait`,
+      `${this.keys.bull}prioritized`,
+      `${this.keys.bull}active`,
       ...indexes,
       JSON.stringify(record),
       ttlMs,
@@ -195,8 +217,12 @@ export class ResultStore {
       JSON.stringify({ state: record.state, attempt: record.attempts, ...(record.approval ? { approval: record.approval } : {}) }),
       LIVE_MAXLEN,
       LIVE_TTL_MS,
-      Date.now(),
+      now,
       record.jobId,
+      `${record.state === "completed" ? "c" : "f"}${durationBucket(record.durationMs)}`,
+      record.cost ? `$${record.model ?? "default"}` : "",
+      record.cost ?? 0,
+      SERIES_TTL_MS,
     );
     if (written !== 1) return false;
     if (final) await this.onFinal?.(record.jobId);
