@@ -106,9 +106,6 @@ export class ResultStore {
     return raws.map((raw) => (raw === null ? null : ResultRecord.parse(JSON.parse(raw))));
   }
 
-  async exists(jobId: string): Promise<boolean> {
-    return (await this.redis.exists(this.keys.result(jobId))) === 1;
-  }
   /**
    * Writes a record and announces it. A final record that names a webhook gets its delivery job
    * first, so a crash in between notifies (at least once) rather than not at all. A final record
