@@ -7,7 +7,7 @@
  * - live answers: an element with `data-live-stream` (a server-sent events route) gets the job's
  *   answer as it is written: `text` events append to `[data-testid=answer]`, `state` and `final`
  *   events set `[data-testid=state]`;
- * - actions: a `button[data-action]` POSTs `{}` as JSON to its path (the SameSite token cookie
+ * - actions: a `button[data-action]` POSTs its `data-body` (else `{}`) as JSON to its path (the SameSite token cookie
  *   goes with it), shows the answer in `#action-result` and reloads the page.
  */
 export const CLIENT_SCRIPT = `(() => {
@@ -63,7 +63,7 @@ for (const button of document.querySelectorAll("button[data-action]")) {
     const out = document.getElementById("action-result");
     button.disabled = true;
     try {
-      const r = await fetch(button.dataset.action, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+      const r = await fetch(button.dataset.action, { method: "POST", headers: { "content-type": "application/json" }, body: button.dataset.body || "{}" });
       const text = await r.text();
       if (out) out.textContent = (r.ok ? "" : r.status + ": ") + text;
       if (r.ok) setTimeout(() => location.reload(), 600);

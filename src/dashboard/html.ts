@@ -61,5 +61,5 @@ export function duration(ms: number | null): string {
  * A button that sends an action (POST of JSON to `path`) when the dashboard allows actions; the
  * token rides in the dashboard's SameSite cookie (see auth.ts).
  */
-export const actionButton = (path: string, label: string, testid: string) =>
-  `<button type="button" data-action="${esc(path)}" data-testid="${esc(testid)}">${esc(label)}</button>`;
+export const actionButton = (path: string, label: string, testid: string, body?: unknown) =>
+  `<button type="button" data-action="${esc(path)}" data-testid="${esc(testid)}"${body === undefined ? "" : ` data-body="${esc(JSON.stringify(body))}"`}>${esc(label)}</button>`;

@@ -62,6 +62,11 @@ export function resultPage(queue: string, r: DashboardRecord, sameSession: Dashb
   const actions = allowActions
     ? `<p class="actions">${final ? "" : actionButton(`/api/jobs/${id}/cancel`, "Cancel", "cancel-job")}${r.state === "failed" ? actionButton(`/api/jobs/${id}/retry`, "Retry", "retry-job") : ""}<span id="action-result" data-testid="action-result"></span></p>`
     : "";
+  const approval = r.approval
+    ? `<h2>Waiting for approval</h2><dl data-testid="approval"><dt>Permission</dt><dd>${esc(r.approval.permission)}</dd><dt>For</dt><dd>${esc(r.approval.patterns.join(", "))}</dd>
+<dt>Tool</dt><dd>${esc(r.approval.tool ?? "")}</dd><dt>The agent said</dt><dd>${esc(r.approval.words ?? "")}</dd><dt>Rejected unanswered at</dt><dd>${esc(r.approval.timeoutAt)}</dd></dl>
+${allowActions ? `<p class="actions">${actionButton(`/api/jobs/${id}/approve`, "Approve once", "approve-job", { always: false })}${actionButton(`/api/jobs/${id}/approve`, `Approve always (${r.approval.always.join(", ")})`, "approve-always-job", { always: true })}${actionButton(`/api/jobs/${id}/reject`, "Reject", "reject-job")}</p>` : ""}`
+    : "";
   const others = sameSession.filter((o) => o.jobId !== r.jobId);
   const chain =
     continuations.length || others.length
@@ -72,7 +77,7 @@ export function resultPage(queue: string, r: DashboardRecord, sameSession: Dashb
     r.jobId,
     queue,
     `<h1>Result ${esc(r.jobId)}</h1>${actions}<dl>${fields.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("")}</dl>
-<h2>Prompt</h2><pre data-testid="prompt">${esc(r.prompt)}</pre>
+${approval}<h2>Prompt</h2><pre data-testid="prompt">${esc(r.prompt)}</pre>
 ${final ? answer : `<section data-live-stream="/api/live/${id}">${answer}</section>`}${error}
 ${r.metadata ? `<h2>Metadata</h2><pre>${esc(JSON.stringify(r.metadata, null, 2))}</pre>` : ""}${chain}`,
   );

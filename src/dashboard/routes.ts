@@ -10,6 +10,8 @@ import { streamEvents } from "../api/sse.js";
 import type { Dispatcher } from "../producer/dispatcher.js";
 import { BatchStore } from "../producer/batch/store.js";
 import { NotFoundError } from "../shared/errors.js";
+import { baseRecord, failedFromJob } from "../shared/record.js";
+import type { ResultRecord } from "../shared/result.js";
 import { ResultStore } from "../shared/result-store.js";
 import { actionGuard, basicAuth, hostCheck } from "./auth.js";
 import { actionRoutes } from "./actions.js";
@@ -20,6 +22,15 @@ import { notFoundPage, resultPage, resultsPage } from "./pages.js";
 import { getResult, listResults } from "./results.js";
 import type { DashboardOptions } from "./server.js";
 import { loadTranscript, toTurns, transcriptPage } from "./transcript.js";
+
+/** A job no worker has written a record of yet (queued, or just picked up), as its payload and BullMQ's state give it. */
+async function queuedRecord(queue: Queue, jobId: string): Promise<ResultRecord | null> {
+  const job = await queue.getJob(jobId);
+  if (!job) return null;
+  const state = await job.getState();
+  if (state === "failed") return failedFromJob(job, null);
+  return baseRecord(jobId, job.data, state === "active" || state === "delayed" || state === "prioritized" ? state : "waiting");
+}
 
 /** Live answer streams served at once (each holds a Redis connection for its blocking reads). */
 const MAX_STREAMS = 64;
@@ -90,7 +101,7 @@ export function buildApp(ctx: AppContext, opts: DashboardOptions, password: stri
   }));
   app.get("/results/:jobId", wrap(async (req, res) => {
     const jobId = String(req.params.jobId);
-    const record = await getResult(redis, name, jobId);
+    const record = (await getResult(redis, name, jobId)) ?? (await queuedRecord(queue, jobId));
     if (!record) return void page(res, 404, notFoundPage(name, `No result record for job ${jobId}.`));
     const sameSession = record.sessionId ? (await listResults(redis, name, { sessionId: record.sessionId, limit: 1_000 })).records : [];
     const continuations = sameSession.filter((r) => r.continues === jobId);

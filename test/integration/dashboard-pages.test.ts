@@ -136,7 +136,13 @@ describe("dashboard pages", () => {
     await page.goto(`${dashboard.url}/results/${jobId}`);
     await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 1));
     const answer = page.locator("[data-testid=answer]");
-    await expect.poll(() => answer.count(), { timeout: 30_000 }).toBe(1);
+    await expect.poll(() => answer.count(), { timeout: 30_000 }).toBe(1).catch(async (e) => {
+      const { Redis } = await import("ioredis");
+      const r = new Redis(stack.redisUrl);
+      console.log("DBG live", JSON.stringify(await stack.dispatcher.status(jobId)), JSON.stringify(await r.xrange(`dispatch:{${stack.queue}}:#live:${jobId}`, "-", "+")), (await page.content()).slice(0, 3000));
+      r.disconnect();
+      throw e;
+    });
     const seen: string[] = [];
     await expect
       .poll(async () => {
@@ -157,7 +163,11 @@ describe("dashboard pages", () => {
     await shot("batch-running");
     await page.click("[data-testid=cancel-batch]");
     // The page reloads after the action: every member failed (cancelled).
-    await expect.poll(async () => page.textContent("[data-testid=count-failed]").catch(() => ""), { timeout: 30_000 }).toBe("3");
+    await expect.poll(async () => page.textContent("[data-testid=count-failed]").catch(() => ""), { timeout: 30_000 }).toBe("3").catch(async (e) => {
+      console.log("DBG cancel", await page.textContent("[data-testid=action-result]").catch(() => ""), JSON.stringify(await batch.status()));
+      for (const id of ["to-cancel-1", "to-cancel-2", "to-cancel-3"]) console.log("DBG", id, JSON.stringify(await stack.dispatcher.status(id)));
+      throw e;
+    });
     const status = await batch.status();
     expect(status.counts).toEqual({ queued: 0, running: 0, completed: 0, failed: 3 });
     for await (const { record } of batch.records()) expect(record.error?.name).toBe("Cancelled");
@@ -167,5 +177,20 @@ describe("dashboard pages", () => {
     await expect.poll(() => stack.dispatcher.isPaused(), { timeout: 10_000 }).toBe(true);
     await page.locator("[data-testid=resume-queue]").click({ timeout: 10_000 });
     await expect.poll(() => stack.dispatcher.isPaused(), { timeout: 10_000 }).toBe(false);
+  });
+
+  it("approves a job's permission ask from its page", async () => {
+    const read = { name: "read", args: { filePath: "/etc/hostname" } };
+    stack.fake.reset();
+    stack.fake.script({ say: "I need the machine's name.", toolCall: read }, { toolCall: read });
+    const { jobId } = await stack.dispatcher.enqueue({ prompt: "what is this machine called?", model: "fake/echo", directory: stack.opencode.root, approval: "manual" });
+    await expect.poll(async () => (await stack.dispatcher.status(jobId)).state, { timeout: 60_000 }).toBe("awaiting-approval");
+    await page.goto(`${dashboard.url}/results/${jobId}`);
+    expect(await page.textContent("[data-testid=approval]")).toContain("external_directory");
+    await shot("approval");
+    await page.click("[data-testid=approve-job]");
+    const record = await stack.dispatcher.wait(jobId, { timeoutMs: 60_000 });
+    expect(record.state).toBe("completed");
+    expect(record.asks[0]).toMatchObject({ what: "external_directory", answer: "once", by: "dashboard" });
   });
 });
