@@ -6,8 +6,8 @@
 #   scripts/check-machine.sh              one line per missing thing with how to get it; exit 1 if any
 #   scripts/check-machine.sh --packages   only the Debian package names of what is missing; exit 0
 #
-# Needed: Node (the version package.json's "engines" asks for), git, redis-server (unless REDIS_URL
-# names a Redis), Chromium at /usr/bin/chromium or CHROMIUM_PATH (the dashboard test; no browser is
+# Needed: Node (the version package.json's "engines" asks for), git, redis-server and redis-cli,
+# Chromium at /usr/bin/chromium or CHROMIUM_PATH (the dashboard test; no browser is
 # downloaded), bubblewrap (the sandbox test), curl and python3 (the HTTP API's client tests), and
 # openssl (the TLS Redis test's certificates). The npm packages come from `npm install`.
 set -uo pipefail
@@ -27,9 +27,10 @@ else
   fi
 fi
 command -v git >/dev/null || need git "git: not on PATH (apt-get install -y git)"
-if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null; then
-  need redis-server "redis-server: not on PATH and REDIS_URL is unset (apt-get install -y redis-server)"
-fi
+# Always, REDIS_URL or not: some tests start Redis servers of their own (a killed one, a TLS one,
+# a cluster joined with redis-cli).
+command -v redis-server >/dev/null || need redis-server "redis-server: not on PATH (apt-get install -y redis-server)"
+command -v redis-cli >/dev/null || need redis-tools "redis-cli: not on PATH (apt-get install -y redis-tools)"
 chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
 [ -x "$chromium" ] || need chromium "chromium: nothing at $chromium (apt-get install -y chromium, or set CHROMIUM_PATH)"
 command -v bwrap >/dev/null || need bubblewrap "bwrap: not on PATH (apt-get install -y bubblewrap)"
