@@ -7,14 +7,14 @@
  * it. An approved ask is instead a grant the attempt's session watch applies: a `once` grant
  * answers the first ask it covers, an `always` grant every one, for the rest of the job only.
  */
-import type { Part, TextPartInput } from "@opencode-ai/sdk/v2";
+import type { AssistantMessage, Part, TextPartInput } from "@opencode-ai/sdk/v2";
 import { DelayedError, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { decide, readDecision, type Decision } from "../shared/approval.js";
 import type { QueueKeys } from "../shared/keys.js";
 import { formatDuration } from "../shared/duration.js";
 import type { Logger } from "../shared/logger.js";
-import type { Ask, PendingApproval, ResultRecord } from "../shared/result.js";
+import { emptyTokens, type Ask, type PendingApproval, type ResultRecord, type Tokens } from "../shared/result.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import { abortAndCheck } from "./run-prompt.js";
 
@@ -22,6 +22,8 @@ import { abortAndCheck } from "./run-prompt.js";
 export class ApprovalNeededError extends Error {
   /** Set once the session's transcript is stored: only then may the job be parked. */
   stored = false;
+  /** What the turn cut short by the ask had spent (kept on the parked record, added to the job's total). */
+  usage: Usage = { tokens: emptyTokens(), cost: 0 };
   constructor(
     readonly ask: PendingApproval,
     /** The session the ask came from (the job's, or a subagent's). */
@@ -110,8 +112,44 @@ export function continuationPrompt(ask: PendingApproval, decision: Decision, tim
 }
 
 interface Message {
-  info: { id: string; role: string };
+  info: { id: string; role: string; tokens?: AssistantMessage["tokens"]; cost?: number };
   parts: Part[];
+}
+
+/** Tokens and cost, as the record keeps them. */
+export interface Usage {
+  tokens: Tokens;
+  cost: number;
+}
+
+/** Two usages together (a record's may be unset). */
+export function addUsage(a: { tokens: Tokens | null; cost: number | null } | undefined, b: Usage): Usage {
+  const t = a?.tokens ?? emptyTokens();
+  return {
+    tokens: {
+      input: t.input + b.tokens.input,
+      output: t.output + b.tokens.output,
+      reasoning: t.reasoning + b.tokens.reasoning,
+      cacheRead: t.cacheRead + b.tokens.cacheRead,
+      cacheWrite: t.cacheWrite + b.tokens.cacheWrite,
+      total: t.total + b.tokens.total,
+    },
+    cost: (a?.cost ?? 0) + b.cost,
+  };
+}
+
+/** What the session's last turn (every assistant message after its last user message) spent. */
+function lastTurnUsage(messages: readonly Message[]): Usage {
+  let usage: Usage = { tokens: emptyTokens(), cost: 0 };
+  for (const { info } of messages) {
+    if (info.role === "user") usage = { tokens: emptyTokens(), cost: 0 };
+    else if (info.role === "assistant" && info.tokens) {
+      const t = info.tokens;
+      const total = t.input + t.output + t.reasoning + t.cache.read + t.cache.write;
+      usage = addUsage(usage, { tokens: { input: t.input, output: t.output, reasoning: t.reasoning, cacheRead: t.cache.read, cacheWrite: t.cache.write, total }, cost: info.cost ?? 0 });
+    }
+  }
+  return usage;
 }
 
 /** The tool whose call asked, and the agent's latest text before that call. */
@@ -152,14 +190,18 @@ export async function parkSession(
   ]);
   const messages = (asker?.data ?? own.data ?? []) as Message[];
   const context = askContext(messages, parking.callId);
+  parking.usage = lastTurnUsage((own.data ?? []) as Message[]);
   parking.ask.tool = context.tool;
   parking.ask.words = context.words;
   return own.response?.ok ? (own.data as unknown[] | undefined) : undefined;
 }
 
-/** The record of a job parked for approval. */
-export function parkedRecord(record: ResultRecord, ask: PendingApproval): ResultRecord {
-  return { ...record, state: "awaiting-approval", approval: ask, error: null, finishedAt: null };
+/**
+ * The record of a job parked for approval; `spent` is what its turns spent (those of earlier parks
+ * of the job, and the one cut short by this ask).
+ */
+export function parkedRecord(record: ResultRecord, ask: PendingApproval, spent: Usage): ResultRecord {
+  return { ...record, ...spent, state: "awaiting-approval", approval: ask, error: null, finishedAt: null };
 }
 
 /** How a parked job's next attempt resumes its session. */

@@ -13,7 +13,7 @@ import type { BatchBudgets } from "./batch-budget.js";
 import { scheduledFiring } from "./scheduled-session.js";
 import { checkAllCompleted, childResults, endedMembers, withResults } from "./gather.js";
 import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
-import { answerOf, ApprovalNeededError, grantsFor, parkedRecord, parkJob, resumeFrom, type Resume } from "./approvals.js";
+import { addUsage, answerOf, ApprovalNeededError, grantsFor, parkedRecord, parkJob, resumeFrom, type Resume } from "./approvals.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
 export interface ProcessorDeps extends AttemptDeps {
@@ -93,6 +93,8 @@ export function createProcessor(deps: ProcessorDeps) {
       error: null,
     };
     if (resume) record = { ...record, asks: [...record.asks, resume.answered], approval: null };
+    // What the job's parked turns spent: its record's tokens and cost are those of every turn.
+    const parkedSpend = resume ? { tokens: previous!.tokens, cost: previous!.cost } : undefined;
 
     const parsed = JobPayload.safeParse(data);
     if (!parsed.success) {
@@ -202,6 +204,7 @@ export function createProcessor(deps: ProcessorDeps) {
         spend.cost = Math.max(spend.cost, outcome.cost);
       }
       if (overBudget) throw overBudget;
+      if (parkedSpend) record = { ...record, ...addUsage(parkedSpend, outcome) };
       await finish(write, record, started, "completed");
       log.info({ sessionId: outcome.sessionId, tokens: outcome.tokens.total, cost: outcome.cost }, "job completed");
       return { sessionId: outcome.sessionId };
@@ -224,7 +227,7 @@ export function createProcessor(deps: ProcessorDeps) {
         // Parked for a person: it holds no worker slot (this attempt ends) and no flow-control
         // slot (released below); its attempt is not spent. Any worker resumes it once answered.
         try {
-          await write(parkedRecord(record, error.ask));
+          await write(parkedRecord(record, error.ask, addUsage(parkedSpend, error.usage)));
         } catch (lost) {
           if (!lockLost(lost)) throw lost;
           log.warn(logCtx, "job taken over by another worker; it is not parked from here");

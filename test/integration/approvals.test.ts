@@ -7,13 +7,15 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApi } from "../../src/api/server";
 import { ApiTokens } from "../../src/api/tokens";
 import { JobStateError, NotFinishedError } from "../../src/shared/errors";
 import { createLogger } from "../../src/shared/logger";
 import type { ResultRecord } from "../../src/shared/result";
+import { createClient } from "../../src/worker/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
 import { messageText, type ChatRequest } from "../support/fake-model";
@@ -64,8 +66,11 @@ describe("manual approval of permission asks", () => {
 
   it("parks the job with what is asked, frees its slot for another job, and after approve runs the tool and completes", async () => {
     stack.fake.reset();
-    // The parked job's first call; the other job's only call; the parked job's call once resumed.
-    stack.fake.script({ say: WORDS, toolCall: READ }, { text: "the other job is done" }, { toolCall: READ });
+    // The parked job reads a file of its own directory (no ask), then asks; the other job's only
+    // call; the parked job's call once resumed.
+    writeFileSync(join(stack.opencode.root, "notes.txt"), "nothing here\n");
+    const own = { name: "read", args: { filePath: join(stack.opencode.root, "notes.txt") } };
+    stack.fake.script({ toolCall: own }, { say: WORDS, toolCall: READ }, { text: "the other job is done" }, { toolCall: READ });
     const asked: ResultRecord[] = [];
     const listening = await stack.dispatcher.subscribe({ ask: (record) => asked.push(record) });
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "what is this machine called?", model: "fake/echo", directory: stack.opencode.root, approval: "manual", webhook });
@@ -100,6 +105,13 @@ describe("manual approval of permission asks", () => {
       expect.objectContaining({ kind: "permission", what: "external_directory", patterns: ["/etc/*"], answer: "once", by: "alice", words: WORDS }),
       expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once", by: "alice" }), // the resumed call, under the grant
     ]);
+    // Its tokens are those of both turns: the one cut short by the ask (its first step) and the resumed one.
+    const messages = (await createClient(worker.server()).session.messages({ sessionID: record.sessionId! })).data ?? [];
+    const steps = messages.map((m) => m.info).filter((m) => m.role === "assistant");
+    const lastTurn = steps.filter((m) => m.parentID === steps.at(-1)!.parentID);
+    const sum = (list: typeof steps) => list.reduce((n, m) => n + m.tokens.input + m.tokens.output, 0);
+    expect(lastTurn.length).toBeLessThan(steps.length);
+    expect(record.tokens?.total).toBe(sum(steps));
     // The approved read ran: the model's next request carried its output.
     const last = stack.fake.requests.at(-1)!;
     expect(toolResults(last).at(-1)).toContain(HOSTNAME);
