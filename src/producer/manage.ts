@@ -12,6 +12,7 @@ import type { QueueKeys } from "../shared/keys.js";
 import { failedFromJob } from "../shared/record.js";
 import { FINAL_STATES, JobState, type ResultRecord } from "../shared/result.js";
 import type { KeptTask, ResultStore } from "../shared/result-store.js";
+import { REOPEN } from "../scheduling/scripts.js";
 import { readStatus } from "./job-status.js";
 
 export interface ManageDeps {
@@ -118,6 +119,9 @@ export interface RequeueDeps extends ManageDeps {
  * same ID from the whole task kept with its record (ResultStore.keepTask); a job whose task was
  * not kept is refused, naming what a rebuild from its record would lose.
  */
+/** A retried member of a gathered batch has not ended any more (see REOPEN). */
+const reopenMember = (redis: Redis, keys: QueueKeys, jobId: string) => redis.eval(REOPEN, 1, `${keys.sched}gather:${jobId}`, keys.sched, jobId);
+
 export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryOutcome> {
   const { redis, queue, store, keys } = deps;
   const [job, record, ttlMs] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId), recordTtl(deps)]);
@@ -128,6 +132,7 @@ export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryO
     const previous = record ?? failedFromJob(job, null);
     await redis.del(keys.cancelRequest(jobId));
     await countRun(deps, jobId, ttlMs);
+    await reopenMember(redis, keys, jobId);
     await store.put(requeuedRecord(previous), ttlMs);
     try {
       await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
@@ -148,6 +153,7 @@ export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryO
   }
   await redis.del(keys.cancelRequest(jobId));
   await countRun(deps, jobId, ttlMs);
+  await reopenMember(redis, keys, jobId);
   await store.put(requeuedRecord(record!), ttlMs);
   try {
     await deps.add(kept, jobId);

@@ -456,6 +456,16 @@ return out
 `;
 
 /**
+ * A member of a gathered batch runs again (retry): it has not ended any more, and its batch's
+ * parent, if it has yet to run, waits for it again. KEYS[1] = `${sched}gather:<job>`, ARGV[1] = `${sched}`, ARGV[2] job.
+ */
+export const REOPEN = `
+local b = redis.call('GET', KEYS[1])
+if b then redis.call('SREM', ARGV[1] .. 'ended:' .. b, ARGV[2]) end
+return b
+`;
+
+/**
  * Members of gathered batch ARGV[4] that ended (ARGV[5..]), counted by a check of their records
  * rather than by FINISHED (one removed without a record). Returns the jobs to promote.
  */

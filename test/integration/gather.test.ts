@@ -99,6 +99,24 @@ describe("gather: a batch's parent runs once every task has ended, with their re
     expect(prompt).toContain('"state":"failed","error":{"name":"APIError"');
   });
 
+  it("a task retried before the parent ran is waited for again", async () => {
+    const handle = await stack.dispatcher.submitBatch([{ prompt: "flaky [[status:401]]", attempts: 1 }, { prompt: "steady [[delay:3000]]" }], {
+      id: "reopened",
+      defaults: { model: "fake/echo" },
+      then: "Gather after a retry",
+    });
+    const failed = await stack.dispatcher.wait("reopened-1", { timeoutMs: 60_000 });
+    expect(failed.state).toBe("failed");
+    stack.fake.script({ delayMs: 6_000, text: "second time lucky" }); // the retry's model call, the only one left to come
+    // The record is final a moment before BullMQ moves the job to its failed set.
+    await until("the failed task to be retried", () => stack.dispatcher.retry("reopened-1").then(() => true, () => false), 10_000);
+    const parent = await stack.dispatcher.wait(handle.receipt!.thenJobId!, { timeoutMs: 60_000 });
+    const retried = await stack.dispatcher.result("reopened-1");
+    expect(retried.text).toBe("second time lucky");
+    expect(Date.parse(parent.startedAt!)).toBeGreaterThanOrEqual(Date.parse(retried.finishedAt!));
+    expect(parent.children).toMatchObject({ total: 2, completed: 2, failed: 0 });
+  });
+
   it("large results travel as an attached results.jsonl file the model reads", async () => {
     const big = (n: number) => `${String(n).padStart(2, "0")}${"x".repeat(6_000)}`;
     const handle = await stack.dispatcher.submitBatch(
