@@ -131,7 +131,7 @@ export class Dispatcher {
    * in parallel. NotFoundError when there is no such job.
    */
   async fork(jobId: string, input: Omit<DispatchTask, "fork" | "continue" | "session">): Promise<EnqueueReceipt> {
-    return this.enqueue({ ...input, fork: jobId } as DispatchTask);
+    return this.enqueue({ ...input, fork: jobId });
   }
 
   /**

@@ -39,7 +39,8 @@ export async function submitFlow(submit: (tasks: TaskInput[], opts: BatchOptions
   const defaults = { ...inherited, ...flow.defaults };
   const tasks: TaskInput[] = [];
   const flows: FlowReceipt[] = [];
-  for (const [i, child] of flow.children.entries()) {
+  for (let i = 0; i < flow.children.length; i++) {
+    const child: TaskInput | Flow = flow.children[i]!;
     if (!isFlow(child)) {
       tasks.push(child);
       continue;

@@ -138,12 +138,12 @@ export class SessionTransfer {
       return { directory, nextMessageId: at >= 0 ? messages[at + 1]?.info.id : undefined };
     };
     if (!stored) {
-      if (localOk) return held((await client.session.get({ sessionID: sessionId }, { signal })).data?.directory, local.data!);
+      if (localOk) return held((await client.session.get({ sessionID: sessionId }, { signal })).data?.directory, local.data);
       throw new OpencodeHttpError("session.get", 404, `session ${sessionId} is not known to this opencode server or to the queue`);
     }
     const missing = stored.messages.filter((m) => !localIds.has(m.info.id)).length;
     // The server's copy is current when it holds every stored message, or when only it holds the turn before.
-    if (localOk && (missing === 0 || (localHasTurn && !storedHasTurn))) return held(stored.info.directory, local.data!);
+    if (localOk && (missing === 0 || (localHasTurn && !storedHasTurn))) return held(stored.info.directory, local.data);
     if (!server.runCli) {
       throw new OpencodeHttpError("session import", 404, `session ${sessionId} is missing on the attached server and only a spawned server can import it`);
     }
