@@ -17,7 +17,7 @@ import { createLogger } from "../../src/shared/logger";
 import type { ResultRecord } from "../../src/shared/result";
 import { createClient } from "../../src/worker/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
-import { runCli } from "../support/cli";
+import { runCli, startCli } from "../support/cli";
 import { messageText, type ChatRequest } from "../support/fake-model";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
@@ -75,8 +75,10 @@ describe("manual approval of permission asks", () => {
     const listening = await stack.dispatcher.subscribe({ ask: (record) => asked.push(record) });
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "what is this machine called?", model: "fake/echo", directory: stack.opencode.root, approval: "manual", webhook });
 
+    const watching = startCli(["watch", jobId], { env: stack.childEnv });
     const status = await parked(jobId);
     expect(status.result?.approval).toMatchObject({ permission: "external_directory", patterns: ["/etc/*"], tool: "read", words: WORDS });
+    await watching.waitFor(/\[awaiting approval: read wants external_directory \/etc\/\*; answer with `approve /, WAIT);
     expect(status.result).toMatchObject({ attempts: 1, asks: [] });
     await until("the ask listener", () => asked.length === 1, WAIT);
     expect(asked[0]).toMatchObject({ jobId, state: "awaiting-approval", approval: { permission: "external_directory" } });
@@ -101,6 +103,10 @@ describe("manual approval of permission asks", () => {
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
     expect(record).toMatchObject({ state: "completed", attempts: 1, approval: null, worker: worker.id });
     expect(record.text).toContain(HOSTNAME);
+    // The watch saw the same turn go on (no "starts over") and ends with the answer.
+    expect(await watching.exited(WAIT)).toBe(0);
+    expect(watching.output()).toContain(HOSTNAME);
+    expect(watching.output()).not.toMatch(/starts over/);
     expect(record.asks).toEqual([
       expect.objectContaining({ kind: "permission", what: "external_directory", patterns: ["/etc/*"], answer: "once", by: "alice", words: WORDS }),
       expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once", by: "alice" }), // the resumed call, under the grant

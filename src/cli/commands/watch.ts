@@ -27,7 +27,7 @@ export function watchCommand(): Command {
  */
 export async function watchJob(dispatcher: Dispatcher, jobId: string, flags: { after?: string; json?: boolean } = {}): Promise<number> {
   let printed = false; // answer text on stdout since the attempt began
-  let parked = false; // waiting on a permission ask
+  let attempt: unknown; // the attempt that began it (one parked on an ask goes on under the same number)
   for await (const event of dispatcher.stream(jobId, { after: flags.after })) {
     if (flags.json) {
       printJson(event);
@@ -49,14 +49,12 @@ export async function watchJob(dispatcher: Dispatcher, jobId: string, flags: { a
         if (event.data.state === "awaiting-approval") {
           const ask = event.data.approval as PendingApproval | undefined;
           process.stderr.write(`[awaiting approval: ${ask ? describeAsk(ask) : "a permission ask"}; answer with \`approve ${jobId}\` or \`reject ${jobId}\`]\n`);
-          parked = true;
-        } else if (event.data.state === "active" && parked) {
-          parked = false; // the same turn goes on once the ask is answered
-        } else if (event.data.state === "active" && printed) {
+        } else if (event.data.state === "active" && printed && event.data.attempt !== attempt) {
           process.stdout.write("\n");
           process.stderr.write(`[attempt ${String(event.data.attempt)} starts over]\n`);
           printed = false;
         }
+        if (event.data.state === "active" && !printed) attempt = event.data.attempt;
         break;
       case "final": {
         const record = event.data.record as ResultRecord;
