@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { Worker, type Queue } from "bullmq";
-import type { Redis } from "ioredis";
+import { Worker } from "bullmq";
 import { checkQueueName, type Config } from "../shared/config.js";
 import { queueKeys } from "../shared/keys.js";
 import { traceAttempts } from "../shared/tracing.js";
+import { Teardown } from "../shared/teardown.js";
 import { setLongTimeout } from "../shared/timers.js";
 import { bubblewrap, hasBubblewrap, refuseOutsideSandbox } from "./sandbox.js";
 import { createLogger, type Logger } from "../shared/logger.js";
@@ -108,30 +108,31 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       void runningRef?.close({ graceMs: 0 }); // before start-up finished: closed right after it
     },
   });
+  // Every resource joins the list as it is acquired: a failed start and close() both run it.
+  const teardown = new Teardown((what, error) => log.error({ err: error }, `error while closing ${what}`));
+  teardown.push("opencode", () => keeper.close());
   const hubs = new HubPerServer(log);
-  let states: Queue | undefined;
-  let connection: Redis | undefined;
-  let control: { close(): Promise<void> } | undefined;
-  let webhooks: { close(): Promise<void> } | undefined;
-  let store: ResultStore | undefined;
+  teardown.push("event hubs", () => hubs.close());
   let closing = false;
-  let detachMetrics: (() => Promise<void>) | undefined;
-  let leases: LeaseKeeper | undefined;
   try {
     const redisUrl = opts.redisUrl ?? config.redisUrl;
-    connection = await connectRedis(redisUrl, "worker", { timeoutMs: 10_000 });
-    states = openQueue(queue, connection);
+    const connection = await connectRedis(redisUrl, "worker", { timeoutMs: 10_000 });
+    teardown.push("redis", () => closeRedis(connection));
+    const states = openQueue(queue, connection);
+    teardown.push("queue handle", () => states.close());
     const scheduler = new Scheduler(connection, queueKeys(queue), states, config.fairWindow, log);
-    store = new ResultStore(connection, queue, config.resultTtlMs, (jobId) => scheduler.finished(jobId));
+    const store = new ResultStore(connection, queue, config.resultTtlMs, (jobId) => scheduler.finished(jobId));
+    teardown.push("result store", () => store.close());
     await store.publishTtl();
     const transfer = new SessionTransfer(connection, queueKeys(queue), config.resultTtlMs, log);
     // A lease outlives the lock BullMQ would take back from a dead worker by a small margin.
-    leases = new LeaseKeeper(scheduler, config.lockDurationMs + LEASE_MARGIN_MS, log);
+    const leases = new LeaseKeeper(scheduler, config.lockDurationMs + LEASE_MARGIN_MS, log);
+    teardown.push("leases", () => leases.close());
     await scheduler.publishCaps(config.flow);
     const budgets = new BatchBudgets(connection, queueKeys(queue), log);
     const processor = createProcessor({ store, connection, transfer, config, scheduler, leases, budgets, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
     const guarded = config.sandbox.enabled && !attach ? refuseOutsideSandbox(processor, { settings: config.sandbox, store, log }) : processor;
-    bull = new Worker(queue, traceAttempts(queue, keeper.wrap(refuseCancelled(guarded, { connection, store, log }))), {
+    const intake = new Worker(queue, traceAttempts(queue, keeper.wrap(refuseCancelled(guarded, { connection, store, log }))), {
       connection,
       prefix: queueKeys(queue).bullPrefix,
       concurrency: opts.concurrency ?? config.concurrency,
@@ -141,27 +142,26 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         backoffStrategy: (attemptsMade, _type, error?: DecidedError) => backoffDelay(attemptsMade, error?.decision),
       },
     });
-    bull.on("error", (error) => log.error({ err: error }, "queue error"));
+    bull = intake;
+    // close() first closes it gracefully; this is the forced close of a failed start (and a no-op after).
+    teardown.push("queue worker", () => intake.close(true));
+    intake.on("error", (error) => log.error({ err: error }, "queue error"));
     // A job whose lock could not be renewed may already run elsewhere: stop its session now.
-    const lockLost = bull;
-    bull.on("lockRenewalFailed", (jobIds: string[]) => jobIds.forEach((jobId) => lockLost.cancelJob(jobId, "lock-lost")));
-    recordDeferredFailures(bull, store, log);
-    const intakeOf = bull;
+    intake.on("lockRenewalFailed", (jobIds: string[]) => jobIds.forEach((jobId) => intake.cancelJob(jobId, "lock-lost")));
+    recordDeferredFailures(intake, store, log);
     keeper.attach({
-      pause: () => intakeOf.pause(true),
-      resume: () => void intakeOf.resume().catch((error: unknown) => log.warn({ err: error }, "resuming intake failed")),
-      cancelJob: (jobId, reason) => void intakeOf.cancelJob(jobId, reason),
+      pause: () => intake.pause(true),
+      resume: () => void intake.resume().catch((error: unknown) => log.warn({ err: error }, "resuming intake failed")),
+      cancelJob: (jobId, reason) => void intake.cancelJob(jobId, reason),
     });
-    control = await startControl({ redisUrl, keys: queueKeys(queue), worker: bull, log, onBatchBudget: (message) => budgets.stop(message), onReconnect: () => void budgets.recheck() });
-    webhooks = startWebhookDelivery({ connection, queue, config, log });
-    detachMetrics = opts.metrics?.attach({ worker: bull, store, connection, queue, running: () => keeper.runningJobs() });
+    const control = await startControl({ redisUrl, keys: queueKeys(queue), worker: intake, log, onBatchBudget: (message) => budgets.stop(message), onReconnect: () => void budgets.recheck() });
+    teardown.push("control channel", () => control.close());
+    const webhooks = startWebhookDelivery({ connection, queue, config, log });
+    teardown.push("webhook worker", () => webhooks.close());
+    const detachMetrics = opts.metrics?.attach({ worker: intake, store, connection, queue, running: () => keeper.runningJobs() });
+    if (detachMetrics) teardown.push("metrics", detachMetrics);
   } catch (error) {
-    leases?.close();
-    await bull?.close(true).catch(() => undefined);
-    await webhooks?.close().catch(() => undefined);
-    await states?.close().catch(() => undefined);
-    await keeper.close();
-    await closeRedis(connection);
+    await teardown.run();
     throw error;
   }
   const worker = bull;
@@ -186,15 +186,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         } finally {
           handBack.clear();
         }
-        leases?.close();
-        await control?.close();
-        await webhooks?.close().catch((error: unknown) => log.error({ err: error }, "error while closing the webhook worker"));
-        await store?.close();
-        hubs.close();
-        await states?.close().catch(() => undefined);
-        await keeper.close().catch((error: unknown) => log.error({ err: error }, "error while stopping opencode"));
-        await detachMetrics?.();
-        await closeRedis(connection);
+        await teardown.run();
         log.info("worker stopped");
         markStopped(fatal);
       });
