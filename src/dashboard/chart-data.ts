@@ -39,8 +39,8 @@ export function binPoints(points: SeriesPoint[], k: number): SeriesPoint[] {
 
 /**
  * Minutes from `fromMs` to `toMs` made from records: finishes, durations and cost in the minute a
- * record finished; waiting and running at the end of every minute, from when each job was
- * enqueued, started and finished (`unstarted` more jobs wait from `fromMs` on).
+ * record finished; waiting and running: the jobs that waited, and ran, during each minute (from
+ * when each was enqueued, started and finished; `unstarted` more jobs wait from `fromMs` on).
  */
 export function pointsOfRecords(records: readonly ResultRecord[], unstarted: number, fromMs: number, toMs: number): SeriesPoint[] {
   const first = minuteOf(fromMs);
@@ -62,8 +62,8 @@ export function pointsOfRecords(records: readonly ResultRecord[], unstarted: num
     const enqueued = at(r.enqueuedAt) ?? 0;
     const started = at(r.startedAt);
     const finished = r.state === "completed" || r.state === "failed" ? at(r.finishedAt) : null;
-    span(waiting, enqueued, started ?? finished ?? count);
-    if (started !== null) span(running, started, finished ?? count);
+    span(waiting, enqueued, Math.min(count, (started ?? finished ?? count) + 1));
+    if (started !== null) span(running, started, Math.min(count, (finished ?? count) + 1));
     if (finished === null || finished >= count) continue;
     const p = points[finished]!;
     if (r.state === "completed") p.completed += 1;
@@ -97,7 +97,7 @@ export function chartsHtml(recent: SeriesPoint[], all: SeriesPoint[], binMinutes
   });
   const depth = lines({
     id: "depth",
-    title: "Queue depth over time (waiting, running)",
+    title: "Queue depth over time (jobs waiting, running)",
     labels: recent.map(label),
     series: [
       { name: "waiting", color: PALETTE[2]!, values: recent.map((p) => p.waiting) },

@@ -1,6 +1,6 @@
 /**
  * Charts drawn on the server as inline SVG: they show without JavaScript and load nothing. Every
- * chart carries `data-chart` and `data-points` (values above zero), every bar or point
+ * chart carries `data-chart` and `data-points` (bars above zero, line samples), every bar or point
  * `data-series` and `data-value`, so a test (or a script) can read what is drawn.
  */
 import { esc } from "./html.js";
@@ -29,9 +29,9 @@ export const PALETTE = ["#1a7f37", "#c62828", "#0969da", "#9a6700", "#8250df", "
 
 const plain = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(2));
 
-function frame(spec: ChartSpec, max: number, body: string): string {
+/** `points`: the values drawn (bars above zero, line samples). */
+function frame(spec: ChartSpec, max: number, body: string, points: number): string {
   const format = spec.format ?? plain;
-  const points = spec.series.reduce((n, s) => n + s.values.filter((v) => v !== null && v > 0).length, 0);
   const every = Math.max(1, Math.ceil(spec.labels.length / 8));
   const step = (W - PAD.left - PAD.right) / Math.max(1, spec.labels.length);
   const ticks = spec.labels
@@ -65,7 +65,7 @@ export function stackedBars(spec: ChartSpec): string {
       bars += `<rect x="${(PAD.left + i * step + step * 0.1).toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(1, step * 0.8).toFixed(1)}" height="${h.toFixed(1)}" fill="${s.color}" data-series="${esc(s.name)}" data-value="${v}"><title>${esc(`${label} ${s.name}: ${format(v)}`)}</title></rect>`;
     }
   });
-  return frame(spec, max, bars);
+  return frame(spec, max, bars, spec.series.reduce((n, s) => n + s.values.filter((v) => v !== null && v > 0).length, 0));
 }
 
 /** Lines through the samples of each series (gaps where there is none). */
@@ -83,7 +83,7 @@ export function lines(spec: ChartSpec): string {
       if (p) body += `<circle cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="2.2" fill="${s.color}" data-series="${esc(s.name)}" data-value="${p.v}"><title>${esc(`${p.label} ${s.name}: ${format(p.v)}`)}</title></circle>`;
     }
   }
-  return frame(spec, max, body);
+  return frame(spec, max, body, spec.series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0));
 }
 
 /** "HH:MM" (UTC) of a minute since the epoch. */

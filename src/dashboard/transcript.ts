@@ -84,23 +84,30 @@ export function toTurns(messages: ExportedMessage[], records: DashboardRecord[])
   return { turns, unplaced };
 }
 
-const jobLine = (r: DashboardRecord) =>
-  `<li data-testid="turn-job" data-job-id="${esc(r.jobId)}">${jobLink(r.jobId, "turn-job-link")} <span class="state ${esc(r.state)}">${esc(r.state)}</span>${r.continues ? ` — continues ${jobLink(r.continues, "continues-link")}` : ""}${r.durationMs != null ? ` <span class="muted">${esc(duration(r.durationMs))}</span>` : ""}</li>`;
+/** The jobs that continue each job (by the job they continue). */
+type Followers = Map<string, string[]>;
 
-function turnHtml(turn: Turn, n: number): string {
+const jobLine = (r: DashboardRecord, followers: Followers) => {
+  const next = followers.get(r.jobId) ?? [];
+  return `<li data-testid="turn-job" data-job-id="${esc(r.jobId)}">${jobLink(r.jobId, "turn-job-link")} <span class="state ${esc(r.state)}">${esc(r.state)}</span>${r.continues ? ` — continues ${jobLink(r.continues, "continues-link")}` : ""}${next.length ? ` — continued by ${next.map((id) => jobLink(id, "continued-by-link")).join(", ")}` : ""}${r.durationMs != null ? ` <span class="muted">${esc(duration(r.durationMs))}</span>` : ""}</li>`;
+};
+
+function turnHtml(turn: Turn, n: number, followers: Followers): string {
   const tools = turn.tools.map((t) => `<div class="tool" data-testid="tool-call">${esc(t.tool)} <span class="muted">${esc(t.status)}</span> ${esc(t.summary)}</div>`).join("");
   return `<article class="turn" data-testid="turn" data-turn="${n}"><h3>Turn ${n}</h3>
 <div class="who">prompt</div><pre data-testid="turn-prompt">${esc(turn.prompt)}</pre>${tools}
 <div class="who">answer</div><pre data-testid="turn-answer">${esc(turn.answer)}</pre>
-${turn.jobs.length ? `<ul>${turn.jobs.map(jobLine).join("")}</ul>` : `<p class="muted">No job of this queue made this turn.</p>`}</article>`;
+${turn.jobs.length ? `<ul>${turn.jobs.map((r) => jobLine(r, followers)).join("")}</ul>` : `<p class="muted">No job of this queue made this turn.</p>`}</article>`;
 }
 
 export function transcriptPage(queue: string, sessionId: string, turns: Turn[], unplaced: DashboardRecord[], stored: boolean): string {
+  const followers: Followers = new Map();
+  for (const r of [...turns.flatMap((t) => t.jobs), ...unplaced]) if (r.continues) followers.set(r.continues, [...(followers.get(r.continues) ?? []), r.jobId]);
   const note = stored ? "" : `<p class="muted">No transcript of this session is stored (yet); its jobs' prompts and answers follow.</p>`;
   const rest = unplaced.length
     ? `<h2>${stored ? "Jobs without a turn in the stored transcript" : "Jobs"}</h2>${unplaced
-        .map((r, i) => turnHtml({ prompt: r.prompt, answer: r.text ?? "", tools: [], messageIds: [], jobs: [r] }, turns.length + i + 1))
+        .map((r, i) => turnHtml({ prompt: r.prompt, answer: r.text ?? "", tools: [], messageIds: [], jobs: [r] }, turns.length + i + 1, followers))
         .join("")}`
     : "";
-  return layout(`Session ${sessionId}`, queue, `<h1>Session ${esc(sessionId)}</h1>${note}${turns.map((t, i) => turnHtml(t, i + 1)).join("")}${rest}`);
+  return layout(`Session ${sessionId}`, queue, `<h1>Session ${esc(sessionId)}</h1>${note}${turns.map((t, i) => turnHtml(t, i + 1, followers)).join("")}${rest}`);
 }
