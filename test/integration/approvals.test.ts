@@ -50,7 +50,8 @@ describe("manual approval of permission asks", () => {
     });
     await new Promise<void>((resolve) => hookServer.listen(0, "127.0.0.1", resolve));
     webhook = `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/hook`;
-    stack = await startStack();
+    // One worker slot, and one slot of the provider for all workers: a parked job must free both.
+    stack = await startStack({ configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake=1" } });
     worker = await stack.startWorker({ concurrency: 1 });
   });
   afterAll(async () => {
@@ -86,8 +87,9 @@ describe("manual approval of permission asks", () => {
     expect(hooks.find((h) => h.record.jobId === jobId)?.record.approval?.patterns).toEqual(["/etc/*"]);
     listening.close();
 
-    // Its worker has one slot, and runs another job meanwhile.
-    const other = await stack.dispatcher.run({ prompt: "another job", model: "fake/echo" }, { timeoutMs: WAIT });
+    // Its worker has one slot, the provider one too, and another job runs meanwhile.
+    // (Well within the 30 s after which a slot held by no one would lapse on its own.)
+    const other = await stack.dispatcher.run({ prompt: "another job", model: "fake/echo" }, { timeoutMs: 20_000 });
     expect(other).toMatchObject({ state: "completed", text: "the other job is done" });
     expect((await stack.dispatcher.status(jobId)).state).toBe("awaiting-approval");
     // Still running as far as a wait is concerned.
