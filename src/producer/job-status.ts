@@ -58,9 +58,10 @@ export async function readStatus(queue: Queue, store: ResultStore, jobId: string
     return { jobId, state: "failed", attempts: failed.attempts, progress: job.progress ?? null, result: failed };
   }
   const retrying = record?.state === "retrying" && bullState !== "active";
-  // Parked for a person (see shared/approval.ts) until approve / reject promote it or its timeout passes.
-  const parked = record?.state === "awaiting-approval" && bullState === "delayed";
-  const waiting = bullState === "delayed" && !parked ? await scheduler?.waitingFor(jobId, job.delay) : null;
+  const waiting = bullState === "delayed" ? await scheduler?.waitingFor(jobId, job.delay) : null;
+  // Parked for a person (see shared/approval.ts) until approve / reject promote it or its timeout
+  // passes; once answered, it may wait for a slot like any job (its record says so once it starts).
+  const parked = record?.state === "awaiting-approval" && bullState === "delayed" && !waiting;
   return {
     jobId,
     state: parked ? "awaiting-approval" : retrying ? "retrying" : bullState,
