@@ -152,10 +152,11 @@ function lastTurnUsage(messages: readonly Message[]): Usage {
   return usage;
 }
 
-/** The tool whose call asked, and the agent's latest text before that call. */
-function askContext(messages: readonly Message[], callId: string | undefined): { tool: string | null; words: string | null } {
+/** The tool whose call asked, and the agent's latest text before that call, in the same turn. */
+export function askContext(messages: readonly Message[], callId: string | undefined): { tool: string | null; words: string | null } {
   let words: string | null = null;
   for (const message of messages) {
+    if (message.info.role === "user") words = null; // an earlier turn's words are not about this ask
     if (message.info.role !== "assistant") continue;
     for (const part of message.parts) {
       if (part.type === "tool" && callId && part.callID === callId) return { tool: part.tool, words };

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/shared/config";
 import type { Ask, PendingApproval } from "../../src/shared/result";
 import { parseTask } from "../../src/shared/task";
-import { continuationPrompt, covers, grantsFor } from "../../src/worker/approvals";
+import { askContext, continuationPrompt, covers, grantsFor } from "../../src/worker/approvals";
 
 const ask: PendingApproval = {
   id: "per_1",
@@ -51,6 +51,19 @@ describe("approval grants", () => {
     expect(text("always", "ann")).toMatch(/approved for the rest of this task by ann/);
     expect(text("reject", "ann", "no")).toMatch(/rejected by ann with this message: no\. Do not try it again/);
     expect(text("reject", "timeout")).toMatch(/no one answered it within 24h/);
+  });
+});
+
+describe("what an ask shows", () => {
+  const text = (t: string) => ({ type: "text", text: t }) as never;
+  const tool = (callID: string) => ({ type: "tool", tool: "bash", callID }) as never;
+  const message = (role: string, ...parts: never[]) => ({ info: { id: role, role }, parts });
+
+  it("is the tool that asked and the agent's latest words before it, in its own turn only", () => {
+    const earlier = [message("user", text("first task")), message("assistant", text("all done"))];
+    expect(askContext([...earlier, message("user", text("go on")), message("assistant", tool("c1"))], "c1")).toEqual({ tool: "bash", words: null });
+    const turn = [message("user", text("go on")), message("assistant", text("I will look"), text("at /etc"), tool("c0")), message("assistant", tool("c1"), text("after"))];
+    expect(askContext([...earlier, ...turn], "c1")).toEqual({ tool: "bash", words: "at /etc" });
   });
 });
 
