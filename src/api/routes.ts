@@ -22,7 +22,7 @@ export interface RouteContext {
   /** Aborts when the client goes away. */
   signal: AbortSignal;
   /** Takes one of the caller's streaming slots (SSE, long polls); 429 when it has none left. */
-  holdStream(): () => void;
+  holdStream: () => () => void;
 }
 
 export interface Route {
@@ -109,7 +109,7 @@ export const routes: Route[] = [
       if (!isObject(body)) throw new HttpError(400, "InputError", "body: a JSON object (a task) is required", "body");
       const key = req.headers["idempotency-key"];
       if (typeof key === "string" && key) {
-        if (body.id !== undefined && body.id !== key) throw new HttpError(400, "InputError", `id: the body's id "${String(body.id)}" differs from the Idempotency-Key "${key}"`, "id");
+        if (body.id !== undefined && body.id !== key) throw new HttpError(400, "InputError", `id: the body's id ${JSON.stringify(body.id)} differs from the Idempotency-Key "${key}"`, "id");
         body.id = key;
       }
       const receipt = await dispatcher.enqueue(body as DispatchTask);

@@ -70,7 +70,7 @@ export function buildApp(ctx: AppContext, opts: DashboardOptions, password: stri
     serverAdapter: board,
     options: { uiConfig: { boardTitle: "opencode-dispatch", miscLinks: [{ text: "Overview", url: "/" }, { text: "Results", url: "/results" }, { text: "Batches", url: "/batches" }] } },
   });
-  app.use("/queues", board.getRouter());
+  app.use("/queues", board.getRouter() as express.Router);
 
   const name = opts.queue;
   const results = new ResultStore(redis, name);

@@ -80,7 +80,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
           listening.close(() => resolve());
           listening.closeAllConnections();
         });
-        await queue!.close().catch(() => undefined);
+        await queue.close().catch(() => undefined);
         await dispatcher.close().catch(() => undefined);
         await closeRedis(redis);
       })()),

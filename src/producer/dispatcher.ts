@@ -156,7 +156,7 @@ export class Dispatcher {
       batchId,
       batch,
       wait: (waitOpts?: Parameters<BatchHandle["wait"]>[0]) => batch.wait(waitOpts),
-      on: <E extends "progress" | "result">(event: E, listener: Parameters<BatchHandle["on"]>[1]) => batch.on(event, listener as never),
+      on: <E extends "progress" | "result">(event: E, listener: Parameters<BatchHandle["on"]>[1]) => batch.on(event, listener),
     });
   }
 
@@ -336,7 +336,7 @@ export class Dispatcher {
 
   /** One listener for one kind of event (see subscribe); resolves to its removal. */
   async on<E extends DispatchEventName>(event: E, listener: NonNullable<EventHandlers[E]>, scope: EventScope = {}): Promise<() => void> {
-    const subscription = await this.subscribe({ [event]: listener } as EventHandlers, scope);
+    const subscription = await this.subscribe({ [event]: listener }, scope);
     return () => subscription.close();
   }
 
@@ -547,7 +547,7 @@ function withJsonSchema(input: DispatchTask): TaskInput {
   if (!isZodSchema(input.schema)) return input as TaskInput;
   let schema: Record<string, unknown>;
   try {
-    schema = z.toJSONSchema(input.schema, { io: "input" }) as Record<string, unknown>;
+    schema = z.toJSONSchema(input.schema, { io: "input" });
   } catch (error) {
     throw new InputError(`schema: cannot be expressed as JSON Schema: ${(error as Error).message}`);
   }

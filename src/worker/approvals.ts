@@ -191,10 +191,10 @@ export async function parkSession(
   ]);
   const messages = (asker?.data ?? own.data ?? []) as Message[];
   const context = askContext(messages, parking.callId);
-  parking.usage = lastTurnUsage((own.data ?? []) as Message[]);
+  parking.usage = lastTurnUsage(own.data ?? []);
   parking.ask.tool = context.tool;
   parking.ask.words = context.words;
-  return own.response?.ok ? (own.data as unknown[] | undefined) : undefined;
+  return own.response?.ok ? own.data : undefined;
 }
 
 /**

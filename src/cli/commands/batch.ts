@@ -54,7 +54,7 @@ export function batchCommand(): Command {
         const source = await fileSource(spooled?.path ?? file, flags.format);
         const handle = await dispatcher.submitBatch(source, {
           id: flags.id,
-          defaults: defaults as Partial<TaskInput>,
+          defaults: defaults,
           skipInvalid: flags.skipInvalid,
           maxCost: flags.maxCost,
           maxTokens: flags.maxTokens,
@@ -133,13 +133,13 @@ export async function waitForBatch(
   const recordSink = out ?? (opts.recordsToStdout ? process.stdout : undefined);
   if (recordSink) handle.on("result", (record) => void recordSink.write(`${JSON.stringify(record)}\n`));
   const render = progressRenderer();
-  handle.on("progress", render.update);
+  handle.on("progress", (progress) => render.update(progress));
   let summary: BatchSummary;
   try {
     summary = await handle.wait({ timeoutMs: opts.timeoutMs, progressMs: process.stderr.isTTY ? 200 : 1_000 });
   } finally {
     render.end();
-    if (out) await new Promise<void>((resolve) => out!.end(resolve));
+    if (out) await new Promise<void>((resolve) => out.end(resolve));
   }
   if (opts.json && !opts.recordsToStdout) printJson({ ...(opts.receipt ? receiptJson(opts.receipt) : {}), ...summary });
   else (opts.json ? process.stderr : process.stdout).write(formatSummary(summary));

@@ -36,7 +36,7 @@ export async function watchJob(dispatcher: Dispatcher, jobId: string, flags: { a
     }
     switch (event.type) {
       case "text":
-        process.stdout.write(String(event.data.text ?? ""));
+        process.stdout.write(typeof event.data.text === "string" ? event.data.text : "");
         printed = true;
         break;
       case "tool":
