@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/shared/config";
 import type { Ask, PendingApproval } from "../../src/shared/result";
 import { parseTask } from "../../src/shared/task";
+import { approvalPolicy } from "../../src/worker/attempt";
 import { askContext, continuationPrompt, covers, grantsFor } from "../../src/worker/approvals";
 
 const ask: PendingApproval = {
@@ -75,6 +76,14 @@ describe("approval settings", () => {
     expect(loadConfig({}).approvalTimeoutMs).toBe(86_400_000);
     expect(loadConfig({ DISPATCH_APPROVAL_TIMEOUT: "2h" }).approvalTimeoutMs).toBe(7_200_000);
     expect(() => loadConfig({ DISPATCH_APPROVAL: "maybe" })).toThrow(/DISPATCH_APPROVAL/);
+  });
+
+  it("a job's own approval (or its older autoApprove) wins over the worker's", () => {
+    const payload = (fields: Record<string, unknown>) => ({ prompt: "p", timeoutMs: 1, enqueuedAt: "2026-01-01T00:00:00.000Z", v: 1 as const, ...fields });
+    expect(approvalPolicy(payload({}), { approval: "manual" })).toBe("manual");
+    expect(approvalPolicy(payload({ approval: "reject" }), { approval: "manual" })).toBe("reject");
+    expect(approvalPolicy(payload({ autoApprove: true }), { approval: "manual" })).toBe("approve");
+    expect(approvalPolicy(payload({ autoApprove: false }), { approval: "approve" })).toBe("reject");
   });
 
   it("a task gives approval or autoApprove, not both; approvalTimeout is a duration", () => {
