@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import type { RunningWorker } from "../../src/worker/worker";
 import { deleteQueueKeys, startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
 import { queueKeys } from "../../src/shared/keys";
@@ -23,6 +24,8 @@ describe("storing the session is part of the attempt", () => {
   const password = randomUUID();
   let admin: Redis;
   let stack: Stack;
+  /** Started once for both tests (each spawned opencode server costs seconds); the second replaces it. */
+  let worker: RunningWorker;
 
   /** Every key of the queue is writable except the session copies (QueueKeys.sessionExport). */
   const denySessionWrites = async () => {
@@ -43,6 +46,7 @@ describe("storing the session is part of the attempt", () => {
     url.username = user;
     url.password = password;
     stack = await startStack({ configEnv: { REDIS_URL: url.toString(), DISPATCH_QUEUE: queue, DISPATCH_PROVIDER_RETRIES: "0" } });
+    worker = await stack.startWorker({ concurrency: 1 });
   });
   afterAll(async () => {
     await stack?.close();
@@ -52,7 +56,6 @@ describe("storing the session is part of the attempt", () => {
   });
 
   it("an answer whose session could not be stored is kept, the session stored on retry, the model asked once", async () => {
-    const worker = await stack.startWorker({ concurrency: 1 });
     await denySessionWrites();
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "answer once [[reply:the only answer]]", attempts: 3 });
     const retrying = await until("the attempt that could not store its session", async () => {
@@ -72,11 +75,11 @@ describe("storing the session is part of the attempt", () => {
     expect(record.sessionStored).toBe(true);
     expect(stack.fake.calls("answer once")).toBe(1);
     expect(await storedCopy(record.sessionId!)).toBe(1);
-    await worker.close({ graceMs: 0 });
   }, 240_000);
 
   it("a follow-up never runs on a transcript older than the job before it", async () => {
-    const first = await stack.startWorker({ concurrency: 1 });
+    await allowAll();
+    const first = worker;
     const opening = await stack.dispatcher.enqueue({ prompt: "opening turn" });
     const opened = await stack.dispatcher.wait(opening.jobId, { timeoutMs: WAIT });
     expect(opened.state).toBe("completed");

@@ -9,19 +9,21 @@ import { makeGitRepo } from "../support/git-repo";
 
 const transcriptOf = (text: string | null): string[] => JSON.parse(text!.replace(/^transcript: /, "")) as string[];
 
+// One stack for the file (each spawned opencode server costs seconds); a test that replaces the
+// worker leaves its successor to the tests after it.
+let stack: Stack;
+let worker: RunningWorker;
+
+beforeAll(async () => {
+  stack = await startStack();
+  // Two slots: fewer than the follow-ups that wait in a chain below.
+  worker = await stack.startWorker({ concurrency: 2 });
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
 describe("sessions that continue anywhere", () => {
-  let stack: Stack;
-  let worker: RunningWorker;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    // Two slots: fewer than the follow-ups that wait in a chain below.
-    worker = await stack.startWorker({ concurrency: 2 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
-
   it("a follow-up runs in the earlier job's session and the model sees the earlier turns", async () => {
     const first = await stack.dispatcher.run({ prompt: "my name is Zed", model: "fake/echo" }, { timeoutMs: 120_000 });
     expect(first.state).toBe("completed");
@@ -120,16 +122,6 @@ describe("sessions that continue anywhere", () => {
 });
 
 describe("unattended runs that never hang", () => {
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    await stack.startWorker({ concurrency: 4 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
-
   it("rejects a permission ask by default and shows it in the result", async () => {
     const record = await stack.dispatcher.run(
       { prompt: 'peek [[tool:read:{"filePath":"/etc/hostname"}]]', model: "fake/echo", directory: stack.opencode.root },
@@ -182,21 +174,32 @@ describe("unattended runs that never hang", () => {
     expect(byCost.error!.message).toMatch(/passed --max-cost \$0.5/);
   });
 
-  it("a step that passes the budget stops the run in flight: no model call after the cap", async () => {
-    const bash = { toolCall: { name: "bash", args: { command: "echo hi", description: "say hi" } } };
-    // Uncapped, the same script takes two model calls: the tool call, then one with its output.
-    stack.fake.script(bash);
+  it("a step that passes the budget stops the run in flight, before the next step ends", async () => {
+    const bash = (command: string) => ({ toolCall: { name: "bash", args: { command, description: "say hi" } } });
+    // Uncapped, a tool call is followed by a second model call with its output.
+    stack.fake.script(bash("echo hi"));
     const free = await stack.dispatcher.run({ prompt: "two steps uncapped", model: "fake/echo" }, { timeoutMs: 120_000 });
     expect(free.state).toBe("completed");
     expect(free.text).toMatch(/^tool done: hi/);
     expect(stack.fake.calls("two steps uncapped")).toBe(2);
-    // Capped, the first step's usage (the ~2,400-token system prompt) already passes the cap.
-    stack.fake.script(bash);
-    const capped = await stack.dispatcher.run({ prompt: "two steps capped", model: "fake/echo", maxTokens: 1_000 }, { timeoutMs: 120_000 });
-    expect(capped.state).toBe("failed");
-    expect(capped.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
-    expect(capped.error!.message).toMatch(/budget exceeded: \d+ tokens passed --max-tokens 1000/);
-    expect(stack.fake.calls("two steps capped")).toBe(1);
+    // Capped, the first step's usage (the ~2,400-token system prompt) already passes the cap. Were
+    // the run let go on, the second step would answer after 15 s with another tool call, and a
+    // third call would follow. opencode reports a step's usage once its tools have run and sends
+    // the next call ~0.1 s later, so the abort may come just after that call was sent: it stops
+    // it in flight.
+    stack.fake.script(bash("echo hi"), { ...bash("echo again"), delayMs: 15_000 });
+    const started = Date.now();
+    try {
+      const capped = await stack.dispatcher.run({ prompt: "steps capped", model: "fake/echo", maxTokens: 1_000 }, { timeoutMs: 120_000 });
+      expect(capped.state).toBe("failed");
+      expect(capped.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
+      expect(capped.error!.message).toMatch(/budget exceeded: \d+ tokens passed --max-tokens 1000/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(stack.fake.calls("steps capped")).toBeGreaterThanOrEqual(1);
+      expect(stack.fake.calls("steps capped")).toBeLessThanOrEqual(2);
+    } finally {
+      stack.fake.reset(); // the second step may not have been asked for
+    }
   });
 
   it("shows progress (steps, tool calls, tokens) through status", async () => {
