@@ -34,7 +34,8 @@ const isFlow = (child: TaskInput | Flow): child is Flow => typeof child === "obj
 
 /** Submits a flow, the innermost flows first: each nested parent joins its outer batch as a member. */
 export async function submitFlow(submit: (tasks: TaskInput[], opts: BatchOptions) => Promise<BatchHandle>, flow: Flow, inherited: Partial<TaskInput> = {}): Promise<FlowReceipt> {
-  if (!Array.isArray(flow.children) || flow.children.length === 0) throw new InputError("flow: children must be a non-empty list");
+  const children: unknown = flow.children; // checked as unknown: Array.isArray would make flow.children any[] below
+  if (!Array.isArray(children) || children.length === 0) throw new InputError("flow: children must be a non-empty list");
   const id = flow.id ?? `flow-${randomUUID()}`;
   const defaults = { ...inherited, ...flow.defaults };
   const tasks: TaskInput[] = [];
