@@ -18,8 +18,9 @@ export interface DashboardOptions {
   /** 0 picks a free port. @defaultValue 3000 */
   port?: number;
   /**
-   * Let the dashboard cancel and retry jobs and batches and pause and resume the queue (its own
-   * buttons), and bull-board retry, promote, clean and remove jobs. @defaultValue false (read-only)
+   * Let the dashboard cancel and retry jobs and batches, approve or reject a job's ask, and pause
+   * and resume the queue (its own buttons), and bull-board retry, promote, clean and remove jobs.
+   * @defaultValue false (read-only)
    */
   allowActions?: boolean;
   /** Settings for the producer the dashboard acts and streams through. @defaultValue the defaults, with `redisUrl` and `queue` */

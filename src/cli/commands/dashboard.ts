@@ -20,7 +20,7 @@ export function dashboardCommand(): Command {
     )
     .option("--port <port>", "port to listen on (0: any free port)", intOption("--port", 0, 65_535), 3000)
     .option("--host <address>", "address to bind; beyond loopback DASHBOARD_PASSWORD is required", "127.0.0.1")
-    .option("--allow-actions", "let the dashboard cancel and retry jobs and batches and pause and resume the queue (and bull-board retry, promote, clean and remove jobs)");
+    .option("--allow-actions", "let the dashboard cancel and retry jobs and batches, approve or reject a job's ask, and pause and resume the queue (and bull-board retry, promote, clean and remove jobs)");
   return withConnection(command).action(
     exitWith(async (flags: DashboardFlags) => {
       const config = configFrom(flags);
