@@ -129,7 +129,7 @@ export async function runAttempt(
   await opts.onSession();
 
   const log = opts.log.child({ sessionId });
-  const live = new LivePublisher(deps.connection, deps.store.keys.live(jobId), hub, sessionId, log);
+  const live = new LivePublisher(deps.connection, deps.store.keys.live(jobId), hub, sessionId, log, opts.fence);
   const offInfo = hub.subscribe(sessionId, (event) => {
     const info = event.type === "session.updated" ? (event.properties as { info?: { id?: string } }).info : undefined;
     if (info?.id === sessionId) known.info = info;

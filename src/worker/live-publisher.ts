@@ -4,6 +4,18 @@ import type { Logger } from "../shared/logger.js";
 import type { Progress } from "../shared/result.js";
 import type { EventHub, ServerEvent } from "./event-hub.js";
 
+/**
+ * Appends an entry to a job's live stream while the attempt still owns the job (KEYS[2], BullMQ's
+ * lock, holds ARGV[1]; no fence when ARGV[1] is empty): a stale attempt writes nothing. The first
+ * entry also sets the stream's expiry. KEYS[1] stream; ARGV: token, maxlen, type, data, first, ttl ms.
+ */
+const APPEND = `
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 't', ARGV[3], 'd', ARGV[4])
+if ARGV[5] == '1' then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+return 1
+`;
+
 /** Answer text is sent at most this often (one stream entry per window, whatever the model's pace). */
 const TEXT_WINDOW_MS = 100;
 
@@ -38,6 +50,8 @@ export class LivePublisher {
     hub: EventHub,
     sessionId: string,
     private readonly log: Logger,
+    /** The attempt's hold on the job: once another attempt owns it, nothing more is written. */
+    private readonly fence?: { lockKey: string; token: string },
   ) {
     this.unsubscribe = hub.subscribe(sessionId, (event) => this.onEvent(event, sessionId));
   }
@@ -99,8 +113,8 @@ export class LivePublisher {
     this.expirySet = true;
     this.queue = this.queue
       .then(async () => {
-        await this.redis.xadd(this.key, "MAXLEN", "~", LIVE_MAXLEN, "*", "t", type, "d", body);
-        if (first) await this.redis.pexpire(this.key, LIVE_TTL_MS);
+        const lockKey = this.fence?.lockKey ?? this.key;
+        await this.redis.eval(APPEND, 2, this.key, lockKey, this.fence?.token ?? "", LIVE_MAXLEN, type, body, first ? "1" : "0", LIVE_TTL_MS);
       })
       .catch((error: unknown) => this.log.debug({ err: error }, "could not write to the job's live stream"));
   }

@@ -73,6 +73,11 @@ describe("outcomes exactly once", () => {
     expect(stack.fake.calls("frozen work")).toBe(2);
     expect(new Set(deliveries.map((d) => d.id))).toEqual(new Set([`wh-${jobId}-completed-a1-r0`]));
     expect(deliveries.every((d) => d.worker === other.id)).toBe(true);
+    // Nor does it write to the job's live stream: nothing follows the final entry there.
+    const types = await withQueue(stack, async (_queue, redis) =>
+      (await redis.xrange(queueKeys(stack.queue).live(jobId), "-", "+")).map(([, fields]) => fields[fields.indexOf("t") + 1]),
+    );
+    expect(types.at(-1)).toBe("final");
     // Nor does it count the job in its metrics: BullMQ accepted no outcome from it.
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     expect(metrics).toMatch(/^# TYPE dispatch_jobs_completed_total counter/m);
