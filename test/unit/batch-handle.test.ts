@@ -42,7 +42,7 @@ afterEach(() => {
   redis.closed = [];
 });
 
-describe("BatchHandle.wait", () => {
+describe("waiting on a batch", () => {
   it("does not spin when reading records fails (Redis away): the sweep retries", async () => {
     redis.connect = async () => fakeSubscriber();
     const redisBackAt = Date.now() + 300;
@@ -69,7 +69,7 @@ describe("BatchHandle.wait", () => {
   });
 });
 
-describe("BatchHandle.wait ending while connecting", () => {
+describe("a batch wait that ends while it connects", () => {
   it("closes the subscriber connection that arrives after the wait timed out", async () => {
     let connected!: (connection: unknown) => void;
     redis.connect = () => new Promise((resolve) => (connected = resolve));

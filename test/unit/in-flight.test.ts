@@ -11,7 +11,7 @@ function deferred() {
   return { promise, resolve, reject };
 }
 
-describe("InFlight", () => {
+describe("writes kept in flight", () => {
   it("keeps at most `size` writes running and waits for all on drain", async () => {
     const writes = new InFlight(2);
     const gates = [deferred(), deferred(), deferred()];

@@ -5,7 +5,7 @@ import { describe, expect, inject, it } from "vitest";
 import type { ResultStore } from "../../src/shared/result-store";
 import { createWorkerMetrics } from "../../src/worker/metrics";
 
-describe("dispatch_worker_active_jobs", () => {
+describe("the active-jobs gauge (dispatch_worker_active_jobs)", () => {
   it("follows the jobs in the processor, not BullMQ's active events (none ends a job sent back to the queue)", async () => {
     const connection = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
     const metrics = createWorkerMetrics({ defaultMetrics: false });

@@ -45,7 +45,7 @@ async function keeperWith(recycleJobs: number, opts: { starting?: () => Promise<
 const job = (id: string) => ({ id }) as Job;
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
-describe("ServerKeeper", () => {
+describe("the keeper of a worker's opencode server", () => {
   it("counts toward --recycle-jobs only the jobs that ran, not those sent back to the queue", async () => {
     const { keeper, servers, replaced } = await keeperWith(2);
     const bounce = keeper.wrap(async (j) => {

@@ -44,7 +44,7 @@ const cases: [string, unknown][] = [
   ["a null prototype", Object.assign(Object.create(null) as object, { prompt: "hi", model: "a/b" })],
 ];
 
-describe("parseTask", () => {
+describe("a task checked before it is enqueued", () => {
   it.each(cases)("agrees with the full task schema: %s", (_name, input) => {
     const expected = fullVerdict(input);
     // twice: the second call uses the per-fields schema built by the first
@@ -59,13 +59,13 @@ describe("parseTask", () => {
     expect(() => parseTask({ prompt: "hi", worktree: true })).toThrow(/worktree: needs a directory/);
   });
 
-  it("turns a duration into milliseconds and a relative directory into an absolute one is refused", () => {
+  it("turns a duration into milliseconds and refuses a relative directory", () => {
     expect(parseTask({ prompt: "hi", timeout: "2m" }).timeout).toBe(120_000);
     expect(() => parseTask({ prompt: "hi", directory: "rel/dir" })).toThrow(/directory: must be an absolute path/);
   });
 });
 
-describe("toPayload", () => {
+describe("the job data made from a task", () => {
   it("keeps the work, drops queue options and undefined fields, adds timeout and enqueue time", () => {
     const task = parseTask({ prompt: "hi", model: "a/b", id: "k-1", priority: 2, delay: 5, attempts: 3, timeout: "1m", continue: "job-0", title: undefined });
     const payload = toPayload(task, { timeoutMs: 9 }, "2026-01-01T00:00:00.000Z");
