@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningWorker } from "../../src/worker/worker";
 import { startRedisServer, type RedisProcess } from "../support/redis";
 import { startStack, type Stack } from "../support/stack";
+import { until } from "../support/until";
 
 const WAIT = 150_000;
 
@@ -42,16 +43,7 @@ describe("Redis killed and restarted mid-batch", () => {
     expect(Date.now() - asked).toBeLessThan(500);
     await redis.start();
     // The same producer reconnects in the background: calls work again without a new Dispatcher.
-    const back = Date.now() + 30_000;
-    for (;;) {
-      try {
-        await stack.dispatcher.status("persisted-0");
-        break;
-      } catch (error) {
-        if (Date.now() > back) throw error;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
+    await until("the producer's calls to work again", () => stack.dispatcher.status("persisted-0").then(() => true, () => false), 30_000);
 
     const records = await Promise.all(receipts.map(({ jobId }) => stack.dispatcher.wait(jobId, { timeoutMs: WAIT })));
     for (const [i, record] of records.entries()) {
