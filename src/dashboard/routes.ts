@@ -32,6 +32,9 @@ async function queuedRecord(queue: Queue, jobId: string): Promise<ResultRecord |
   return baseRecord(jobId, job.data, state === "active" || state === "delayed" || state === "prioritized" ? state : "waiting");
 }
 
+/** How long one reading of a batch answers the polls of its page (pages poll every 2 s). */
+const POLL_SHARE_MS = 1_500;
+
 /** Live answer streams served at once (each holds a Redis connection for its blocking reads). */
 const MAX_STREAMS = 64;
 
@@ -86,6 +89,17 @@ export function buildApp(ctx: AppContext, opts: DashboardOptions, password: stri
   };
   const offsetOf = (req: Request) => numberOf(req, "offset", 0, Number.MAX_SAFE_INTEGER);
 
+  // Every viewer of a running batch polls its JSON: one reading of the batch serves them all for POLL_SHARE_MS.
+  const polled = new Map<string, { at: number; view: ReturnType<typeof batchView> }>();
+  const polledView = (batchId: string) => {
+    const now = Date.now();
+    for (const [id, entry] of polled) if (now - entry.at > POLL_SHARE_MS) polled.delete(id);
+    const entry = polled.get(batchId) ?? { at: now, view: batchView(deps, batchId) };
+    polled.set(batchId, entry);
+    entry.view.catch(() => polled.delete(batchId));
+    return entry.view;
+  };
+
   app.get("/", wrap(async (_req, res) => {
     const [overview, series, batches] = await Promise.all([queueOverview(queue), recentSeries(redis, name), listBatches(deps, 0, 5)]);
     page(res, 200, overviewPage(name, overview, series, batches.rows, allow));
@@ -127,7 +141,7 @@ export function buildApp(ctx: AppContext, opts: DashboardOptions, password: stri
     page(res, 200, batchPage(name, view, members.members, offset, members.next, allow));
   }));
   app.get("/api/batches/:batchId", wrap(async (req, res) => {
-    const view = await batchView(deps, String(req.params.batchId));
+    const view = await polledView(String(req.params.batchId));
     if (!view) return void res.status(404).json({ error: "not found" });
     res.json(batchJson(view));
   }));

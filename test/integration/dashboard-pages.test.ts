@@ -1,8 +1,9 @@
 /**
  * The dashboard's own pages in Chromium, on a workload run by a real worker on the fake model: a
  * batch page whose counts are those of `status <batchId>`, a session's transcript with both turns
- * of a follow-up and links both ways, charts with drawn series, a job page whose answer grows while
- * the job runs (no reload), and a batch cancelled from its page. With DASHBOARD_SCREENSHOTS=1 it
+ * of a follow-up and links both ways, charts with drawn series, a job page whose answer grows and a
+ * batch page whose counts move while the jobs run (no reload), a batch cancelled from its page, the
+ * queue paused and resumed, and an ask approved. With DASHBOARD_SCREENSHOTS=1 it
  * saves a PNG of each page under docs/ (the README shows them).
  */
 import { mkdirSync } from "node:fs";
@@ -154,10 +155,17 @@ describe("dashboard pages", () => {
     expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(1);
   });
 
-  it("cancels a batch from its page, and pauses and resumes the queue from the overview", async () => {
+  it("updates a batch page as its members start, cancels the batch from it, and pauses and resumes the queue from the overview", async () => {
+    // Submitted while the queue is paused: the page shows it queued, then (no reload) running.
+    await stack.dispatcher.pause();
     const batch = await stack.dispatcher.submitBatch(Array.from({ length: 3 }, (_, i) => ({ prompt: `long task ${i} [[delay:60000]]`, model: "fake/echo" })), { id: "to-cancel" });
-    await expect.poll(async () => (await batch.status()).counts.running, { timeout: 60_000 }).toBeGreaterThan(0);
     await page.goto(`${dashboard.url}/batches/${batch.id}`);
+    expect(await page.textContent("[data-testid=count-queued]")).toBe("3");
+    await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 2));
+    await stack.dispatcher.resume();
+    await expect.poll(async () => Number(await page.textContent("[data-testid=count-running]")), { timeout: 60_000 }).toBeGreaterThan(0);
+    expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(2);
+    expect(Number(await page.textContent("[data-testid=count-queued]"))).toBeLessThan(3);
     await shot("batch-running");
     await page.click("[data-testid=cancel-batch]");
     // The page reloads after the action: every member failed (cancelled).
