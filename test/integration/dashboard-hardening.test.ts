@@ -135,6 +135,24 @@ describe("a dashboard that cannot be driven from a web page", () => {
       const token = cookie.split("=")[1]!;
       expect((await request(`${actions.url}/queues/api/queues/${QUEUE}/resume`, { method: "PUT", headers: { "x-dispatch-token": token } })).status).toBeLessThan(300);
       expect(await queue.isPaused()).toBe(false);
+
+      // The dashboard's own action routes are guarded alike.
+      const own = `${actions.url}/api/queue/pause`;
+      const json = { "content-type": "application/json" };
+      expect((await request(`${readOnly.url}/api/queue/pause`, { method: "POST", headers: json, body: "{}" })).status).toBe(405);
+      expect((await request(own, { method: "POST", headers: json, body: "{}" })).status).toBe(403);
+      expect((await request(own, { method: "POST", headers: { cookie, "content-type": "text/plain" }, body: "{}" })).status).toBe(405);
+      expect((await request(own, { method: "POST", headers: { ...json, cookie, origin: "http://rebound.attacker.example" }, body: "{}" })).status).toBe(403);
+      expect(await queue.isPaused()).toBe(false);
+      const paused = await request(own, { method: "POST", headers: { ...json, cookie, origin: `http://${host}` }, body: "{}" });
+      expect(paused.status, paused.body).toBe(200);
+      expect(JSON.parse(paused.body)).toEqual({ paused: true });
+      expect(await queue.isPaused()).toBe(true);
+      expect((await request(`${actions.url}/api/queue/resume`, { method: "POST", headers: { ...json, "x-dispatch-token": token }, body: "{}" })).status).toBe(200);
+      expect(await queue.isPaused()).toBe(false);
+      // A read-only dashboard shows no action buttons.
+      expect((await request(`${readOnly.url}/`)).body).not.toContain("data-action=");
+      expect((await request(`${actions.url}/`)).body).toContain('data-action="/api/queue/pause"');
     } finally {
       await queue.close();
     }
