@@ -37,7 +37,7 @@ describe("sessions that continue anywhere", () => {
   });
 
   it("three follow-ups submitted at once run one at a time, in order, each seeing the one before", async () => {
-    const root = await stack.dispatcher.enqueue({ prompt: "root turn [[slow:400]]", model: "fake/echo" });
+    const root = await stack.dispatcher.enqueue({ prompt: "root turn [[slow:600]]", model: "fake/echo" });
     const follows = [];
     for (const n of [1, 2, 3]) follows.push(await stack.dispatcher.enqueue({ prompt: `follow ${n} [[transcript]]`, continue: root.jobId }));
     // Jobs on other sessions keep flowing while the chain waits.
@@ -57,9 +57,9 @@ describe("sessions that continue anywhere", () => {
       expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
     }
     expect(Date.parse(otherRecord.finishedAt!)).toBeLessThan(Date.parse(records[2]!.finishedAt!));
-    // Three follow-ups wait on two slots, queued before it: it started before the first of them,
-    // so none held a slot while it waited (it would have waited for two of them to finish).
-    expect(Date.parse(otherRecord.startedAt!)).toBeLessThan(Date.parse(records[0]!.startedAt!));
+    // Three follow-ups wait on two slots, queued before it: it started while the root still ran,
+    // so none held a slot while it waited (the root and a waiting follow-up would fill both).
+    expect(Date.parse(otherRecord.startedAt!)).toBeLessThan(Date.parse(rootRecord.finishedAt!));
   });
 
   it("follow-ups by --session and by --continue of the job that opened the session share one order", async () => {
