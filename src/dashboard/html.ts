@@ -2,7 +2,7 @@
 import { CLIENT_SCRIPT } from "./client.js";
 
 /** Escapes text for HTML content and attribute values. */
-export function esc(value: unknown): string {
+export function esc(value: string | number | boolean | null | undefined): string {
   return String(value ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
