@@ -1,7 +1,8 @@
 import type { Job, Queue } from "bullmq";
 import { NotFoundError } from "../shared/errors.js";
 import { failedFromJob } from "../shared/record.js";
-import { FINAL_STATES, type JobState, type ResultRecord } from "../shared/result.js";
+import { fromBull, isFinal, resolveState } from "../shared/job-state.js";
+import type { JobState, ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
 import type { Scheduler } from "../scheduling/scheduler.js";
 
@@ -28,16 +29,6 @@ export function gatheredBatch(job: Job | undefined, record: ResultRecord | null)
   return record?.children?.batch ?? (job?.data as { gather?: { batch?: string } } | undefined)?.gather?.batch;
 }
 
-const BULL_STATES: Record<string, JobState> = {
-  waiting: "waiting",
-  "waiting-children": "waiting",
-  prioritized: "prioritized",
-  delayed: "delayed",
-  active: "active",
-  completed: "completed",
-  failed: "failed",
-};
-
 /**
  * The state of a job, merged from BullMQ (while it keeps the job) and our result record (which
  * outlives it). A final record wins; a job BullMQ failed on its own (stalled too often) is failed.
@@ -45,26 +36,24 @@ const BULL_STATES: Record<string, JobState> = {
 export async function readStatus(queue: Queue, store: ResultStore, jobId: string, scheduler?: Scheduler): Promise<JobStatus> {
   const [job, record] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId)]);
   if (!job && !record) throw new NotFoundError(`no job with ID "${jobId}" in queue "${queue.name}"`);
-  if (record && FINAL_STATES.has(record.state)) {
+  if (record && isFinal(record.state)) {
     return { jobId, state: record.state, attempts: record.attempts, progress: job?.progress ?? null, result: record };
   }
   if (!job) {
     // The record says unfinished but BullMQ no longer has the job: it was removed mid-flight.
     return { jobId, state: record!.state, attempts: record!.attempts, progress: null, result: record };
   }
-  const bullState = BULL_STATES[await job.getState()] ?? "waiting";
+  const bullState = fromBull(await job.getState()) ?? "waiting";
   if (bullState === "failed") {
     const failed = failedFromJob(job, record);
     return { jobId, state: "failed", attempts: failed.attempts, progress: job.progress ?? null, result: failed };
   }
-  const retrying = record?.state === "retrying" && bullState !== "active";
   const waiting = bullState === "delayed" ? await scheduler?.waitingFor(jobId, job.delay) : null;
-  // Parked for a person (see shared/approval.ts) until approve / reject promote it or its timeout
-  // passes; once answered, it may wait for a slot like any job (its record says so once it starts).
-  const parked = record?.state === "awaiting-approval" && bullState === "delayed" && !waiting;
   return {
     jobId,
-    state: parked ? "awaiting-approval" : retrying ? "retrying" : bullState,
+    // Parked for a person (see shared/approval.ts) until approve / reject promote it or its timeout
+    // passes; once answered, it may wait for a slot like any job (its record says so once it starts).
+    state: resolveState(record, bullState, { atGate: !!waiting }),
     // Attempts that ran, not BullMQ's fetches (a job that waits is fetched and parked again).
     attempts: record?.attempts ?? job.attemptsMade,
     progress: job.progress ?? null,

@@ -10,7 +10,8 @@ import { InputError, JobStateError, NotFinishedError, NotFoundError } from "../s
 import { DEFAULT_RESULT_TTL_MS } from "../shared/config.js";
 import type { QueueKeys } from "../shared/keys.js";
 import { failedFromJob } from "../shared/record.js";
-import { FINAL_STATES, JobState, type ResultRecord } from "../shared/result.js";
+import { fromBull, isFinal, resolveState } from "../shared/job-state.js";
+import { JobState, type ResultRecord } from "../shared/result.js";
 import type { KeptTask, ResultStore } from "../shared/result-store.js";
 import { REOPEN } from "../scheduling/scripts.js";
 import { readStatus } from "./job-status.js";
@@ -61,7 +62,7 @@ export interface CancelOutcome {
 export async function cancelJob(deps: ManageDeps, jobId: string, opts: { timeoutMs?: number } = {}): Promise<CancelOutcome> {
   const { redis, queue, store, keys } = deps;
   const status = await readStatus(queue, store, jobId);
-  if (FINAL_STATES.has(status.state)) {
+  if (isFinal(status.state)) {
     throw new JobStateError(`job ${jobId} has already ${status.state}; there is nothing to cancel`);
   }
   // Remembered first, so that a worker picking the job up from here on refuses it.
@@ -222,7 +223,7 @@ export async function listJobs(deps: Pick<ManageDeps, "queue" | "store">, opts: 
   const summaries: JobSummary[] = [];
   found.forEach(({ job, type }, i) => {
     const record = records[i] ?? null;
-    const state = stateOf(job, type, record);
+    const state = resolveState(record, fromBull(type) ?? "waiting");
     if (!wanted.has(state)) return;
     const merged = state === "failed" && record?.state !== "failed" ? failedFromJob(job, record) : record;
     summaries.push({
@@ -245,9 +246,3 @@ function promptOf(data: unknown): string {
   return typeof prompt === "string" ? prompt : "";
 }
 
-function stateOf(job: Job, type: JobType, record: ResultRecord | null): JobState {
-  if (record && FINAL_STATES.has(record.state)) return record.state;
-  if (type === "failed" || type === "completed" || type === "active" || type === "prioritized") return type;
-  if (type === "delayed") return record?.state === "retrying" || record?.state === "awaiting-approval" ? record.state : "delayed";
-  return "waiting";
-}
