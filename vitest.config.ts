@@ -4,7 +4,9 @@ import LongestFirst from "./test/support/sequencer.js";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    globalSetup: ["test/support/global-setup.ts", "test/support/build.ts"],
+    // long-task-setup starts the >300 s task as the run begins: after global-setup (it needs Redis)
+    // and after the build (a synchronous tsc that would stall the task's lock renewals).
+    globalSetup: ["test/support/global-setup.ts", "test/support/build.ts", "test/support/long-task-setup.ts"],
     testTimeout: 180_000,
     hookTimeout: 180_000,
     pool: "forks",
