@@ -18,6 +18,7 @@ import { ApprovalNeededError, parkSession, type Grant } from "./approvals.js";
 import type { TextPartInput } from "@opencode-ai/sdk/v2";
 import type { ApprovalPolicy } from "../shared/task.js";
 import { finishWorktree, prepareWorktree } from "./worktree.js";
+import { TurnTranscript, type SessionMessage } from "./turn-transcript.js";
 
 /** The worker's current opencode server and what talks to it (replaced when the server is). */
 export interface ServerHandle {
@@ -81,6 +82,8 @@ export async function runAttempt(
   let directory = payload.directory;
   let sessionId: string | undefined;
   let after: { jobId: string; messageId: string } | undefined;
+  /** The session's exact messages before the turn, when the worker knows them (a new session's: none). */
+  let prior: SessionMessage[] | undefined;
 
   if (opts.resume) {
     sessionId = opts.resume.sessionId; // the session parked for approval, whichever worker parked it
@@ -105,7 +108,9 @@ export async function runAttempt(
     // The copy stops at the source job's turn, whatever turns its session took since.
     forkAt = { source: source.sessionId, before: local.nextMessageId };
   } else if (sessionId) {
-    directory = (await deps.transfer.ensureLocal(server, client, sessionId, signal, after)).directory ?? directory;
+    const local = await deps.transfer.ensureLocal(server, client, sessionId, signal, after);
+    directory = local.directory ?? directory;
+    prior = local.messages;
   } else if (payload.worktree && payload.directory) {
     const tree = await prepareWorktree(payload.directory, jobId, trace.worktree?.base, signal);
     trace.worktree = { ...tree, changedFiles: trace.worktree?.changedFiles ?? [] };
@@ -121,6 +126,7 @@ export async function runAttempt(
     const created = await createSession(client, payload, directory, signal);
     known.info = created;
     sessionId = created.id;
+    prior = [];
   }
   trace.sessionId = sessionId;
   trace.directory = directory ?? null;
@@ -134,6 +140,8 @@ export async function runAttempt(
     const info = event.type === "session.updated" ? (event.properties as { info?: { id?: string } }).info : undefined;
     if (info?.id === sessionId) known.info = info;
   });
+  // A structured-output session's messages are read with `opencode export` (see SessionTransfer.save).
+  const transcript = prior && !payload.schema ? new TurnTranscript(hub, sessionId, prior, prior.length === 0) : undefined;
   const watch = new SessionWatch({
     client,
     hub,
@@ -163,10 +171,12 @@ export async function runAttempt(
       log,
       onStructured: (value) => (trace.structured = value),
       onMessages: (messages) => (known.messages = messages),
+      ...(transcript ? { transcript } : {}),
       ...(opts.resume ? { parts: opts.resume.parts } : {}),
     });
   } finally {
     offInfo();
+    transcript?.close();
     watch.close();
     await live.close();
     trace.asks = watch.asks;

@@ -7,6 +7,8 @@ export type SessionHandler = (event: ServerEvent, directory: string) => void;
 
 /** The session an event belongs to, wherever opencode put its ID. */
 export function sessionOf(event: ServerEvent): string | undefined {
+  // A durable (`sync`) event names its session as its aggregate (see turn-transcript.ts).
+  if (event.type === "sync") return event.syncEvent.aggregateID;
   if (!("properties" in event)) return undefined;
   const p = event.properties as {
     sessionID?: string;
@@ -58,11 +60,20 @@ export class EventHub {
   private readonly connectListeners = new Set<() => void>();
   private readonly controller = new AbortController();
   private running: Promise<void> | undefined;
+  private connectionCount = 0;
 
   constructor(
     private readonly client: OpencodeClient,
     private readonly log: Logger,
   ) {}
+
+  /**
+   * How many times the stream has (re)connected: unchanged between two readings, and above zero,
+   * means no event of the server was missed in between (an SSE stream delivers in order).
+   */
+  get connections(): number {
+    return this.connectionCount;
+  }
 
   /** A session on this hub's server made no progress for the stall timeout (the server may be wedged). */
   reportStall(): void {
@@ -89,7 +100,10 @@ export class EventHub {
         for await (const item of stream) {
           const event = item;
           if (!event?.payload) continue;
-          if (event.payload.type === "server.connected") this.connectListeners.forEach((l) => l());
+          if (event.payload.type === "server.connected") {
+            this.connectionCount += 1;
+            this.connectListeners.forEach((l) => l());
+          }
           // A subagent's session is announced to the watchers of its parent.
           const sessionId = childOf(event.payload) ?? sessionOf(event.payload);
           if (!sessionId) continue;

@@ -5,6 +5,7 @@ import { splitModel, type JobPayload } from "../shared/task.js";
 import { ModelError, OpencodeHttpError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import { reportTrouble } from "./event-hub.js";
+import type { SessionMessage, TurnTranscript } from "./turn-transcript.js";
 
 /** How long an aborted session has to go idle before its server counts as stuck. */
 export const ABORT_IDLE_MS = 10_000;
@@ -137,6 +138,8 @@ export async function promptSession(
     parts?: (TextPartInput | FilePartInput)[];
     /** The session's messages as read after the turn (for usage): the session store reuses them. */
     onMessages?: (messages: unknown[]) => void;
+    /** The session's messages built from its events: read from the server only when it is in doubt. */
+    transcript?: TurnTranscript;
   },
 ): Promise<PromptOutcome> {
   const { signal, directory, log } = opts;
@@ -166,7 +169,9 @@ export async function promptSession(
     signal.throwIfAborted();
     const info = answer.info;
     if (info.error) throw new ModelError(info.error.name, info.error.data);
-    const usage = await turnUsage(client, info, directory, signal, opts.onMessages);
+    const messages = await turnMessages(client, answer, directory, signal, log, opts.transcript);
+    if (messages) opts.onMessages?.(messages);
+    const usage = turnUsage(info, messages ?? []);
     return {
       sessionId,
       text: finalText(answer.parts),
@@ -191,17 +196,31 @@ export function finalText(parts: Part[]): string {
     .trim();
 }
 
-/** Tokens and cost of every assistant message of this turn (one per agent step), summed. */
-async function turnUsage(
+/**
+ * The session's messages after the turn: built from its events when the transcript is sure of
+ * them, else read from the server (undefined when it cannot answer, as for structured output).
+ */
+async function turnMessages(
   client: OpencodeClient,
-  last: AssistantMessage,
+  answer: { info: AssistantMessage; parts: Part[] },
   directory: string | undefined,
   signal: AbortSignal,
-  onMessages?: (messages: unknown[]) => void,
-): Promise<{ tokens: Tokens; cost: number }> {
-  const messages = await client.session.messages({ sessionID: last.sessionID, directory }, { signal });
-  if (messages.response?.ok && messages.data) onMessages?.(messages.data);
-  const steps = (messages.data ?? [])
+  log: Logger,
+  transcript: TurnTranscript | undefined,
+): Promise<SessionMessage[] | undefined> {
+  if (transcript) {
+    const built = await transcript.settle(answer, signal);
+    if (built.messages) return built.messages;
+    log.debug({ why: built.why }, "reading the session's messages from opencode (the events do not give them for sure)");
+  }
+  signal.throwIfAborted();
+  const read = await client.session.messages({ sessionID: answer.info.sessionID, directory }, { signal });
+  return read.response?.ok && read.data ? read.data : undefined;
+}
+
+/** Tokens and cost of every assistant message of this turn (one per agent step), summed. */
+function turnUsage(last: AssistantMessage, messages: readonly SessionMessage[]): { tokens: Tokens; cost: number } {
+  const steps = messages
     .map((m) => m.info)
     .filter((m): m is AssistantMessage => m.role === "assistant" && m.parentID === last.parentID);
   const tokens = emptyTokens();

@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { isDeepStrictEqual } from "node:util";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +11,7 @@ import type { QueueKeys } from "../shared/keys.js";
 import { OpencodeHttpError, SessionBehindError, SessionNotStoredError, StoppedError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import type { OpencodeServer } from "./opencode-server.js";
+import type { SessionMessage } from "./turn-transcript.js";
 
 const zip = promisify(gzip);
 const unzip = promisify(gunzip);
@@ -43,6 +45,8 @@ export interface LocalSession {
   directory: string | undefined;
   /** The message after the given turn in the server's copy (a later turn's), if any: where a fork of that turn stops. */
   nextMessageId: string | undefined;
+  /** The session's messages, when the stored copy is exactly the server's (what a turn's transcript builds on). */
+  messages?: SessionMessage[];
 }
 
 export class SessionTransfer {
@@ -143,7 +147,10 @@ export class SessionTransfer {
     }
     const missing = stored.messages.filter((m) => !localIds.has(m.info.id)).length;
     // The server's copy is current when it holds every stored message, or when only it holds the turn before.
-    if (localOk && (missing === 0 || (localHasTurn && !storedHasTurn))) return held(stored.info.directory, local.data);
+    if (localOk && (missing === 0 || (localHasTurn && !storedHasTurn))) {
+      const same = isDeepStrictEqual(local.data, stored.messages);
+      return { ...held(stored.info.directory, local.data), ...(same ? { messages: local.data } : {}) };
+    }
     if (!server.runCli) {
       throw new OpencodeHttpError("session import", 404, `session ${sessionId} is missing on the attached server and only a spawned server can import it`);
     }

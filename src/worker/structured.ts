@@ -6,6 +6,7 @@ import type { JobPayload } from "../shared/task.js";
 import { SchemaMismatchError } from "./failures.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import { promptSession, type PromptOutcome } from "./run-prompt.js";
+import type { TurnTranscript } from "./turn-transcript.js";
 
 /** Repair prompts after a structured answer that misses the schema, unless the task says. */
 export const DEFAULT_SCHEMA_RETRIES = 2;
@@ -46,6 +47,8 @@ export async function promptChecked(
     log: Logger;
     onStructured: (value: unknown) => void;
     onMessages?: (messages: unknown[]) => void;
+    /** The session's messages built from its events (see turn-transcript.ts). */
+    transcript?: TurnTranscript;
     /** The first turn's parts instead of the task's prompt (a parked job's continuation). */
     parts?: (TextPartInput | FilePartInput)[];
   },
