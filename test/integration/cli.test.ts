@@ -2,11 +2,13 @@ import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { queueKeys } from "../../src/shared/keys";
 import { runCli, startCli, type CliProcess } from "../support/cli";
 import { OPENCODE_BIN } from "../support/opencode-env";
 import { freePort } from "../support/redis";
 import { jobCount, withQueue } from "../support/queue";
 import { startStack, type Stack } from "../support/stack";
+import { until } from "../support/until";
 
 describe("the CLI, end to end", () => {
   let stack: Stack;
@@ -100,8 +102,12 @@ describe("the CLI, end to end", () => {
 
   it("wait on a job removed from the queue with no result ends with exit 4 instead of waiting for ever", async () => {
     expect((await runCli(["enqueue", "gone soon", "--delay", "1h", "--id", "removed-one"], { env: stack.childEnv })).code).toBe(0);
+    const events = queueKeys(stack.queue).events;
+    const subscribers = () => withQueue(stack, async (_queue, redis) => ((await redis.pubsub("NUMSUB", events)) as [string, number])[1]);
+    const before = await subscribers();
     const waiting = startCli(["wait", "removed-one"], { env: stack.childEnv });
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // Removed once the CLI waits: it subscribes to the events channel after finding the job.
+    await until("the CLI to wait on the job", async () => (await subscribers()) > before, 60_000);
     await withQueue(stack, async (queue) => {
       await queue.remove("removed-one");
     });
