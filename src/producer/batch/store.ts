@@ -32,18 +32,19 @@ export type MemberState = "" | "waiting" | "active" | "awaiting-approval" | "ret
  * failed the job without a final record (stalled too often), or "missing" when there is neither a
  * record nor a job (removed before it ran: it will never finish). KEYS: failed set, record keys,
  * job keys; ARGV: job IDs.
- * The record's state is read from its head (records start `{"jobId":…,"state":…`) with a full
- * JSON decode as fallback, so large answers are never copied out of Redis.
+ * The record's state is read from its head (records start `{"jobId":…,"state":…`; GETRANGE of its
+ * first 512 bytes) with a full JSON decode as fallback, so large answers are not even copied into
+ * the script.
  */
 const STATES_SCRIPT = `
 local out = {}
 for i = 2, #ARGV + 1 do
-  local raw = redis.call('GET', KEYS[i])
+  local head = redis.call('GETRANGE', KEYS[i], 0, 511)
   local state = ''
-  if raw then
-    state = string.match(raw, '^{"jobId":"[^"]*","state":"([%a-]+)"')
+  if head ~= '' then
+    state = string.match(head, '^{"jobId":"[^"]*","state":"([%a-]+)"')
     if not state then
-      local ok, record = pcall(cjson.decode, raw)
+      local ok, record = pcall(cjson.decode, redis.call('GET', KEYS[i]))
       state = (ok and type(record) == 'table' and record.state) or ''
     end
   end
