@@ -46,7 +46,7 @@ describe("a dashboard on 100,000 records", () => {
           error: n % 20 === 0 ? { name: "APIError", message: "fake error 401", retryable: false } : null,
         };
         // One record whose state is not where records put it: read by the full decode.
-        pipe.set(keys.result(record.jobId), JSON.stringify(n === 1 ? { state: record.state, ...record } : record));
+        pipe.set(keys.result(record.jobId), JSON.stringify(n === 1 ? Object.assign({ state: record.state }, record) : record));
         pipe.zadd(keys.results, at, record.jobId);
         pipe.zadd(keys.batchJobs(batch), n, record.jobId);
       }
