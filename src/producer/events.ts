@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
-import { FINAL_STATES, type Progress, type ResultRecord } from "../shared/result.js";
+import { isFinal } from "../shared/job-state.js";
+import type { Progress, ResultRecord } from "../shared/result.js";
 import type { StateEvent } from "../shared/result-store.js";
 
 /**
@@ -126,7 +127,7 @@ export class Subscriptions {
   private async dispatch(event: StateEvent): Promise<void> {
     const isProgress = event.progress !== undefined;
     const isAsk = !isProgress && event.state === "awaiting-approval";
-    if (!isProgress && !isAsk && !FINAL_STATES.has(event.state)) return;
+    if (!isProgress && !isAsk && !isFinal(event.state)) return;
     const wanted = [...this.entries].filter((e) => (isProgress ? e.handlers.progress : isAsk ? e.handlers.ask : e.handlers.completed || e.handlers.failed));
     if (wanted.length === 0) return;
     const batches = new Map<string, Promise<boolean>>();
@@ -150,7 +151,7 @@ export class Subscriptions {
       for (const { handlers } of targets) safely(() => handlers.ask?.(record));
       return;
     }
-    if (!record || !FINAL_STATES.has(record.state)) return;
+    if (!record || !isFinal(record.state)) return;
     for (const { handlers } of targets) {
       if (!this.entries.size) return;
       safely(() => (record.state === "completed" ? handlers.completed?.(record) : handlers.failed?.(record)));

@@ -4,7 +4,8 @@ import { failedFromJob } from "../shared/record.js";
 import { NotFinishedError, NotFoundError } from "../shared/errors.js";
 import { readLive, type LiveEvent } from "../shared/live.js";
 import { closeRedis, connectRedis } from "../shared/redis.js";
-import { FINAL_STATES, type ResultRecord } from "../shared/result.js";
+import { isFinal } from "../shared/job-state.js";
+import type { ResultRecord } from "../shared/result.js";
 import type { ResultStore } from "../shared/result-store.js";
 
 /** How long one read waits for the next event before checking that the job is still there. */
@@ -50,7 +51,7 @@ export async function* streamJob(deps: StreamDeps, jobId: string, opts: StreamOp
         if (event.type === "final") {
           const record = await deps.store.get(jobId);
           if (!record) throw new NotFoundError(`job ${jobId} ended, but its record is gone`);
-          if (!FINAL_STATES.has(record.state)) continue; // an earlier end: the job was retried since
+          if (!isFinal(record.state)) continue; // an earlier end: the job was retried since
           yield finalEvent(event.id, record);
           return;
         }
@@ -59,7 +60,7 @@ export async function* streamJob(deps: StreamDeps, jobId: string, opts: StreamOp
       if (events.length === 0) {
         // Nothing (for a while): an ended job, one BullMQ failed without a record, or one removed.
         const record = await deps.store.get(jobId);
-        if (record && FINAL_STATES.has(record.state)) {
+        if (record && isFinal(record.state)) {
           yield finalEvent(after === "0" ? "0-1" : after, record);
           return;
         }

@@ -1,5 +1,6 @@
 import { NotFinishedError, NotFoundError } from "../shared/errors.js";
-import { FINAL_STATES, type ResultRecord } from "../shared/result.js";
+import { isFinal } from "../shared/job-state.js";
+import type { ResultRecord } from "../shared/result.js";
 import { setLongTimeout, type LongTimeout } from "../shared/timers.js";
 import type { EventBus } from "./events.js";
 
@@ -37,7 +38,7 @@ export class Waiter {
   private start(): Promise<void> {
     if (!this.unlisten) {
       const offEvent = this.bus.listen((event) => {
-        if (FINAL_STATES.has(event.state) && this.pending.has(event.jobId)) void this.check(event.jobId);
+        if (isFinal(event.state) && this.pending.has(event.jobId)) void this.check(event.jobId);
       });
       const offReconnect = this.bus.onReconnect(() => void Promise.all([...this.pending.keys()].map((id) => this.check(id))));
       this.unlisten = () => {

@@ -2,7 +2,8 @@ import type { Redis } from "ioredis";
 import { queueKeys, type QueueKeys } from "./keys.js";
 import { LIVE_MAXLEN, LIVE_TTL_MS } from "./live.js";
 import { SERIES_TTL_MS, durationBucket, minuteOf } from "./series.js";
-import { FINAL_STATES, ResultRecord, type JobState, type Progress } from "./result.js";
+import { isFinal } from "./job-state.js";
+import { ResultRecord, type JobState, type Progress } from "./result.js";
 import { WebhookOutbox } from "./webhook.js";
 
 /**
@@ -181,7 +182,7 @@ export class ResultStore {
 
   /** The one write of a record (see PUT); `token` "" writes unfenced. False when the fence refused it. */
   private async write(record: ResultRecord, token: string, ttlMs: number): Promise<boolean> {
-    const final = FINAL_STATES.has(record.state);
+    const final = isFinal(record.state);
     // A job parked on a permission ask notifies its webhook too (X-Dispatch-Event: ask).
     if ((final || record.state === "awaiting-approval") && record.webhook) {
       if (token && !(await this.owns(record.jobId, token))) return false;

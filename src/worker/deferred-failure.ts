@@ -1,7 +1,7 @@
 import type { Job, Worker } from "bullmq";
 import type { Logger } from "pino";
 import { failedFromJob } from "../shared/record.js";
-import { FINAL_STATES } from "../shared/result.js";
+import { isFinal } from "../shared/job-state.js";
 import type { ResultStore } from "../shared/result-store.js";
 
 /**
@@ -16,7 +16,7 @@ export function recordDeferredFailures(worker: Worker, store: ResultStore, log: 
     const jobId = job.id;
     void (async () => {
       const previous = await store.get(jobId);
-      if (previous && FINAL_STATES.has(previous.state)) return;
+      if (previous && isFinal(previous.state)) return;
       const record = failedFromJob(job, previous);
       record.error = {
         name: "Stalled",

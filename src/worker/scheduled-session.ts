@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { FINAL_STATES } from "../shared/result.js";
+import { isFinal } from "../shared/job-state.js";
 import type { ResultStore } from "../shared/result-store.js";
 import { firingDueAt, scheduleKeys } from "../shared/schedule.js";
 
@@ -42,7 +42,7 @@ export async function scheduledFiring(store: ResultStore, redis: Redis, job: { i
   if (!previous || previous === jobId) return firing; // the schedule's first firing: a new session
   const before = await store.get(previous);
   // A firing waiting to be let in has no record yet, only its job.
-  const ended = before ? FINAL_STATES.has(before.state) : !(await redis.exists(`${store.keys.bull}${previous}`));
+  const ended = before ? isFinal(before.state) : !(await redis.exists(`${store.keys.bull}${previous}`));
   let session = before?.sessionId ?? (stored || undefined);
   if (session && session !== stored && before?.sessionId === session) await redis.hset(keys.schedule, "session", session);
   // A session whose transcript the queue no longer holds (it expired) cannot be continued: begin anew.
