@@ -304,7 +304,7 @@ const delay = (ms: number, signal: AbortSignal) =>
     }
     function stop() {
       clearTimeout(timer);
-      reject(signal.reason);
+      reject(signal.reason as Error); // the abort's reason as given (a StoppedError), for the failure's classification
     }
     signal.addEventListener("abort", stop, { once: true });
   });

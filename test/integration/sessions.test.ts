@@ -117,7 +117,7 @@ describe("sessions that continue anywhere", () => {
 
   it("continuing an unknown job is an input error", async () => {
     await expect(stack.dispatcher.enqueue({ prompt: "x", continue: "no-such-job" })).rejects.toThrow(/continue: no job with ID "no-such-job"/);
-    await expect(stack.dispatcher.enqueue({ prompt: "x", continue: "a", session: "ses_x" } as never)).rejects.toThrow(/either continue or session/);
+    await expect(stack.dispatcher.enqueue({ prompt: "x", continue: "a", session: "ses_x" })).rejects.toThrow(/either continue or session/);
   });
 });
 
