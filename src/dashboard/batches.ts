@@ -20,6 +20,45 @@ export interface BatchDeps {
   queue: Queue;
   results: ResultStore;
   batches: BatchStore;
+  /** Finished members' records kept between readings (see FinishedRecords); none: read every time. */
+  finished?: FinishedRecords;
+}
+
+/** Records a dashboard process keeps at most (about 400 bytes each without prompt and answer). */
+const MAX_KEPT = 250_000;
+
+/**
+ * Finished members' records, without prompt and answer, kept between readings of a batch (its
+ * page and the poll of it), so a big batch's sums are not read whole every time. Each is checked
+ * against the result index's score, the time of the record's last write: a record written since
+ * (a retried member) is read again, and so is one the index no longer holds. All are dropped when
+ * more than MAX_KEPT are held.
+ */
+export class FinishedRecords {
+  private readonly kept = new Map<string, { score: string; record: ResultRecord }>();
+
+  async read(deps: BatchDeps, jobIds: readonly string[]): Promise<(ResultRecord | null)[]> {
+    if (jobIds.length === 0) return [];
+    const scores = await deps.redis.zmscore(deps.results.keys.results, ...jobIds);
+    const out: (ResultRecord | null)[] = new Array<ResultRecord | null>(jobIds.length).fill(null);
+    const unknown: number[] = [];
+    jobIds.forEach((id, i) => {
+      const hit = this.kept.get(id);
+      if (hit && scores[i] != null && hit.score === scores[i]) out[i] = hit.record;
+      else unknown.push(i);
+    });
+    const fetched = await deps.results.getMany(unknown.map((i) => jobIds[i]!));
+    if (this.kept.size + fetched.length > MAX_KEPT) this.kept.clear();
+    fetched.forEach((record, k) => {
+      const i = unknown[k]!;
+      if (!record) return;
+      const light = { ...record, prompt: "", text: null, structured: null, metadata: null, asks: [] };
+      out[i] = light;
+      const score = scores[i];
+      if (FINAL_STATES.has(record.state) && score != null) this.kept.set(jobIds[i]!, { score, record: light });
+    });
+    return out;
+  }
 }
 
 /** Shares of the members by state, in percent (the progress bar). */
@@ -77,7 +116,8 @@ export async function batchView(deps: BatchDeps, batchId: string): Promise<Batch
   const summary = new SummaryBuilder();
   const records: ResultRecord[] = [];
   for await (const chunk of deps.batches.memberChunks(batchId)) {
-    const found = await deps.results.getMany(chunk.map((m) => m.jobId));
+    const ids = chunk.map((m) => m.jobId);
+    const found = await (deps.finished ? deps.finished.read(deps, ids) : deps.results.getMany(ids));
     found.forEach((record, i) => {
       if (!record) return;
       records.push(record);

@@ -16,7 +16,7 @@ import { ResultStore } from "../shared/result-store.js";
 import { actionGuard, basicAuth, hostCheck } from "./auth.js";
 import { actionRoutes } from "./actions.js";
 import { batchJson, batchPage, batchesPage } from "./batch-pages.js";
-import { batchMembers, batchView, listBatches, type BatchDeps } from "./batches.js";
+import { FinishedRecords, batchMembers, batchView, listBatches, type BatchDeps } from "./batches.js";
 import { overviewPage, queueOverview, recentSeries } from "./overview.js";
 import { notFoundPage, resultPage, resultsPage } from "./pages.js";
 import { getResult, listResults } from "./results.js";
@@ -77,7 +77,7 @@ export function buildApp(ctx: AppContext, opts: DashboardOptions, password: stri
 
   const name = opts.queue;
   const results = new ResultStore(redis, name);
-  const deps: BatchDeps = { redis, redisUrl: opts.redisUrl, queue, results, batches: new BatchStore(redis, name) };
+  const deps: BatchDeps = { redis, redisUrl: opts.redisUrl, queue, results, batches: new BatchStore(redis, name), finished: new FinishedRecords() };
   const page = (res: Response, status: number, html: string) => res.status(status).type("html").send(html);
   const wrap = (fn: (req: Request, res: Response) => Promise<void>) => (req: Request, res: Response, next: NextFunction) => {
     fn(req, res).catch(next);

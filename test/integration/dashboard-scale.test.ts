@@ -18,8 +18,8 @@ const RECORDS = 100_000;
 const BIG = 20_000;
 const SMALL = 200;
 const NOW = Date.now();
-/** A page must answer within this (a loaded 2-core machine; they take a fraction of it alone). */
-const FAST_MS = 2_500;
+/** A page must answer within this (a 2-core machine shared with the rest of the suite; alone they take a tenth of it). */
+const FAST_MS = 5_000;
 
 describe("a dashboard on 100,000 records", () => {
   let server: RedisProcess;

@@ -11,6 +11,7 @@ import { baseRecord } from "../../src/shared/record";
 import type { ResultRecord } from "../../src/shared/result";
 import { ResultStore } from "../../src/shared/result-store";
 import { minuteOf, readSeries } from "../../src/shared/series";
+import { FinishedRecords, type BatchDeps } from "../../src/dashboard/batches";
 import { startRedisServer, type RedisProcess } from "../support/redis";
 import { commandCalls } from "../support/redis-stats";
 
@@ -96,5 +97,21 @@ describe("the queue's time series", () => {
     const [point] = await readSeries(redis, queueKeys(other), minute, minute);
     expect(point).toMatchObject({ failed: 1, completed: 1 });
     await retried.close();
+  });
+
+  it("keeps finished members' records between readings of a batch, and reads one again once it was written since", async () => {
+    const kept = new FinishedRecords();
+    const deps = { redis, results: store } as unknown as BatchDeps;
+    await store.put(finished("m1", "failed"));
+    await store.put({ ...baseRecord("m2", { prompt: "p" }, "active") });
+    expect((await kept.read(deps, ["m1", "m2", "none"])).map((r) => r?.state ?? null)).toEqual(["failed", "active", null]);
+    const gets = await commandCalls(redis, "mget");
+    expect((await kept.read(deps, ["m1"]))[0]).toMatchObject({ state: "failed", text: null, prompt: "" });
+    expect(await commandCalls(redis, "mget")).toBe(gets); // m1 was kept: nothing read
+    // Retried and finished again: its index score moved, so it is read again.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await store.put({ ...baseRecord("m1", { prompt: "p" }, "waiting") });
+    await store.put(finished("m1", "completed"));
+    expect((await kept.read(deps, ["m1", "m2"])).map((r) => r?.state)).toEqual(["completed", "active"]);
   });
 });
