@@ -48,9 +48,16 @@ if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then return 0 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
 if ARGV[4] == '1' then
-  local was
-  if ttl > 0 then was = redis.call('SET', KEYS[2], '1', 'PX', ttl, 'GET') else was = redis.call('SET', KEYS[2], '1', 'GET') end
-  if not was then
+  -- SET NX rather than SET GET (Redis 6.2): BullMQ runs on Redis 5 too.
+  local fresh
+  if ttl > 0 then
+    fresh = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ttl)
+    if not fresh then redis.call('PEXPIRE', KEYS[2], ttl) end
+  else
+    fresh = redis.call('SET', KEYS[2], '1', 'NX')
+    if not fresh then redis.call('PERSIST', KEYS[2]) end
+  end
+  if fresh then
     local n = redis.call('HINCRBY', KEYS[5], 'n', 1)
     redis.call('HINCRBY', KEYS[5], ARGV[14], 1)
     if ARGV[15] ~= '' then redis.call('HINCRBYFLOAT', KEYS[5], ARGV[15], ARGV[16]) end
