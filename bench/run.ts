@@ -198,6 +198,20 @@ try {
     const viaProxy = createOpencodeClient({ baseUrl: proxy.url });
     await pool(N, sameConcurrency, (i) => directTask(viaProxy, `direct-calls ${i}`));
     report("1", "opencode HTTP calls per direct SDK task (titled session, one prompt)", fmt(proxy.total() / N, 2));
+
+    // What users run for real: tasks whose agent takes several tool steps (three bash rounds).
+    const STEPS = quick ? 40 : 100;
+    const stepDirect: number[] = [];
+    const stepQueue: number[] = [];
+    for (let round = 0; round < 2; round++) {
+      stepDirect.push(await direct([s.client], STEPS, sameConcurrency, `steps-direct-${round} [[rounds:3]]`));
+      stepQueue.push(await throughQueue(s.dispatcher, STEPS, `steps-queued-${round} [[rounds:3]]`));
+    }
+    const sd = Math.max(...stepDirect);
+    const sq = Math.max(...stepQueue);
+    report("1", `tasks of three bash rounds (4 model calls each), direct SDK, concurrency ${sameConcurrency} (runs: ${stepDirect.map((r) => fmt(r)).join(", ")})`, `${fmt(sd)} tasks/s`);
+    report("1", `tasks of three bash rounds, through the queue (runs: ${stepQueue.map((r) => fmt(r)).join(", ")})`, `${fmt(sq)} tasks/s`);
+    report("1", "queue / direct, tasks of three bash rounds", fmt(sq / sd, 2));
   }
 
   // 2. A 100-task batch vs a loop of `opencode run` ----------------------------------------------

@@ -96,6 +96,17 @@ describe("fake model behind a real opencode serve", () => {
     expect(model.requests[1]?.messages.at(-1)?.role).toBe("tool");
   }, 20_000);
 
+  it("[[rounds:3]] runs three bash rounds, one per model call, then answers", async () => {
+    model.reset();
+    const sessionID = await newSession();
+    const { parts } = await prompt(sessionID, "work in rounds [[rounds:3]]");
+    expect(textOf(parts)).toMatch(/^tool done: round 3/);
+    const messages = await client.session.messages({ sessionID });
+    const commands = (messages.data ?? []).flatMap((m) => m.parts).flatMap((p) => (p.type === "tool" ? [(p.state as { input?: { command?: string } }).input?.command] : []));
+    expect(commands).toEqual(["echo round 1", "echo round 2", "echo round 3"]);
+    expect(model.requests).toHaveLength(4);
+  }, 30_000);
+
   it("(d) the model sees earlier turns of the same session", async () => {
     model.reset();
     const sessionID = await newSession();

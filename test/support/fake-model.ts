@@ -32,6 +32,7 @@
  *   [[delay:MS]] [[status:CODE]] [[status:429:retry-after=2]] [[status:401:type=server_error]]
  *   [[hang]] [[slow:MS]]
  *   [[tool:NAME:JSON_ARGS]] [[reply:TEXT]] [[transcript]]
+ *   [[rounds:N]]  N bash tool rounds (`echo round k`), one per model call, then the default text
  * Default reply: `echo: <last user text>` (verbatim, directives included), or
  * `tool done: <first 200 chars of the tool result>` when the last message is a tool result.
  *
@@ -221,6 +222,13 @@ function planFromDirectives(req: ChatRequest): Plan {
   // The tool directive only applies to the first call; the follow-up with the tool result
   // gets the default "tool done: ..." text.
   if (!lastIsTool) plan.toolCall = parseToolDirective(text);
+  // [[rounds:N]]: N bash rounds (`echo round k`), one per call, then the default text.
+  const rounds = /\[\[rounds:(\d+)\]\]/.exec(text);
+  if (rounds) {
+    const lastUser = req.messages.map((m) => m.role).lastIndexOf("user");
+    const done = req.messages.slice(lastUser + 1).filter((m) => m.role === "tool").length;
+    if (done < Number(rounds[1])) plan.toolCall = { name: "bash", args: { command: `echo round ${done + 1}`, description: `round ${done + 1}` } };
+  }
   return plan;
 }
 
