@@ -1,4 +1,3 @@
-/// <reference path="./provided.d.ts" />
 /**
  * Vitest globalSetup: starts the >300 s task of test/integration/long-task.test.ts as the run
  * begins, on a stack of its own (real worker, real `opencode serve`, the fake model), so that it
