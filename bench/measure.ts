@@ -63,7 +63,9 @@ export const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(di
  * An HTTP proxy in front of an opencode server that counts the requests going through it, by
  * method and route (IDs replaced by `:id`); the event stream counts once per connection.
  */
-export async function countingProxy(target: string): Promise<{ url: string; counts: Map<string, number>; total(): number; reset(): void; close(): Promise<void> }> {
+export async function countingProxy(
+  target: string,
+): Promise<{ url: string; counts: Map<string, number>; total(): number; reset(): void; close(): Promise<void> }> {
   const { createServer, request } = await import("node:http");
   const upstream = new URL(target);
   const counts = new Map<string, number>();
@@ -71,10 +73,13 @@ export async function countingProxy(target: string): Promise<{ url: string; coun
     const path = (req.url ?? "/").split("?")[0]!.replace(/\/(ses|msg|prt|per|que)_[A-Za-z0-9]+/g, "/:id");
     const key = `${req.method} ${path}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
-    const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
+    const forward = request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
     forward.on("error", () => res.destroy());
     req.pipe(forward);
     res.on("close", () => forward.destroy());
@@ -84,7 +89,10 @@ export async function countingProxy(target: string): Promise<{ url: string; coun
   return {
     url: `http://127.0.0.1:${port}`,
     counts,
-    total: () => [...counts.entries()].filter(([k]) => !k.endsWith("/global/event") && !k.endsWith("/global/health")).reduce((a, [, n]) => a + n, 0),
+    total: () =>
+      [...counts.entries()]
+        .filter(([k]) => !k.endsWith("/global/event") && !k.endsWith("/global/health"))
+        .reduce((a, [, n]) => a + n, 0),
     reset: () => counts.clear(),
     close: () =>
       new Promise<void>((resolve) => {

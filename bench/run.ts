@@ -62,7 +62,10 @@ const say = (line: string) => console.log(`\n== ${line}`);
 console.log(`opencode-dispatch bench: ${quick ? "quick" : "full"} run, sections ${[...only].join(",")}`);
 try {
   // dist/ for the CLI child processes of section 4 (tsc still emits when it reports type errors)
-  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { cwd: root, stdio: "inherit" });
+  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
+    cwd: root,
+    stdio: "inherit",
+  });
 } catch {
   console.warn("tsc reported errors (above); dist/ was emitted anyway");
 }
@@ -71,7 +74,8 @@ const fake = await startFakeModel();
 const oc = await makeOpencodeEnv(fake.url);
 const ocEnv = { ...process.env, ...oc.env };
 const baseEnv = { REDIS_URL: redis.url, DISPATCH_DATA_DIR: join(oc.root, "workers"), LOG_LEVEL: "warn" };
-const configFor = (queue: string, env: Record<string, string> = {}): Config => loadConfig({ ...baseEnv, ...env, DISPATCH_QUEUE: queue });
+const configFor = (queue: string, env: Record<string, string> = {}): Config =>
+  loadConfig({ ...baseEnv, ...env, DISPATCH_QUEUE: queue });
 const cleanups: (() => Promise<unknown>)[] = [];
 
 async function startServer(): Promise<{ server: OpencodeServer; client: OpencodeClient }> {
@@ -95,12 +99,21 @@ async function directTask(client: OpencodeClient, prompt: string, untitled = fal
     model: { providerID: "fake", modelID: "echo" },
     parts: [{ type: "text", text: prompt }],
   });
-  if (!answer.data || answer.data.info.error) throw new Error(`prompt failed: ${JSON.stringify(answer.error ?? answer.data?.info.error)}`);
+  if (!answer.data || answer.data.info.error)
+    throw new Error(`prompt failed: ${JSON.stringify(answer.error ?? answer.data?.info.error)}`);
   if (!answer.data.parts.some((p) => p.type === "text" && p.text)) throw new Error("prompt answered no text");
 }
 
-async function direct(clients: OpencodeClient[], count: number, concurrencyPerServer: number, tag: string, untitled = false): Promise<number> {
-  const ms = await pool(count, concurrencyPerServer * clients.length, (i) => directTask(clients[i % clients.length]!, `${tag} ${i}`, untitled));
+async function direct(
+  clients: OpencodeClient[],
+  count: number,
+  concurrencyPerServer: number,
+  tag: string,
+  untitled = false,
+): Promise<number> {
+  const ms = await pool(count, concurrencyPerServer * clients.length, (i) =>
+    directTask(clients[i % clients.length]!, `${tag} ${i}`, untitled),
+  );
   return perSec(count, ms);
 }
 
@@ -133,14 +146,25 @@ async function timedRun(args: string[]): Promise<number> {
   return performance.now() - t;
 }
 
-let shared: { server: OpencodeServer; client: OpencodeClient; worker: RunningWorker; dispatcher: Dispatcher; concurrency: number } | undefined;
+let shared:
+  | {
+      server: OpencodeServer;
+      client: OpencodeClient;
+      worker: RunningWorker;
+      dispatcher: Dispatcher;
+      concurrency: number;
+    }
+  | undefined;
 async function sharedStack(concurrency: number) {
   if (shared) return shared;
   const { server, client } = await startServer();
   const config = configFor("bench-dispatch");
   const worker = await startWorker({ config, attach: server.url, concurrency, log });
   const dispatcher = new Dispatcher({ config });
-  cleanups.push(() => dispatcher.close(), () => worker.close({ graceMs: 0 }));
+  cleanups.push(
+    () => dispatcher.close(),
+    () => worker.close({ graceMs: 0 }),
+  );
   shared = { server, client, worker, dispatcher, concurrency };
   return shared;
 }
@@ -151,11 +175,31 @@ try {
   const sameConcurrency = 8; // the best single-server setting seen on 2 cores
   if (only.has("1")) {
     say(`1. dispatch throughput (${TASKS} trivial tasks per measurement)`);
-    const sweep: [number, number][] = quick ? [[1, 4], [1, 8], [1, 16], [2, 8]] : [[1, 2], [1, 4], [1, 8], [1, 16], [2, 4], [2, 8], [2, 16]];
+    const sweep: [number, number][] = quick
+      ? [
+          [1, 4],
+          [1, 8],
+          [1, 16],
+          [2, 8],
+        ]
+      : [
+          [1, 2],
+          [1, 4],
+          [1, 8],
+          [1, 16],
+          [2, 4],
+          [2, 8],
+          [2, 16],
+        ];
     for (const servers of [...new Set(sweep.map(([s]) => s))]) {
       const started = await Promise.all(Array.from({ length: servers }, () => startServer()));
       for (const [, c] of sweep.filter(([s]) => s === servers)) {
-        const rate = await direct(started.map((s) => s.client), Math.round(TASKS / 2), c, `sweep-${servers}x${c}`);
+        const rate = await direct(
+          started.map((s) => s.client),
+          Math.round(TASKS / 2),
+          c,
+          `sweep-${servers}x${c}`,
+        );
         report("1", `direct SDK, ${servers} server(s) × concurrency ${c}`, `${fmt(rate)} tasks/s`);
         if (rate > bestDirect.rate) bestDirect = { rate, label: `${servers}×${c}` };
       }
@@ -175,9 +219,21 @@ try {
     const u = Math.max(...untitledRates);
     const q = Math.max(...queueRates);
     if (d > bestDirect.rate) bestDirect = { rate: d, label: `1×${sameConcurrency}` };
-    report("1", `direct SDK (titled sessions: the fair baseline), same server, concurrency ${sameConcurrency} (runs: ${directRates.map((r) => fmt(r)).join(", ")})`, `${fmt(d)} tasks/s`);
-    report("1", `direct SDK, untitled sessions (a title call per task), concurrency ${sameConcurrency} (runs: ${untitledRates.map((r) => fmt(r)).join(", ")})`, `${fmt(u)} tasks/s`);
-    report("1", `through the queue, worker concurrency ${sameConcurrency}, same server (runs: ${queueRates.map((r) => fmt(r)).join(", ")})`, `${fmt(q)} tasks/s`);
+    report(
+      "1",
+      `direct SDK (titled sessions: the fair baseline), same server, concurrency ${sameConcurrency} (runs: ${directRates.map((r) => fmt(r)).join(", ")})`,
+      `${fmt(d)} tasks/s`,
+    );
+    report(
+      "1",
+      `direct SDK, untitled sessions (a title call per task), concurrency ${sameConcurrency} (runs: ${untitledRates.map((r) => fmt(r)).join(", ")})`,
+      `${fmt(u)} tasks/s`,
+    );
+    report(
+      "1",
+      `through the queue, worker concurrency ${sameConcurrency}, same server (runs: ${queueRates.map((r) => fmt(r)).join(", ")})`,
+      `${fmt(q)} tasks/s`,
+    );
     report("1", "queue / fair direct (titled) at the same concurrency", fmt(q / d, 2), "≥ 0.95");
     report("1", "queue / untitled direct", fmt(q / u, 2));
     report("1", `queue / best direct config (${bestDirect.label})`, fmt(q / bestDirect.rate, 2));
@@ -185,14 +241,25 @@ try {
     // HTTP calls on the opencode server per task, counted by a proxy in front of it.
     const proxy = await countingProxy(s.server.url);
     cleanups.push(() => proxy.close());
-    const counted = await startWorker({ config: configFor("bench-calls"), attach: proxy.url, concurrency: sameConcurrency, log });
+    const counted = await startWorker({
+      config: configFor("bench-calls"),
+      attach: proxy.url,
+      concurrency: sameConcurrency,
+      log,
+    });
     const countedDispatcher = new Dispatcher({ config: configFor("bench-calls") });
-    cleanups.push(() => countedDispatcher.close(), () => counted.close({ graceMs: 0 }));
+    cleanups.push(
+      () => countedDispatcher.close(),
+      () => counted.close({ graceMs: 0 }),
+    );
     const N = 40;
     await throughQueue(countedDispatcher, 8, "calls-warm-up");
     proxy.reset();
     await throughQueue(countedDispatcher, N, "calls");
-    const byRoute = [...proxy.counts.entries()].filter(([k]) => !k.endsWith("/global/event")).map(([k, n]) => `${k} ${fmt(n / N, 2)}`).join("; ");
+    const byRoute = [...proxy.counts.entries()]
+      .filter(([k]) => !k.endsWith("/global/event"))
+      .map(([k, n]) => `${k} ${fmt(n / N, 2)}`)
+      .join("; ");
     report("1", `opencode HTTP calls per queued task (${byRoute})`, fmt(proxy.total() / N, 2));
     proxy.reset();
     const viaProxy = createOpencodeClient({ baseUrl: proxy.url });
@@ -209,8 +276,16 @@ try {
     }
     const sd = Math.max(...stepDirect);
     const sq = Math.max(...stepQueue);
-    report("1", `tasks of three bash rounds (4 model calls each), direct SDK, concurrency ${sameConcurrency} (runs: ${stepDirect.map((r) => fmt(r)).join(", ")})`, `${fmt(sd)} tasks/s`);
-    report("1", `tasks of three bash rounds, through the queue (runs: ${stepQueue.map((r) => fmt(r)).join(", ")})`, `${fmt(sq)} tasks/s`);
+    report(
+      "1",
+      `tasks of three bash rounds (4 model calls each), direct SDK, concurrency ${sameConcurrency} (runs: ${stepDirect.map((r) => fmt(r)).join(", ")})`,
+      `${fmt(sd)} tasks/s`,
+    );
+    report(
+      "1",
+      `tasks of three bash rounds, through the queue (runs: ${stepQueue.map((r) => fmt(r)).join(", ")})`,
+      `${fmt(sq)} tasks/s`,
+    );
     report("1", "queue / direct, tasks of three bash rounds", fmt(sq / sd, 2));
   }
 
@@ -224,18 +299,29 @@ try {
     // Async, never execFileSync: the fake model answers from this very process, so blocking its
     // event loop would leave `opencode run` waiting for a model that cannot answer.
     const runs: number[] = [];
-    for (let i = 0; i < RUN_SAMPLE; i++) runs.push(await timedRun(["run", "--model", "fake/echo", `opencode run sample ${i}`]));
+    for (let i = 0; i < RUN_SAMPLE; i++)
+      runs.push(await timedRun(["run", "--model", "fake/echo", `opencode run sample ${i}`]));
     const attached: number[] = [];
     for (let i = 0; i < RUN_SAMPLE; i++) {
-      attached.push(await timedRun(["run", "--attach", s.server.url, "--model", "fake/echo", `opencode run attached ${i}`]));
+      attached.push(
+        await timedRun(["run", "--attach", s.server.url, "--model", "fake/echo", `opencode run attached ${i}`]),
+      );
     }
     const perAttached = attached.reduce((a, b) => a + b, 0) / attached.length;
     const perRun = runs.reduce((a, b) => a + b, 0) / runs.length;
     report("2", "100-task batch through the queue (1 worker, 1 warm server)", `${fmt(batchMs / 1000)} s`);
-    report("2", `\`opencode run\` per task (mean of ${RUN_SAMPLE}: ${runs.map((r) => fmt(r / 1000)).join(", ")} s)`, `${fmt(perRun / 1000, 2)} s`);
+    report(
+      "2",
+      `\`opencode run\` per task (mean of ${RUN_SAMPLE}: ${runs.map((r) => fmt(r / 1000)).join(", ")} s)`,
+      `${fmt(perRun / 1000, 2)} s`,
+    );
     report("2", "loop of 100 `opencode run` (extrapolated)", `${fmt((perRun * 100) / 1000)} s`);
     report("2", "speed-up of the queue", `${fmt((perRun * 100) / batchMs)}×`, "≥ 25×");
-    report("2", `\`opencode run --attach\` to the same warm server, per task (mean of ${RUN_SAMPLE})`, `${fmt(perAttached / 1000, 2)} s`);
+    report(
+      "2",
+      `\`opencode run --attach\` to the same warm server, per task (mean of ${RUN_SAMPLE})`,
+      `${fmt(perAttached / 1000, 2)} s`,
+    );
     report("2", "speed-up of the queue over a loop of `run --attach`", `${fmt((perAttached * 100) / batchMs)}×`);
   }
 
@@ -245,7 +331,10 @@ try {
     const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
     cleanups.push(async () => connection.disconnect());
     const config = configFor("x");
-    const tasks = Array.from({ length: ENQUEUE }, (_, i) => ({ prompt: `enqueue bench task ${i}`, model: "fake/echo" }));
+    const tasks = Array.from({ length: ENQUEUE }, (_, i) => ({
+      prompt: `enqueue bench task ${i}`,
+      model: "fake/echo",
+    }));
     const textFile = join(oc.root, "enqueue.txt");
     writeFileSync(textFile, tasks.map((t) => t.prompt).join("\n") + "\n");
     let round = 0;
@@ -267,7 +356,13 @@ try {
     const rawJobs = tasks.map((task, i) => ({
       name: "dispatch",
       data: toPayload(parseTask(task), { timeoutMs: config.jobTimeoutMs }, now),
-      opts: { jobId: `raw-${i}`, attempts: 3, backoff: BACKOFF, removeOnComplete: RETENTION.completed, removeOnFail: RETENTION.failed },
+      opts: {
+        jobId: `raw-${i}`,
+        attempts: 3,
+        backoff: BACKOFF,
+        removeOnComplete: RETENTION.completed,
+        removeOnFail: RETENTION.failed,
+      },
     }));
     // As most code calls it (one chunk at a time), and pipelined like the producer (two in flight).
     const raw = (name: string, window: number) => async () => {
@@ -291,14 +386,25 @@ try {
     for (let r = 0; r < 3; r++) {
       best.raw = Math.max(best.raw!, await measure((n) => raw(n, 1)()));
       best.raw2 = Math.max(best.raw2!, await measure((n) => raw(n, 2)()));
-      for (const how of ["enqueueMany", "batch-array", "batch-file"] as const) best[how] = Math.max(best[how]!, await measure((n) => ours(n, how)()));
+      for (const how of ["enqueueMany", "batch-array", "batch-file"] as const)
+        best[how] = Math.max(best[how]!, await measure((n) => ours(n, how)()));
     }
-    const ratios = (rate: number) => `${fmt(rate, 0)} tasks/s (${fmt(rate / best.raw!, 2)} of raw; ${fmt(rate / best.raw2!, 2)} of raw with two in flight)`;
-    report("3", "raw BullMQ addBulk (chunks of 1,000, same payloads, one chunk at a time)", `${fmt(best.raw!, 0)} tasks/s`);
+    const ratios = (rate: number) =>
+      `${fmt(rate, 0)} tasks/s (${fmt(rate / best.raw!, 2)} of raw; ${fmt(rate / best.raw2!, 2)} of raw with two in flight)`;
+    report(
+      "3",
+      "raw BullMQ addBulk (chunks of 1,000, same payloads, one chunk at a time)",
+      `${fmt(best.raw!, 0)} tasks/s`,
+    );
     report("3", "raw BullMQ addBulk, two chunks in flight", `${fmt(best.raw2!, 0)} tasks/s`);
     report("3", "Dispatcher.enqueueMany", ratios(best.enqueueMany!), "≥ 0.8");
     report("3", "Dispatcher.submitBatch (array)", ratios(best["batch-array"]!), "≥ 0.8");
-    report("3", "Dispatcher.submitBatch (text file, validate pass + enqueue pass)", ratios(best["batch-file"]!), "≥ 0.8");
+    report(
+      "3",
+      "Dispatcher.submitBatch (text file, validate pass + enqueue pass)",
+      ratios(best["batch-file"]!),
+      "≥ 0.8",
+    );
 
     const s = await sharedStack(sameConcurrency);
     const latencies: number[] = [];
@@ -307,7 +413,11 @@ try {
       const record = await s.dispatcher.wait(jobId);
       latencies.push(Date.parse(record.startedAt!) - Date.parse(record.enqueuedAt!));
     }
-    report("3", `add→start pickup latency, idle worker (${latencies.length} jobs, one at a time)`, `p50 ${percentile(latencies, 50)} ms, p95 ${percentile(latencies, 95)} ms`);
+    report(
+      "3",
+      `add→start pickup latency, idle worker (${latencies.length} jobs, one at a time)`,
+      `p50 ${percentile(latencies, 50)} ms, p95 ${percentile(latencies, 95)} ms`,
+    );
   }
 
   // 5. Redis commands per job ------------------------------------------------------------------------
@@ -334,7 +444,10 @@ try {
     }
     const bin = join(root, "bin/opencode-dispatch.js");
     const env = { ...ocEnv, ...baseEnv, LOG_LEVEL: "info" };
-    const worker = spawn(process.execPath, [bin, "worker", "--concurrency", "32", "--queue", "bench-rss"], { env, stdio: ["ignore", "ignore", "pipe"] });
+    const worker = spawn(process.execPath, [bin, "worker", "--concurrency", "32", "--queue", "bench-rss"], {
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     cleanups.push(() => stop(worker));
     await new Promise<void>((resolve, reject) => {
       let out = "";
@@ -353,7 +466,11 @@ try {
     const count = Math.max(64, TASKS);
     const rate = await throughQueue(dispatcher, count, "rss");
     const peak = sampler.stop();
-    report("4", "worker process RSS (node), idle → peak at concurrency 32", `${mib(idlePeak.worker ?? 0)} → ${mib(peak.worker ?? 0)}`);
+    report(
+      "4",
+      "worker process RSS (node), idle → peak at concurrency 32",
+      `${mib(idlePeak.worker ?? 0)} → ${mib(peak.worker ?? 0)}`,
+    );
     report("4", "its opencode server RSS, idle → peak", `${mib(idlePeak.opencode ?? 0)} → ${mib(peak.opencode ?? 0)}`);
     report("4", `throughput at concurrency 32 (${count} tasks)`, `${fmt(rate)} tasks/s`);
     await stop(worker);
@@ -362,7 +479,11 @@ try {
     for (const lines of quick ? [10_000, PRODUCER_LINES] : [10_000, PRODUCER_LINES, 3 * PRODUCER_LINES]) {
       const file = join(oc.root, `producer-${lines}.txt`);
       writeFileSync(file, Array.from({ length: lines }, (_, i) => `producer memory task ${i}`).join("\n") + "\n");
-      const producer = spawn(process.execPath, ["--trace-gc", bin, "batch", file, "--model", "fake/echo", "--queue", `bench-producer-${lines}`], { env: { ...env, LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "inherit"] });
+      const producer = spawn(
+        process.execPath,
+        ["--trace-gc", bin, "batch", file, "--model", "fake/echo", "--queue", `bench-producer-${lines}`],
+        { env: { ...env, LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "inherit"] },
+      );
       let trace = "";
       producer.stdout.on("data", (d: Buffer) => (trace += d.toString()));
       const t = performance.now();
@@ -372,8 +493,16 @@ try {
       const peakProducer = rss.stop().producer ?? 0;
       if (code !== 0) throw new Error(`batch of ${lines} exited ${code}`);
       const live = [...trace.matchAll(/Mark-Compact [\d.]+ \([\d.]+\) -> ([\d.]+) \(/g)].map((m) => Number(m[1]));
-      report("4", `producer \`batch\` CLI, ${lines.toLocaleString("en")} lines: peak RSS, time`, `${mib(peakProducer)}, ${fmt(ms / 1000)} s (${fmt(perSec(lines, ms), 0)} tasks/s incl. start-up)`);
-      report("4", `producer \`batch\` CLI, ${lines.toLocaleString("en")} lines: live heap after full GCs (${live.length} GCs, max)`, live.length ? `${fmt(Math.max(...live), 0)} MB` : "no full GC");
+      report(
+        "4",
+        `producer \`batch\` CLI, ${lines.toLocaleString("en")} lines: peak RSS, time`,
+        `${mib(peakProducer)}, ${fmt(ms / 1000)} s (${fmt(perSec(lines, ms), 0)} tasks/s incl. start-up)`,
+      );
+      report(
+        "4",
+        `producer \`batch\` CLI, ${lines.toLocaleString("en")} lines: live heap after full GCs (${live.length} GCs, max)`,
+        live.length ? `${fmt(Math.max(...live), 0)} MB` : "no full GC",
+      );
       const cleaner = new Redis(redis.url);
       await cleaner.flushall().catch(() => undefined);
       cleaner.disconnect();

@@ -18,7 +18,13 @@ export type { Flow, FlowReceipt } from "./producer/flow.js";
 export type { ApprovalOutcome, ApproveOptions, RejectOptions } from "./producer/approvals.js";
 export type { Decision } from "./shared/approval.js";
 export { Schedules, type ScheduleInfo, type ScheduleSpec } from "./producer/schedules.js";
-export { BatchHandle, type BatchCounts, type BatchProgress, type BatchStatus, type BatchWaitOptions } from "./producer/batch/handle.js";
+export {
+  BatchHandle,
+  type BatchCounts,
+  type BatchProgress,
+  type BatchStatus,
+  type BatchWaitOptions,
+} from "./producer/batch/handle.js";
 export { fileSource, type BatchFormat, type BatchSource } from "./producer/batch/source.js";
 export { BatchInputError, type BatchOptions, type BatchReceipt, type InvalidLine } from "./producer/batch/submit.js";
 export type { BatchSummary, BatchFailure } from "./producer/batch/summary.js";

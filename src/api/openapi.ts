@@ -8,10 +8,19 @@ const SHARED = "__shared";
  * The OpenAPI 3.1 document of the routes, generated from their zod schemas (one component per
  * schema, named by the registry below), never written by hand.
  */
-export function openApiDocument(routes: readonly Route[], names: Map<z.ZodType, string>, info: { version: string }): Record<string, unknown> {
+export function openApiDocument(
+  routes: readonly Route[],
+  names: Map<z.ZodType, string>,
+  info: { version: string },
+): Record<string, unknown> {
   const registry = z.registry<{ id: string }>();
   for (const [schema, id] of names) registry.add(schema, { id });
-  const generated = z.toJSONSchema(registry, { io: "input", unrepresentable: "any", target: "draft-2020-12", uri: (id) => `${REF_PREFIX}${id}` }) as {
+  const generated = z.toJSONSchema(registry, {
+    io: "input",
+    unrepresentable: "any",
+    target: "draft-2020-12",
+    uri: (id) => `${REF_PREFIX}${id}`,
+  }) as {
     schemas: Record<string, Record<string, unknown>>;
   };
   const schemas = hoistShared(generated.schemas);
@@ -24,14 +33,34 @@ export function openApiDocument(routes: readonly Route[], names: Map<z.ZodType, 
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
     const parameters = [
-      ...[...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: "path", required: true, schema: { type: "string" } })),
-      ...(route.query ?? []).map((q) => ({ name: q.name, in: "query", required: false, description: q.description, schema: q.schema })),
-      ...(route.headers ?? []).map((h) => ({ name: h.name, in: "header", required: false, description: h.description, schema: { type: "string" } })),
+      ...[...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({
+        name: m[1],
+        in: "path",
+        required: true,
+        schema: { type: "string" },
+      })),
+      ...(route.query ?? []).map((q) => ({
+        name: q.name,
+        in: "query",
+        required: false,
+        description: q.description,
+        schema: q.schema,
+      })),
+      ...(route.headers ?? []).map((h) => ({
+        name: h.name,
+        in: "header",
+        required: false,
+        description: h.description,
+        schema: { type: "string" },
+      })),
     ];
     const responses = Object.fromEntries(
       Object.entries(route.responses).map(([status, r]) => [
         status,
-        { description: r.description, ...(r.schema ? { content: { [r.contentType ?? "application/json"]: { schema: ref(r.schema) } } } : {}) },
+        {
+          description: r.description,
+          ...(r.schema ? { content: { [r.contentType ?? "application/json"]: { schema: ref(r.schema) } } } : {}),
+        },
       ]),
     );
     (paths[route.path] ??= {})[route.method.toLowerCase()] = {
@@ -39,7 +68,13 @@ export function openApiDocument(routes: readonly Route[], names: Map<z.ZodType, 
       summary: route.summary,
       ...(parameters.length ? { parameters } : {}),
       ...(route.body
-        ? { requestBody: { required: true, description: route.body.description, content: { [route.body.contentType ?? "application/json"]: { schema: ref(route.body.schema) } } } }
+        ? {
+            requestBody: {
+              required: true,
+              description: route.body.description,
+              content: { [route.body.contentType ?? "application/json"]: { schema: ref(route.body.schema) } },
+            },
+          }
         : {}),
       responses,
       security: route.scope ? [{ bearer: [route.scope] }] : [],
@@ -51,10 +86,16 @@ export function openApiDocument(routes: readonly Route[], names: Map<z.ZodType, 
     info: {
       title: "opencode-dispatch",
       version: info.version,
-      description: "A persistent job queue for opencode. Bearer tokens carry scopes: enqueue, read, admin (admin allows everything).",
+      description:
+        "A persistent job queue for opencode. Bearer tokens carry scopes: enqueue, read, admin (admin allows everything).",
     },
     paths,
-    components: { schemas, securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "DISPATCH_API_TOKENS: token:scope+scope" } } },
+    components: {
+      schemas,
+      securitySchemes: {
+        bearer: { type: "http", scheme: "bearer", description: "DISPATCH_API_TOKENS: token:scope+scope" },
+      },
+    },
   };
 }
 

@@ -43,7 +43,8 @@ export interface Route {
 /** Longest long poll of `GET /v1/jobs/{id}/result?wait=`. */
 const MAX_WAIT_MS = 10 * 60_000;
 
-const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, { description: ERROR_TEXT[s]!, schema: S.ErrorBody }]));
+const errors = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((s) => [s, { description: ERROR_TEXT[s]!, schema: S.ErrorBody }]));
 const ERROR_TEXT: Record<number, string> = {
   400: "bad input: `error.field` names what is at fault",
   401: "no token, or an unknown one",
@@ -91,7 +92,12 @@ function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
   const field = issue.code === "unrecognized_keys" ? issue.keys[0]! : issue.path.join(".") || "body";
-  throw new HttpError(400, "InputError", `${field}: ${issue.code === "unrecognized_keys" ? "unknown field" : issue.message}`, field);
+  throw new HttpError(
+    400,
+    "InputError",
+    `${field}: ${issue.code === "unrecognized_keys" ? "unknown field" : issue.message}`,
+    field,
+  );
 }
 
 export const routes: Route[] = [
@@ -101,15 +107,32 @@ export const routes: Route[] = [
     operationId: "enqueueJob",
     summary: "Enqueue a task (the library's task fields); the Idempotency-Key header is its job ID",
     scope: "enqueue",
-    body: { schema: TaskInput, description: "a task: `prompt`, `model`, `agent`, `directory`, `continue`, `schema` (JSON Schema), …" },
-    headers: [{ name: "Idempotency-Key", description: "the job ID (and idempotency key): a job with this ID is enqueued only once" }],
-    responses: { 201: { description: "enqueued (or, with `duplicate`, already known)", schema: S.EnqueueReceipt }, ...errors(400, 401, 403, 413, 415) },
+    body: {
+      schema: TaskInput,
+      description: "a task: `prompt`, `model`, `agent`, `directory`, `continue`, `schema` (JSON Schema), …",
+    },
+    headers: [
+      {
+        name: "Idempotency-Key",
+        description: "the job ID (and idempotency key): a job with this ID is enqueued only once",
+      },
+    ],
+    responses: {
+      201: { description: "enqueued (or, with `duplicate`, already known)", schema: S.EnqueueReceipt },
+      ...errors(400, 401, 403, 413, 415),
+    },
     async handle({ req, res, dispatcher }) {
       const body = await readJson(req);
       if (!isObject(body)) throw new HttpError(400, "InputError", "body: a JSON object (a task) is required", "body");
       const key = req.headers["idempotency-key"];
       if (typeof key === "string" && key) {
-        if (body.id !== undefined && body.id !== key) throw new HttpError(400, "InputError", `id: the body's id ${JSON.stringify(body.id)} differs from the Idempotency-Key "${key}"`, "id");
+        if (body.id !== undefined && body.id !== key)
+          throw new HttpError(
+            400,
+            "InputError",
+            `id: the body's id ${JSON.stringify(body.id)} differs from the Idempotency-Key "${key}"`,
+            "id",
+          );
         body.id = key;
       }
       const receipt = await dispatcher.enqueue(body as DispatchTask);
@@ -133,7 +156,13 @@ export const routes: Route[] = [
     operationId: "getJobResult",
     summary: "The final record; with `wait`, a long poll until the job ends or the wait passes (then 202)",
     scope: "read",
-    query: [{ name: "wait", description: "how long to wait for the job to end (e.g. 30s; at most 10m)", schema: { type: "string" } }],
+    query: [
+      {
+        name: "wait",
+        description: "how long to wait for the job to end (e.g. 30s; at most 10m)",
+        schema: { type: "string" },
+      },
+    ],
     responses: {
       200: { description: "the final record (completed or failed)", schema: ResultRecord },
       202: { description: "not finished yet", schema: S.NotFinished },
@@ -160,11 +189,23 @@ export const routes: Route[] = [
     method: "GET",
     path: "/v1/jobs/{id}/events",
     operationId: "streamJobEvents",
-    summary: "Server-sent events: state, progress, text (the answer as it is written), tool, ask, then final with the record",
+    summary:
+      "Server-sent events: state, progress, text (the answer as it is written), tool, ask, then final with the record",
     scope: "read",
-    headers: [{ name: "Last-Event-ID", description: "resume after this event (sent by EventSource clients on reconnect)" }],
-    query: [{ name: "after", description: "resume after this event ID (as Last-Event-ID)", schema: { type: "string" } }],
-    responses: { 200: { description: "an event stream; each event's data is the JSON of a LiveEvent's `data`", schema: S.LiveEvent, contentType: "text/event-stream" }, ...errors(401, 403, 404, 429) },
+    headers: [
+      { name: "Last-Event-ID", description: "resume after this event (sent by EventSource clients on reconnect)" },
+    ],
+    query: [
+      { name: "after", description: "resume after this event ID (as Last-Event-ID)", schema: { type: "string" } },
+    ],
+    responses: {
+      200: {
+        description: "an event stream; each event's data is the JSON of a LiveEvent's `data`",
+        schema: S.LiveEvent,
+        contentType: "text/event-stream",
+      },
+      ...errors(401, 403, 404, 429),
+    },
     async handle(ctx) {
       await ctx.dispatcher.status(ctx.params.id!); // 404 before the stream starts
       const release = ctx.holdStream();
@@ -182,10 +223,23 @@ export const routes: Route[] = [
     operationId: "cancelJob",
     summary: "Cancel a job: removed when waiting, its session aborted when running",
     scope: "admin",
-    query: [{ name: "timeout", description: "how long to wait for a running job's worker to confirm (default 15s)", schema: { type: "string" } }],
-    responses: { 200: { description: "what the cancel did", schema: S.CancelOutcome }, ...errors(400, 401, 403, 404, 409) },
+    query: [
+      {
+        name: "timeout",
+        description: "how long to wait for a running job's worker to confirm (default 15s)",
+        schema: { type: "string" },
+      },
+    ],
+    responses: {
+      200: { description: "what the cancel did", schema: S.CancelOutcome },
+      ...errors(400, 401, 403, 404, 409),
+    },
     async handle({ res, params, query, dispatcher }) {
-      sendJson(res, 200, await dispatcher.cancel(params.id!, { timeoutMs: durationParam(query, "timeout", MAX_WAIT_MS) }));
+      sendJson(
+        res,
+        200,
+        await dispatcher.cancel(params.id!, { timeoutMs: durationParam(query, "timeout", MAX_WAIT_MS) }),
+      );
     },
   },
   {
@@ -203,10 +257,17 @@ export const routes: Route[] = [
     method: "POST",
     path: "/v1/jobs/{id}/approve",
     operationId: "approveJob",
-    summary: "Approve the permission ask a job in state awaiting-approval waits on; it resumes on any worker and the approved action runs",
+    summary:
+      "Approve the permission ask a job in state awaiting-approval waits on; it resumes on any worker and the approved action runs",
     scope: "admin",
-    body: { schema: S.ApproveBody, description: "`{}` approves this one ask; `always` also what opencode suggests for it, for the rest of the job" },
-    responses: { 200: { description: "answered; the job resumes", schema: S.ApprovalOutcome }, ...errors(400, 401, 403, 404, 409) },
+    body: {
+      schema: S.ApproveBody,
+      description: "`{}` approves this one ask; `always` also what opencode suggests for it, for the rest of the job",
+    },
+    responses: {
+      200: { description: "answered; the job resumes", schema: S.ApprovalOutcome },
+      ...errors(400, 401, 403, 404, 409),
+    },
     async handle({ req, res, params, dispatcher }) {
       const body = parseBody(S.ApproveBody, await optionalJson(req));
       sendJson(res, 200, await dispatcher.approve(params.id!, { always: body.always, by: body.by ?? "api" }));
@@ -216,10 +277,14 @@ export const routes: Route[] = [
     method: "POST",
     path: "/v1/jobs/{id}/reject",
     operationId: "rejectJob",
-    summary: "Reject the permission ask a job in state awaiting-approval waits on; it resumes, its agent is told, and it ends as the agent decides",
+    summary:
+      "Reject the permission ask a job in state awaiting-approval waits on; it resumes, its agent is told, and it ends as the agent decides",
     scope: "admin",
     body: { schema: S.RejectBody, description: "`{}`, or a `message` told to the agent" },
-    responses: { 200: { description: "answered; the job resumes", schema: S.ApprovalOutcome }, ...errors(400, 401, 403, 404, 409) },
+    responses: {
+      200: { description: "answered; the job resumes", schema: S.ApprovalOutcome },
+      ...errors(400, 401, 403, 404, 409),
+    },
     async handle({ req, res, params, dispatcher }) {
       const body = parseBody(S.RejectBody, await optionalJson(req));
       sendJson(res, 200, await dispatcher.reject(params.id!, { message: body.message, by: body.by ?? "api" }));
@@ -229,25 +294,45 @@ export const routes: Route[] = [
     method: "POST",
     path: "/v1/batches",
     operationId: "submitBatch",
-    summary: "Submit a batch: a JSON Lines body (one task a line, streamed, any size), validated and idempotent as `batch`",
+    summary:
+      "Submit a batch: a JSON Lines body (one task a line, streamed, any size), validated and idempotent as `batch`",
     scope: "enqueue",
     body: { schema: TaskInput, contentType: "application/x-ndjson", description: "one task object per line" },
     headers: [{ name: "Idempotency-Key", description: "the batch ID (as `id`)" }],
     query: [
-      { name: "id", description: "the batch ID (default: a hash of the input, so the same body is the same batch)", schema: { type: "string" } },
-      { name: "skipInvalid", description: "true: enqueue the valid lines and report the invalid ones", schema: { type: "boolean" } },
+      {
+        name: "id",
+        description: "the batch ID (default: a hash of the input, so the same body is the same batch)",
+        schema: { type: "string" },
+      },
+      {
+        name: "skipInvalid",
+        description: "true: enqueue the valid lines and report the invalid ones",
+        schema: { type: "boolean" },
+      },
       { name: "maxCost", description: "the batch's budget (see `batch --max-cost`)", schema: { type: "number" } },
       { name: "maxTokens", description: "the batch's budget in tokens", schema: { type: "integer" } },
-      { name: "then", description: "a parent prompt that runs once every task has ended, with their results (see `batch --then`); its job ID is in the receipt as thenJobId", schema: { type: "string" } },
+      {
+        name: "then",
+        description:
+          "a parent prompt that runs once every task has ended, with their results (see `batch --then`); its job ID is in the receipt as thenJobId",
+        schema: { type: "string" },
+      },
       { name: "thenModel", description: "the parent's model (provider/model)", schema: { type: "string" } },
-      { name: "thenOn", description: "all (default): the parent runs whatever the outcomes; completed: it fails UpstreamFailed unless every task completed", schema: { type: "string", enum: ["all", "completed"] } },
+      {
+        name: "thenOn",
+        description:
+          "all (default): the parent runs whatever the outcomes; completed: it fails UpstreamFailed unless every task completed",
+        schema: { type: "string", enum: ["all", "completed"] },
+      },
     ],
     responses: { 201: { description: "the receipt", schema: S.BatchReceipt }, ...errors(400, 401, 403) },
     async handle({ req, res, query, dispatcher }) {
       const header = req.headers["idempotency-key"];
       const id = query.get("id") ?? (typeof header === "string" && header ? header : undefined);
       const skipInvalid = query.get("skipInvalid");
-      if (skipInvalid !== null && skipInvalid !== "true" && skipInvalid !== "false") throw new InputError(`skipInvalid: "${skipInvalid}" is not true or false`);
+      if (skipInvalid !== null && skipInvalid !== "true" && skipInvalid !== "false")
+        throw new InputError(`skipInvalid: "${skipInvalid}" is not true or false`);
       const spooled = await spoolToFile(req);
       try {
         const handle = await dispatcher.submitBatch(await fileSource(spooled.path, "jsonl"), {
@@ -285,10 +370,20 @@ export const routes: Route[] = [
     method: "GET",
     path: "/v1/batches/{id}/results",
     operationId: "getBatchResults",
-    summary: "The records of the batch's finished members, as JSON Lines; with wait=true, streamed until every member has ended",
+    summary:
+      "The records of the batch's finished members, as JSON Lines; with wait=true, streamed until every member has ended",
     scope: "read",
-    query: [{ name: "wait", description: "true: keep the response open and send each record as its job ends", schema: { type: "boolean" } }],
-    responses: { 200: { description: "one result record a line", schema: ResultRecord, contentType: "application/x-ndjson" }, ...errors(401, 403, 404, 429) },
+    query: [
+      {
+        name: "wait",
+        description: "true: keep the response open and send each record as its job ends",
+        schema: { type: "boolean" },
+      },
+    ],
+    responses: {
+      200: { description: "one result record a line", schema: ResultRecord, contentType: "application/x-ndjson" },
+      ...errors(401, 403, 404, 429),
+    },
     async handle({ res, params, query, dispatcher, signal, holdStream }) {
       const batch = await dispatcher.batch(params.id!);
       const waiting = query.get("wait") === "true";
@@ -307,7 +402,11 @@ export const routes: Route[] = [
       } else {
         for await (const { record } of batch.records()) {
           if (signal.aborted) break; // the client went away
-          if (!write(record)) await new Promise((resolve) => { res.once("drain", resolve); signal.addEventListener("abort", resolve, { once: true }); });
+          if (!write(record))
+            await new Promise((resolve) => {
+              res.once("drain", resolve);
+              signal.addEventListener("abort", resolve, { once: true });
+            });
         }
       }
       res.end();
@@ -388,11 +487,19 @@ export const routes: Route[] = [
     summary: "Add (or replace) a schedule: a task fired on a cron pattern or every so long",
     scope: "admin",
     body: { schema: S.ScheduleSpec },
-    responses: { 201: { description: "the schedule (`replaced`: one of that name existed)", schema: S.ScheduleInfo }, ...errors(400, 401, 403, 413) },
+    responses: {
+      201: { description: "the schedule (`replaced`: one of that name existed)", schema: S.ScheduleInfo },
+      ...errors(400, 401, 403, 413),
+    },
     async handle({ req, res, dispatcher }) {
       const body = await readJson(req);
-      if (!isObject(body)) throw new HttpError(400, "InputError", "body: a JSON object (a schedule) is required", "body");
-      sendJson(res, 201, await dispatcher.schedules.add(body as unknown as Parameters<Dispatcher["schedules"]["add"]>[0]));
+      if (!isObject(body))
+        throw new HttpError(400, "InputError", "body: a JSON object (a schedule) is required", "body");
+      sendJson(
+        res,
+        201,
+        await dispatcher.schedules.add(body as unknown as Parameters<Dispatcher["schedules"]["add"]>[0]),
+      );
     },
   },
   {
@@ -434,7 +541,10 @@ export const routes: Route[] = [
 ];
 
 /** `then`, `thenModel`, `thenOn` of POST /v1/batches as submitBatch's `then` / `thenOn`. */
-function thenParams(query: URLSearchParams): { then?: { prompt: string; model?: string }; thenOn?: "all" | "completed" } {
+function thenParams(query: URLSearchParams): {
+  then?: { prompt: string; model?: string };
+  thenOn?: "all" | "completed";
+} {
   const prompt = query.get("then");
   const model = query.get("thenModel");
   const on = query.get("thenOn");
@@ -442,6 +552,7 @@ function thenParams(query: URLSearchParams): { then?: { prompt: string; model?: 
     if (model !== null || on !== null) throw new InputError("thenModel and thenOn apply to a batch with then");
     return {};
   }
-  if (on !== null && on !== "all" && on !== "completed") throw new InputError(`thenOn: "${on}" is not all or completed`);
+  if (on !== null && on !== "all" && on !== "completed")
+    throw new InputError(`thenOn: "${on}" is not all or completed`);
   return { then: { prompt, ...(model !== null ? { model } : {}) }, ...(on !== null ? { thenOn: on } : {}) };
 }

@@ -40,7 +40,12 @@ export const CancelOutcome = z.object({
 export const RetryOutcome = z.object({ jobId: z.string(), how: z.enum(["retried", "requeued"]) });
 
 export const ApproveBody = z.strictObject({
-  always: z.boolean().optional().describe("approve what opencode suggests for the ask (`approval.always`, e.g. its whole directory) for the rest of the job"),
+  always: z
+    .boolean()
+    .optional()
+    .describe(
+      "approve what opencode suggests for the ask (`approval.always`, e.g. its whole directory) for the rest of the job",
+    ),
   by: z.string().min(1).max(200).optional().describe('who approves, kept in the record\'s `asks` (default "api")'),
 });
 
@@ -80,7 +85,12 @@ export const BatchStatus = z.object({
   complete: z.boolean(),
   invalid: z.number().int(),
   createdAt: z.string(),
-  counts: z.object({ queued: z.number().int(), running: z.number().int(), completed: z.number().int(), failed: z.number().int() }),
+  counts: z.object({
+    queued: z.number().int(),
+    running: z.number().int(),
+    completed: z.number().int(),
+    failed: z.number().int(),
+  }),
   budget: BatchBudget.nullable(),
 });
 

@@ -41,8 +41,14 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 function refuseBrowsers(req: IncomingMessage, port: number): void {
   const host = (req.headers.host ?? "").toLowerCase();
   const allowed = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];
-  if (!allowed.includes(host)) throw new HttpError(403, "Forbidden", `Host "${host}": without tokens the API answers only ${allowed.join(", ")}`);
-  if (req.headers.origin !== undefined) throw new HttpError(403, "Forbidden", "requests from web pages (with an Origin header) are refused while the API has no tokens");
+  if (!allowed.includes(host))
+    throw new HttpError(403, "Forbidden", `Host "${host}": without tokens the API answers only ${allowed.join(", ")}`);
+  if (req.headers.origin !== undefined)
+    throw new HttpError(
+      403,
+      "Forbidden",
+      "requests from web pages (with an Origin header) are refused while the API has no tokens",
+    );
 }
 
 /** Every schema the document names, with its component name. */
@@ -59,12 +65,17 @@ const NAMED: [z.ZodType, string][] = [
 export async function startApi(opts: ApiOptions): Promise<ApiServer> {
   const host = opts.host ?? "127.0.0.1";
   if (!LOOPBACK.has(host) && opts.tokens.size === 0) {
-    throw new InputError(`--host ${host}: beyond loopback the API needs tokens (DISPATCH_API_TOKENS or DISPATCH_API_TOKENS_FILE)`);
+    throw new InputError(
+      `--host ${host}: beyond loopback the API needs tokens (DISPATCH_API_TOKENS or DISPATCH_API_TOKENS_FILE)`,
+    );
   }
   const maxStreams = opts.maxStreams ?? 100;
   const streams = new Map<string, number>();
   const document = openApiDocument(routes, new Map(NAMED), { version: opts.version ?? "0.1.0" });
-  const compiled = routes.map((route) => ({ route, pattern: new RegExp(`^${route.path.replace(/\{(\w+)\}/g, "(?<$1>[^/]+)")}$`) }));
+  const compiled = routes.map((route) => ({
+    route,
+    pattern: new RegExp(`^${route.path.replace(/\{(\w+)\}/g, "(?<$1>[^/]+)")}$`),
+  }));
 
   let port = 0; // once listening
   const handle = async (req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<number> => {
@@ -77,7 +88,10 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
     const matches = compiled.filter((c) => c.pattern.test(url.pathname));
     if (matches.length === 0) throw new HttpError(404, "NotFound", `no route ${url.pathname} (see /v1/openapi.json)`);
     const match = matches.find((c) => c.route.method === req.method);
-    if (!match) throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed on ${url.pathname}`, undefined, { allow: matches.map((c) => c.route.method).join(", ") });
+    if (!match)
+      throw new HttpError(405, "MethodNotAllowed", `${req.method} is not allowed on ${url.pathname}`, undefined, {
+        allow: matches.map((c) => c.route.method).join(", "),
+      });
     const caller = authorize(req, match.route);
     const params: Record<string, string> = {};
     for (const [k, v] of Object.entries(match.pattern.exec(url.pathname)!.groups ?? {})) {
@@ -97,7 +111,14 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
       signal,
       holdStream: () => {
         const held = streams.get(caller) ?? 0;
-        if (held >= maxStreams) throw new HttpError(429, "TooManyRequests", `this token has ${held} open streams (at most ${maxStreams})`, undefined, { "retry-after": "5" });
+        if (held >= maxStreams)
+          throw new HttpError(
+            429,
+            "TooManyRequests",
+            `this token has ${held} open streams (at most ${maxStreams})`,
+            undefined,
+            { "retry-after": "5" },
+          );
         streams.set(caller, held + 1);
         let released = false;
         return () => {
@@ -118,11 +139,17 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
     const header = req.headers.authorization ?? "";
     const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
     const challenge = { "www-authenticate": 'Bearer realm="opencode-dispatch"' };
-    if (!token) throw new HttpError(401, "Unauthorized", "send a token: Authorization: Bearer <token>", undefined, challenge);
+    if (!token)
+      throw new HttpError(401, "Unauthorized", "send a token: Authorization: Bearer <token>", undefined, challenge);
     const scopes = opts.tokens.scopesOf(token);
     if (!scopes) throw new HttpError(401, "Unauthorized", "unknown token", undefined, challenge);
     const needed = route.scope as Scope;
-    if (route.scope && !allows(scopes, needed)) throw new HttpError(403, "Forbidden", `this token lacks the "${needed}" scope (it has ${[...scopes].join("+")}; scopes: ${SCOPES.join(", ")})`);
+    if (route.scope && !allows(scopes, needed))
+      throw new HttpError(
+        403,
+        "Forbidden",
+        `this token lacks the "${needed}" scope (it has ${[...scopes].join("+")}; scopes: ${SCOPES.join(", ")})`,
+      );
     return createHash("sha256").update(token).digest("hex").slice(0, 16);
   };
 
@@ -133,11 +160,17 @@ export async function startApi(opts: ApiOptions): Promise<ApiServer> {
     void handle(req, res, controller.signal)
       .catch((error: unknown) => {
         const http = toHttpError(error);
-        if (http.status >= 500) opts.log.error({ err: error, method: req.method, path: req.url?.split("?")[0] }, "api request failed");
+        if (http.status >= 500)
+          opts.log.error({ err: error, method: req.method, path: req.url?.split("?")[0] }, "api request failed");
         sendError(res, http);
         return http.status;
       })
-      .then((status) => opts.log.info({ method: req.method, path: req.url?.split("?")[0], status, ms: Date.now() - started }, "api request"));
+      .then((status) =>
+        opts.log.info(
+          { method: req.method, path: req.url?.split("?")[0], status, ms: Date.now() - started },
+          "api request",
+        ),
+      );
   });
   server.requestTimeout = 0; // long polls and event streams stay open
   await new Promise<void>((resolve, reject) => {

@@ -8,11 +8,20 @@ const HEARTBEAT_MS = 15_000;
  * Sends live events as server-sent events: `id` (the resume point a client sends back as
  * Last-Event-ID), `event` (the type), `data` (JSON). Ends after `final`, or when the client goes.
  */
-export async function streamEvents(res: ServerResponse, events: AsyncIterable<LiveEvent>, signal: AbortSignal): Promise<void> {
+export async function streamEvents(
+  res: ServerResponse,
+  events: AsyncIterable<LiveEvent>,
+  signal: AbortSignal,
+): Promise<void> {
   const iterator = events[Symbol.asyncIterator]();
   // Headers and heartbeats go out at once (the route checked that the job exists), however long
   // the first event takes.
-  res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" });
+  res.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-store",
+    connection: "keep-alive",
+    "x-accel-buffering": "no",
+  });
   res.write(": stream of live events\n\n");
   const heartbeat = setInterval(() => res.write(": ping\n\n"), HEARTBEAT_MS);
   try {

@@ -17,12 +17,17 @@ export class ApiTokens {
   private constructor(lines: readonly { text: string; where: string }[]) {
     for (const { text, where } of lines) {
       const colon = text.lastIndexOf(":");
-      if (colon <= 0) throw new InputError(`${where}: "token:scopes" expected (scopes: ${SCOPES.join(", ")}, joined by +)`);
+      if (colon <= 0)
+        throw new InputError(`${where}: "token:scopes" expected (scopes: ${SCOPES.join(", ")}, joined by +)`);
       const token = text.slice(0, colon).trim();
-      const scopes = text.slice(colon + 1).split("+").map((s) => s.trim());
+      const scopes = text
+        .slice(colon + 1)
+        .split("+")
+        .map((s) => s.trim());
       if (token.length < 16) throw new InputError(`${where}: a token must be at least 16 characters`);
       for (const scope of scopes) {
-        if (!SCOPES.includes(scope as Scope)) throw new InputError(`${where}: unknown scope "${scope}" (scopes: ${SCOPES.join(", ")})`);
+        if (!SCOPES.includes(scope as Scope))
+          throw new InputError(`${where}: unknown scope "${scope}" (scopes: ${SCOPES.join(", ")})`);
       }
       this.entries.push({ digest: digest(token), scopes: new Set(scopes as Scope[]) });
     }
@@ -40,7 +45,9 @@ export class ApiTokens {
       try {
         content = readFileSync(file, "utf8");
       } catch (error) {
-        throw new InputError(`DISPATCH_API_TOKENS_FILE: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+        throw new InputError(
+          `DISPATCH_API_TOKENS_FILE: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        );
       }
       content.split("\n").forEach((raw, i) => {
         const text = raw.trim();

@@ -33,14 +33,31 @@ export async function startEmbeddedRedis(dataDir: string, preferredPort: number)
   while (await portInUse(port)) port += 1;
   const child = spawn(
     "redis-server",
-    ["--bind", "127.0.0.1", "--port", String(port), "--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec",
-      "--maxmemory-policy", "noeviction", "--save", "", "--protected-mode", "yes"],
+    [
+      "--bind",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--dir",
+      dir,
+      "--appendonly",
+      "yes",
+      "--appendfsync",
+      "everysec",
+      "--maxmemory-policy",
+      "noeviction",
+      "--save",
+      "",
+      "--protected-mode",
+      "yes",
+    ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   const exited = new Promise<void>((done) => child.once("exit", () => done()));
   const deadline = Date.now() + 10_000;
   while (!(await portInUse(port))) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new DispatchError(`redis-server did not start on port ${port}`);
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new DispatchError(`redis-server did not start on port ${port}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   let closing: Promise<void> | undefined;

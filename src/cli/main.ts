@@ -21,7 +21,26 @@ export function buildProgram(): Command {
     .description("A persistent job queue for opencode: enqueue prompts into Redis, run them on warm opencode servers.")
     .version("0.1.0")
     .showSuggestionAfterError();
-  for (const command of [enqueueCommand(), batchCommand(), statusCommand(), resultCommand(), waitCommand(), watchCommand(), cancelCommand(), retryCommand(), approveCommand(), rejectCommand(), pauseCommand(), resumeCommand(), listCommand(), scheduleCommand(), workerCommand(), upCommand(), dashboardCommand(), apiCommand()]) {
+  for (const command of [
+    enqueueCommand(),
+    batchCommand(),
+    statusCommand(),
+    resultCommand(),
+    waitCommand(),
+    watchCommand(),
+    cancelCommand(),
+    retryCommand(),
+    approveCommand(),
+    rejectCommand(),
+    pauseCommand(),
+    resumeCommand(),
+    listCommand(),
+    scheduleCommand(),
+    workerCommand(),
+    upCommand(),
+    dashboardCommand(),
+    apiCommand(),
+  ]) {
     program.addCommand(command);
   }
   // Every command: usage errors exit 2, not commander's default 1.
@@ -42,7 +61,12 @@ export async function main(argv: string[]): Promise<number> {
     return actionExitCode();
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") return ExitCode.ok;
+      if (
+        error.code === "commander.helpDisplayed" ||
+        error.code === "commander.version" ||
+        error.code === "commander.help"
+      )
+        return ExitCode.ok;
       return ExitCode.usage; // commander already printed the message
     }
     if (error instanceof DispatchError) {

@@ -23,7 +23,10 @@ export function configFrom(flags: ConnectionFlags): Config {
 }
 
 /** Runs a command's work with a Dispatcher for `--redis` / `--queue`, closed however it ends. */
-export async function withDispatcher<T>(flags: ConnectionFlags, work: (dispatcher: Dispatcher) => Promise<T>): Promise<T> {
+export async function withDispatcher<T>(
+  flags: ConnectionFlags,
+  work: (dispatcher: Dispatcher) => Promise<T>,
+): Promise<T> {
   const config = configFrom(flags);
   const dispatcher = new Dispatcher({ config, redisUrl: config.redisUrl, queue: config.queue });
   try {
@@ -47,7 +50,8 @@ export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEG
 export function numberOption(name: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!value.trim() || !Number.isFinite(n) || n <= 0) throw new InputError(`${name}: "${value}" is not a positive number`);
+    if (!value.trim() || !Number.isFinite(n) || n <= 0)
+      throw new InputError(`${name}: "${value}" is not a positive number`);
     return n;
   };
 }
@@ -65,7 +69,8 @@ export function durationOption(name: string) {
 /** `--approval reject|approve|manual`. */
 export function approvalOption(value: string): ApprovalPolicy {
   const parsed = ApprovalPolicy.safeParse(value);
-  if (!parsed.success) throw new InputError(`--approval: "${value}" is not one of ${ApprovalPolicy.options.join(", ")}`);
+  if (!parsed.success)
+    throw new InputError(`--approval: "${value}" is not one of ${ApprovalPolicy.options.join(", ")}`);
   return parsed.data;
 }
 
@@ -77,7 +82,8 @@ export function jsonObjectOption(name: string) {
     } catch (error) {
       throw new InputError(`${name}: not valid JSON (${(error as Error).message})`);
     }
-    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new InputError(`${name}: must be a JSON object`);
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed))
+      throw new InputError(`${name}: must be a JSON object`);
     return parsed as Record<string, unknown>;
   };
 }

@@ -36,13 +36,18 @@ export function printStatus(status: JobStatus, json: boolean): void {
   const kids = status.children;
   if (kids) {
     const c = kids.counts;
-    fields.push(`children: batch ${kids.batchId}  total=${kids.total}  completed=${c.completed}  failed=${c.failed}  running=${c.running}  queued=${c.queued}`);
+    fields.push(
+      `children: batch ${kids.batchId}  total=${kids.total}  completed=${c.completed}  failed=${c.failed}  running=${c.running}  queued=${c.queued}`,
+    );
   }
   process.stdout.write(`${fields.filter(Boolean).join("  ")}\n`);
   if (status.state === "awaiting-approval" && r?.approval) {
     const ask = r.approval;
     process.stdout.write(`asks: ${describeAsk(ask)}  until=${ask.timeoutAt}\n`);
-    if (ask.words) process.stdout.write(`agent: ${JSON.stringify(ask.words.length > 500 ? `${ask.words.slice(0, 499)}…` : ask.words)}\n`);
+    if (ask.words)
+      process.stdout.write(
+        `agent: ${JSON.stringify(ask.words.length > 500 ? `${ask.words.slice(0, 499)}…` : ask.words)}\n`,
+      );
   }
 }
 

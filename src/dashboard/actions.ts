@@ -24,19 +24,53 @@ export function actionRoutes(app: Express, dispatcher: Dispatcher): void {
     );
   };
   const id = (req: Request, name: string) => String(req.params[name]);
-  app.post("/api/jobs/:jobId/cancel", act((req) => dispatcher.cancel(id(req, "jobId"), { timeoutMs: CANCEL_WAIT_MS }).then(({ jobId, outcome }) => ({ jobId, outcome }))));
-  app.post("/api/jobs/:jobId/retry", act((req) => dispatcher.retry(id(req, "jobId"))));
-  const body = (req: Request) => (req.body && typeof req.body === "object" ? (req.body as Record<string, unknown>) : {});
-  app.post("/api/jobs/:jobId/approve", act((req) => dispatcher.approve(id(req, "jobId"), { always: body(req).always === true, by: "dashboard" })));
-  app.post("/api/jobs/:jobId/reject", act((req) => dispatcher.reject(id(req, "jobId"), { message: typeof body(req).message === "string" ? (body(req).message as string) : undefined, by: "dashboard" })));
-  app.post("/api/batches/:batchId/cancel", act((req) => dispatcher.cancelBatch(id(req, "batchId"), { timeoutMs: CANCEL_WAIT_MS })));
-  app.post("/api/batches/:batchId/retry", act((req) => dispatcher.retryBatch(id(req, "batchId"))));
-  app.post("/api/queue/pause", act(async () => {
-    await dispatcher.pause();
-    return { paused: true };
-  }));
-  app.post("/api/queue/resume", act(async () => {
-    await dispatcher.resume();
-    return { paused: false };
-  }));
+  app.post(
+    "/api/jobs/:jobId/cancel",
+    act((req) =>
+      dispatcher
+        .cancel(id(req, "jobId"), { timeoutMs: CANCEL_WAIT_MS })
+        .then(({ jobId, outcome }) => ({ jobId, outcome })),
+    ),
+  );
+  app.post(
+    "/api/jobs/:jobId/retry",
+    act((req) => dispatcher.retry(id(req, "jobId"))),
+  );
+  const body = (req: Request) =>
+    req.body && typeof req.body === "object" ? (req.body as Record<string, unknown>) : {};
+  app.post(
+    "/api/jobs/:jobId/approve",
+    act((req) => dispatcher.approve(id(req, "jobId"), { always: body(req).always === true, by: "dashboard" })),
+  );
+  app.post(
+    "/api/jobs/:jobId/reject",
+    act((req) =>
+      dispatcher.reject(id(req, "jobId"), {
+        message: typeof body(req).message === "string" ? (body(req).message as string) : undefined,
+        by: "dashboard",
+      }),
+    ),
+  );
+  app.post(
+    "/api/batches/:batchId/cancel",
+    act((req) => dispatcher.cancelBatch(id(req, "batchId"), { timeoutMs: CANCEL_WAIT_MS })),
+  );
+  app.post(
+    "/api/batches/:batchId/retry",
+    act((req) => dispatcher.retryBatch(id(req, "batchId"))),
+  );
+  app.post(
+    "/api/queue/pause",
+    act(async () => {
+      await dispatcher.pause();
+      return { paused: true };
+    }),
+  );
+  app.post(
+    "/api/queue/resume",
+    act(async () => {
+      await dispatcher.resume();
+      return { paused: false };
+    }),
+  );
 }

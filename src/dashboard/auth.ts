@@ -29,12 +29,26 @@ export function hostName(header: string): string {
  */
 export function hostCheck(bound: string, extra: readonly string[] = []): RequestHandler {
   const any = WILDCARDS.has(bound.toLowerCase());
-  const names = new Set([hostName(bound.includes(":") && !bound.startsWith("[") ? `[${bound}]` : bound), ...extra.map(hostName)]);
+  const names = new Set([
+    hostName(bound.includes(":") && !bound.startsWith("[") ? `[${bound}]` : bound),
+    ...extra.map(hostName),
+  ]);
   return (req, res, next) => {
     const name = hostName(req.headers.host ?? "");
     const v6 = name.replace(/^\[|\]$/g, "");
-    if (any || names.has(name) || name === "localhost" || name.endsWith(".localhost") || /^127(\.\d{1,3}){3}$/.test(name) || v6 === "::1") return next();
-    res.status(403).type("text/plain").send("unknown Host: this dashboard answers only to its own names (DASHBOARD_HOSTS)\n");
+    if (
+      any ||
+      names.has(name) ||
+      name === "localhost" ||
+      name.endsWith(".localhost") ||
+      /^127(\.\d{1,3}){3}$/.test(name) ||
+      v6 === "::1"
+    )
+      return next();
+    res
+      .status(403)
+      .type("text/plain")
+      .send("unknown Host: this dashboard answers only to its own names (DASHBOARD_HOSTS)\n");
   };
 }
 
@@ -77,10 +91,13 @@ export function actionGuard(allow: boolean, token: string): RequestHandler {
     const refuse = (status: number, why: string) => void res.status(status).type("text/plain").send(`${why}\n`);
     if (!allow) return refuse(405, "read-only dashboard (start it with --allow-actions)");
     const json = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase() === "application/json";
-    if (!["PUT", "PATCH", "DELETE"].includes(req.method) && !(req.method === "POST" && json)) return refuse(405, `${req.method} is not an action method (PUT, PATCH, DELETE, or POST of application/json)`);
-    if (req.headers.origin !== undefined && !sameOrigin(req.headers.origin, req.headers.host)) return refuse(403, "cross-origin action refused");
+    if (!["PUT", "PATCH", "DELETE"].includes(req.method) && !(req.method === "POST" && json))
+      return refuse(405, `${req.method} is not an action method (PUT, PATCH, DELETE, or POST of application/json)`);
+    if (req.headers.origin !== undefined && !sameOrigin(req.headers.origin, req.headers.host))
+      return refuse(403, "cross-origin action refused");
     const given = String(req.headers[TOKEN_HEADER] ?? "") || cookie(req, TOKEN_COOKIE) || "";
-    if (!same(given, token)) return refuse(403, "action token missing or wrong (load a dashboard page first, or send X-Dispatch-Token)");
+    if (!same(given, token))
+      return refuse(403, "action token missing or wrong (load a dashboard page first, or send X-Dispatch-Token)");
     next();
   };
 }
@@ -93,6 +110,10 @@ export function basicAuth(user: string, password: string, realm = "opencode-disp
     const match = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header);
     const given = match ? Buffer.from(match[1]!, "base64").toString("utf8") : "";
     if (match && timingSafeEqual(digest(given), expected)) return next();
-    res.set("WWW-Authenticate", `Basic realm="${realm}", charset="UTF-8"`).status(401).type("text/plain").send("authentication required\n");
+    res
+      .set("WWW-Authenticate", `Basic realm="${realm}", charset="UTF-8"`)
+      .status(401)
+      .type("text/plain")
+      .send("authentication required\n");
   };
 }

@@ -16,13 +16,25 @@ export function batchesPage(queue: string, rows: BatchRow[], offset: number, nex
   const body = rows.length
     ? `<table><thead><tr><th>batch</th><th>created</th><th>progress</th><th>total</th><th>completed</th><th>failed</th><th>running</th><th>queued</th><th>budget</th></tr></thead><tbody>
 ${rows
-  .map(({ status: s, shares }) => `<tr data-testid="batch-row" data-batch-id="${esc(s.batchId)}"><td><a href="${batchHref(s.batchId)}">${esc(s.batchId)}</a>${s.complete ? "" : ' <span class="muted">(submitting)</span>'}</td>
+  .map(
+    ({
+      status: s,
+      shares,
+    }) => `<tr data-testid="batch-row" data-batch-id="${esc(s.batchId)}"><td><a href="${batchHref(s.batchId)}">${esc(s.batchId)}</a>${s.complete ? "" : ' <span class="muted">(submitting)</span>'}</td>
 <td>${esc(s.createdAt)}</td><td>${progressBar(shares)}</td><td>${s.total}</td><td class="completed">${s.counts.completed}</td><td class="failed">${s.counts.failed}</td>
-<td class="running">${s.counts.running}</td><td>${s.counts.queued}</td><td>${s.budget ? esc(`${money(s.budget.spent.cost)} of ${s.budget.maxCost == null ? "—" : money(s.budget.maxCost)}${s.budget.exceeded ? " (exceeded)" : ""}`) : ""}</td></tr>`)
+<td class="running">${s.counts.running}</td><td>${s.counts.queued}</td><td>${s.budget ? esc(`${money(s.budget.spent.cost)} of ${s.budget.maxCost == null ? "—" : money(s.budget.maxCost)}${s.budget.exceeded ? " (exceeded)" : ""}`) : ""}</td></tr>`,
+  )
   .join("\n")}</tbody></table>`
     : `<p class="muted" data-testid="no-batches">No batches.</p>`;
-  const pager = [offset > 0 ? `<a href="/batches">Newest</a>` : "", next !== null ? `<a href="/batches?offset=${next}" rel="next">Older</a>` : ""].join(" ");
-  return layout("Batches", queue, `<h1>Batches</h1><p class="muted">Newest first; counts as <code>status &lt;batchId&gt;</code> gives them.</p>${body}<nav class="pager">${pager}</nav>`);
+  const pager = [
+    offset > 0 ? `<a href="/batches">Newest</a>` : "",
+    next !== null ? `<a href="/batches?offset=${next}" rel="next">Older</a>` : "",
+  ].join(" ");
+  return layout(
+    "Batches",
+    queue,
+    `<h1>Batches</h1><p class="muted">Newest first; counts as <code>status &lt;batchId&gt;</code> gives them.</p>${body}<nav class="pager">${pager}</nav>`,
+  );
 }
 
 const stat = (label: string, value: string, field: string, testid = field.replace(/\./g, "-")) =>
@@ -46,7 +58,14 @@ export function batchJson(view: BatchView) {
   };
 }
 
-export function batchPage(queue: string, view: BatchView, members: BatchMember[], offset: number, next: number | null, allowActions: boolean): string {
+export function batchPage(
+  queue: string,
+  view: BatchView,
+  members: BatchMember[],
+  offset: number,
+  next: number | null,
+  allowActions: boolean,
+): string {
   const s = view.status;
   const j = batchJson(view);
   const href = batchHref(s.batchId);
@@ -71,14 +90,24 @@ export function batchPage(queue: string, view: BatchView, members: BatchMember[]
     : "";
   const failures = view.failures.length
     ? `<h2>Failures by error</h2><table data-testid="failures"><thead><tr><th>error</th><th>count</th><th>lines</th></tr></thead><tbody>${view.failures
-        .map((f) => `<tr data-testid="failure-group" data-error="${esc(f.name)}"><td class="failed">${esc(f.name)}</td><td>${f.count}</td><td>${f.members.map((m) => `<a href="/results/${encodeURIComponent(m.jobId)}" title="${esc(m.message)}">line ${m.line}</a>`).join(", ")}${f.count > f.members.length ? " …" : ""}</td></tr>`)
+        .map(
+          (f) =>
+            `<tr data-testid="failure-group" data-error="${esc(f.name)}"><td class="failed">${esc(f.name)}</td><td>${f.count}</td><td>${f.members.map((m) => `<a href="/results/${encodeURIComponent(m.jobId)}" title="${esc(m.message)}">line ${m.line}</a>`).join(", ")}${f.count > f.members.length ? " …" : ""}</td></tr>`,
+        )
         .join("")}</tbody></table>`
     : "";
   const rows = members
-    .map((m) => `<tr data-testid="member-row" data-job-id="${esc(m.jobId)}" data-state="${esc(m.state || "queued")}"><td>${m.line}</td><td>${jobLink(m.jobId)}</td><td class="state ${esc(m.state)}">${esc(m.state || "queued")}</td>
-<td>${esc(duration(m.record?.durationMs ?? null))}</td><td>${esc(money(m.record?.cost ?? null))}</td><td>${m.record?.error ? esc(`${m.record.error.name}: ${m.record.error.message.slice(0, 60)}`) : ""}</td></tr>`)
+    .map(
+      (
+        m,
+      ) => `<tr data-testid="member-row" data-job-id="${esc(m.jobId)}" data-state="${esc(m.state || "queued")}"><td>${m.line}</td><td>${jobLink(m.jobId)}</td><td class="state ${esc(m.state)}">${esc(m.state || "queued")}</td>
+<td>${esc(duration(m.record?.durationMs ?? null))}</td><td>${esc(money(m.record?.cost ?? null))}</td><td>${m.record?.error ? esc(`${m.record.error.name}: ${m.record.error.message.slice(0, 60)}`) : ""}</td></tr>`,
+    )
     .join("");
-  const pager = [offset > 0 ? `<a href="${href}">First</a>` : "", next !== null ? `<a href="${href}?offset=${next}" rel="next">More</a>` : ""].join(" ");
+  const pager = [
+    offset > 0 ? `<a href="${href}">First</a>` : "",
+    next !== null ? `<a href="${href}?offset=${next}" rel="next">More</a>` : "",
+  ].join(" ");
   return layout(
     `Batch ${s.batchId}`,
     queue,

@@ -103,10 +103,16 @@ export function sharesOf(status: BatchStatus): BatchShares {
   const total = Math.max(1, status.total, status.members);
   const pct = (n: number) => Math.round((n / total) * 1_000) / 10;
   const { completed, failed, running } = status.counts;
-  return { done: pct(completed), failed: pct(failed), running: pct(running), queued: Math.max(0, Math.round((100 - pct(completed) - pct(failed) - pct(running)) * 10) / 10) };
+  return {
+    done: pct(completed),
+    failed: pct(failed),
+    running: pct(running),
+    queued: Math.max(0, Math.round((100 - pct(completed) - pct(failed) - pct(running)) * 10) / 10),
+  };
 }
 
-export const isDone = (status: BatchStatus) => status.complete && status.counts.queued === 0 && status.counts.running === 0;
+export const isDone = (status: BatchStatus) =>
+  status.complete && status.counts.queued === 0 && status.counts.running === 0;
 
 /** A batch in full, or null when there is no such batch. */
 export async function batchView(deps: BatchDeps, batchId: string): Promise<BatchView | null> {
@@ -138,7 +144,12 @@ export async function batchView(deps: BatchDeps, batchId: string): Promise<Batch
   const elapsedMs = (done ? lastFinished : now) - firstEnqueued;
   const perMinute = finished > 0 && elapsedMs > 0 ? (finished * 60_000) / elapsedMs : null;
   const left = Math.max(0, status.total - finished);
-  const minutes = pointsOfRecords(records, Math.max(0, status.total - records.length), firstEnqueued, done ? Math.max(lastFinished, firstEnqueued) : now);
+  const minutes = pointsOfRecords(
+    records,
+    Math.max(0, status.total - records.length),
+    firstEnqueued,
+    done ? Math.max(lastFinished, firstEnqueued) : now,
+  );
   const binMinutes = Math.max(1, Math.ceil(minutes.length / 120));
   return {
     status,
@@ -159,19 +170,28 @@ function groupFailures(summary: BatchSummary): FailureGroup[] {
     const name = f.error?.name ?? "JobFailed";
     const group = groups.get(name) ?? { name, count: 0, members: [] };
     group.count += 1;
-    if (group.members.length < 50) group.members.push({ jobId: f.jobId, line: f.line, message: f.error?.message ?? "" });
+    if (group.members.length < 50)
+      group.members.push({ jobId: f.jobId, line: f.line, message: f.error?.message ?? "" });
     groups.set(name, group);
   }
   return [...groups.values()].sort((a, b) => b.count - a.count);
 }
 
 /** A page of a batch's members in line order, with their states and records. */
-export async function batchMembers(deps: BatchDeps, batchId: string, offset: number, limit: number): Promise<{ members: BatchMember[]; next: number | null }> {
+export async function batchMembers(
+  deps: BatchDeps,
+  batchId: string,
+  offset: number,
+  limit: number,
+): Promise<{ members: BatchMember[]; next: number | null }> {
   const flat = await deps.redis.zrange(deps.results.keys.batchJobs(batchId), offset, offset + limit, "WITHSCORES");
   const page: { jobId: string; line: number }[] = [];
   for (let i = 0; i < flat.length; i += 2) page.push({ jobId: flat[i]!, line: Number(flat[i + 1]) });
   const shown = page.slice(0, limit);
-  const [states, records] = await Promise.all([deps.batches.states(shown.map((m) => m.jobId)), deps.results.getMany(shown.map((m) => m.jobId))]);
+  const [states, records] = await Promise.all([
+    deps.batches.states(shown.map((m) => m.jobId)),
+    deps.results.getMany(shown.map((m) => m.jobId)),
+  ]);
   return {
     members: shown.map((m, i) => ({ ...m, state: states[i]!, record: records[i] ?? null })),
     next: page.length > limit ? offset + limit : null,
@@ -184,11 +204,17 @@ export interface BatchRow {
 }
 
 /** A page of every batch, newest first (20 a page), each with its counts. */
-export async function listBatches(deps: BatchDeps, offset: number, limit = 20): Promise<{ rows: BatchRow[]; next: number | null }> {
+export async function listBatches(
+  deps: BatchDeps,
+  offset: number,
+  limit = 20,
+): Promise<{ rows: BatchRow[]; next: number | null }> {
   const ids = await deps.redis.zrevrange(deps.results.keys.batches, offset, offset + limit);
   const shown = ids.slice(0, limit);
   const statuses = await Promise.all(shown.map((id) => new BatchHandle(deps, id).status()));
   // A batch whose keys expired (its index entry outlived it) is left out.
-  const rows = statuses.filter((s) => s.members > 0 || s.createdAt).map((status) => ({ status, shares: sharesOf(status) }));
+  const rows = statuses
+    .filter((s) => s.members > 0 || s.createdAt)
+    .map((status) => ({ status, shares: sharesOf(status) }));
   return { rows, next: ids.length > limit ? offset + limit : null };
 }

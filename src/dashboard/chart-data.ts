@@ -42,7 +42,12 @@ export function binPoints(points: SeriesPoint[], k: number): SeriesPoint[] {
  * record finished; waiting and running: the jobs that waited, and ran, during each minute (from
  * when each was enqueued, started and finished; `unstarted` more jobs wait from `fromMs` on).
  */
-export function pointsOfRecords(records: readonly ResultRecord[], unstarted: number, fromMs: number, toMs: number): SeriesPoint[] {
+export function pointsOfRecords(
+  records: readonly ResultRecord[],
+  unstarted: number,
+  fromMs: number,
+  toMs: number,
+): SeriesPoint[] {
   const first = minuteOf(fromMs);
   const count = Math.max(1, minuteOf(toMs) - first + 1);
   const points = Array.from({ length: count }, (_, i) => emptyPoint(first + i));
@@ -117,7 +122,11 @@ export function chartsHtml(recent: SeriesPoint[], all: SeriesPoint[], binMinutes
     id: "cost",
     title: "Cost per model per hour",
     labels: hourList.map(hourLabel),
-    series: models.map((model, i) => ({ name: model, color: PALETTE[(i + 2) % PALETTE.length]!, values: hourList.map((h) => hours.get(h)![model] ?? 0) })),
+    series: models.map((model, i) => ({
+      name: model,
+      color: PALETTE[(i + 2) % PALETTE.length]!,
+      values: hourList.map((h) => hours.get(h)![model] ?? 0),
+    })),
     format: dollars,
   });
   const buckets = BUCKET_LABELS.map((_, b) => all.reduce((n, p) => n + (p.durations[b] ?? 0), 0));

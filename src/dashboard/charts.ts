@@ -35,10 +35,17 @@ function frame(spec: ChartSpec, max: number, body: string, points: number): stri
   const every = Math.max(1, Math.ceil(spec.labels.length / 8));
   const step = (W - PAD.left - PAD.right) / Math.max(1, spec.labels.length);
   const ticks = spec.labels
-    .map((label, i) => (i % every === 0 ? `<text x="${PAD.left + i * step + step / 2}" y="${H - PAD.bottom + 14}" text-anchor="middle">${esc(label)}</text>` : ""))
+    .map((label, i) =>
+      i % every === 0
+        ? `<text x="${PAD.left + i * step + step / 2}" y="${H - PAD.bottom + 14}" text-anchor="middle">${esc(label)}</text>`
+        : "",
+    )
     .join("");
   const legend = spec.series
-    .map((s, i) => `<rect x="${PAD.left + i * 110}" y="${H - 12}" width="9" height="9" fill="${s.color}"/><text x="${PAD.left + i * 110 + 13}" y="${H - 4}">${esc(s.name.slice(0, 16))}</text>`)
+    .map(
+      (s, i) =>
+        `<rect x="${PAD.left + i * 110}" y="${H - 12}" width="9" height="9" fill="${s.color}"/><text x="${PAD.left + i * 110 + 13}" y="${H - 4}">${esc(s.name.slice(0, 16))}</text>`,
+    )
     .join("");
   return `<figure class="chart"><figcaption>${esc(spec.title)}</figcaption>
 <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="${esc(spec.title)}" data-chart="${esc(spec.id)}" data-points="${points}" font-size="10" fill="#57606a">
@@ -65,7 +72,12 @@ export function stackedBars(spec: ChartSpec): string {
       bars += `<rect x="${(PAD.left + i * step + step * 0.1).toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(1, step * 0.8).toFixed(1)}" height="${h.toFixed(1)}" fill="${s.color}" data-series="${esc(s.name)}" data-value="${v}"><title>${esc(`${label} ${s.name}: ${format(v)}`)}</title></rect>`;
     }
   });
-  return frame(spec, max, bars, spec.series.reduce((n, s) => n + s.values.filter((v) => v !== null && v > 0).length, 0));
+  return frame(
+    spec,
+    max,
+    bars,
+    spec.series.reduce((n, s) => n + s.values.filter((v) => v !== null && v > 0).length, 0),
+  );
 }
 
 /** Lines through the samples of each series (gaps where there is none). */
@@ -76,14 +88,26 @@ export function lines(spec: ChartSpec): string {
   const scale = (H - PAD.top - PAD.bottom) / max;
   let body = "";
   for (const s of spec.series) {
-    const at = s.values.map((v, i) => (v === null ? null : { x: PAD.left + i * step + step / 2, y: H - PAD.bottom - v * scale, v, label: spec.labels[i]! }));
-    const path = at.map((p, i) => (p ? `${i > 0 && at[i - 1] ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}` : "")).join("");
+    const at = s.values.map((v, i) =>
+      v === null
+        ? null
+        : { x: PAD.left + i * step + step / 2, y: H - PAD.bottom - v * scale, v, label: spec.labels[i]! },
+    );
+    const path = at
+      .map((p, i) => (p ? `${i > 0 && at[i - 1] ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}` : ""))
+      .join("");
     if (path) body += `<path d="${path}" fill="none" stroke="${s.color}" stroke-width="1.5"/>`;
     for (const p of at) {
-      if (p) body += `<circle cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="2.2" fill="${s.color}" data-series="${esc(s.name)}" data-value="${p.v}"><title>${esc(`${p.label} ${s.name}: ${format(p.v)}`)}</title></circle>`;
+      if (p)
+        body += `<circle cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="2.2" fill="${s.color}" data-series="${esc(s.name)}" data-value="${p.v}"><title>${esc(`${p.label} ${s.name}: ${format(p.v)}`)}</title></circle>`;
     }
   }
-  return frame(spec, max, body, spec.series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0));
+  return frame(
+    spec,
+    max,
+    body,
+    spec.series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0),
+  );
 }
 
 /** "HH:MM" (UTC) of a minute since the epoch. */

@@ -41,12 +41,15 @@ export function layout(title: string, queue: string, body: string, opts: LayoutO
 <script>${CLIENT_SCRIPT}</script></body></html>`;
 }
 
-export const excerpt = (text: string | null, max = 80) => (text && text.length > max ? `${text.slice(0, max)}…` : text ?? "");
+export const excerpt = (text: string | null, max = 80) =>
+  text && text.length > max ? `${text.slice(0, max)}…` : (text ?? "");
 export const money = (cost: number | null) => (cost == null ? "" : `$${cost.toFixed(4)}`);
 export const jobLink = (jobId: string, testid = "") =>
   `<a href="/results/${encodeURIComponent(jobId)}"${testid ? ` data-testid="${testid}"` : ""}>${esc(jobId)}</a>`;
 export const sessionLink = (sessionId: string | null) =>
-  sessionId ? `<a href="/sessions/${encodeURIComponent(sessionId)}" data-testid="session-link">${esc(sessionId)}</a>` : "";
+  sessionId
+    ? `<a href="/sessions/${encodeURIComponent(sessionId)}" data-testid="session-link">${esc(sessionId)}</a>`
+    : "";
 
 /** "1.2 s", "3 min 4 s", "2 h 5 min" */
 export function duration(ms: number | null): string {

@@ -21,31 +21,61 @@ export interface QueueOverview {
 }
 
 export async function queueOverview(queue: Queue): Promise<QueueOverview> {
-  const [counts, paused] = await Promise.all([queue.getJobCounts("waiting", "prioritized", "delayed", "active", "completed", "failed"), queue.isPaused()]);
+  const [counts, paused] = await Promise.all([
+    queue.getJobCounts("waiting", "prioritized", "delayed", "active", "completed", "failed"),
+    queue.isPaused(),
+  ]);
   const n = (state: string) => counts[state] ?? 0;
   return {
-    counts: { waiting: n("waiting"), prioritized: n("prioritized"), delayed: n("delayed"), active: n("active"), completed: n("completed"), failed: n("failed") },
+    counts: {
+      waiting: n("waiting"),
+      prioritized: n("prioritized"),
+      delayed: n("delayed"),
+      active: n("active"),
+      completed: n("completed"),
+      failed: n("failed"),
+    },
     paused,
   };
 }
 
 /** The last day of the series, and its last hour. */
-export async function recentSeries(redis: Redis, queue: string, now = Date.now()): Promise<{ day: SeriesPoint[]; hour: SeriesPoint[] }> {
+export async function recentSeries(
+  redis: Redis,
+  queue: string,
+  now = Date.now(),
+): Promise<{ day: SeriesPoint[]; hour: SeriesPoint[] }> {
   const to = minuteOf(now);
   const day = await readSeries(redis, queueKeys(queue), to - DAY_MINUTES + 1, to);
   return { day, hour: day.slice(-RECENT_MINUTES) };
 }
 
-export function overviewPage(queue: string, overview: QueueOverview, series: { day: SeriesPoint[]; hour: SeriesPoint[] }, batches: BatchRow[], allowActions: boolean): string {
+export function overviewPage(
+  queue: string,
+  overview: QueueOverview,
+  series: { day: SeriesPoint[]; hour: SeriesPoint[] },
+  batches: BatchRow[],
+  allowActions: boolean,
+): string {
   const stat = (label: string, key: keyof QueueOverview["counts"]) =>
     `<div><span class="muted">${esc(label)}</span><b data-testid="queue-${key}" data-live-field="counts.${key}">${overview.counts[key]}</b></div>`;
-  const stats = [stat("waiting", "waiting"), stat("prioritized", "prioritized"), stat("delayed", "delayed"), stat("running", "active"), stat("completed (kept by BullMQ)", "completed"), stat("failed (kept by BullMQ)", "failed")].join("");
+  const stats = [
+    stat("waiting", "waiting"),
+    stat("prioritized", "prioritized"),
+    stat("delayed", "delayed"),
+    stat("running", "active"),
+    stat("completed (kept by BullMQ)", "completed"),
+    stat("failed (kept by BullMQ)", "failed"),
+  ].join("");
   const actions = allowActions
     ? `<p class="actions">${overview.paused ? actionButton("/api/queue/resume", "Resume queue", "resume-queue") : actionButton("/api/queue/pause", "Pause queue", "pause-queue")}<span id="action-result" data-testid="action-result"></span></p>`
     : "";
   const recent = batches.length
     ? `<h2>Newest batches</h2><table><tbody>${batches
-        .map((b) => `<tr><td><a href="/batches/${encodeURIComponent(b.status.batchId)}">${esc(b.status.batchId)}</a></td><td>${progressBar(b.shares)}</td><td>${b.status.counts.completed + b.status.counts.failed} / ${b.status.total}</td></tr>`)
+        .map(
+          (b) =>
+            `<tr><td><a href="/batches/${encodeURIComponent(b.status.batchId)}">${esc(b.status.batchId)}</a></td><td>${progressBar(b.shares)}</td><td>${b.status.counts.completed + b.status.counts.failed} / ${b.status.total}</td></tr>`,
+        )
         .join("")}</tbody></table><p><a href="/batches">All batches</a></p>`
     : "";
   return layout(

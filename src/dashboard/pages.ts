@@ -19,21 +19,36 @@ export function resultsTable(records: DashboardRecord[]): string {
 
 export function resultsPage(queue: string, page: ResultPage, state: string | undefined, offset: number): string {
   const filters = ["all", "completed", "failed", "active", "retrying", "waiting"]
-    .map((s) => `<a href="/results${s === "all" ? "" : `?state=${s}`}"${(state ?? "all") === s ? ' aria-current="page"' : ""}>${s}</a>`)
+    .map(
+      (s) =>
+        `<a href="/results${s === "all" ? "" : `?state=${s}`}"${(state ?? "all") === s ? ' aria-current="page"' : ""}>${s}</a>`,
+    )
     .join("");
   const query = (next: number) => `/results?${state ? `state=${encodeURIComponent(state)}&amp;` : ""}offset=${next}`;
   const pager = [
-    offset > 0 ? `<a href="${state ? `/results?state=${encodeURIComponent(state)}` : "/results"}" data-testid="newest">Newest</a>` : "",
+    offset > 0
+      ? `<a href="${state ? `/results?state=${encodeURIComponent(state)}` : "/results"}" data-testid="newest">Newest</a>`
+      : "",
     page.next !== null ? `<a href="${query(page.next)}" rel="next" data-testid="older">Older</a>` : "",
   ].join(" ");
-  return layout("Results", queue, `<h1>Results</h1><nav class="filters">${filters}</nav><p class="muted">Newest first; ${page.records.length} shown.</p>${resultsTable(page.records)}<nav class="pager">${pager}</nav>`);
+  return layout(
+    "Results",
+    queue,
+    `<h1>Results</h1><nav class="filters">${filters}</nav><p class="muted">Newest first; ${page.records.length} shown.</p>${resultsTable(page.records)}<nav class="pager">${pager}</nav>`,
+  );
 }
 
 /**
  * One record in full. `continuations`: the jobs that continue this one (their `continues` names
  * it). A job not finished yet shows its answer as it is written (see client.ts).
  */
-export function resultPage(queue: string, r: DashboardRecord, sameSession: DashboardRecord[], continuations: DashboardRecord[], allowActions = false): string {
+export function resultPage(
+  queue: string,
+  r: DashboardRecord,
+  sameSession: DashboardRecord[],
+  continuations: DashboardRecord[],
+  allowActions = false,
+): string {
   const tokens = r.tokens
     ? `${r.tokens.total} (input ${r.tokens.input}, output ${r.tokens.output}, reasoning ${r.tokens.reasoning}, cache read ${r.tokens.cacheRead}, cache write ${r.tokens.cacheWrite})`
     : "";
@@ -43,7 +58,12 @@ export function resultPage(queue: string, r: DashboardRecord, sameSession: Dashb
     ["State", `<span class="state ${esc(r.state)}" data-testid="state">${esc(r.state)}</span>`],
     ["Session", sessionLink(r.sessionId)],
     ["Continues", r.continues ? jobLink(r.continues, "continues-link") : `<span class="muted">—</span>`],
-    ["Continued by", continuations.length ? continuations.map((c) => jobLink(c.jobId, "continued-by-link")).join(", ") : `<span class="muted">—</span>`],
+    [
+      "Continued by",
+      continuations.length
+        ? continuations.map((c) => jobLink(c.jobId, "continued-by-link")).join(", ")
+        : `<span class="muted">—</span>`,
+    ],
     ["Model", esc(r.model ?? "server default")],
     ["Agent", esc(r.agent ?? "server default")],
     ["Directory", esc(r.directory ?? "worker's")],

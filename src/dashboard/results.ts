@@ -33,7 +33,11 @@ const MAX_READ = 5_000;
  */
 export async function listResults(redis: Redis, queue: string, filter: ResultFilter = {}): Promise<ResultPage> {
   const keys = queueKeys(queue);
-  const index = filter.sessionId ? keys.resultsOfSession(filter.sessionId) : filter.state ? keys.resultsInState(filter.state) : keys.results;
+  const index = filter.sessionId
+    ? keys.resultsOfSession(filter.sessionId)
+    : filter.state
+      ? keys.resultsInState(filter.state)
+      : keys.results;
   const limit = Math.max(1, filter.limit ?? 50);
   const records: DashboardRecord[] = [];
   let position = Math.max(0, filter.offset ?? 0);

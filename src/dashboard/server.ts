@@ -47,12 +47,18 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
   const host = opts.host ?? "127.0.0.1";
   const password = opts.auth?.password;
   if (!isLoopback(host) && !password) {
-    throw new InputError(`the dashboard binds ${host}, beyond loopback: set DASHBOARD_PASSWORD (and DASHBOARD_USER) to protect it`);
+    throw new InputError(
+      `the dashboard binds ${host}, beyond loopback: set DASHBOARD_PASSWORD (and DASHBOARD_USER) to protect it`,
+    );
   }
   const redis = await connectRedis(opts.redisUrl, "producer");
   let queue: Queue | undefined;
   let server: Server | undefined;
-  const dispatcher = new Dispatcher({ redisUrl: opts.redisUrl, queue: opts.queue, config: opts.config ?? loadConfig({ REDIS_URL: opts.redisUrl, DISPATCH_QUEUE: opts.queue }) });
+  const dispatcher = new Dispatcher({
+    redisUrl: opts.redisUrl,
+    queue: opts.queue,
+    config: opts.config ?? loadConfig({ REDIS_URL: opts.redisUrl, DISPATCH_QUEUE: opts.queue }),
+  });
   const streams = new Set<AbortController>();
   try {
     queue = openQueue(opts.queue, redis);
@@ -87,4 +93,3 @@ export async function startDashboard(opts: DashboardOptions): Promise<RunningDas
       })()),
   };
 }
-

@@ -43,7 +43,11 @@ interface ExportedMessage {
 }
 
 /** The stored transcript's messages, or null when none is stored (or it cannot be read). */
-export async function loadTranscript(redis: Redis, keys: QueueKeys, sessionId: string): Promise<ExportedMessage[] | null> {
+export async function loadTranscript(
+  redis: Redis,
+  keys: QueueKeys,
+  sessionId: string,
+): Promise<ExportedMessage[] | null> {
   const raw = await redis.getBuffer(keys.sessionExport(sessionId));
   if (!raw) return null;
   try {
@@ -57,12 +61,18 @@ export async function loadTranscript(redis: Redis, keys: QueueKeys, sessionId: s
 const short = (value: unknown) => excerpt(typeof value === "string" ? value : JSON.stringify(value ?? ""), 120);
 
 /** Cuts messages into turns (each user message begins one) and gives each its jobs. */
-export function toTurns(messages: ExportedMessage[], records: DashboardRecord[]): { turns: Turn[]; unplaced: DashboardRecord[] } {
+export function toTurns(
+  messages: ExportedMessage[],
+  records: DashboardRecord[],
+): { turns: Turn[]; unplaced: DashboardRecord[] } {
   const turns: Turn[] = [];
   for (const message of messages) {
     const parts = message.parts ?? [];
     if (message.info?.role === "user" || turns.length === 0) {
-      const prompt = parts.filter((p) => p.type === "text" && !p.synthetic).map((p) => p.text ?? "").join("\n");
+      const prompt = parts
+        .filter((p) => p.type === "text" && !p.synthetic)
+        .map((p) => p.text ?? "")
+        .join("\n");
       turns.push({ prompt, answer: "", tools: [], messageIds: [], jobs: [] });
       if (message.info?.role === "user") continue;
     }
@@ -70,7 +80,12 @@ export function toTurns(messages: ExportedMessage[], records: DashboardRecord[])
     if (message.info?.id) turn.messageIds.push(message.info.id);
     for (const part of parts) {
       if (part.type === "text" && part.text) turn.answer += (turn.answer ? "\n" : "") + part.text;
-      else if (part.type === "tool") turn.tools.push({ tool: part.tool ?? "tool", status: part.state?.status ?? "", summary: part.state?.title || short(part.state?.input) });
+      else if (part.type === "tool")
+        turn.tools.push({
+          tool: part.tool ?? "tool",
+          status: part.state?.status ?? "",
+          summary: part.state?.title || short(part.state?.input),
+        });
     }
   }
   for (const turn of turns) turn.answer = turn.answer.trim();
@@ -93,21 +108,45 @@ const jobLine = (r: DashboardRecord, followers: Followers) => {
 };
 
 function turnHtml(turn: Turn, n: number, followers: Followers): string {
-  const tools = turn.tools.map((t) => `<div class="tool" data-testid="tool-call">${esc(t.tool)} <span class="muted">${esc(t.status)}</span> ${esc(t.summary)}</div>`).join("");
+  const tools = turn.tools
+    .map(
+      (t) =>
+        `<div class="tool" data-testid="tool-call">${esc(t.tool)} <span class="muted">${esc(t.status)}</span> ${esc(t.summary)}</div>`,
+    )
+    .join("");
   return `<article class="turn" data-testid="turn" data-turn="${n}"><h3>Turn ${n}</h3>
 <div class="who">prompt</div><pre data-testid="turn-prompt">${esc(turn.prompt)}</pre>${tools}
 <div class="who">answer</div><pre data-testid="turn-answer">${esc(turn.answer)}</pre>
 ${turn.jobs.length ? `<ul>${turn.jobs.map((r) => jobLine(r, followers)).join("")}</ul>` : `<p class="muted">No job of this queue made this turn.</p>`}</article>`;
 }
 
-export function transcriptPage(queue: string, sessionId: string, turns: Turn[], unplaced: DashboardRecord[], stored: boolean): string {
+export function transcriptPage(
+  queue: string,
+  sessionId: string,
+  turns: Turn[],
+  unplaced: DashboardRecord[],
+  stored: boolean,
+): string {
   const followers: Followers = new Map();
-  for (const r of [...turns.flatMap((t) => t.jobs), ...unplaced]) if (r.continues) followers.set(r.continues, [...(followers.get(r.continues) ?? []), r.jobId]);
-  const note = stored ? "" : `<p class="muted">No transcript of this session is stored (yet); its jobs' prompts and answers follow.</p>`;
+  for (const r of [...turns.flatMap((t) => t.jobs), ...unplaced])
+    if (r.continues) followers.set(r.continues, [...(followers.get(r.continues) ?? []), r.jobId]);
+  const note = stored
+    ? ""
+    : `<p class="muted">No transcript of this session is stored (yet); its jobs' prompts and answers follow.</p>`;
   const rest = unplaced.length
     ? `<h2>${stored ? "Jobs without a turn in the stored transcript" : "Jobs"}</h2>${unplaced
-        .map((r, i) => turnHtml({ prompt: r.prompt, answer: r.text ?? "", tools: [], messageIds: [], jobs: [r] }, turns.length + i + 1, followers))
+        .map((r, i) =>
+          turnHtml(
+            { prompt: r.prompt, answer: r.text ?? "", tools: [], messageIds: [], jobs: [r] },
+            turns.length + i + 1,
+            followers,
+          ),
+        )
         .join("")}`
     : "";
-  return layout(`Session ${sessionId}`, queue, `<h1>Session ${esc(sessionId)}</h1>${note}${turns.map((t, i) => turnHtml(t, i + 1, followers)).join("")}${rest}`);
+  return layout(
+    `Session ${sessionId}`,
+    queue,
+    `<h1>Session ${esc(sessionId)}</h1>${note}${turns.map((t, i) => turnHtml(t, i + 1, followers)).join("")}${rest}`,
+  );
 }

@@ -19,11 +19,22 @@ export interface NewJob {
  */
 export async function addJobs(queue: Queue, scheduler: Scheduler, jobs: readonly NewJob[]): Promise<void> {
   if (jobs.length === 0) return;
-  const traced = enqueueSpans(queue.name, jobs.map((j) => ({ jobId: j.opts.jobId, model: j.data.model })));
+  const traced = enqueueSpans(
+    queue.name,
+    jobs.map((j) => ({ jobId: j.opts.jobId, model: j.data.model })),
+  );
   try {
     const fair = jobs.filter((j) => !j.opts.delay && !j.data.after && !j.data.session);
     const parked = fair.length
-      ? await scheduler.lanes(fair.map((j) => ({ jobId: j.opts.jobId, group: j.group, priority: j.opts.priority ?? 0, model: j.data.model, concurrencyKey: j.data.concurrencyKey })))
+      ? await scheduler.lanes(
+          fair.map((j) => ({
+            jobId: j.opts.jobId,
+            group: j.group,
+            priority: j.opts.priority ?? 0,
+            model: j.data.model,
+            concurrencyKey: j.data.concurrencyKey,
+          })),
+        )
       : new Set<string>();
     await queue.addBulk(
       jobs.map(({ name, data, opts }, i) => ({

@@ -53,13 +53,21 @@ export async function answerAsk(
   const status = await readStatus(deps.queue, deps.store, jobId);
   const ask = status.result?.approval;
   if (status.result?.state !== "awaiting-approval" || !ask) {
-    throw new JobStateError(`job ${jobId} is not awaiting approval (it is ${status.state}); there is no ask to ${answer === "reject" ? "reject" : "approve"}`);
+    throw new JobStateError(
+      `job ${jobId} is not awaiting approval (it is ${status.state}); there is no ask to ${answer === "reject" ? "reject" : "approve"}`,
+    );
   }
-  const decision: Decision = { answer, by: opts.by?.trim() || "library", at: new Date().toISOString(), ...(opts.message ? { message: opts.message } : {}) };
+  const decision: Decision = {
+    answer,
+    by: opts.by?.trim() || "library",
+    at: new Date().toISOString(),
+    ...(opts.message ? { message: opts.message } : {}),
+  };
   const holds = await decide(deps.redis, deps.keys, jobId, ask, decision, true);
   if (!holds) throw new JobStateError(`job ${jobId} is no longer awaiting approval`);
   if (JSON.stringify(holds) !== JSON.stringify(decision)) {
-    const how = holds.by === "timeout" ? "it timed out and was rejected" : `it was answered ${holds.answer} by ${holds.by}`;
+    const how =
+      holds.by === "timeout" ? "it timed out and was rejected" : `it was answered ${holds.answer} by ${holds.by}`;
     throw new JobStateError(`the ask of job ${jobId} was answered before: ${how} at ${holds.at}`);
   }
   // A job its worker is still parking is not in the delayed set yet: that worker promotes it.

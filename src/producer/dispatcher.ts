@@ -26,8 +26,24 @@ import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups
 import { submitFlow, type Flow, type FlowReceipt } from "./flow.js";
 import { gatheredBatch, readStatus, type JobStatus } from "./job-status.js";
 import { answerAsk, type ApprovalOutcome, type ApproveOptions, type RejectOptions } from "./approvals.js";
-import { cancelJob, listJobs, retryJob, type CancelOutcome, type JobSummary, type ListOptions, type ManageDeps, type RetryOutcome } from "./manage.js";
-import { EventBus, Subscriptions, type DispatchEventName, type EventHandlers, type EventScope, type Subscription } from "./events.js";
+import {
+  cancelJob,
+  listJobs,
+  retryJob,
+  type CancelOutcome,
+  type JobSummary,
+  type ListOptions,
+  type ManageDeps,
+  type RetryOutcome,
+} from "./manage.js";
+import {
+  EventBus,
+  Subscriptions,
+  type DispatchEventName,
+  type EventHandlers,
+  type EventScope,
+  type Subscription,
+} from "./events.js";
 import { VANISHED, Waiter } from "./waiter.js";
 import { Schedules } from "./schedules.js";
 
@@ -95,7 +111,16 @@ export class Dispatcher {
   readonly schedules = new Schedules(async () => {
     const { queue, redis, scheduler, store } = await this.connect();
     const parse = (input: DispatchTask) => validateAll([withJsonSchema(input)])[0]!;
-    return { queue, redis, scheduler, keys: store.keys, config: this.config, jobName: JOB_NAME, parse, jobOptions: (task, jobId) => this.jobOptions(task, jobId) };
+    return {
+      queue,
+      redis,
+      scheduler,
+      keys: store.keys,
+      config: this.config,
+      jobName: JOB_NAME,
+      parse,
+      jobOptions: (task, jobId) => this.jobOptions(task, jobId),
+    };
   });
 
   constructor(options: DispatcherOptions = {}) {
@@ -111,7 +136,12 @@ export class Dispatcher {
       const queue = openQueue(this.queueName, redis);
       queue.on("error", () => undefined); // surfaced on the calls themselves
       const scheduler = new Scheduler(redis, queueKeys(this.queueName), queue, this.config.fairWindow);
-      return { redis, queue, scheduler, store: new ResultStore(redis, this.queueName, this.config.resultTtlMs, (jobId) => scheduler.finished(jobId)) };
+      return {
+        redis,
+        queue,
+        scheduler,
+        store: new ResultStore(redis, this.queueName, this.config.resultTtlMs, (jobId) => scheduler.finished(jobId)),
+      };
     })();
     this.connected.catch(() => (this.connected = undefined));
     return this.connected;
@@ -151,12 +181,20 @@ export class Dispatcher {
     const receipts = await this.enqueueTasks(tasks, { batchId, batches });
     await batches.finish(batchId);
     const duplicates = receipts.filter((r) => r.duplicate).length;
-    const batch = await this.batchHandle(batchId, { batchId, total, enqueued: receipts.length - duplicates, duplicates, invalid: 0, invalidLines: [] });
+    const batch = await this.batchHandle(batchId, {
+      batchId,
+      total,
+      enqueued: receipts.length - duplicates,
+      duplicates,
+      invalid: 0,
+      invalidLines: [],
+    });
     return Object.assign(receipts, {
       batchId,
       batch,
       wait: (waitOpts?: Parameters<BatchHandle["wait"]>[0]) => batch.wait(waitOpts),
-      on: <E extends "progress" | "result">(event: E, listener: Parameters<BatchHandle["on"]>[1]) => batch.on(event, listener),
+      on: <E extends "progress" | "result">(event: E, listener: Parameters<BatchHandle["on"]>[1]) =>
+        batch.on(event, listener),
     });
   }
 
@@ -164,7 +202,10 @@ export class Dispatcher {
    * Enqueues validated tasks whose follow-ups were checked (checkFollowUps), in chunks, two in
    * flight; members of `batch` when one is given.
    */
-  private async enqueueTasks(tasks: readonly Task[], batch?: { batchId: string; batches: BatchStore }): Promise<EnqueueReceipt[]> {
+  private async enqueueTasks(
+    tasks: readonly Task[],
+    batch?: { batchId: string; batches: BatchStore },
+  ): Promise<EnqueueReceipt[]> {
     const { redis, queue, store, scheduler } = await this.connect();
     const batches = batch?.batches ?? (await this.batchStore());
     const receipts: EnqueueReceipt[] = [];
@@ -175,7 +216,9 @@ export class Dispatcher {
       const chunk = tasks.slice(i, i + CHUNK);
       // A follow-up is placed once everything before it is in Redis (the job it continues may be there).
       if (chunk.some((t) => t.continue || t.session || t.fork)) await writes.drain();
-      const existing = await batches.existing([...new Set(chunk.map((t) => t.id).filter((id) => id !== undefined && !given.has(id)))] as string[]);
+      const existing = await batches.existing([
+        ...new Set(chunk.map((t) => t.id).filter((id) => id !== undefined && !given.has(id))),
+      ] as string[]);
       const now = new Date().toISOString();
       const fresh: { task: Task; jobId: string; placement: Placement }[] = [];
       for (const task of chunk) {
@@ -206,7 +249,12 @@ export class Dispatcher {
   }
 
   private jobOptions(task: Task, jobId: string): JobsOptions & { jobId: string } {
-    return { ...this.baseJobOptions(jobId), priority: task.priority || undefined, delay: task.delay, attempts: task.attempts ?? this.config.attempts };
+    return {
+      ...this.baseJobOptions(jobId),
+      priority: task.priority || undefined,
+      delay: task.delay,
+      attempts: task.attempts ?? this.config.attempts,
+    };
   }
 
   /** What every job of ours gets: its ID, the backoff strategy, BullMQ's retention. */
@@ -227,7 +275,12 @@ export class Dispatcher {
     const unknown = await unknownFollowUps(followUps, (ids) => batches.existing(ids));
     if (unknown.length === 0) return;
     const where = (at: number) => (tasks.length > 1 ? `tasks[${at}].` : "");
-    throw new NotFoundError(unknown.slice(0, 10).map((f) => where(f.at) + unknownJobMessage(f.target, f.field)).join("\n"));
+    throw new NotFoundError(
+      unknown
+        .slice(0, 10)
+        .map((f) => where(f.at) + unknownJobMessage(f.target, f.field))
+        .join("\n"),
+    );
   }
 
   /**
@@ -284,9 +337,16 @@ export class Dispatcher {
     return new BatchStore(redis, this.queueName, this.config.resultTtlMs);
   }
 
-  private async batchHandle(batchId: string, receipt: ConstructorParameters<typeof BatchHandle>[2] = null): Promise<BatchHandle> {
+  private async batchHandle(
+    batchId: string,
+    receipt: ConstructorParameters<typeof BatchHandle>[2] = null,
+  ): Promise<BatchHandle> {
     const { queue, store } = await this.connect();
-    return new BatchHandle({ redisUrl: this.redisUrl, queue, results: store, batches: await this.batchStore() }, batchId, receipt);
+    return new BatchHandle(
+      { redisUrl: this.redisUrl, queue, results: store, batches: await this.batchStore() },
+      batchId,
+      receipt,
+    );
   }
 
   async status(jobId: string): Promise<JobStatus> {
@@ -316,7 +376,10 @@ export class Dispatcher {
    * `structured` is parsed by it and typed by it (an answer the zod schema still rejects, say a
    * refinement JSON Schema cannot express, turns the returned record into a SchemaMismatch failure).
    */
-  async run<S extends z.ZodType>(input: Omit<TaskInput, "schema"> & { schema: S }, opts?: WaitOptions): Promise<TypedResultRecord<z.output<S>>>;
+  async run<S extends z.ZodType>(
+    input: Omit<TaskInput, "schema"> & { schema: S },
+    opts?: WaitOptions,
+  ): Promise<TypedResultRecord<z.output<S>>>;
   async run(input: DispatchTask, opts?: WaitOptions): Promise<ResultRecord>;
   async run(input: DispatchTask, opts: WaitOptions = {}): Promise<ResultRecord> {
     const { jobId } = await this.enqueue(input);
@@ -335,7 +398,11 @@ export class Dispatcher {
   }
 
   /** One listener for one kind of event (see subscribe); resolves to its removal. */
-  async on<E extends DispatchEventName>(event: E, listener: NonNullable<EventHandlers[E]>, scope: EventScope = {}): Promise<() => void> {
+  async on<E extends DispatchEventName>(
+    event: E,
+    listener: NonNullable<EventHandlers[E]>,
+    scope: EventScope = {},
+  ): Promise<() => void> {
     const subscription = await this.subscribe({ [event]: listener }, scope);
     return () => subscription.close();
   }
@@ -347,7 +414,10 @@ export class Dispatcher {
    * A batch's parent (`then`) takes its batch with it: the parent first (so that the members'
    * ends do not start it), then every unfinished member (`children`).
    */
-  async cancel(jobId: string, opts: { timeoutMs?: number } = {}): Promise<CancelOutcome & { children?: BatchCancelOutcome }> {
+  async cancel(
+    jobId: string,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<CancelOutcome & { children?: BatchCancelOutcome }> {
     const deps = await this.manageDeps();
     const gather = ((await deps.queue.getJob(jobId))?.data as Partial<JobPayload> | undefined)?.gather;
     const outcome = await cancelJob(deps, jobId, opts);
@@ -384,7 +454,11 @@ export class Dispatcher {
             {
               name: kept.name,
               data: kept.data as JobPayload,
-              opts: { ...this.baseJobOptions(id), attempts: kept.opts.attempts ?? this.config.attempts, priority: kept.opts.priority },
+              opts: {
+                ...this.baseJobOptions(id),
+                attempts: kept.opts.attempts ?? this.config.attempts,
+                priority: kept.opts.priority,
+              },
               group: DEFAULT_GROUP,
             },
           ]),
@@ -407,7 +481,11 @@ export class Dispatcher {
   async *stream(jobId: string, opts: StreamOptions = {}): AsyncGenerator<LiveEvent> {
     await this.status(jobId); // NotFoundError for an unknown ID
     const { queue, store } = await this.connect();
-    yield* streamJob({ redisUrl: this.redisUrl, store, getJob: async (id) => (await queue.getJob(id)) ?? undefined }, jobId, opts);
+    yield* streamJob(
+      { redisUrl: this.redisUrl, store, getJob: async (id) => (await queue.getJob(id)) ?? undefined },
+      jobId,
+      opts,
+    );
   }
 
   /**
@@ -508,10 +586,12 @@ export class Dispatcher {
       const removals = new QueueEvents(this.queueName, { connection, prefix: queueKeys(this.queueName).bullPrefix });
       removals.on("error", () => undefined);
       removals.on("removed", ({ jobId }) => waiter.recheck(jobId));
-      this.removals = { close: async () => {
-        await removals.close().catch(() => undefined);
-        await closeRedis(connection);
-      } };
+      this.removals = {
+        close: async () => {
+          await removals.close().catch(() => undefined);
+          await closeRedis(connection);
+        },
+      };
       return waiter;
     })();
     this.waiter.catch(() => (this.waiter = undefined));
@@ -560,7 +640,15 @@ function parseStructured(schema: z.ZodType, record: ResultRecord): ResultRecord 
   const parsed = schema.safeParse(record.structured);
   if (parsed.success) return { ...record, structured: parsed.data };
   const message = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-  return { ...record, state: "failed", error: { name: "SchemaMismatch", message: `the structured answer does not match the schema: ${message}`, retryable: false } };
+  return {
+    ...record,
+    state: "failed",
+    error: {
+      name: "SchemaMismatch",
+      message: `the structured answer does not match the schema: ${message}`,
+      retryable: false,
+    },
+  };
 }
 
 function validateAll(inputs: readonly TaskInput[]): Task[] {

@@ -128,14 +128,17 @@ export class Subscriptions {
     const isProgress = event.progress !== undefined;
     const isAsk = !isProgress && event.state === "awaiting-approval";
     if (!isProgress && !isAsk && !isFinal(event.state)) return;
-    const wanted = [...this.entries].filter((e) => (isProgress ? e.handlers.progress : isAsk ? e.handlers.ask : e.handlers.completed || e.handlers.failed));
+    const wanted = [...this.entries].filter((e) =>
+      isProgress ? e.handlers.progress : isAsk ? e.handlers.ask : e.handlers.completed || e.handlers.failed,
+    );
     if (wanted.length === 0) return;
     const batches = new Map<string, Promise<boolean>>();
     const matches = async ({ scope }: Entry): Promise<boolean> => {
       if (scope.jobId !== undefined && scope.jobId !== event.jobId) return false;
       if (scope.batchId === undefined) return true;
       let member = batches.get(scope.batchId);
-      if (!member) batches.set(scope.batchId, (member = this.deps.inBatch(scope.batchId, event.jobId).catch(() => false)));
+      if (!member)
+        batches.set(scope.batchId, (member = this.deps.inBatch(scope.batchId, event.jobId).catch(() => false)));
       return member;
     };
     const targets: Entry[] = [];

@@ -30,12 +30,18 @@ export interface FlowReceipt {
   flows: FlowReceipt[];
 }
 
-const isFlow = (child: TaskInput | Flow): child is Flow => typeof child === "object" && child !== null && "children" in child;
+const isFlow = (child: TaskInput | Flow): child is Flow =>
+  typeof child === "object" && child !== null && "children" in child;
 
 /** Submits a flow, the innermost flows first: each nested parent joins its outer batch as a member. */
-export async function submitFlow(submit: (tasks: TaskInput[], opts: BatchOptions) => Promise<BatchHandle>, flow: Flow, inherited: Partial<TaskInput> = {}): Promise<FlowReceipt> {
+export async function submitFlow(
+  submit: (tasks: TaskInput[], opts: BatchOptions) => Promise<BatchHandle>,
+  flow: Flow,
+  inherited: Partial<TaskInput> = {},
+): Promise<FlowReceipt> {
   const children: unknown = flow.children; // checked as unknown: Array.isArray would make flow.children any[] below
-  if (!Array.isArray(children) || children.length === 0) throw new InputError("flow: children must be a non-empty list");
+  if (!Array.isArray(children) || children.length === 0)
+    throw new InputError("flow: children must be a non-empty list");
   const id = flow.id ?? `flow-${randomUUID()}`;
   const defaults = { ...inherited, ...flow.defaults };
   const tasks: TaskInput[] = [];
@@ -51,6 +57,11 @@ export async function submitFlow(submit: (tasks: TaskInput[], opts: BatchOptions
     // Already enqueued: the outer batch only takes it in as a member (its prompt is not used again).
     tasks.push({ id: inner.jobId, prompt: typeof child.then === "string" ? child.then : child.then.prompt });
   }
-  const handle = await submit(tasks, { id, defaults, then: flow.then, ...(flow.thenOn ? { thenOn: flow.thenOn } : {}) });
+  const handle = await submit(tasks, {
+    id,
+    defaults,
+    then: flow.then,
+    ...(flow.thenOn ? { thenOn: flow.thenOn } : {}),
+  });
   return { jobId: handle.receipt!.thenJobId!, batchId: id, flows };
 }

@@ -25,7 +25,8 @@ export async function unknownFollowUps(
   return followUps.filter((f) => !found.has(f.target));
 }
 
-export const unknownJobMessage = (target: string, field: FollowUp["field"] = "continue") => `${field}: no job with ID "${target}"`;
+export const unknownJobMessage = (target: string, field: FollowUp["field"] = "continue") =>
+  `${field}: no job with ID "${target}"`;
 
 /**
  * The follow-ups of a batch, gathered while its lines are validated (pass 1): a line may continue
@@ -47,7 +48,11 @@ export class BatchFollowUps {
    * The lines to leave out, with why: those continuing a job that is neither an earlier line nor
    * in Redis, and then those continuing a line left out.
    */
-  async leftOut(batchId: string, ownIds: ReadonlyMap<string, number>, exists: (jobIds: readonly string[]) => Promise<Set<string>>): Promise<Map<number, string>> {
+  async leftOut(
+    batchId: string,
+    ownIds: ReadonlyMap<string, number>,
+    exists: (jobIds: readonly string[]) => Promise<Set<string>>,
+  ): Promise<Map<number, string>> {
     const lineOf = (target: string): number | undefined => {
       const own = ownIds.get(target);
       if (own !== undefined) return own;
@@ -59,13 +64,25 @@ export class BatchFollowUps {
       const line = lineOf(f.target);
       return line !== undefined && line < f.at ? line : undefined;
     });
-    const unknown = new Set((await unknownFollowUps(this.followUps.filter((_, i) => earlier[i] === undefined), exists)).map((f) => f.at));
+    const unknown = new Set(
+      (
+        await unknownFollowUps(
+          this.followUps.filter((_, i) => earlier[i] === undefined),
+          exists,
+        )
+      ).map((f) => f.at),
+    );
     const out = new Map<number, string>();
     this.followUps.forEach((f, i) => {
       // In line order: whether the line it continues is left out is already known.
       const line = earlier[i];
-      if (unknown.has(f.at)) out.set(f.at, `${unknownJobMessage(f.target, f.field)} (neither in the queue nor an earlier line of the batch)`);
-      else if (line !== undefined && out.has(line)) out.set(f.at, `${f.field ?? "continue"}: line ${line} ("${f.target}") is left out`);
+      if (unknown.has(f.at))
+        out.set(
+          f.at,
+          `${unknownJobMessage(f.target, f.field)} (neither in the queue nor an earlier line of the batch)`,
+        );
+      else if (line !== undefined && out.has(line))
+        out.set(f.at, `${f.field ?? "continue"}: line ${line} ("${f.target}") is left out`);
     });
     return out;
   }

@@ -21,7 +21,11 @@ export interface JobStatus {
    */
   waitingFor?: string;
   /** A batch's parent (`batch --then`): its batch, and how its members stand (see Dispatcher.status). */
-  children?: { batchId: string; total: number; counts: { queued: number; running: number; completed: number; failed: number } };
+  children?: {
+    batchId: string;
+    total: number;
+    counts: { queued: number; running: number; completed: number; failed: number };
+  };
 }
 
 /** The batch a parent (`then`) gathers, from its job or its record. */
@@ -33,7 +37,12 @@ export function gatheredBatch(job: Job | undefined, record: ResultRecord | null)
  * The state of a job, merged from BullMQ (while it keeps the job) and our result record (which
  * outlives it). A final record wins; a job BullMQ failed on its own (stalled too often) is failed.
  */
-export async function readStatus(queue: Queue, store: ResultStore, jobId: string, scheduler?: Scheduler): Promise<JobStatus> {
+export async function readStatus(
+  queue: Queue,
+  store: ResultStore,
+  jobId: string,
+  scheduler?: Scheduler,
+): Promise<JobStatus> {
   const [job, record] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId)]);
   if (!job && !record) throw new NotFoundError(`no job with ID "${jobId}" in queue "${queue.name}"`);
   if (record && isFinal(record.state)) {

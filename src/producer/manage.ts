@@ -59,7 +59,11 @@ export interface CancelOutcome {
 }
 
 /** Cancels a job that has not finished. JobStateError for a finished one, NotFoundError for an unknown ID. */
-export async function cancelJob(deps: ManageDeps, jobId: string, opts: { timeoutMs?: number } = {}): Promise<CancelOutcome> {
+export async function cancelJob(
+  deps: ManageDeps,
+  jobId: string,
+  opts: { timeoutMs?: number } = {},
+): Promise<CancelOutcome> {
   const { redis, queue, store, keys } = deps;
   const status = await readStatus(queue, store, jobId);
   if (isFinal(status.state)) {
@@ -73,10 +77,19 @@ export async function cancelJob(deps: ManageDeps, jobId: string, opts: { timeout
     // Its whole task stays with its record, so `retry` can re-queue exactly it.
     const ttlMs = await recordTtl(deps);
     if (job) await store.keepTask(job, ttlMs);
-    const removed = job ? await job.remove().then(() => true, () => false) : true;
+    const removed = job
+      ? await job.remove().then(
+          () => true,
+          () => false,
+        )
+      : true;
     if (removed) {
       const message =
-        status.state === "retrying" ? "cancelled while waiting for a retry" : status.state === "awaiting-approval" ? "cancelled while awaiting approval" : "cancelled before it ran";
+        status.state === "retrying"
+          ? "cancelled while waiting for a retry"
+          : status.state === "awaiting-approval"
+            ? "cancelled while awaiting approval"
+            : "cancelled before it ran";
       const record = cancelledRecord(jobId, job?.data, status.result, message);
       await store.put(record, ttlMs);
       await redis.del(keys.cancelRequest(jobId));
@@ -121,11 +134,16 @@ export interface RequeueDeps extends ManageDeps {
  * not kept is refused, naming what a rebuild from its record would lose.
  */
 /** A retried member of a gathered batch has not ended any more (see REOPEN). */
-const reopenMember = (redis: Redis, keys: QueueKeys, jobId: string) => redis.eval(REOPEN, 1, `${keys.sched}gather:${jobId}`, keys.sched, jobId);
+const reopenMember = (redis: Redis, keys: QueueKeys, jobId: string) =>
+  redis.eval(REOPEN, 1, `${keys.sched}gather:${jobId}`, keys.sched, jobId);
 
 export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryOutcome> {
   const { redis, queue, store, keys } = deps;
-  const [job, record, ttlMs] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId), recordTtl(deps)]);
+  const [job, record, ttlMs] = await Promise.all([
+    queue.getJob(jobId) as Promise<Job | undefined>,
+    store.get(jobId),
+    recordTtl(deps),
+  ]);
   if (!job && !record) throw new NotFoundError(`no job with ID "${jobId}" in queue "${queue.name}"`);
   if (job) {
     const state = await job.getState();
@@ -143,7 +161,8 @@ export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryO
     }
     return { jobId, how: "retried" };
   }
-  if (record!.state !== "failed") throw new JobStateError(`job ${jobId} is ${record!.state}; only a failed job can be retried`);
+  if (record!.state !== "failed")
+    throw new JobStateError(`job ${jobId} is ${record!.state}; only a failed job can be retried`);
   const kept = await store.keptTask(jobId);
   if (!kept) {
     throw new JobStateError(
@@ -168,7 +187,6 @@ export async function retryJob(deps: RequeueDeps, jobId: string): Promise<RetryO
 function requeuedRecord(previous: ResultRecord): ResultRecord {
   return { ...previous, state: "waiting", error: null, finishedAt: null, durationMs: null };
 }
-
 
 export interface JobSummary {
   jobId: string;
@@ -205,19 +223,31 @@ const BULL_TYPES: Record<JobState, JobType[]> = {
  * The newest jobs BullMQ still keeps (finished jobs stay for its retention: a day when completed,
  * a week when failed), with their states merged with the result records like `status`.
  */
-export async function listJobs(deps: Pick<ManageDeps, "queue" | "store">, opts: ListOptions = {}): Promise<JobSummary[]> {
-  const wanted = new Set<JobState>(opts.state === undefined ? JobState.options : typeof opts.state === "string" ? [opts.state] : opts.state);
-  for (const state of wanted) if (!JobState.options.includes(state)) throw new InputError(`state: "${state}" is not one of ${JobState.options.join(", ")}`);
+export async function listJobs(
+  deps: Pick<ManageDeps, "queue" | "store">,
+  opts: ListOptions = {},
+): Promise<JobSummary[]> {
+  const wanted = new Set<JobState>(
+    opts.state === undefined ? JobState.options : typeof opts.state === "string" ? [opts.state] : opts.state,
+  );
+  for (const state of wanted)
+    if (!JobState.options.includes(state))
+      throw new InputError(`state: "${state}" is not one of ${JobState.options.join(", ")}`);
   const limit = opts.limit ?? 50;
   if (!Number.isInteger(limit) || limit < 1) throw new InputError(`limit: must be a whole number of at least 1`);
   const types = [...new Set([...wanted].flatMap((state) => BULL_TYPES[state]))];
   const perType = await Promise.all(
-    types.map(async (type) => ((await deps.queue.getJobs([type], 0, limit - 1, false)) as (Job | undefined)[]).map((job) => ({ job, type }))),
+    types.map(async (type) =>
+      ((await deps.queue.getJobs([type], 0, limit - 1, false)) as (Job | undefined)[]).map((job) => ({ job, type })),
+    ),
   );
   const seen = new Set<string>();
   const found = perType
     .flat()
-    .filter((entry): entry is { job: Job; type: JobType } => !!entry.job?.id && !seen.has(entry.job.id) && !!seen.add(entry.job.id))
+    .filter(
+      (entry): entry is { job: Job; type: JobType } =>
+        !!entry.job?.id && !seen.has(entry.job.id) && !!seen.add(entry.job.id),
+    )
     .sort((a, b) => b.job.timestamp - a.job.timestamp);
   const records = await deps.store.getMany(found.map(({ job }) => job.id!));
   const summaries: JobSummary[] = [];
@@ -245,4 +275,3 @@ function promptOf(data: unknown): string {
   const prompt = (data as { prompt?: unknown } | null)?.prompt;
   return typeof prompt === "string" ? prompt : "";
 }
-

@@ -88,12 +88,21 @@ export class Schedules {
     const deps = await this.deps();
     const name = checkName(spec.name);
     const repeat = repeatOptions(spec);
-    if (typeof spec.task !== "object" || spec.task === null) throw new InputError("task: must be an object with at least a prompt");
-    const refused = Object.keys(spec.task).filter((field) => field in NOT_IN_SCHEDULES && (spec.task as Record<string, unknown>)[field] !== undefined);
-    if (refused.length) throw new InputError(refused.map((f) => `task.${f}: not in a schedule: ${NOT_IN_SCHEDULES[f]}`).join("; "));
-    if (spec.sameSession !== undefined && typeof spec.sameSession !== "boolean") throw new InputError("sameSession: must be true or false");
+    if (typeof spec.task !== "object" || spec.task === null)
+      throw new InputError("task: must be an object with at least a prompt");
+    const refused = Object.keys(spec.task).filter(
+      (field) => field in NOT_IN_SCHEDULES && (spec.task as Record<string, unknown>)[field] !== undefined,
+    );
+    if (refused.length)
+      throw new InputError(refused.map((f) => `task.${f}: not in a schedule: ${NOT_IN_SCHEDULES[f]}`).join("; "));
+    if (spec.sameSession !== undefined && typeof spec.sameSession !== "boolean")
+      throw new InputError("sameSession: must be true or false");
     const task = deps.parse(spec.task);
-    const data: JobPayload = { ...toPayload(task, { timeoutMs: deps.config.jobTimeoutMs }), schedule: name, ...(spec.sameSession ? { sameSession: true } : {}) };
+    const data: JobPayload = {
+      ...toPayload(task, { timeoutMs: deps.config.jobTimeoutMs }),
+      schedule: name,
+      ...(spec.sameSession ? { sameSession: true } : {}),
+    };
     const { jobId: _, delay: __, ...opts } = deps.jobOptions(task, name);
     const replaced = (await deps.queue.getJobScheduler(name)) !== undefined;
     // A new schedule of an old name begins afresh (its firings' session too).
@@ -132,7 +141,9 @@ export class Schedules {
     if (!template?.data) throw unknown(name, deps);
     const jobId = `${name}-run-${randomUUID()}`;
     const data: JobPayload = { ...(template.data as JobPayload), enqueuedAt: new Date().toISOString() };
-    await addJobs(deps.queue, deps.scheduler, [{ name: deps.jobName, data, opts: { ...template.opts, jobId }, group: DEFAULT_GROUP }]);
+    await addJobs(deps.queue, deps.scheduler, [
+      { name: deps.jobName, data, opts: { ...template.opts, jobId }, group: DEFAULT_GROUP },
+    ]);
     return { jobId, duplicate: false };
   }
 
@@ -161,14 +172,16 @@ function checkName(name: unknown): string {
   return parsed.data;
 }
 
-const unknown = (name: string, deps: ScheduleDeps) => new NotFoundError(`no schedule named "${name}" in queue "${deps.queue.name}"`);
+const unknown = (name: string, deps: ScheduleDeps) =>
+  new NotFoundError(`no schedule named "${name}" in queue "${deps.queue.name}"`);
 
 /** BullMQ's repeat options for a spec: exactly one of a valid cron (in a valid time zone) or an interval. */
 function repeatOptions(spec: ScheduleSpec): { pattern: string; tz?: string } | { every: number } {
   const hasCron = spec.cron !== undefined;
   const hasEvery = spec.every !== undefined;
   if (hasCron && hasEvery) throw new InputError("cron: give either cron or every, not both");
-  if (!hasCron && !hasEvery) throw new InputError("cron: give cron (e.g. \"0 2 * * *\") or every (e.g. 15m): when the schedule fires");
+  if (!hasCron && !hasEvery)
+    throw new InputError('cron: give cron (e.g. "0 2 * * *") or every (e.g. 15m): when the schedule fires');
   if (hasEvery) {
     if (spec.tz !== undefined) throw new InputError("tz: only with cron (an every schedule has no time of day)");
     let every: number;
@@ -181,7 +194,7 @@ function repeatOptions(spec: ScheduleSpec): { pattern: string; tz?: string } | {
     return { every };
   }
   const pattern = typeof spec.cron === "string" ? spec.cron.trim() : "";
-  if (!pattern) throw new InputError("cron: must be a cron pattern, e.g. \"0 2 * * *\"");
+  if (!pattern) throw new InputError('cron: must be a cron pattern, e.g. "0 2 * * *"');
   if (spec.tz !== undefined) {
     try {
       new Intl.DateTimeFormat("en", { timeZone: spec.tz });

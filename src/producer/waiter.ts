@@ -40,7 +40,9 @@ export class Waiter {
       const offEvent = this.bus.listen((event) => {
         if (isFinal(event.state) && this.pending.has(event.jobId)) void this.check(event.jobId);
       });
-      const offReconnect = this.bus.onReconnect(() => void Promise.all([...this.pending.keys()].map((id) => this.check(id))));
+      const offReconnect = this.bus.onReconnect(
+        () => void Promise.all([...this.pending.keys()].map((id) => this.check(id))),
+      );
       this.unlisten = () => {
         offEvent();
         offReconnect();
@@ -128,7 +130,8 @@ export class Waiter {
         set?.delete(entry);
         if (set?.size === 0) this.pending.delete(jobId);
       };
-      if (opts.timeoutMs !== undefined) timer = setLongTimeout(() => stop(`timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
+      if (opts.timeoutMs !== undefined)
+        timer = setLongTimeout(() => stop(`timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
       opts.signal?.addEventListener("abort", onAbort, { once: true });
       const set = this.pending.get(jobId) ?? new Set<Pending>();
       set.add(entry);

@@ -53,9 +53,11 @@ export function gatesFor(jobId: string, job: GatedJob, flow: FlowSettings): Gate
   const provider = providerOf(job.model);
   gates.push({ kind: "h", name: `h:${provider}`, a: provider, b: "" });
   gates.push({ kind: "q", name: `q:${provider}`, a: provider, b: QUOTA_HISTORY_MS });
-  for (const l of limitsFor(flow.concurrency, job.model)) gates.push({ kind: "s", name: `m:${l.pattern}`, a: l.limit, b: "" });
+  for (const l of limitsFor(flow.concurrency, job.model))
+    gates.push({ kind: "s", name: `m:${l.pattern}`, a: l.limit, b: "" });
   if (job.concurrencyKey) gates.push({ kind: "s", name: `k:${job.concurrencyKey}`, a: flow.keyConcurrency, b: "" });
-  for (const l of limitsFor(flow.rate, job.model)) gates.push({ kind: "r", name: `r:${l.pattern}`, a: l.limit, b: l.periodMs! });
+  for (const l of limitsFor(flow.rate, job.model))
+    gates.push({ kind: "r", name: `r:${l.pattern}`, a: l.limit, b: l.periodMs! });
   return gates;
 }
 
@@ -71,7 +73,9 @@ export function describeWait(gate: string, why: string, untilMs: number): string
       return `waiting for job ${name}${at ? ` (placed but not yet added; waited for${at})` : ""}`;
     case "g": {
       const [ended, total] = why.split("/");
-      return Number(total) < 0 ? `waiting for its children (batch ${name} is still being enqueued)` : `waiting for its children: ${ended} of ${total} ended (batch ${name})`;
+      return Number(total) < 0
+        ? `waiting for its children (batch ${name} is still being enqueued)`
+        : `waiting for its children: ${ended} of ${total} ended (batch ${name})`;
     }
     case "h":
       return `provider ${name} held${at}`;

@@ -34,7 +34,10 @@ export class LeaseKeeper {
     this.ticking = true;
     try {
       for (const member of new Set(await this.scheduler.renew(this.held, this.leaseMs))) {
-        this.log.warn({ jobId: member.split("@")[0] }, "a flow-control lease had lapsed; its slot may be taken by another job");
+        this.log.warn(
+          { jobId: member.split("@")[0] },
+          "a flow-control lease had lapsed; its slot may be taken by another job",
+        );
       }
       await this.scheduler.sweep();
     } catch (error) {

@@ -41,7 +41,13 @@ set(S .. 'placed:' .. job, after .. '\\t' .. now)
 return {thread, after}
 `;
 
-export async function placeInThread(redis: Redis, keys: QueueKeys, task: Task, jobId: string, ttlMs: number): Promise<Placement> {
+export async function placeInThread(
+  redis: Redis,
+  keys: QueueKeys,
+  task: Task,
+  jobId: string,
+  ttlMs: number,
+): Promise<Placement> {
   if (!task.continue && !task.session) return {};
   const [thread, after] = (await redis.eval(
     PLACE,

@@ -59,8 +59,22 @@ export class Scheduler {
   }
 
   /** Admits the attempt (taking its leases) or parks the job's place at the gate that holds it. */
-  async admit(jobId: string, member: string, gates: readonly Gate[], leaseMs: number, now = Date.now()): Promise<Admission> {
-    const args: (string | number)[] = [jobId, member, now + leaseMs, now + PARK_BACKSTOP_MS, this.keys.result(""), this.window, gates.length];
+  async admit(
+    jobId: string,
+    member: string,
+    gates: readonly Gate[],
+    leaseMs: number,
+    now = Date.now(),
+  ): Promise<Admission> {
+    const args: (string | number)[] = [
+      jobId,
+      member,
+      now + leaseMs,
+      now + PARK_BACKSTOP_MS,
+      this.keys.result(""),
+      this.window,
+      gates.length,
+    ];
     for (const g of gates) args.push(g.kind, g.name, g.a, g.b);
     const reply = (await this.run(ADMIT, now, args)) as (string | number)[];
     if (reply[0] === 1) {
@@ -95,7 +109,11 @@ export class Scheduler {
     const key = `${this.keys.sched}caps`;
     const fields: (string | number)[] = ["k:", flow.keyConcurrency];
     for (const l of flow.concurrency) fields.push(`m:${l.pattern}`, l.limit);
-    await this.redis.multi().del(key).hset(key, ...fields).exec();
+    await this.redis
+      .multi()
+      .del(key)
+      .hset(key, ...fields)
+      .exec();
   }
 
   /** The job is in the delayed set now; true when it was woken on its way there (promote it). */
@@ -149,7 +167,12 @@ export class Scheduler {
 
   /** Wakes what is free again but has no one left to wake it; run now and then by every worker. */
   async sweep(): Promise<number> {
-    const woken = (await this.run(SWEEP, Date.now(), [this.keys.result(""), PLACEMENT_GRACE_MS, STALE_PROMOTION_MS, this.window])) as string[];
+    const woken = (await this.run(SWEEP, Date.now(), [
+      this.keys.result(""),
+      PLACEMENT_GRACE_MS,
+      STALE_PROMOTION_MS,
+      this.window,
+    ])) as string[];
     await this.promote(woken);
     return woken.length;
   }
@@ -157,9 +180,12 @@ export class Scheduler {
   /** What a waiting job waits for, or null when it waits for nothing of ours. */
   async waitingFor(jobId: string, delay?: number): Promise<WaitInfo | null> {
     const [gate, why, until] = await this.redis.hmget(`${this.keys.sched}j:${jobId}`, "at", "why", "until");
-    if (!gate || !why) return delay === LANE_BACKSTOP_MS ? { gate: "lane", waitingFor: describeWait("l:", "", 0) } : null;
+    if (!gate || !why)
+      return delay === LANE_BACKSTOP_MS ? { gate: "lane", waitingFor: describeWait("l:", "", 0) } : null;
     const untilMs = Number(until ?? 0);
-    const held = gate.startsWith("h:") ? Number((await this.redis.get(`${this.keys.sched}hold:${gate.slice(2)}`)) ?? 0) : 0;
+    const held = gate.startsWith("h:")
+      ? Number((await this.redis.get(`${this.keys.sched}hold:${gate.slice(2)}`)) ?? 0)
+      : 0;
     return { gate, waitingFor: describeWait(gate, why, Math.max(untilMs, held)) };
   }
 

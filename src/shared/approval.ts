@@ -56,13 +56,27 @@ export async function decide(
   checkRecord: boolean,
 ): Promise<Decision | null> {
   const keepMs = Math.max(Date.parse(ask.timeoutAt) - Date.now(), 0) + DECISION_KEEP_MS;
-  const reply = await redis.eval(DECIDE, 2, keys.result(jobId), keys.approval(jobId, ask.id), ask.id, JSON.stringify(decision), keepMs, checkRecord ? "1" : "0");
+  const reply = await redis.eval(
+    DECIDE,
+    2,
+    keys.result(jobId),
+    keys.approval(jobId, ask.id),
+    ask.id,
+    JSON.stringify(decision),
+    keepMs,
+    checkRecord ? "1" : "0",
+  );
   if (reply === -1) return null;
   return Decision.parse(JSON.parse(String(reply)));
 }
 
 /** The answer to an ask, if it has one. */
-export async function readDecision(redis: Redis, keys: QueueKeys, jobId: string, askId: string): Promise<Decision | null> {
+export async function readDecision(
+  redis: Redis,
+  keys: QueueKeys,
+  jobId: string,
+  askId: string,
+): Promise<Decision | null> {
   const raw = await redis.get(keys.approval(jobId, askId));
   return raw === null ? null : Decision.parse(JSON.parse(raw));
 }

@@ -22,7 +22,13 @@ export const CANCELLED = "Cancelled";
 export const CANCEL_REQUEST_TTL_MS = 7 * 86_400_000;
 
 /** The final record of a job cancelled before a worker ran it (or between two attempts). */
-export function cancelledRecord(jobId: string, data: unknown, previous: ResultRecord | null, message: string, now = new Date()): ResultRecord {
+export function cancelledRecord(
+  jobId: string,
+  data: unknown,
+  previous: ResultRecord | null,
+  message: string,
+  now = new Date(),
+): ResultRecord {
   return {
     ...(previous ?? baseRecord(jobId, data, "failed")),
     state: "failed",

@@ -70,7 +70,10 @@ const EnvSchema = z.object({
   /** What permission asks get, for jobs that do not say: reject, approve (once) or manual. @defaultValue reject */
   DISPATCH_APPROVAL: ApprovalPolicy.optional(),
   /** The older name of DISPATCH_APPROVAL=approve (true) / reject (false); DISPATCH_APPROVAL wins. @defaultValue false */
-  DISPATCH_AUTO_APPROVE: z.enum(["true", "false", "1", "0"]).default("false").transform((v) => v === "true" || v === "1"),
+  DISPATCH_AUTO_APPROVE: z
+    .enum(["true", "false", "1", "0"])
+    .default("false")
+    .transform((v) => v === "true" || v === "1"),
   /** A manual ask no one answered within this long is rejected, for jobs that do not say. @defaultValue 24h */
   DISPATCH_APPROVAL_TIMEOUT: positive().default(DEFAULT_APPROVAL_TIMEOUT_MS),
   /** Caps on running jobs per provider or model, shared by all workers: `anthropic=4,openai/gpt-4o=2`. */
@@ -85,7 +88,10 @@ const EnvSchema = z.object({
    */
   DISPATCH_FAIR_WINDOW: int(1, 100_000).default(1),
   /** Keep opencode's per-step git snapshots of the working directory (slow on big directories). @defaultValue false */
-  DISPATCH_SNAPSHOTS: z.enum(["true", "false", "1", "0"]).default("false").transform((v) => v === "true" || v === "1"),
+  DISPATCH_SNAPSHOTS: z
+    .enum(["true", "false", "1", "0"])
+    .default("false")
+    .transform((v) => v === "true" || v === "1"),
   /** Where a worker keeps its opencode server's data. @defaultValue $TMPDIR/opencode-dispatch */
   DISPATCH_DATA_DIR: z.string().min(1).default(join(tmpdir(), "opencode-dispatch")),
   /** Replace the spawned opencode server after this many jobs; 0: never. @defaultValue 0 */
@@ -111,7 +117,10 @@ const EnvSchema = z.object({
   /** Host names the dashboard answers to besides loopback names and its --host (comma-separated; e.g. a proxy's name). */
   DASHBOARD_HOSTS: z.string().optional(),
   /** Run each spawned opencode server under bubblewrap (see worker --sandbox). @defaultValue false */
-  DISPATCH_SANDBOX: z.enum(["true", "false", "1", "0"]).default("false").transform((v) => v === "true" || v === "1"),
+  DISPATCH_SANDBOX: z
+    .enum(["true", "false", "1", "0"])
+    .default("false")
+    .transform((v) => v === "true" || v === "1"),
   /** Where sandboxed jobs may work (comma-separated absolute paths): read-write in the sandbox. */
   DISPATCH_SANDBOX_DIRS: z.string().optional(),
   /** Key of the HMAC-SHA256 signature on webhook deliveries (`X-Dispatch-Signature`); unset: unsigned. */
@@ -211,11 +220,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     logLevel: e.LOG_LEVEL,
     metricsPort: e.DISPATCH_METRICS_PORT,
-    sandbox: { enabled: e.DISPATCH_SANDBOX, dirs: (e.DISPATCH_SANDBOX_DIRS ?? "").split(",").map((d) => d.trim()).filter(Boolean) },
+    sandbox: {
+      enabled: e.DISPATCH_SANDBOX,
+      dirs: (e.DISPATCH_SANDBOX_DIRS ?? "")
+        .split(",")
+        .map((d) => d.trim())
+        .filter(Boolean),
+    },
     dashboard: {
       user: e.DASHBOARD_USER,
       password: e.DASHBOARD_PASSWORD,
-      hosts: (e.DASHBOARD_HOSTS ?? "").split(",").map((h) => h.trim()).filter(Boolean),
+      hosts: (e.DASHBOARD_HOSTS ?? "")
+        .split(",")
+        .map((h) => h.trim())
+        .filter(Boolean),
     },
   };
 }
@@ -278,13 +296,21 @@ const TracingEnv = z.object({
 
 /** The tracing settings of the OTEL_* variables (the standard names of the OpenTelemetry SDKs). */
 export function tracingConfig(env: NodeJS.ProcessEnv = process.env): TracingConfig {
-  const present = Object.fromEntries(Object.entries(env).filter(([key, value]) => key in TracingEnv.shape && value !== ""));
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([key, value]) => key in TracingEnv.shape && value !== ""),
+  );
   const parsed = TracingEnv.safeParse(present);
   if (!parsed.success) throw new InputError(`configuration: ${describeIssues(parsed.error)}`);
   const e = parsed.data;
-  const named = (e.OTEL_TRACES_EXPORTER ?? "").split(",").map((name) => name.trim()).filter(Boolean);
+  const named = (e.OTEL_TRACES_EXPORTER ?? "")
+    .split(",")
+    .map((name) => name.trim())
+    .filter(Boolean);
   const unknown = named.filter((name) => !["otlp", "console", "none"].includes(name));
-  if (unknown.length) throw new InputError(`configuration: OTEL_TRACES_EXPORTER: unsupported exporter "${unknown[0]}" (otlp, console or none)`);
+  if (unknown.length)
+    throw new InputError(
+      `configuration: OTEL_TRACES_EXPORTER: unsupported exporter "${unknown[0]}" (otlp, console or none)`,
+    );
   const exporters = [...new Set(named.filter((name): name is "otlp" | "console" => name !== "none"))];
   const endpoint =
     e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??

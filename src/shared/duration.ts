@@ -37,8 +37,14 @@ export function parseDuration(input: string | number, limits: DurationLimits = {
     ms = Math.round(Number(match[1]) * (UNITS[unit] ?? 1));
   }
   const { min = 0, max = MAX_DURATION_MS } = limits;
-  if (!Number.isSafeInteger(ms) || ms > max) throw new Error(`duration ${JSON.stringify(input)} is longer than the longest allowed, ${formatLimit(max)}`);
-  if (ms < min) throw new Error(min === 1 ? `duration ${JSON.stringify(input)} must be greater than zero` : `duration ${JSON.stringify(input)} is shorter than the shortest allowed, ${formatLimit(min)}`);
+  if (!Number.isSafeInteger(ms) || ms > max)
+    throw new Error(`duration ${JSON.stringify(input)} is longer than the longest allowed, ${formatLimit(max)}`);
+  if (ms < min)
+    throw new Error(
+      min === 1
+        ? `duration ${JSON.stringify(input)} must be greater than zero`
+        : `duration ${JSON.stringify(input)} is shorter than the shortest allowed, ${formatLimit(min)}`,
+    );
   return ms;
 }
 

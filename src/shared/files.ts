@@ -27,7 +27,11 @@ const Filename = z.string().min(1).max(255);
 export const FileInput = z.union([
   z.string().min(1),
   z.strictObject({ path: z.string().min(1), mime: Mime.optional(), filename: Filename.optional() }),
-  z.strictObject({ url: z.string().startsWith("data:", "must be a data: URL"), mime: Mime, filename: Filename.optional() }),
+  z.strictObject({
+    url: z.string().startsWith("data:", "must be a data: URL"),
+    mime: Mime,
+    filename: Filename.optional(),
+  }),
 ]);
 export type FileInput = z.input<typeof FileInput>;
 
@@ -58,28 +62,42 @@ function looksLikeText(bytes: Buffer): boolean {
   return new TextDecoder("utf-8", { fatal: false }).decode(bytes).includes("\uFFFD") === false;
 }
 
-function readFilePart(path: string, mime: string | undefined, filename: string | undefined): { part: FilePart; bytes: number } {
+function readFilePart(
+  path: string,
+  mime: string | undefined,
+  filename: string | undefined,
+): { part: FilePart; bytes: number } {
   const full = resolve(path);
   let bytes: Buffer;
   try {
     const stat = statSync(full);
     if (stat.isDirectory()) throw new FileProblem(`"${path}": is a directory`);
-    if (stat.size > FILE_LIMITS.fileBytes) throw new FileProblem(`"${path}": ${stat.size} bytes, more than the ${FILE_LIMITS.fileBytes} allowed per file`);
+    if (stat.size > FILE_LIMITS.fileBytes)
+      throw new FileProblem(`"${path}": ${stat.size} bytes, more than the ${FILE_LIMITS.fileBytes} allowed per file`);
     bytes = readFileSync(full);
   } catch (error) {
     if (error instanceof FileProblem) throw error;
     throw new FileProblem(describeFsError(path, error as NodeJS.ErrnoException));
   }
-  if (bytes.length > FILE_LIMITS.fileBytes) throw new FileProblem(`"${path}": more than the ${FILE_LIMITS.fileBytes} bytes allowed per file`);
+  if (bytes.length > FILE_LIMITS.fileBytes)
+    throw new FileProblem(`"${path}": more than the ${FILE_LIMITS.fileBytes} bytes allowed per file`);
   const type = mime ?? MIME_BY_EXT[extname(full).toLowerCase()] ?? (looksLikeText(bytes) ? "text/plain" : undefined);
-  if (!type) throw new FileProblem(`"${path}": a binary file; only text, images and PDF are attached unless a mime type is given`);
-  return { part: { filename: filename ?? basename(full), mime: type, url: `data:${type};base64,${bytes.toString("base64")}` }, bytes: bytes.length };
+  if (!type)
+    throw new FileProblem(
+      `"${path}": a binary file; only text, images and PDF are attached unless a mime type is given`,
+    );
+  return {
+    part: { filename: filename ?? basename(full), mime: type, url: `data:${type};base64,${bytes.toString("base64")}` },
+    bytes: bytes.length,
+  };
 }
 
 function dataUrlBytes(url: string): number {
   const comma = url.indexOf(",");
   const data = url.slice(comma + 1);
-  return url.slice(0, comma).endsWith(";base64") ? Math.floor((data.length * 3) / 4) : Buffer.byteLength(decodeURIComponent(data));
+  return url.slice(0, comma).endsWith(";base64")
+    ? Math.floor((data.length * 3) / 4)
+    : Buffer.byteLength(decodeURIComponent(data));
 }
 
 /**
@@ -95,13 +113,15 @@ export const FilesInput = z
     inputs.forEach((input, index) => {
       try {
         if (typeof input === "string" || "path" in input) {
-          const { path, mime, filename } = typeof input === "string" ? { path: input, mime: undefined, filename: undefined } : input;
+          const { path, mime, filename } =
+            typeof input === "string" ? { path: input, mime: undefined, filename: undefined } : input;
           const { part, bytes } = readFilePart(path, mime, filename);
           parts.push(part);
           total += bytes;
         } else {
           const bytes = dataUrlBytes(input.url);
-          if (bytes > FILE_LIMITS.fileBytes) throw new FileProblem(`${bytes} bytes, more than the ${FILE_LIMITS.fileBytes} allowed per file`);
+          if (bytes > FILE_LIMITS.fileBytes)
+            throw new FileProblem(`${bytes} bytes, more than the ${FILE_LIMITS.fileBytes} allowed per file`);
           parts.push({ filename: input.filename ?? `file-${index + 1}`, mime: input.mime, url: input.url });
           total += bytes;
         }
@@ -111,7 +131,10 @@ export const FilesInput = z
       }
     });
     if (total > FILE_LIMITS.totalBytes) {
-      ctx.addIssue({ code: "custom", message: `${total} bytes in all, more than the ${FILE_LIMITS.totalBytes} allowed per task` });
+      ctx.addIssue({
+        code: "custom",
+        message: `${total} bytes in all, more than the ${FILE_LIMITS.totalBytes} allowed per task`,
+      });
     }
     return parts;
   });

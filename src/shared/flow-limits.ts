@@ -50,5 +50,7 @@ export function parseLimits(spec: string | undefined, kind: "concurrency" | "rat
 /** The limits that apply to a model (`provider/model`, or undefined for the server's default). */
 export function limitsFor(limits: readonly FlowLimit[], model: string | undefined): FlowLimit[] {
   const provider = model?.split("/")[0];
-  return limits.filter((l) => l.pattern === "*" || l.pattern === model || (provider !== undefined && l.pattern === provider));
+  return limits.filter(
+    (l) => l.pattern === "*" || l.pattern === model || (provider !== undefined && l.pattern === provider),
+  );
 }

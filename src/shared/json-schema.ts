@@ -60,7 +60,8 @@ export function describeSchemaErrors(errors: readonly ErrorObject[]): string[] {
       .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
     const params = error.params as Record<string, unknown>;
     if (error.keyword === "required") out.add(`${[...base, String(params.missingProperty)].join(".")}: is required`);
-    else if (error.keyword === "additionalProperties") out.add(`${[...base, String(params.additionalProperty)].join(".")}: is not allowed`);
+    else if (error.keyword === "additionalProperties")
+      out.add(`${[...base, String(params.additionalProperty)].join(".")}: is not allowed`);
     else out.add(`${base.length ? base.join(".") : "(root)"}: ${error.message ?? error.keyword}`);
   }
   return [...out];

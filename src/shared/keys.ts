@@ -75,7 +75,8 @@ export const rootOfThread = (thread: string) => (thread.startsWith("job:") ? thr
 /** The thread of jobs given `session: S` for a session no job of the queue opened. */
 export const givenSessionThread = (sessionId: string) => `ses:${sessionId}`;
 /** The session a thread from givenSessionThread runs in. */
-export const sessionOfThread = (thread: string) => (thread.startsWith("ses:") ? thread.slice("ses:".length) : undefined);
+export const sessionOfThread = (thread: string) =>
+  thread.startsWith("ses:") ? thread.slice("ses:".length) : undefined;
 
 export function queueKeys(queue: string): QueueKeys {
   const base = `dispatch:{${queue}}`;

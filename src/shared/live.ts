@@ -30,10 +30,17 @@ export const LIVE_TTL_MS = 86_400_000;
  * Reads the entries after `after` ("0" for all), waiting up to `blockMs` for the first one when
  * none is there yet (0: do not wait). Uses a connection of its own when blocking.
  */
-export async function readLive(redis: Redis, key: string, after: string, blockMs: number, count = 500): Promise<LiveEvent[]> {
-  const reply = (blockMs > 0
-    ? await redis.xread("COUNT", count, "BLOCK", blockMs, "STREAMS", key, after)
-    : await redis.xread("COUNT", count, "STREAMS", key, after));
+export async function readLive(
+  redis: Redis,
+  key: string,
+  after: string,
+  blockMs: number,
+  count = 500,
+): Promise<LiveEvent[]> {
+  const reply =
+    blockMs > 0
+      ? await redis.xread("COUNT", count, "BLOCK", blockMs, "STREAMS", key, after)
+      : await redis.xread("COUNT", count, "STREAMS", key, after);
   if (!reply) return [];
   return reply[0]![1].map(([id, fields]) => parseEntry(id, fields));
 }

@@ -84,7 +84,8 @@ export async function connectRedis(
   let onAbort: (() => void) | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
-      const fail = (why: string) => reject(new RedisUnavailableError(`Redis at ${redactUrl(url)} is unreachable: ${why}`));
+      const fail = (why: string) =>
+        reject(new RedisUnavailableError(`Redis at ${redactUrl(url)} is unreachable: ${why}`));
       timer = setTimeout(() => fail(lastError?.message ?? `no answer within ${timeoutMs} ms`), timeoutMs);
       redis.on("error", (error: Error) => {
         if (fatal(error)) fail(error.message);
@@ -110,7 +111,9 @@ export async function closeRedis(redis: Redis | undefined): Promise<void> {
   if (!redis || redis.status === "end") return;
   try {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([redis.quit(), new Promise((resolve) => (timer = setTimeout(resolve, 1_000)))]).finally(() => clearTimeout(timer));
+    await Promise.race([redis.quit(), new Promise((resolve) => (timer = setTimeout(resolve, 1_000)))]).finally(() =>
+      clearTimeout(timer),
+    );
   } catch {
     // already closing or not connected
   }
@@ -122,6 +125,8 @@ export function isRedisConnectionError(error: unknown): boolean {
   const e = error as { name?: string; message?: string } | undefined;
   return (
     e?.name === "MaxRetriesPerRequestError" ||
-    /Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT/.test(e?.message ?? "")
+    /Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT/.test(
+      e?.message ?? "",
+    )
   );
 }

@@ -139,9 +139,16 @@ export class ResultStore {
    * Keeps a job's whole task beside its record, for as long as the record, so that `retry` can
    * re-queue exactly it after BullMQ has let the job go (cancelled while waiting, past retention).
    */
-  async keepTask(job: { id?: string; name: string; data: unknown; opts: { attempts?: number; priority?: number } }, ttlMs = this.ttlMs): Promise<void> {
+  async keepTask(
+    job: { id?: string; name: string; data: unknown; opts: { attempts?: number; priority?: number } },
+    ttlMs = this.ttlMs,
+  ): Promise<void> {
     if (!job.id) return;
-    const copy: KeptTask = { name: job.name, data: job.data, opts: { attempts: job.opts.attempts, priority: job.opts.priority } };
+    const copy: KeptTask = {
+      name: job.name,
+      data: job.data,
+      opts: { attempts: job.opts.attempts, priority: job.opts.priority },
+    };
     const key = this.keys.taskCopy(job.id);
     if (ttlMs > 0) await this.redis.set(key, JSON.stringify(copy), "PX", ttlMs);
     else await this.redis.set(key, JSON.stringify(copy));
@@ -162,7 +169,11 @@ export class ResultStore {
   /** Adds what one attempt spent to the job's total. */
   async addSpent(jobId: string, tokens: number, cost: number): Promise<void> {
     const key = this.keys.spent(jobId);
-    const multi = this.redis.multi().hincrby(key, "tokens", Math.round(tokens)).hincrbyfloat(key, "cost", cost).hincrby(key, "attempts", 1);
+    const multi = this.redis
+      .multi()
+      .hincrby(key, "tokens", Math.round(tokens))
+      .hincrbyfloat(key, "cost", cost)
+      .hincrby(key, "attempts", 1);
     if (this.ttlMs > 0) multi.pexpire(key, this.ttlMs);
     await multi.exec();
   }
@@ -219,7 +230,11 @@ export class ResultStore {
       this.keys.events,
       JSON.stringify(event),
       final ? "final" : "state",
-      JSON.stringify({ state: record.state, attempt: record.attempts, ...(record.approval ? { approval: record.approval } : {}) }),
+      JSON.stringify({
+        state: record.state,
+        attempt: record.attempts,
+        ...(record.approval ? { approval: record.approval } : {}),
+      }),
       LIVE_MAXLEN,
       LIVE_TTL_MS,
       now,

@@ -121,7 +121,13 @@ export const ResultRecord = z.object({
    * queue before they ran), once it starts; null for other jobs.
    */
   children: z
-    .object({ batch: z.string(), total: z.number().int(), completed: z.number().int(), failed: z.number().int(), removed: z.number().int() })
+    .object({
+      batch: z.string(),
+      total: z.number().int(),
+      completed: z.number().int(),
+      failed: z.number().int(),
+      removed: z.number().int(),
+    })
     .nullable()
     .default(null),
   /** Where a `worktree` job ran: the worktree path, its branch, and the files it changed. */

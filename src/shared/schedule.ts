@@ -10,7 +10,10 @@ export const ScheduleName = z
   .string()
   .min(1, "must not be empty")
   .max(100, "must be at most 100 characters")
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "may hold only letters, digits, '_', '.', '-' (and begins with a letter or digit)");
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.-]*$/,
+    "may hold only letters, digits, '_', '.', '-' (and begins with a letter or digit)",
+  );
 
 /** The ID BullMQ gives a schedule's firing: `repeat:<schedule>:<ms when due>`. */
 export const FiringId = z.string().regex(/^repeat:[A-Za-z0-9][A-Za-z0-9_.-]*:\d+$/, "is not a job ID");

@@ -16,7 +16,9 @@ import type { QueueKeys } from "./keys.js";
 export const SERIES_TTL_MS = 26 * 3_600_000;
 
 /** Upper bounds (ms) of the duration buckets; the last bucket is everything longer. */
-export const DURATION_BUCKETS_MS = [1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_800_000] as const;
+export const DURATION_BUCKETS_MS = [
+  1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_800_000,
+] as const;
 
 export const minuteOf = (ms: number) => Math.floor(ms / 60_000);
 
@@ -28,7 +30,19 @@ export function durationBucket(ms: number | null): string {
 }
 
 /** The buckets' labels, in order (one more than DURATION_BUCKETS_MS: the longer ones). */
-export const BUCKET_LABELS = ["<1s", "1-2.5s", "2.5-5s", "5-10s", "10-30s", "30s-1m", "1-2m", "2-5m", "5-10m", "10-30m", ">30m"] as const;
+export const BUCKET_LABELS = [
+  "<1s",
+  "1-2.5s",
+  "2.5-5s",
+  "5-10s",
+  "10-30s",
+  "30s-1m",
+  "1-2m",
+  "2-5m",
+  "5-10m",
+  "10-30m",
+  ">30m",
+] as const;
 
 /** One minute of the series. */
 export interface SeriesPoint {
@@ -46,7 +60,12 @@ export interface SeriesPoint {
 }
 
 /** The series' minutes from `fromMinute` to `toMinute` (inclusive), one pipelined HGETALL per minute. */
-export async function readSeries(redis: Redis, keys: QueueKeys, fromMinute: number, toMinute: number): Promise<SeriesPoint[]> {
+export async function readSeries(
+  redis: Redis,
+  keys: QueueKeys,
+  fromMinute: number,
+  toMinute: number,
+): Promise<SeriesPoint[]> {
   const pipe = redis.pipeline();
   for (let m = fromMinute; m <= toMinute; m++) pipe.hgetall(keys.seriesMinute(m));
   const replies = (await pipe.exec()) ?? [];
@@ -57,7 +76,15 @@ export async function readSeries(redis: Redis, keys: QueueKeys, fromMinute: numb
 }
 
 function toPoint(minute: number, raw: Record<string, string>): SeriesPoint {
-  const point: SeriesPoint = { minute, completed: 0, failed: 0, durations: new Array<number>(DURATION_BUCKETS_MS.length + 1).fill(0), cost: {}, waiting: null, running: null };
+  const point: SeriesPoint = {
+    minute,
+    completed: 0,
+    failed: 0,
+    durations: new Array<number>(DURATION_BUCKETS_MS.length + 1).fill(0),
+    cost: {},
+    waiting: null,
+    running: null,
+  };
   for (const [field, value] of Object.entries(raw)) {
     const n = Number(value);
     if (!Number.isFinite(n)) continue;

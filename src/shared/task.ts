@@ -63,7 +63,10 @@ const Metadata = z
 /** An output schema: a JSON Schema object whose root is an object (checked with ajv). */
 const OutputSchema = z
   .record(z.string(), z.json())
-  .refine((value) => Buffer.byteLength(JSON.stringify(value)) <= LIMITS.schemaBytes, `must be at most ${LIMITS.schemaBytes} bytes as JSON`)
+  .refine(
+    (value) => Buffer.byteLength(JSON.stringify(value)) <= LIMITS.schemaBytes,
+    `must be at most ${LIMITS.schemaBytes} bytes as JSON`,
+  )
   .superRefine((value, ctx) => {
     const problem = schemaProblem(value);
     if (problem) ctx.addIssue({ code: "custom", message: problem });
@@ -120,7 +123,12 @@ const WorkFields = {
 /** Which session a task runs in: a new one, the session of an earlier job, or a given session. */
 const SessionFields = {
   continue: JobId.optional(),
-  session: z.string().min(1).max(200).regex(/^[A-Za-z0-9_-]+$/, "is not a session ID").optional(),
+  session: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[A-Za-z0-9_-]+$/, "is not a session ID")
+    .optional(),
   /**
    * Run in a new session copied from that earlier job's session as it was when the job ended (its
    * turns, in its directory): many tasks start from one shared context and run in parallel.
@@ -154,10 +162,22 @@ const TaskShape = {
 /** The rules across fields, on the full schema and on every per-fields one (see schemaFor). */
 function withTaskRules<T extends z.ZodObject>(schema: T): T {
   return schema
-    .refine((t) => !(t.continue && t.session), { message: "give either continue or session, not both", path: ["continue"] })
-    .refine((t) => !(t.fork && (t.continue || t.session)), { message: "a fork starts its own session: give fork, or continue / session, not both", path: ["fork"] })
-    .refine((t) => !(t.fork && t.worktree), { message: "a fork runs in the directory of the session it copies: worktree does not apply", path: ["worktree"] })
-    .refine((t) => t.autoApprove === undefined || t.approval === undefined, { message: "give either approval or autoApprove (its older name), not both", path: ["autoApprove"] })
+    .refine((t) => !(t.continue && t.session), {
+      message: "give either continue or session, not both",
+      path: ["continue"],
+    })
+    .refine((t) => !(t.fork && (t.continue || t.session)), {
+      message: "a fork starts its own session: give fork, or continue / session, not both",
+      path: ["fork"],
+    })
+    .refine((t) => !(t.fork && t.worktree), {
+      message: "a fork runs in the directory of the session it copies: worktree does not apply",
+      path: ["worktree"],
+    })
+    .refine((t) => t.autoApprove === undefined || t.approval === undefined, {
+      message: "give either approval or autoApprove (its older name), not both",
+      path: ["autoApprove"],
+    })
     .refine((t) => !t.worktree || t.directory || t.continue || t.session, {
       message: "needs a directory (the git repository to make the worktree from)",
       path: ["worktree"],
@@ -222,7 +242,10 @@ export const JobPayload = z.strictObject({
   /** A schedule's `sameSession`: each firing runs in the session of the firing before it. */
   sameSession: z.boolean().optional(),
   /** The W3C trace context of the producer's `enqueue` span, when it was traced (see shared/tracing.ts). */
-  traceparent: z.string().regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/).optional(),
+  traceparent: z
+    .string()
+    .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/)
+    .optional(),
   timeoutMs: z.number().int().positive(),
   enqueuedAt: z.iso.datetime(),
   v: z.literal(1),

@@ -45,6 +45,9 @@ export function setLongTimeout(fn: () => void, ms: number): LongTimeout {
  */
 export function abortAfter(ms: number): { signal: AbortSignal; clear(): void } {
   const controller = new AbortController();
-  const timer = setLongTimeout(() => controller.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")), ms).unref();
+  const timer = setLongTimeout(
+    () => controller.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")),
+    ms,
+  ).unref();
   return { signal: controller.signal, clear: () => timer.clear() };
 }

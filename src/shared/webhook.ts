@@ -69,7 +69,10 @@ export class WebhookOutbox {
   async add(record: ResultRecord): Promise<void> {
     if (!record.webhook) return;
     if (!this.queue) {
-      this.queue = new Queue(webhookQueueName(this.queueName), { connection: this.redis, prefix: queueKeys(this.queueName).bullPrefix });
+      this.queue = new Queue(webhookQueueName(this.queueName), {
+        connection: this.redis,
+        prefix: queueKeys(this.queueName).bullPrefix,
+      });
       this.queue.on("error", () => undefined); // surfaced on add itself
     }
     const runs = Number((await this.redis.get(retriesKey(this.queueName, record.jobId))) ?? 0);

@@ -48,13 +48,19 @@ export interface Grant {
 /** `*` matches anything (opencode's wildcard); everything else literally. */
 function wildcard(pattern: string, value: string): boolean {
   if (pattern === value) return true;
-  const source = pattern.split("*").map((piece) => piece.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*");
+  const source = pattern
+    .split("*")
+    .map((piece) => piece.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+    .join(".*");
   return new RegExp(`^${source}$`, "s").test(value);
 }
 
 /** Whether a grant covers an ask: the same permission, every asked pattern matched by one granted. */
 export function covers(grant: Grant, ask: { permission: string; patterns: string[] }): boolean {
-  return grant.permission === ask.permission && ask.patterns.every((asked) => grant.patterns.some((granted) => wildcard(granted, asked)));
+  return (
+    grant.permission === ask.permission &&
+    ask.patterns.every((asked) => grant.patterns.some((granted) => wildcard(granted, asked)))
+  );
 }
 
 /**
@@ -68,7 +74,12 @@ export function grantsFor(asks: readonly Ask[], answered?: { ask: PendingApprova
   if (answered && answered.decision.answer !== "reject") {
     const { ask, decision } = answered;
     const always = decision.answer === "always";
-    grants.push({ permission: ask.permission, patterns: always ? [...ask.patterns, ...ask.always] : ask.patterns, once: !always, by: decision.by });
+    grants.push({
+      permission: ask.permission,
+      patterns: always ? [...ask.patterns, ...ask.always] : ask.patterns,
+      once: !always,
+      by: decision.by,
+    });
   }
   return grants;
 }
@@ -146,14 +157,27 @@ function lastTurnUsage(messages: readonly Message[]): Usage {
     else if (info.role === "assistant" && info.tokens) {
       const t = info.tokens;
       const total = t.input + t.output + t.reasoning + t.cache.read + t.cache.write;
-      usage = addUsage(usage, { tokens: { input: t.input, output: t.output, reasoning: t.reasoning, cacheRead: t.cache.read, cacheWrite: t.cache.write, total }, cost: info.cost ?? 0 });
+      usage = addUsage(usage, {
+        tokens: {
+          input: t.input,
+          output: t.output,
+          reasoning: t.reasoning,
+          cacheRead: t.cache.read,
+          cacheWrite: t.cache.write,
+          total,
+        },
+        cost: info.cost ?? 0,
+      });
     }
   }
   return usage;
 }
 
 /** The tool whose call asked, and the agent's latest text before that call, in the same turn. */
-export function askContext(messages: readonly Message[], callId: string | undefined): { tool: string | null; words: string | null } {
+export function askContext(
+  messages: readonly Message[],
+  callId: string | undefined,
+): { tool: string | null; words: string | null } {
   let words: string | null = null;
   for (const message of messages) {
     if (message.info.role === "user") words = null; // an earlier turn's words are not about this ask
@@ -187,7 +211,9 @@ export async function parkSession(
     .catch((error: unknown) => log.warn({ err: error }, "could not clear the parked ask on the server"));
   const [own, asker] = await Promise.all([
     client.session.messages({ sessionID: sessionId, directory }, { signal }),
-    parking.askSessionId === sessionId ? undefined : client.session.messages({ sessionID: parking.askSessionId, directory }, { signal }),
+    parking.askSessionId === sessionId
+      ? undefined
+      : client.session.messages({ sessionID: parking.askSessionId, directory }, { signal }),
   ]);
   const messages = (asker?.data ?? own.data ?? []) as Message[];
   const context = askContext(messages, parking.callId);
@@ -218,11 +244,22 @@ export interface Resume {
  * The answer to a parked job's ask: the one a person gave, else (its timeout passed) the
  * timeout's reject, set once so that a late `approve` is refused; null while it may still come.
  */
-export async function answerOf(redis: Redis, keys: QueueKeys, jobId: string, ask: PendingApproval, now = Date.now()): Promise<Decision | null> {
+export async function answerOf(
+  redis: Redis,
+  keys: QueueKeys,
+  jobId: string,
+  ask: PendingApproval,
+  now = Date.now(),
+): Promise<Decision | null> {
   const given = await readDecision(redis, keys, jobId, ask.id);
   if (given) return given;
   if (now < Date.parse(ask.timeoutAt)) return null;
-  const timeout: Decision = { answer: "reject", by: "timeout", at: new Date(now).toISOString(), message: `no one answered within ${spoken(askTimeoutMs(ask))}` };
+  const timeout: Decision = {
+    answer: "reject",
+    by: "timeout",
+    at: new Date(now).toISOString(),
+    message: `no one answered within ${spoken(askTimeoutMs(ask))}`,
+  };
   return decide(redis, keys, jobId, ask, timeout, false);
 }
 
@@ -242,7 +279,13 @@ export function resumeFrom(record: ResultRecord, sessionId: string, ask: Pending
  * Parks the job in BullMQ's delayed set until the ask's timeout, holding no slot; `approve` /
  * `reject` promote it sooner. An answer that came while it was being parked promotes it here.
  */
-export async function parkJob(job: Job, token: string, ask: PendingApproval, redis: Redis, keys: QueueKeys): Promise<never> {
+export async function parkJob(
+  job: Job,
+  token: string,
+  ask: PendingApproval,
+  redis: Redis,
+  keys: QueueKeys,
+): Promise<never> {
   await job.moveToDelayed(Math.max(Date.parse(ask.timeoutAt), Date.now()), token);
   if (await readDecision(redis, keys, job.id!, ask.id)) await job.promote().catch(() => undefined);
   throw new DelayedError();

@@ -90,17 +90,24 @@ export async function runAttempt(
   } else if (payload.session) {
     sessionId = payload.session; // it may also wait `after` a job of the thread that session is in
     const previous = payload.after ? await deps.store.get(payload.after) : null;
-    if (previous?.sessionId === sessionId && previous.messageId) after = { jobId: payload.after!, messageId: previous.messageId };
+    if (previous?.sessionId === sessionId && previous.messageId)
+      after = { jobId: payload.after!, messageId: previous.messageId };
   } else if (payload.after) {
     trace.continues = payload.after;
-    ({ sessionId, worktree: trace.worktree, after } = await threadSession(deps.store, payload.after, payload.thread ?? ""));
+    ({
+      sessionId,
+      worktree: trace.worktree,
+      after,
+    } = await threadSession(deps.store, payload.after, payload.thread ?? ""));
   }
   let forkAt: { source: string; before: string | undefined } | undefined;
   if (payload.fork && !opts.resume) {
     trace.forkedFrom = payload.fork;
     const source = await deps.store.get(payload.fork);
     if (source?.state !== "completed" || !source.sessionId) {
-      throw new UpstreamError(`job ${payload.fork} ${source ? `ended ${source.state}` : "left no record"}: it has no finished session to fork`);
+      throw new UpstreamError(
+        `job ${payload.fork} ${source ? `ended ${source.state}` : "left no record"}: it has no finished session to fork`,
+      );
     }
     after = source.messageId ? { jobId: payload.fork, messageId: source.messageId } : undefined;
     const local = await deps.transfer.ensureLocal(server, client, source.sessionId, signal, after);
@@ -141,7 +148,8 @@ export async function runAttempt(
     if (info?.id === sessionId) known.info = info;
   });
   // A structured-output session's messages are read with `opencode export` (see SessionTransfer.save).
-  const transcript = prior && !payload.schema ? new TurnTranscript(hub, sessionId, prior, prior.length === 0) : undefined;
+  const transcript =
+    prior && !payload.schema ? new TurnTranscript(hub, sessionId, prior, prior.length === 0) : undefined;
   const watch = new SessionWatch({
     client,
     hub,
@@ -190,7 +198,11 @@ export async function runAttempt(
       // Parked for a person: the session must be stored (any worker resumes it), or the job cannot wait.
       const callSignal = AbortSignal.timeout(30_000);
       const messages = await parkSession(client, sessionId, directory, parking, log, callSignal);
-      await deps.transfer.save(client, sessionId, callSignal, { server, ...(opts.fence ? { fence: opts.fence } : {}), ...(messages && known.info ? { known: { info: known.info, messages } } : {}) });
+      await deps.transfer.save(client, sessionId, callSignal, {
+        server,
+        ...(opts.fence ? { fence: opts.fence } : {}),
+        ...(messages && known.info ? { known: { info: known.info, messages } } : {}),
+      });
       parking.stored = true;
     } else if (!outcome) {
       // A failed turn's session is still worth storing (it may be continued); nothing waits on it.
@@ -240,15 +252,27 @@ export async function storeAnsweredTurn(
     // completes with its answer, its session unstored, rather than fail or ask again; a follow-up
     // runs only where the turn is (else SessionBehind).
     if (!(error instanceof SessionNotStoredError && error.unreadable)) throw error;
-    log.warn({ err: error, sessionId: answered.sessionId }, "the session's turn is not on this worker's server; the job completes with the answer kept, its session not stored");
+    log.warn(
+      { err: error, sessionId: answered.sessionId },
+      "the session's turn is not on this worker's server; the job completes with the answer kept, its session not stored",
+    );
     return { ...outcome, sessionStored: false };
   }
   return outcome;
 }
 
 /** Whether a record is that of a turn answered whose session was not stored (see storeAnsweredTurn). */
-export function answeredNotStored(record: ResultRecord | null): record is ResultRecord & { sessionId: string; messageId: string; text: string } {
-  return !!record && record.state !== "completed" && record.sessionStored === false && !!record.sessionId && !!record.messageId && record.text !== null;
+export function answeredNotStored(
+  record: ResultRecord | null,
+): record is ResultRecord & { sessionId: string; messageId: string; text: string } {
+  return (
+    !!record &&
+    record.state !== "completed" &&
+    record.sessionStored === false &&
+    !!record.sessionId &&
+    !!record.messageId &&
+    record.text !== null
+  );
 }
 
 /** Tries to store a session this many times within an attempt before the attempt fails. */
@@ -272,7 +296,12 @@ async function storeTurn(
       const callSignal = AbortSignal.any([signal, AbortSignal.timeout(30_000)]);
       // A second try reads the session afresh.
       const server = deps.current().server;
-      await deps.transfer.save(client, outcome.sessionId, callSignal, { turn: outcome.messageId, server, ...(fence ? { fence } : {}), ...(known && tries === 1 ? { known } : {}) });
+      await deps.transfer.save(client, outcome.sessionId, callSignal, {
+        turn: outcome.messageId,
+        server,
+        ...(fence ? { fence } : {}),
+        ...(known && tries === 1 ? { known } : {}),
+      });
       return;
     } catch (error) {
       if (signal.aborted) throw signal.reason;
@@ -280,14 +309,20 @@ async function storeTurn(
       if (error instanceof SessionNotStoredError && error.unreadable && !deps.current().server.runCli) {
         // An attached server that cannot give the transcript (structured output, see
         // SessionTransfer.save) keeps it itself; a follow-up elsewhere fails SessionBehind.
-        log.warn({ err: error }, "the attached opencode server cannot give the session's transcript; it is not stored in the queue");
+        log.warn(
+          { err: error },
+          "the attached opencode server cannot give the session's transcript; it is not stored in the queue",
+        );
         return;
       }
       const message = error instanceof Error ? error.message : String(error);
       // A server that lacks the turn will not grow it: no point trying again here.
       if (tries >= STORE_TRIES || error instanceof SessionNotStoredError) {
         const unreadable = error instanceof SessionNotStoredError && error.unreadable;
-        throw new SessionNotStoredError(`the turn was answered but its session could not be stored: ${message}`, unreadable);
+        throw new SessionNotStoredError(
+          `the turn was answered but its session could not be stored: ${message}`,
+          unreadable,
+        );
       }
       log.warn({ err: error, tries }, "could not store the session; trying again");
       await delay(tries * 500, signal);
@@ -340,7 +375,11 @@ async function threadSession(
   const origin = root && root !== after ? await store.get(root) : null;
   const sessionId = origin?.sessionId ?? sessionOfThread(thread);
   if (!sessionId) {
-    throw new OpencodeHttpError("continue", 404, `job ${after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`);
+    throw new OpencodeHttpError(
+      "continue",
+      404,
+      `job ${after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`,
+    );
   }
   return { sessionId, worktree: origin?.worktree ?? null };
 }

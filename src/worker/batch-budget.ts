@@ -64,7 +64,10 @@ export class BatchBudgets {
   stop(message: Extract<ControlMessage, { type: "batch-budget" }>): void {
     const members = this.running.get(message.batchId);
     if (!members?.size) return;
-    this.log.info({ batchId: message.batchId, running: members.size }, "the batch passed its budget; stopping its running tasks");
+    this.log.info(
+      { batchId: message.batchId, running: members.size },
+      "the batch passed its budget; stopping its running tasks",
+    );
     for (const stop of members) stop(message.message);
   }
 
@@ -98,10 +101,20 @@ export class BatchBudgets {
       sent.cost = cost;
       queue = queue
         .then(async () => {
-          const why = await this.redis.eval(SPEND, 1, this.keys.batch(batchId), dTokens, dCost, this.keys.control, batchId);
+          const why = await this.redis.eval(
+            SPEND,
+            1,
+            this.keys.batch(batchId),
+            dTokens,
+            dCost,
+            this.keys.control,
+            batchId,
+          );
           if (typeof why === "string") stop(why);
         })
-        .catch((error: unknown) => this.log.warn({ err: error, batchId }, "could not count a task's spend for its batch"));
+        .catch((error: unknown) =>
+          this.log.warn({ err: error, batchId }, "could not count a task's spend for its batch"),
+        );
       return queue;
     };
     return {

@@ -49,7 +49,10 @@ type Processor<R> = (job: Job, token?: string, signal?: AbortSignal) => Promise<
  * Wraps a processor so that a job whose cancel was requested while no worker ran it (its worker
  * died, or it was fetched the moment the cancel came) is refused: failed "Cancelled" at once.
  */
-export function refuseCancelled<R>(processor: Processor<R>, deps: { connection: Redis; store: ResultStore; log: Logger }): Processor<R> {
+export function refuseCancelled<R>(
+  processor: Processor<R>,
+  deps: { connection: Redis; store: ResultStore; log: Logger },
+): Processor<R> {
   return async (job, token, signal) => {
     const jobId = job.id!;
     if ((await deps.connection.exists(deps.store.keys.cancelRequest(jobId))) === 1) {

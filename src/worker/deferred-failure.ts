@@ -26,7 +26,10 @@ export function recordDeferredFailures(worker: Worker, store: ResultStore, log: 
       record.finishedAt ??= new Date().toISOString();
       await store.put(record);
       await store.keepTask(job);
-      log.warn({ jobId, sessionId: record.sessionId, reason: job.deferredFailure }, "job failed by the queue: it stalled too often");
+      log.warn(
+        { jobId, sessionId: record.sessionId, reason: job.deferredFailure },
+        "job failed by the queue: it stalled too often",
+      );
     })().catch((err: unknown) => log.error({ jobId, err }, "could not record a job the queue failed for stalling"));
   };
   worker.on("failed", listener);

@@ -7,7 +7,12 @@
 export class ModelError extends Error {
   constructor(
     readonly errorName: string,
-    readonly data: { message?: string; statusCode?: number; isRetryable?: boolean; responseHeaders?: Record<string, string> },
+    readonly data: {
+      message?: string;
+      statusCode?: number;
+      isRetryable?: boolean;
+      responseHeaders?: Record<string, string>;
+    },
   ) {
     super(data.message || errorName);
     this.name = "ModelError";
@@ -67,7 +72,10 @@ export class SchemaMismatchError extends Error {
  * Before an attempt of a job with a budget: the error when what is left of it is less than an
  * attempt has cost on average so far (starting would most likely pass the cap), else undefined.
  */
-export function checkBudgetLeft(caps: { maxCost?: number; maxTokens?: number }, spent: { tokens: number; cost: number; attempts: number }): BudgetExceededError | undefined {
+export function checkBudgetLeft(
+  caps: { maxCost?: number; maxTokens?: number },
+  spent: { tokens: number; cost: number; attempts: number },
+): BudgetExceededError | undefined {
   if (spent.attempts === 0) return undefined;
   const perAttempt = { tokens: spent.tokens / spent.attempts, cost: spent.cost / spent.attempts };
   if (caps.maxCost !== undefined && caps.maxCost - spent.cost < perAttempt.cost) {
@@ -84,7 +92,11 @@ export function checkBudgetLeft(caps: { maxCost?: number; maxTokens?: number }, 
 }
 
 /** The budget error for a turn's running totals, or undefined while they are within the caps. */
-export function checkBudget(caps: { maxCost?: number; maxTokens?: number }, tokens: number, cost: number): BudgetExceededError | undefined {
+export function checkBudget(
+  caps: { maxCost?: number; maxTokens?: number },
+  tokens: number,
+  cost: number,
+): BudgetExceededError | undefined {
   if (caps.maxCost !== undefined && cost > caps.maxCost) {
     return new BudgetExceededError(`budget exceeded: cost $${cost.toFixed(4)} passed --max-cost $${caps.maxCost}`);
   }

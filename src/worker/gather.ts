@@ -38,7 +38,11 @@ export interface ChildCounts {
 const isFinal = (record: ResultRecord | null) => record?.state === "completed" || record?.state === "failed";
 
 /** The batch's members in line order, `CHUNK` at a time, with their records (null: none yet). */
-async function* members(redis: Redis, store: ResultStore, batch: string): AsyncIterable<{ jobId: string; line: number; record: ResultRecord | null }[]> {
+async function* members(
+  redis: Redis,
+  store: ResultStore,
+  batch: string,
+): AsyncIterable<{ jobId: string; line: number; record: ResultRecord | null }[]> {
   const key = store.keys.batchJobs(batch);
   for (let start = 0; ; start += CHUNK) {
     const flat = await redis.zrange(key, start, start + CHUNK - 1, "WITHSCORES");
@@ -71,7 +75,11 @@ export async function endedMembers(redis: Redis, store: ResultStore, batch: stri
   const ended: string[] = [];
   for await (const chunk of members(redis, store, batch)) {
     const open = chunk.filter((m) => !isFinal(m.record));
-    const stillHeld = await held(redis, store.keys, open.map((m) => m.jobId));
+    const stillHeld = await held(
+      redis,
+      store.keys,
+      open.map((m) => m.jobId),
+    );
     for (const m of chunk) if (isFinal(m.record)) ended.push(m.jobId);
     open.forEach((m, i) => {
       if (!stillHeld[i]) ended.push(m.jobId);
@@ -81,7 +89,11 @@ export async function endedMembers(redis: Redis, store: ResultStore, batch: stri
 }
 
 /** Every member's result, in line order, and the counts. */
-export async function childResults(redis: Redis, store: ResultStore, batch: string): Promise<{ results: ChildResult[]; counts: ChildCounts }> {
+export async function childResults(
+  redis: Redis,
+  store: ResultStore,
+  batch: string,
+): Promise<{ results: ChildResult[]; counts: ChildCounts }> {
   const results: ChildResult[] = [];
   const counts: ChildCounts = { batch, total: 0, completed: 0, failed: 0, removed: 0 };
   for await (const chunk of members(redis, store, batch)) {
@@ -89,13 +101,29 @@ export async function childResults(redis: Redis, store: ResultStore, batch: stri
       counts.total += 1;
       if (record?.state === "completed") {
         counts.completed += 1;
-        results.push({ line, jobId, state: "completed", answer: record.text, ...(record.structured != null ? { structured: record.structured } : {}) });
+        results.push({
+          line,
+          jobId,
+          state: "completed",
+          answer: record.text,
+          ...(record.structured != null ? { structured: record.structured } : {}),
+        });
       } else if (record?.state === "failed") {
         counts.failed += 1;
-        results.push({ line, jobId, state: "failed", error: record.error ? { name: record.error.name, message: record.error.message } : null });
+        results.push({
+          line,
+          jobId,
+          state: "failed",
+          error: record.error ? { name: record.error.name, message: record.error.message } : null,
+        });
       } else {
         counts.removed += 1;
-        results.push({ line, jobId, state: "removed", error: { name: "Removed", message: "taken out of the queue before it ran" } });
+        results.push({
+          line,
+          jobId,
+          state: "removed",
+          error: { name: "Removed", message: "taken out of the queue before it ran" },
+        });
       }
     }
   }
@@ -106,9 +134,13 @@ export async function childResults(redis: Redis, store: ResultStore, batch: stri
 export function checkAllCompleted(results: readonly ChildResult[], batch: string): void {
   const short = results.filter((r) => r.state !== "completed");
   if (short.length === 0) return;
-  const shown = short.slice(0, 10).map((r) => `line ${r.line} (${r.jobId}) ${r.state}${r.error ? `: ${r.error.name}` : ""}`);
+  const shown = short
+    .slice(0, 10)
+    .map((r) => `line ${r.line} (${r.jobId}) ${r.state}${r.error ? `: ${r.error.name}` : ""}`);
   const more = short.length > shown.length ? `, and ${short.length - shown.length} more` : "";
-  throw new UpstreamError(`${short.length} of ${results.length} children of batch ${batch} did not complete (then-on completed): ${shown.join("; ")}${more}`);
+  throw new UpstreamError(
+    `${short.length} of ${results.length} children of batch ${batch} did not complete (then-on completed): ${shown.join("; ")}${more}`,
+  );
 }
 
 /** The parent's payload with its children's results after its prompt (or attached, when large). */
@@ -118,6 +150,14 @@ export function withResults(payload: JobPayload, results: readonly ChildResult[]
   if (Buffer.byteLength(jsonl) <= INLINE_RESULTS_BYTES) {
     return { ...payload, prompt: `${payload.prompt}\n\n${intro}:\n${jsonl}` };
   }
-  const file = { filename: "results.jsonl", mime: "text/plain", url: `data:text/plain;base64,${Buffer.from(jsonl).toString("base64")}` };
-  return { ...payload, prompt: `${payload.prompt}\n\n${intro}, are in the attached file results.jsonl.`, files: [...(payload.files ?? []), file] };
+  const file = {
+    filename: "results.jsonl",
+    mime: "text/plain",
+    url: `data:text/plain;base64,${Buffer.from(jsonl).toString("base64")}`,
+  };
+  return {
+    ...payload,
+    prompt: `${payload.prompt}\n\n${intro}, are in the attached file results.jsonl.`,
+    files: [...(payload.files ?? []), file],
+  };
 }

@@ -78,7 +78,8 @@ export class LivePublisher {
       case "message.part.delta": {
         const p = event.properties as { sessionID: string; partID: string; field: string; delta: string };
         const part = this.parts.get(p.partID);
-        if (p.sessionID !== sessionId || p.field !== "text" || part?.type !== "text" || part.synthetic || part.ignored) return;
+        if (p.sessionID !== sessionId || p.field !== "text" || part?.type !== "text" || part.synthetic || part.ignored)
+          return;
         this.pendingText += p.delta;
         this.timer ??= setTimeout(() => this.flushText(), TEXT_WINDOW_MS);
         return;
@@ -114,7 +115,18 @@ export class LivePublisher {
     this.queue = this.queue
       .then(async () => {
         const lockKey = this.fence?.lockKey ?? this.key;
-        await this.redis.eval(APPEND, 2, this.key, lockKey, this.fence?.token ?? "", LIVE_MAXLEN, type, body, first ? "1" : "0", LIVE_TTL_MS);
+        await this.redis.eval(
+          APPEND,
+          2,
+          this.key,
+          lockKey,
+          this.fence?.token ?? "",
+          LIVE_MAXLEN,
+          type,
+          body,
+          first ? "1" : "0",
+          LIVE_TTL_MS,
+        );
       })
       .catch((error: unknown) => this.log.debug({ err: error }, "could not write to the job's live stream"));
   }

@@ -44,8 +44,18 @@ export function createWorkerMetrics(opts: { log?: Logger; defaultMetrics?: boole
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   const labelNames = ["queue", "model"] as const;
-  const completed = new Counter({ name: "dispatch_jobs_completed_total", help: "Jobs completed", labelNames, registers: [registry] });
-  const failed = new Counter({ name: "dispatch_jobs_failed_total", help: "Jobs failed for good", labelNames, registers: [registry] });
+  const completed = new Counter({
+    name: "dispatch_jobs_completed_total",
+    help: "Jobs completed",
+    labelNames,
+    registers: [registry],
+  });
+  const failed = new Counter({
+    name: "dispatch_jobs_failed_total",
+    help: "Jobs failed for good",
+    labelNames,
+    registers: [registry],
+  });
   const retried = new Counter({
     name: "dispatch_jobs_retried_total",
     help: "Attempts that failed and will be retried",
@@ -65,7 +75,12 @@ export function createWorkerMetrics(opts: { log?: Logger; defaultMetrics?: boole
     labelNames: ["queue", "model", "kind"],
     registers: [registry],
   });
-  const cost = new Counter({ name: "dispatch_cost_total", help: "Cost of completed jobs, as opencode reports it", labelNames, registers: [registry] });
+  const cost = new Counter({
+    name: "dispatch_cost_total",
+    help: "Cost of completed jobs, as opencode reports it",
+    labelNames,
+    registers: [registry],
+  });
   const targets = new Set<{ queue: Queue; name: string; running: () => number }>();
   new Gauge({
     name: "dispatch_worker_active_jobs",
@@ -116,7 +131,8 @@ export function createWorkerMetrics(opts: { log?: Logger; defaultMetrics?: boole
         const record = await readRecord(store, job);
         const model = modelOf(record, job);
         completed.inc({ queue, model });
-        if (record?.durationMs != null) duration.observe({ queue, model, outcome: "completed" }, record.durationMs / 1_000);
+        if (record?.durationMs != null)
+          duration.observe({ queue, model, outcome: "completed" }, record.durationMs / 1_000);
         if (record?.tokens) {
           for (const kind of ["input", "output", "reasoning", "cacheRead", "cacheWrite"] as const) {
             if (record.tokens[kind] > 0) tokens.inc({ queue, model, kind }, record.tokens[kind]);
@@ -130,11 +146,14 @@ export function createWorkerMetrics(opts: { log?: Logger; defaultMetrics?: boole
         // The processor writes the record before it throws: "retrying" or "failed" tells which.
         const final = record ? record.state === "failed" : (job?.attemptsMade ?? 0) >= (job?.opts.attempts ?? 1);
         (final ? failed : retried).inc({ queue, model });
-        if (record?.durationMs != null) duration.observe({ queue, model, outcome: final ? "failed" : "retried" }, record.durationMs / 1_000);
+        if (record?.durationMs != null)
+          duration.observe({ queue, model, outcome: final ? "failed" : "retried" }, record.durationMs / 1_000);
       };
-      const guard = <J extends Job | undefined>(fn: (job: J) => Promise<void>) => (job: J) => {
-        fn(job).catch((error: unknown) => opts.log?.warn({ err: error }, "metrics: could not record a job"));
-      };
+      const guard =
+        <J extends Job | undefined>(fn: (job: J) => Promise<void>) =>
+        (job: J) => {
+          fn(job).catch((error: unknown) => opts.log?.warn({ err: error }, "metrics: could not record a job"));
+        };
       const completedListener = guard(onCompleted);
       const failedListener = guard(onFailed);
       worker.on("completed", completedListener);

@@ -53,7 +53,9 @@ export async function freePort(): Promise<number> {
     server.on("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -73,9 +75,15 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
       () => undefined,
     );
   }
-  const env = { ...withoutWorkerSecrets(opts.env), XDG_DATA_HOME: dataHome, ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }) };
+  const env = {
+    ...withoutWorkerSecrets(opts.env),
+    XDG_DATA_HOME: dataHome,
+    ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }),
+  };
   const serve = ["serve", "--hostname", "127.0.0.1", "--port", String(port)];
-  const run = opts.sandbox ? sandboxed(opts.bin, serve, { dataDir: opts.dataDir, settings: opts.sandbox, env }) : { command: opts.bin, args: serve };
+  const run = opts.sandbox
+    ? sandboxed(opts.bin, serve, { dataDir: opts.dataDir, settings: opts.sandbox, env })
+    : { command: opts.bin, args: serve };
   const child = spawn(run.command, run.args, {
     env: { ...env, OPENCODE_SERVER_PASSWORD: password, OPENCODE_SERVER_USERNAME: username },
     stdio: ["ignore", "pipe", "pipe"],
@@ -167,7 +175,8 @@ export async function checkHealth(
   try {
     const headers: Record<string, string> = server.authorization ? { authorization: server.authorization } : {};
     const response = await fetch(`${server.url}/global/health`, { headers, signal });
-    if (response.status === 401) return { ok: false, fatal: true, reason: "401 unauthorized (check OPENCODE_SERVER_PASSWORD)" };
+    if (response.status === 401)
+      return { ok: false, fatal: true, reason: "401 unauthorized (check OPENCODE_SERVER_PASSWORD)" };
     if (!response.ok) return { ok: false, fatal: false, reason: `HTTP ${response.status}` };
     const body = (await response.json()) as { healthy?: boolean };
     return body.healthy ? { ok: true } : { ok: false, fatal: false, reason: "not healthy yet" };
@@ -219,13 +228,22 @@ export function runOpencode(
   opts: { env: NodeJS.ProcessEnv; cwd: string; signal?: AbortSignal },
 ): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { env: opts.env, cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"], signal: opts.signal });
+    const child = spawn(bin, args, {
+      env: opts.env,
+      cwd: opts.cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+      signal: opts.signal,
+    });
     const stdout: Buffer[] = [];
     let stderr = "";
     child.stdout?.on("data", (d: Buffer) => stdout.push(d));
     child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2_000)));
     child.once("error", reject);
-    child.once("exit", (code) => (code === 0 ? resolve(Buffer.concat(stdout).toString("utf8")) : reject(new Error(`opencode ${args[0]} exited ${code}: ${stderr.trim()}`))));
+    child.once("exit", (code) =>
+      code === 0
+        ? resolve(Buffer.concat(stdout).toString("utf8"))
+        : reject(new Error(`opencode ${args[0]} exited ${code}: ${stderr.trim()}`)),
+    );
   });
 }
 
@@ -233,7 +251,10 @@ export function runOpencode(
  * Settings laid over the user's opencode configuration through OPENCODE_CONFIG_CONTENT (which
  * opencode merges last), keeping whatever else the user gave there.
  */
-export function configOverlay(env: NodeJS.ProcessEnv, overlay: Record<string, unknown>): { OPENCODE_CONFIG_CONTENT: string } {
+export function configOverlay(
+  env: NodeJS.ProcessEnv,
+  overlay: Record<string, unknown>,
+): { OPENCODE_CONFIG_CONTENT: string } {
   let content: Record<string, unknown> = {};
   try {
     const parsed: unknown = env.OPENCODE_CONFIG_CONTENT ? JSON.parse(env.OPENCODE_CONFIG_CONTENT) : {};
@@ -250,6 +271,11 @@ export function configOverlay(env: NodeJS.ProcessEnv, overlay: Record<string, un
  */
 export function withoutWorkerSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(
-    Object.entries(env).filter(([key]) => !/^(REDIS_URL|DISPATCH_|DASHBOARD_|OPENCODE_SERVER_PASSWORD$|OPENCODE_SERVER_USERNAME$|OPENCODE_URL$)/.test(key)),
+    Object.entries(env).filter(
+      ([key]) =>
+        !/^(REDIS_URL|DISPATCH_|DASHBOARD_|OPENCODE_SERVER_PASSWORD$|OPENCODE_SERVER_USERNAME$|OPENCODE_URL$)/.test(
+          key,
+        ),
+    ),
   );
 }

@@ -40,10 +40,20 @@ export function writePids(dataDir: string, pids: Pids): void {
 export function startReaper(serverPid: number, dataDir: string): { stop(): void } {
   let reaper: ChildProcess | undefined;
   try {
-    reaper = spawn("sh", ["-c", 'cat >/dev/null; kill -9 -- -"$1" 2>/dev/null || kill -9 "$1" 2>/dev/null; rm -rf "$2"', "reaper", String(serverPid), dataDir], {
-      stdio: ["pipe", "ignore", "ignore"],
-      detached: true,
-    });
+    reaper = spawn(
+      "sh",
+      [
+        "-c",
+        'cat >/dev/null; kill -9 -- -"$1" 2>/dev/null || kill -9 "$1" 2>/dev/null; rm -rf "$2"',
+        "reaper",
+        String(serverPid),
+        dataDir,
+      ],
+      {
+        stdio: ["pipe", "ignore", "ignore"],
+        detached: true,
+      },
+    );
     reaper.on("error", () => undefined);
     reaper.stdin?.on("error", () => undefined);
     reaper.unref();
@@ -94,7 +104,8 @@ export async function sweepOrphans(dataDir: string, log: Logger): Promise<number
     } catch {
       continue; // being created, or not ours
     }
-    const ownerAlive = pids.owner === process.pid ? Math.abs(pids.ownerStartedAt - processStartedAt) < 5_000 : alive(pids.owner);
+    const ownerAlive =
+      pids.owner === process.pid ? Math.abs(pids.ownerStartedAt - processStartedAt) < 5_000 : alive(pids.owner);
     if (ownerAlive) continue;
     if (alive(pids.server) && (await isServer(pids.server, pids.port))) {
       try {

@@ -8,12 +8,28 @@ import type { FlowSettings } from "../shared/flow-limits.js";
 import { gatesFor, providerOf, slotGates } from "../scheduling/gates.js";
 import type { LeaseKeeper } from "../scheduling/leases.js";
 import type { Scheduler } from "../scheduling/scheduler.js";
-import { BudgetExceededError, checkBudget, checkBudgetLeft, PayloadError, StoppedError, type StopReason } from "./failures.js";
+import {
+  BudgetExceededError,
+  checkBudget,
+  checkBudgetLeft,
+  PayloadError,
+  StoppedError,
+  type StopReason,
+} from "./failures.js";
 import type { BatchBudgets } from "./batch-budget.js";
 import { scheduledFiring } from "./scheduled-session.js";
 import { checkAllCompleted, childResults, endedMembers, withResults } from "./gather.js";
 import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
-import { addUsage, answerOf, ApprovalNeededError, grantsFor, parkedRecord, parkJob, resumeFrom, type Resume } from "./approvals.js";
+import {
+  addUsage,
+  answerOf,
+  ApprovalNeededError,
+  grantsFor,
+  parkedRecord,
+  parkJob,
+  resumeFrom,
+  type Resume,
+} from "./approvals.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
 export interface ProcessorDeps extends AttemptDeps {
@@ -59,8 +75,13 @@ export function createProcessor(deps: ProcessorDeps) {
       // Final means final: it was cancelled, or failed for good (over budget, schema missed, …),
       // and its worker died before BullMQ heard of it (BullMQ never counted that attempt). A job
       // BullMQ itself retried after the failure (the dashboard's retry) has counted it, and runs.
-      log.info({ sessionId: previous.sessionId, error: previous.error?.name }, "job already failed for good; keeping the stored outcome");
-      throw new UnrecoverableError(`${previous.error?.name ?? "Failed"}: ${previous.error?.message ?? "failed before"}`);
+      log.info(
+        { sessionId: previous.sessionId, error: previous.error?.name },
+        "job already failed for good; keeping the stored outcome",
+      );
+      throw new UnrecoverableError(
+        `${previous.error?.name ?? "Failed"}: ${previous.error?.message ?? "failed before"}`,
+      );
     }
     // A job parked for approval goes on in its session once its ask is answered (or timed out).
     let resume: Resume | undefined;
@@ -71,14 +92,18 @@ export function createProcessor(deps: ProcessorDeps) {
         return parkJob(job, token, previous.approval, deps.connection, deps.store.keys);
       }
       resume = resumeFrom(previous, previous.sessionId, previous.approval, decision);
-      log.info({ sessionId: previous.sessionId, answer: decision.answer, by: decision.by }, "the ask was answered; the job resumes its session");
+      log.info(
+        { sessionId: previous.sessionId, answer: decision.answer, by: decision.by },
+        "the ask was answered; the job resumes its session",
+      );
     }
     // A schedule's firing runs with what its schedule gives it (its due time, its session).
     const data = await scheduledFiring(deps.store, deps.connection, job);
     /** Writes a record of this attempt, only while it still owns the job (see ResultStore.putFenced). */
     const write = async (next: ResultRecord): Promise<void> => {
       if (!token) return deps.store.put(next);
-      if (!(await deps.store.putFenced(next, token))) throw new StoppedError("lock-lost", "another worker took the job over (this worker lost its lock)");
+      if (!(await deps.store.putFenced(next, token)))
+        throw new StoppedError("lock-lost", "another worker took the job over (this worker lost its lock)");
     };
 
     let started = new Date();
@@ -113,7 +138,10 @@ export function createProcessor(deps: ProcessorDeps) {
       if (!admission.admitted) {
         // A batch's parent finds its batch unfinished: count the members that ended without counting themselves.
         if (payload.gather && admission.gate.startsWith("g:")) {
-          await deps.scheduler.ended(payload.gather.batch, await endedMembers(deps.connection, deps.store, payload.gather.batch));
+          await deps.scheduler.ended(
+            payload.gather.batch,
+            await endedMembers(deps.connection, deps.store, payload.gather.batch),
+          );
         }
         log.debug({ gate: admission.gate, why: admission.why }, "job waits");
         return sleep(deps.scheduler, job, token, admission.delayUntil);
@@ -130,7 +158,10 @@ export function createProcessor(deps: ProcessorDeps) {
       payload.timeoutMs,
     );
     // A member of a batch with a budget counts what it spends there, and stops when the batch has spent it.
-    const meter = payload.batchBudget && !answered ? deps.budgets.meter(payload.batchBudget, (error) => control.abort(error)) : undefined;
+    const meter =
+      payload.batchBudget && !answered
+        ? deps.budgets.meter(payload.batchBudget, (error) => control.abort(error))
+        : undefined;
     const onBullAbort = () => control.abort(stopFor(String(bullSignal?.reason ?? "")));
     bullSignal?.addEventListener("abort", onBullAbort, { once: true });
     if (bullSignal?.aborted) onBullAbort(); // cancelled before the listener was in place
@@ -189,15 +220,19 @@ export function createProcessor(deps: ProcessorDeps) {
             ...(fence ? { fence } : {}),
             ...(resume ? { resume } : { grants: grantsFor(record.asks) }), // `always` holds for every later attempt
             onProgress: (progress) => {
-            void job.updateProgress(progress).catch(() => undefined);
-            meter?.report(progress);
-          },
+              void job.updateProgress(progress).catch(() => undefined);
+              meter?.report(progress);
+            },
           });
       record = { ...traced(), ...outcome, sessionStored: outcome.sessionStored ?? true };
       // The watch stops a run that passes its budget; a turn that ended first is checked here.
       // (An answer stored before was spent by an earlier attempt, and is counted in spentBefore.)
       const overBudget = answered
-        ? checkBudget(payload, Math.max(outcome.tokens.total, spentBefore.tokens), Math.max(outcome.cost, spentBefore.cost))
+        ? checkBudget(
+            payload,
+            Math.max(outcome.tokens.total, spentBefore.tokens),
+            Math.max(outcome.cost, spentBefore.cost),
+          )
         : checkBudget(payload, outcome.tokens.total + spentBefore.tokens, outcome.cost + spentBefore.cost);
       if (!answered) {
         spend.tokens = Math.max(spend.tokens, outcome.tokens.total);
@@ -233,7 +268,16 @@ export function createProcessor(deps: ProcessorDeps) {
           log.warn(logCtx, "job taken over by another worker; it is not parked from here");
           throw new DelayedError();
         }
-        log.info({ ...logCtx, err: undefined, permission: error.ask.permission, patterns: error.ask.patterns, until: error.ask.timeoutAt }, "job parked: its ask waits for a person");
+        log.info(
+          {
+            ...logCtx,
+            err: undefined,
+            permission: error.ask.permission,
+            patterns: error.ask.patterns,
+            until: error.ask.timeoutAt,
+          },
+          "job parked: its ask waits for a person",
+        );
         return parkJob(job, token, error.ask, deps.connection, deps.store.keys);
       }
       const busyUntil = providerBusyUntil(error);
@@ -243,8 +287,16 @@ export function createProcessor(deps: ProcessorDeps) {
         const limit = await deps.scheduler.hold(provider, busyUntil, member);
         await write({ ...record, state: "delayed", error: null });
         // It waits in line at the hold like any job that meets it (one waiter keeps the timer).
-        const admission = await deps.scheduler.admit(jobId, member, gates.filter((g) => g.kind === "h"), deps.leases.leaseMs);
-        log.info({ ...logCtx, provider, until: new Date(busyUntil).toISOString(), learnedRate: limit }, "provider is busy; job waits for it without spending an attempt");
+        const admission = await deps.scheduler.admit(
+          jobId,
+          member,
+          gates.filter((g) => g.kind === "h"),
+          deps.leases.leaseMs,
+        );
+        log.info(
+          { ...logCtx, provider, until: new Date(busyUntil).toISOString(), learnedRate: limit },
+          "provider is busy; job waits for it without spending an attempt",
+        );
         return sleep(deps.scheduler, job, token, admission.admitted ? Date.now() : admission.delayUntil);
       }
       if (error instanceof StoppedError && error.reason === "shutdown" && token) {
@@ -262,7 +314,10 @@ export function createProcessor(deps: ProcessorDeps) {
         log.warn(logCtx, "job taken over by another worker; this attempt's failure is not recorded");
         throw new DelayedError();
       }
-      log.warn({ ...logCtx, retryable: decision.retryable, final }, final ? "job failed" : "attempt failed; will retry");
+      log.warn(
+        { ...logCtx, retryable: decision.retryable, final },
+        final ? "job failed" : "attempt failed; will retry",
+      );
       if (!decision.retryable) throw new UnrecoverableError(`${decision.name}: ${decision.message}`);
       const decided: DecidedError = error instanceof Error ? error : new Error(decision.message);
       decided.decision = decision;
@@ -273,9 +328,14 @@ export function createProcessor(deps: ProcessorDeps) {
       untrack();
       await meter?.settle(spend);
       if (budgeted && (spend.tokens > 0 || spend.cost > 0)) {
-        await deps.store.addSpent(jobId, spend.tokens, spend.cost).catch((error: unknown) => log.warn({ err: error }, "could not count what the attempt spent"));
+        await deps.store
+          .addSpent(jobId, spend.tokens, spend.cost)
+          .catch((error: unknown) => log.warn({ err: error }, "could not count what the attempt spent"));
       }
-      if (slots.length > 0) await deps.scheduler.release(member, slots).catch((error: unknown) => log.warn({ err: error }, "could not release flow-control slots"));
+      if (slots.length > 0)
+        await deps.scheduler
+          .release(member, slots)
+          .catch((error: unknown) => log.warn({ err: error }, "could not release flow-control slots"));
     }
   };
 }
@@ -289,7 +349,10 @@ const STOP_MESSAGES: Record<string, [StopReason, string]> = {
 
 /** Maps the reason given to BullMQ's cancelJob / cancelAllJobs to why the attempt stopped. */
 function stopFor(reason: string): StoppedError {
-  const [kind, message] = STOP_MESSAGES[reason] ?? ["cancelled", `cancelled${reason && reason !== "cancelled" ? `: ${reason}` : ""}`];
+  const [kind, message] = STOP_MESSAGES[reason] ?? [
+    "cancelled",
+    `cancelled${reason && reason !== "cancelled" ? `: ${reason}` : ""}`,
+  ];
   return new StoppedError(kind, message);
 }
 

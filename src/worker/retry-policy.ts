@@ -1,4 +1,15 @@
-import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, ProviderBusyError, SchemaMismatchError, SessionBehindError, SessionNotStoredError, StoppedError, UpstreamError } from "./failures.js";
+import {
+  BudgetExceededError,
+  ModelError,
+  OpencodeHttpError,
+  PayloadError,
+  ProviderBusyError,
+  SchemaMismatchError,
+  SessionBehindError,
+  SessionNotStoredError,
+  StoppedError,
+  UpstreamError,
+} from "./failures.js";
 
 export interface FailureDecision {
   /** Retry with backoff (true) or fail the job now (false). */
@@ -32,10 +43,18 @@ export function classifyFailure(error: unknown): FailureDecision {
   if (error instanceof SchemaMismatchError) return { retryable: false, name: "SchemaMismatch", message: error.message };
   if (error instanceof StoppedError) {
     const retryable = error.reason !== "cancelled";
-    const names = { timeout: "Timeout", stall: "Stalled", cancelled: "Cancelled", shutdown: "Shutdown", "server-died": "ServerDied", "lock-lost": "LockLost" };
+    const names = {
+      timeout: "Timeout",
+      stall: "Stalled",
+      cancelled: "Cancelled",
+      shutdown: "Shutdown",
+      "server-died": "ServerDied",
+      "lock-lost": "LockLost",
+    };
     return { retryable, name: names[error.reason], message: error.message };
   }
-  if (error instanceof SessionNotStoredError || error instanceof SessionBehindError) return { retryable: true, name: error.name, message: error.message };
+  if (error instanceof SessionNotStoredError || error instanceof SessionBehindError)
+    return { retryable: true, name: error.name, message: error.message };
   if (error instanceof ModelError) return classifyModelError(error);
   if (error instanceof OpencodeHttpError) {
     // 400: opencode rejected the request itself (unknown agent, bad model, bad parts).
@@ -55,7 +74,9 @@ function classifyModelError(error: ModelError): FailureDecision {
   const status = error.data.statusCode;
   if (status !== undefined) {
     const retryAfterMs = parseRetryAfter(error.data.responseHeaders);
-    const retryable = !PERMANENT_STATUS.has(status) && (status === 408 || status === 409 || status === 429 || status >= 500 || error.data.isRetryable === true);
+    const retryable =
+      !PERMANENT_STATUS.has(status) &&
+      (status === 408 || status === 409 || status === 429 || status >= 500 || error.data.isRetryable === true);
     return { ...base, retryable, statusCode: status, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
   }
   // UnknownError and an APIError without a status: trust opencode's own verdict, else retry.
@@ -73,7 +94,12 @@ export function parseRetryAfter(headers: Record<string, string> | undefined, now
 }
 
 /** Backoff before the next attempt: Retry-After when the provider gave one (capped), else exponential. */
-export function backoffDelay(attemptsMade: number, decision: Pick<FailureDecision, "retryAfterMs"> | undefined, baseMs = 2_000, capMs = 300_000): number {
+export function backoffDelay(
+  attemptsMade: number,
+  decision: Pick<FailureDecision, "retryAfterMs"> | undefined,
+  baseMs = 2_000,
+  capMs = 300_000,
+): number {
   if (decision?.retryAfterMs !== undefined) return Math.min(decision.retryAfterMs, capMs);
   return Math.min(baseMs * 2 ** Math.max(0, attemptsMade - 1), capMs);
 }
@@ -103,7 +129,8 @@ export const DEFAULT_PROVIDER_HOLD_MS = 5_000;
 const BUSY_MESSAGE = /\b429\b|rate[ _-]?limit|too many requests|quota|resource[ _-]?exhausted|overloaded/i;
 
 /** Whether a provider message (as opencode's retry status shows it) says the provider is over its quota. */
-export const isProviderBusyMessage = (message: string): boolean => BUSY_MESSAGE.test(message) && !HOPELESS_MESSAGE.test(message.replace(/\b429\b/g, ""));
+export const isProviderBusyMessage = (message: string): boolean =>
+  BUSY_MESSAGE.test(message) && !HOPELESS_MESSAGE.test(message.replace(/\b429\b/g, ""));
 
 /**
  * When the provider will take calls again, if the failure says it is over its quota: a

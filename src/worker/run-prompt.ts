@@ -1,4 +1,11 @@
-import type { AssistantMessage, FilePartInput, Part, PermissionRule, Session, TextPartInput } from "@opencode-ai/sdk/v2";
+import type {
+  AssistantMessage,
+  FilePartInput,
+  Part,
+  PermissionRule,
+  Session,
+  TextPartInput,
+} from "@opencode-ai/sdk/v2";
 import type { Logger } from "../shared/logger.js";
 import { emptyTokens, type Tokens } from "../shared/result.js";
 import { splitModel, type JobPayload } from "../shared/task.js";
@@ -15,7 +22,12 @@ export const ABORT_IDLE_MS = 10_000;
  * its subagents can stay busy, their shell commands running). One still busy after ABORT_IDLE_MS
  * is reported, and the worker recycles its server.
  */
-export async function abortAndCheck(client: OpencodeClient, sessionId: string, directory: string | undefined, log: Logger): Promise<void> {
+export async function abortAndCheck(
+  client: OpencodeClient,
+  sessionId: string,
+  directory: string | undefined,
+  log: Logger,
+): Promise<void> {
   try {
     await client.session.abort({ sessionID: sessionId, directory }, { signal: AbortSignal.timeout(5_000) });
   } catch (error) {
@@ -24,7 +36,9 @@ export async function abortAndCheck(client: OpencodeClient, sessionId: string, d
   }
   const deadline = Date.now() + ABORT_IDLE_MS;
   for (;;) {
-    const statuses = await client.session.status({ directory }, { signal: AbortSignal.timeout(5_000) }).catch(() => undefined);
+    const statuses = await client.session
+      .status({ directory }, { signal: AbortSignal.timeout(5_000) })
+      .catch(() => undefined);
     if (!statuses?.data) return;
     const busy = Object.entries(statuses.data).some(([id, status]) => id === sessionId && status.type !== "idle");
     if (!busy) return;
@@ -90,7 +104,10 @@ export async function createSession(
 ): Promise<Session> {
   const session = unwrap(
     "session.create",
-    await client.session.create({ directory, title: payload.title ?? titleFrom(payload.prompt), permission: UNATTENDED_RULES }, { signal }),
+    await client.session.create(
+      { directory, title: payload.title ?? titleFrom(payload.prompt), permission: UNATTENDED_RULES },
+      { signal },
+    ),
   );
   return session;
 }
@@ -108,16 +125,32 @@ export async function forkSession(
   directory: string | undefined,
   signal: AbortSignal,
 ): Promise<Session> {
-  const fork = unwrap("session.fork", await client.session.fork({ sessionID: source, directory, ...(before ? { messageID: before } : {}) }, { signal }));
+  const fork = unwrap(
+    "session.fork",
+    await client.session.fork({ sessionID: source, directory, ...(before ? { messageID: before } : {}) }, { signal }),
+  );
   return unwrap(
     "session.update",
-    await client.session.update({ sessionID: fork.id, directory, title: payload.title ?? titleFrom(payload.prompt), permission: UNATTENDED_RULES }, { signal }),
+    await client.session.update(
+      {
+        sessionID: fork.id,
+        directory,
+        title: payload.title ?? titleFrom(payload.prompt),
+        permission: UNATTENDED_RULES,
+      },
+      { signal },
+    ),
   );
 }
 
 /** The prompt's parts: the text, then any attached files. */
 export function promptParts(payload: JobPayload): (TextPartInput | FilePartInput)[] {
-  const files = (payload.files ?? []).map((file): FilePartInput => ({ type: "file", mime: file.mime, url: file.url, filename: file.filename }));
+  const files = (payload.files ?? []).map((file): FilePartInput => ({
+    type: "file",
+    mime: file.mime,
+    url: file.url,
+    filename: file.filename,
+  }));
   return [{ type: "text", text: payload.prompt }, ...files];
 }
 
@@ -211,7 +244,10 @@ async function turnMessages(
   if (transcript) {
     const built = await transcript.settle(answer, signal);
     if (built.messages) return built.messages;
-    log.debug({ why: built.why }, "reading the session's messages from opencode (the events do not give them for sure)");
+    log.debug(
+      { why: built.why },
+      "reading the session's messages from opencode (the events do not give them for sure)",
+    );
   }
   signal.throwIfAborted();
   const read = await client.session.messages({ sessionID: answer.info.sessionID, directory }, { signal });

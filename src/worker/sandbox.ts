@@ -33,7 +33,9 @@ export function bubblewrap(): string {
   try {
     execFileSync("bwrap", ["--version"], { stdio: "ignore" });
   } catch {
-    throw new InputError("--sandbox needs bubblewrap: install it (Debian/Ubuntu: apt install bubblewrap; Fedora: dnf install bubblewrap)");
+    throw new InputError(
+      "--sandbox needs bubblewrap: install it (Debian/Ubuntu: apt install bubblewrap; Fedora: dnf install bubblewrap)",
+    );
   }
   return (bwrapChecked = "bwrap");
 }
@@ -66,7 +68,11 @@ export function checkSandboxDirectory(directory: string | undefined, settings: S
  * The bubblewrap command line that runs `command args…` in the sandbox. `env` is the server's
  * environment: its XDG and OPENCODE_CONFIG paths stay reachable (read-write, read-only).
  */
-export function sandboxed(command: string, args: string[], opts: { dataDir: string; settings: SandboxSettings; env: NodeJS.ProcessEnv }): { command: string; args: string[] } {
+export function sandboxed(
+  command: string,
+  args: string[],
+  opts: { dataDir: string; settings: SandboxSettings; env: NodeJS.ProcessEnv },
+): { command: string; args: string[] } {
   const real = (path: string) => (existsSync(path) ? realpathSync(path) : path);
   const bw = [
     "--die-with-parent",
@@ -74,10 +80,14 @@ export function sandboxed(command: string, args: string[], opts: { dataDir: stri
     "--unshare-pid",
     // The system, read-only; nothing else of the machine's files (no other home, no /srv, no /work).
     ...SYSTEM_DIRS.flatMap((dir) => ["--ro-bind-try", dir, dir]),
-    "--dev", "/dev",
-    "--proc", "/proc",
-    "--tmpfs", "/tmp",
-    "--tmpfs", real(homedir()),
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+    "--tmpfs",
+    "/tmp",
+    "--tmpfs",
+    real(homedir()),
   ];
   // Its own home (empty), where opencode may write what it keeps per user.
   // The opencode binary and its package may live under the hidden home.
@@ -99,7 +109,10 @@ type Processor<R> = (job: Job, token?: string, signal?: AbortSignal) => Promise<
  * Wraps a processor so that, in a sandboxed worker, a job whose directory lies outside the
  * sandbox's roots fails at pickup (no retry) with a clear error, before any model call.
  */
-export function refuseOutsideSandbox<R>(processor: Processor<R>, deps: { settings: SandboxSettings; store: ResultStore; log: Logger }): Processor<R> {
+export function refuseOutsideSandbox<R>(
+  processor: Processor<R>,
+  deps: { settings: SandboxSettings; store: ResultStore; log: Logger },
+): Processor<R> {
   return async (job, token, signal) => {
     try {
       checkSandboxDirectory((job.data as { directory?: string } | undefined)?.directory, deps.settings);

@@ -31,20 +31,34 @@ return { mine, redis.call('HGET', KEYS[1], 'session') or '' }
  *   session (`session`), or the schedule's last known one; the first firing opens a new session.
  *   The session is stored with the schedule as soon as a later firing sees it.
  */
-export async function scheduledFiring(store: ResultStore, redis: Redis, job: { id?: string | undefined; data: unknown }): Promise<unknown> {
-  const data = job.data as { schedule?: unknown; sameSession?: unknown; enqueuedAt?: unknown; session?: unknown; after?: unknown } | null;
+export async function scheduledFiring(
+  store: ResultStore,
+  redis: Redis,
+  job: { id?: string | undefined; data: unknown },
+): Promise<unknown> {
+  const data = job.data as {
+    schedule?: unknown;
+    sameSession?: unknown;
+    enqueuedAt?: unknown;
+    session?: unknown;
+    after?: unknown;
+  } | null;
   if (!data || typeof data.schedule !== "string" || !job.id) return job.data;
   const jobId = job.id;
   const firing: Record<string, unknown> = { ...data, enqueuedAt: firingDueAt(jobId, data.schedule) ?? data.enqueuedAt };
   if (data.sameSession !== true || data.session !== undefined) return firing;
   const keys = scheduleKeys(store.keys, data.schedule);
-  const [previous, stored] = (await redis.eval(PREVIOUS, 2, keys.schedule, keys.after(jobId), jobId, AFTER_TTL_MS)) as [string, string];
+  const [previous, stored] = (await redis.eval(PREVIOUS, 2, keys.schedule, keys.after(jobId), jobId, AFTER_TTL_MS)) as [
+    string,
+    string,
+  ];
   if (!previous || previous === jobId) return firing; // the schedule's first firing: a new session
   const before = await store.get(previous);
   // A firing waiting to be let in has no record yet, only its job.
   const ended = before ? isFinal(before.state) : !(await redis.exists(`${store.keys.bull}${previous}`));
   let session = before?.sessionId ?? (stored || undefined);
-  if (session && session !== stored && before?.sessionId === session) await redis.hset(keys.schedule, "session", session);
+  if (session && session !== stored && before?.sessionId === session)
+    await redis.hset(keys.schedule, "session", session);
   // A session whose transcript the queue no longer holds (it expired) cannot be continued: begin anew.
   if (session && ended && !(await redis.exists(store.keys.sessionExport(session)))) session = undefined;
   if (session) return { ...firing, session, after: previous };

@@ -181,7 +181,10 @@ export class ServerKeeper {
       if (!this.closed && !this.replacing && generation === this.generation) {
         this.failedChecks = result.ok ? 0 : this.failedChecks + 1;
         if (this.failedChecks >= this.opts.health!.failures) {
-          this.opts.log.error({ reason: result.reason, checks: this.failedChecks }, "opencode server fails its health checks; replacing it");
+          this.opts.log.error(
+            { reason: result.reason, checks: this.failedChecks },
+            "opencode server fails its health checks; replacing it",
+          );
           this.lost(generation);
         }
       }
@@ -199,7 +202,9 @@ export class ServerKeeper {
     this.offTrouble = onTrouble(this.currentClient, (trouble) => {
       if (trouble === "stall") return this.checkAfterStall();
       if (!this.opts.spawned || this.closed || this.replacing) return;
-      this.opts.log.warn("an aborted session did not go idle; recycling the opencode server once its running jobs are done");
+      this.opts.log.warn(
+        "an aborted session did not go idle; recycling the opencode server once its running jobs are done",
+      );
       void this.replace("recycled");
     });
   }
@@ -210,7 +215,10 @@ export class ServerKeeper {
     this.suspect = (async () => {
       const result = await this.healthy();
       if (result.ok || this.closed || this.replacing || generation !== this.generation) return;
-      this.opts.log.error({ reason: result.reason }, "a job stalled and the opencode server does not answer its health check; replacing it");
+      this.opts.log.error(
+        { reason: result.reason },
+        "a job stalled and the opencode server does not answer its health check; replacing it",
+      );
       this.lost(generation);
     })().finally(() => (this.suspect = undefined));
   }
@@ -238,7 +246,9 @@ export class ServerKeeper {
       if (this.closed) return;
       const old = this.current;
       this.retiring = old;
-      await old.close().catch((error: unknown) => this.opts.log.warn({ err: error }, "error while stopping the old opencode server"));
+      await old
+        .close()
+        .catch((error: unknown) => this.opts.log.warn({ err: error }, "error while stopping the old opencode server"));
       try {
         this.current = await this.opts.start();
       } catch (error) {

@@ -66,14 +66,23 @@ export class SessionTransfer {
     client: OpencodeClient,
     sessionId: string,
     signal: AbortSignal,
-    opts: { turn?: string; fence?: Fence; known?: { info?: unknown; messages?: unknown[] }; server?: OpencodeServer } = {},
+    opts: {
+      turn?: string;
+      fence?: Fence;
+      known?: { info?: unknown; messages?: unknown[] };
+      server?: OpencodeServer;
+    } = {},
   ): Promise<void> {
     const { turn, fence, known } = opts;
     // What the attempt already read from the server (the session from its events, the messages
     // read for the turn's usage) is not asked for again.
     let [info, messages] = await Promise.all([
-      known?.info ? { data: known.info as SessionExport["info"] } : client.session.get({ sessionID: sessionId }, { signal }),
-      known?.messages ? { data: known.messages as SessionExport["messages"] } : client.session.messages({ sessionID: sessionId }, { signal }),
+      known?.info
+        ? { data: known.info as SessionExport["info"] }
+        : client.session.get({ sessionID: sessionId }, { signal }),
+      known?.messages
+        ? { data: known.messages as SessionExport["messages"] }
+        : client.session.messages({ sessionID: sessionId }, { signal }),
     ]);
     if ((!info.data || !messages.data) && opts.server?.runCli) {
       // opencode 1.18 cannot answer GET …/message for a session whose prompt asked for structured
@@ -85,14 +94,22 @@ export class SessionTransfer {
       info = { data: exported.info };
       messages = { data: exported.messages };
     }
-    if (!info.data || !messages.data) throw new SessionNotStoredError(`could not read session ${sessionId} from this worker's opencode server`, true);
+    if (!info.data || !messages.data)
+      throw new SessionNotStoredError(`could not read session ${sessionId} from this worker's opencode server`, true);
     if (turn && !messages.data.some((m) => m.info.id === turn)) {
-      throw new SessionNotStoredError(`this worker's opencode server does not hold message ${turn} of session ${sessionId} (the turn was answered on another server)`, true);
+      throw new SessionNotStoredError(
+        `this worker's opencode server does not hold message ${turn} of session ${sessionId} (the turn was answered on another server)`,
+        true,
+      );
     }
     const body = await zip(JSON.stringify({ info: info.data, messages: messages.data }));
     const key = this.keys.sessionExport(sessionId);
     const written = await this.redis.eval(SAVE, 2, key, fence?.lockKey ?? key, body, this.ttlMs, fence?.token ?? "");
-    if (written !== 1) throw new StoppedError("lock-lost", "another worker took the job over (this worker lost its lock); its session is not stored from here");
+    if (written !== 1)
+      throw new StoppedError(
+        "lock-lost",
+        "another worker took the job over (this worker lost its lock); its session is not stored from here",
+      );
   }
 
   /**
@@ -142,8 +159,13 @@ export class SessionTransfer {
       return { directory, nextMessageId: at >= 0 ? messages[at + 1]?.info.id : undefined };
     };
     if (!stored) {
-      if (localOk) return held((await client.session.get({ sessionID: sessionId }, { signal })).data?.directory, local.data);
-      throw new OpencodeHttpError("session.get", 404, `session ${sessionId} is not known to this opencode server or to the queue`);
+      if (localOk)
+        return held((await client.session.get({ sessionID: sessionId }, { signal })).data?.directory, local.data);
+      throw new OpencodeHttpError(
+        "session.get",
+        404,
+        `session ${sessionId} is not known to this opencode server or to the queue`,
+      );
     }
     const missing = stored.messages.filter((m) => !localIds.has(m.info.id)).length;
     // The server's copy is current when it holds every stored message, or when only it holds the turn before.
@@ -152,7 +174,11 @@ export class SessionTransfer {
       return { ...held(stored.info.directory, local.data), ...(same ? { messages: local.data } : {}) };
     }
     if (!server.runCli) {
-      throw new OpencodeHttpError("session import", 404, `session ${sessionId} is missing on the attached server and only a spawned server can import it`);
+      throw new OpencodeHttpError(
+        "session import",
+        404,
+        `session ${sessionId} is missing on the attached server and only a spawned server can import it`,
+      );
     }
     this.log.info({ sessionId, missing }, "importing the session from the queue");
     const dir = await mkdtemp(join(tmpdir(), "dispatch-session-"));

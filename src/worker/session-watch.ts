@@ -65,20 +65,26 @@ export class SessionWatch {
   constructor(private readonly opts: WatchOptions) {
     this.watch(opts.sessionId);
     this.offConnect = opts.hub.onConnect(() => void this.answerPending());
-    this.stallTimer = setInterval(() => {
-      const quiet = Date.now() - this.lastEventAt;
-      if (quiet <= opts.stallMs && quiet >= Math.min(QUIET_MS, opts.stallMs / 2)) void this.poll();
-      if (quiet > opts.stallMs) {
-        this.stop(new StoppedError("stall", `no progress from opencode for ${Math.round(opts.stallMs / 1000)} s`));
-        opts.hub.reportStall(); // the server may be wedged: its keeper checks it
-      }
-    }, Math.min(1_000, opts.stallMs)).unref();
+    this.stallTimer = setInterval(
+      () => {
+        const quiet = Date.now() - this.lastEventAt;
+        if (quiet <= opts.stallMs && quiet >= Math.min(QUIET_MS, opts.stallMs / 2)) void this.poll();
+        if (quiet > opts.stallMs) {
+          this.stop(new StoppedError("stall", `no progress from opencode for ${Math.round(opts.stallMs / 1000)} s`));
+          opts.hub.reportStall(); // the server may be wedged: its keeper checks it
+        }
+      },
+      Math.min(1_000, opts.stallMs),
+    ).unref();
     // No ask can come before the prompt this watch precedes; after a reconnect, catch up.
   }
 
   private watch(sessionId: string): void {
     if (this.sessions.has(sessionId) || this.stopped) return;
-    this.sessions.set(sessionId, this.opts.hub.subscribe(sessionId, (event, directory) => this.onEvent(event, directory)));
+    this.sessions.set(
+      sessionId,
+      this.opts.hub.subscribe(sessionId, (event, directory) => this.onEvent(event, directory)),
+    );
   }
 
   private onEvent(event: ServerEvent, directory: string): void {
@@ -166,12 +172,26 @@ export class SessionWatch {
       this.opts.log.info({ attempt, message, waitMs }, "provider keeps failing; handing the retry to the queue");
       // opencode's own next try says how long the provider asked to wait: the queue honours it.
       const retryAfter = waitMs > 0 ? { "retry-after": String(Math.ceil(waitMs / 1000)) } : undefined;
-      this.stop(retryAfter ? new ModelError(error.errorName, { ...error.data, responseHeaders: { ...error.data.responseHeaders, ...retryAfter } }) : error);
+      this.stop(
+        retryAfter
+          ? new ModelError(error.errorName, {
+              ...error.data,
+              responseHeaders: { ...error.data.responseHeaders, ...retryAfter },
+            })
+          : error,
+      );
     }
   }
 
   private async answerPermission(
-    ask: { id: string; sessionID: string; permission: string; patterns: string[]; always?: string[]; tool?: { callID: string } },
+    ask: {
+      id: string;
+      sessionID: string;
+      permission: string;
+      patterns: string[];
+      always?: string[];
+      tool?: { callID: string };
+    },
     directory: string | undefined,
   ): Promise<void> {
     if (this.answered.has(ask.id) || this.stopped) return;
@@ -191,13 +211,26 @@ export class SessionWatch {
         askedAt: at.toISOString(),
         timeoutAt: new Date(at.getTime() + (this.opts.approvalTimeoutMs ?? 0)).toISOString(),
       };
-      this.opts.log.info({ permission: ask.permission, patterns: ask.patterns }, "a permission ask waits for a person; parking the job");
+      this.opts.log.info(
+        { permission: ask.permission, patterns: ask.patterns },
+        "a permission ask waits for a person; parking the job",
+      );
       this.stop(new ApprovalNeededError(pending, ask.sessionID, ask.tool?.callID));
       return;
     }
     const reply = grant || this.opts.approval === "approve" ? "once" : "reject";
-    this.asks.push({ kind: "permission", what: ask.permission, patterns: ask.patterns, answer: reply, at: new Date().toISOString(), by: grant ? grant.by : "policy" });
-    this.opts.log.info({ permission: ask.permission, patterns: ask.patterns, reply, by: grant ? grant.by : "policy" }, "answered a permission ask");
+    this.asks.push({
+      kind: "permission",
+      what: ask.permission,
+      patterns: ask.patterns,
+      answer: reply,
+      at: new Date().toISOString(),
+      by: grant ? grant.by : "policy",
+    });
+    this.opts.log.info(
+      { permission: ask.permission, patterns: ask.patterns, reply, by: grant ? grant.by : "policy" },
+      "answered a permission ask",
+    );
     await this.opts.client.permission
       .reply({ requestID: ask.id, directory, reply }, { signal: AbortSignal.timeout(10_000) })
       .catch((error: unknown) => this.opts.log.warn({ err: error }, "permission reply failed"));
@@ -210,7 +243,14 @@ export class SessionWatch {
     if (this.answered.has(question.id)) return;
     this.answered.add(question.id);
     const what = question.questions.map((q) => q.question).join(" / ");
-    this.asks.push({ kind: "question", what, patterns: [], answer: "reject", at: new Date().toISOString(), by: "policy" });
+    this.asks.push({
+      kind: "question",
+      what,
+      patterns: [],
+      answer: "reject",
+      at: new Date().toISOString(),
+      by: "policy",
+    });
     this.opts.log.info({ question: what }, "rejected a question (no one is there to answer it)");
     await this.opts.client.question
       .reject({ requestID: question.id, directory }, { signal: AbortSignal.timeout(10_000) })
@@ -248,8 +288,10 @@ export class SessionWatch {
       this.opts.client.permission.list({ directory: this.opts.directory }, { signal }).catch(() => undefined),
       this.opts.client.question.list({ directory: this.opts.directory }, { signal }).catch(() => undefined),
     ]);
-    for (const ask of permissions?.data ?? []) if (this.sessions.has(ask.sessionID)) await this.answerPermission(ask, this.opts.directory);
-    for (const q of questions?.data ?? []) if (this.sessions.has(q.sessionID)) await this.rejectQuestion(q, this.opts.directory);
+    for (const ask of permissions?.data ?? [])
+      if (this.sessions.has(ask.sessionID)) await this.answerPermission(ask, this.opts.directory);
+    for (const q of questions?.data ?? [])
+      if (this.sessions.has(q.sessionID)) await this.rejectQuestion(q, this.opts.directory);
   }
 
   private reportProgress(): void {

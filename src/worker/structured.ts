@@ -60,13 +60,17 @@ export async function promptChecked(
   const retries = payload.schemaRetries ?? DEFAULT_SCHEMA_RETRIES;
   for (let repair = 1; ; repair++) {
     onStructured(outcome.structured);
-    const problems = outcome.structured === null || outcome.structured === undefined
-      ? ["(root): no structured answer was given (the StructuredOutput tool was not called)"]
-      : validateAgainst(schema, outcome.structured);
+    const problems =
+      outcome.structured === null || outcome.structured === undefined
+        ? ["(root): no structured answer was given (the StructuredOutput tool was not called)"]
+        : validateAgainst(schema, outcome.structured);
     if (problems.length === 0) return outcome;
     if (repair > retries) throw new SchemaMismatchError(problems);
     opts.log.info({ problems, repair }, "structured answer misses the schema; asking again");
-    const next = await promptSession(client, sessionId, payload, { ...promptOpts, parts: [{ type: "text", text: repairPrompt(problems) }] });
+    const next = await promptSession(client, sessionId, payload, {
+      ...promptOpts,
+      parts: [{ type: "text", text: repairPrompt(problems) }],
+    });
     outcome = { ...next, tokens: addTokens(outcome.tokens, next.tokens), cost: outcome.cost + next.cost };
   }
 }

@@ -27,7 +27,10 @@ export function webhookBackoff(attemptsMade: number, baseMs: number): number {
 }
 
 /** POSTs one notification; throws when the receiver did not answer 2xx in time. */
-export async function deliver(delivery: WebhookDelivery, opts: { deliveryId: string; secret?: string; timeoutMs: number }): Promise<void> {
+export async function deliver(
+  delivery: WebhookDelivery,
+  opts: { deliveryId: string; secret?: string; timeoutMs: number },
+): Promise<void> {
   const body = JSON.stringify(delivery.record);
   const headers: Record<string, string> = {
     "content-type": "application/json",
@@ -40,16 +43,26 @@ export async function deliver(delivery: WebhookDelivery, opts: { deliveryId: str
   let response: Response;
   const deadline = abortAfter(opts.timeoutMs);
   try {
-    response = await fetch(delivery.url, { method: "POST", headers, body, redirect: "manual", signal: deadline.signal });
+    response = await fetch(delivery.url, {
+      method: "POST",
+      headers,
+      body,
+      redirect: "manual",
+      signal: deadline.signal,
+    });
     await response.body?.cancel().catch(() => undefined);
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    const why = (error as Error).name === "TimeoutError" ? `no answer within ${opts.timeoutMs} ms` : (cause?.code ?? cause?.message ?? (error as Error).message);
+    const why =
+      (error as Error).name === "TimeoutError"
+        ? `no answer within ${opts.timeoutMs} ms`
+        : (cause?.code ?? cause?.message ?? (error as Error).message);
     throw new Error(`webhook ${origin(delivery.url)}: ${why}`);
   } finally {
     deadline.clear();
   }
-  if (response.status < 200 || response.status >= 300) throw new Error(`webhook ${origin(delivery.url)} answered ${response.status}`);
+  if (response.status < 200 || response.status >= 300)
+    throw new Error(`webhook ${origin(delivery.url)} answered ${response.status}`);
 }
 
 /**
@@ -80,7 +93,10 @@ export function startWebhookDelivery(opts: {
         log.info(where, "webhook delivered");
       } catch (error) {
         const last = attempt >= attempts;
-        log.warn({ ...where, err: (error as Error).message, final: last }, last ? "webhook delivery given up" : "webhook delivery failed; will retry");
+        log.warn(
+          { ...where, err: (error as Error).message, final: last },
+          last ? "webhook delivery given up" : "webhook delivery failed; will retry",
+        );
         throw last ? new UnrecoverableError((error as Error).message) : error;
       }
     },

@@ -89,8 +89,13 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         });
 
   if (!attach) await sweepOrphans(config.dataDir, log);
-  if (!attach && config.sandbox.enabled) bubblewrap(); // a clear error now if it is missing
-  else if (!attach) log.warn({ bubblewrap: hasBubblewrap() }, "the agent's tools run unsandboxed, as the worker's user (DISPATCH_SANDBOX=true runs them under bubblewrap)");
+  if (!attach && config.sandbox.enabled)
+    bubblewrap(); // a clear error now if it is missing
+  else if (!attach)
+    log.warn(
+      { bubblewrap: hasBubblewrap() },
+      "the agent's tools run unsandboxed, as the worker's user (DISPATCH_SANDBOX=true runs them under bubblewrap)",
+    );
   let bull: Worker | undefined;
   let fatal = false;
   let runningRef: RunningWorker | undefined;
@@ -130,35 +135,69 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     teardown.push("leases", () => leases.close());
     await scheduler.publishCaps(config.flow);
     const budgets = new BatchBudgets(connection, queueKeys(queue), log);
-    const processor = createProcessor({ store, connection, transfer, config, scheduler, leases, budgets, flow: config.flow, current: () => hubs.current(keeper), workerId: id, log });
-    const guarded = config.sandbox.enabled && !attach ? refuseOutsideSandbox(processor, { settings: config.sandbox, store, log }) : processor;
-    const intake = new Worker(queue, traceAttempts(queue, keeper.wrap(refuseCancelled(guarded, { connection, store, log }))), {
+    const processor = createProcessor({
+      store,
       connection,
-      prefix: queueKeys(queue).bullPrefix,
-      concurrency: opts.concurrency ?? config.concurrency,
-      lockDuration: config.lockDurationMs,
-      stalledInterval: config.stalledIntervalMs,
-      settings: {
-        backoffStrategy: (attemptsMade, _type, error?: DecidedError) => backoffDelay(attemptsMade, error?.decision),
-      },
+      transfer,
+      config,
+      scheduler,
+      leases,
+      budgets,
+      flow: config.flow,
+      current: () => hubs.current(keeper),
+      workerId: id,
+      log,
     });
+    const guarded =
+      config.sandbox.enabled && !attach
+        ? refuseOutsideSandbox(processor, { settings: config.sandbox, store, log })
+        : processor;
+    const intake = new Worker(
+      queue,
+      traceAttempts(queue, keeper.wrap(refuseCancelled(guarded, { connection, store, log }))),
+      {
+        connection,
+        prefix: queueKeys(queue).bullPrefix,
+        concurrency: opts.concurrency ?? config.concurrency,
+        lockDuration: config.lockDurationMs,
+        stalledInterval: config.stalledIntervalMs,
+        settings: {
+          backoffStrategy: (attemptsMade, _type, error?: DecidedError) => backoffDelay(attemptsMade, error?.decision),
+        },
+      },
+    );
     bull = intake;
     // close() first closes it gracefully; this is the forced close of a failed start (and a no-op after).
     teardown.push("queue worker", () => intake.close(true));
     intake.on("error", (error) => log.error({ err: error }, "queue error"));
     // A job whose lock could not be renewed may already run elsewhere: stop its session now.
-    intake.on("lockRenewalFailed", (jobIds: string[]) => jobIds.forEach((jobId) => intake.cancelJob(jobId, "lock-lost")));
+    intake.on("lockRenewalFailed", (jobIds: string[]) =>
+      jobIds.forEach((jobId) => intake.cancelJob(jobId, "lock-lost")),
+    );
     recordDeferredFailures(intake, store, log);
     keeper.attach({
       pause: () => intake.pause(true),
       resume: () => void intake.resume().catch((error: unknown) => log.warn({ err: error }, "resuming intake failed")),
       cancelJob: (jobId, reason) => void intake.cancelJob(jobId, reason),
     });
-    const control = await startControl({ redisUrl, keys: queueKeys(queue), worker: intake, log, onBatchBudget: (message) => budgets.stop(message), onReconnect: () => void budgets.recheck() });
+    const control = await startControl({
+      redisUrl,
+      keys: queueKeys(queue),
+      worker: intake,
+      log,
+      onBatchBudget: (message) => budgets.stop(message),
+      onReconnect: () => void budgets.recheck(),
+    });
     teardown.push("control channel", () => control.close());
     const webhooks = startWebhookDelivery({ connection, queue, config, log });
     teardown.push("webhook worker", () => webhooks.close());
-    const detachMetrics = opts.metrics?.attach({ worker: intake, store, connection, queue, running: () => keeper.runningJobs() });
+    const detachMetrics = opts.metrics?.attach({
+      worker: intake,
+      store,
+      connection,
+      queue,
+      running: () => keeper.runningJobs(),
+    });
     if (detachMetrics) teardown.push("metrics", detachMetrics);
   } catch (error) {
     await teardown.run();

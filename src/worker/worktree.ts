@@ -19,7 +19,14 @@ export interface Worktree {
  * agent may have written them) and git gets a minimal environment, not the worker's secrets.
  */
 async function git(cwd: string, args: string[], signal?: AbortSignal): Promise<string> {
-  const identity = ["-c", "user.name=opencode-dispatch", "-c", "user.email=opencode-dispatch@localhost", "-c", "core.hooksPath=/dev/null"];
+  const identity = [
+    "-c",
+    "user.name=opencode-dispatch",
+    "-c",
+    "user.email=opencode-dispatch@localhost",
+    "-c",
+    "core.hooksPath=/dev/null",
+  ];
   const { stdout } = await exec("git", [...identity, ...args], {
     cwd,
     signal,
@@ -47,7 +54,12 @@ export async function existingWorktree(directory: string, jobId: string): Promis
  * beside the repository in `<repo>.dispatch-worktrees/<jobId>`. A retry of the same job reuses
  * the worktree its first attempt made.
  */
-export async function prepareWorktree(directory: string, jobId: string, knownBase?: string, signal?: AbortSignal): Promise<Worktree> {
+export async function prepareWorktree(
+  directory: string,
+  jobId: string,
+  knownBase?: string,
+  signal?: AbortSignal,
+): Promise<Worktree> {
   let root: string;
   try {
     root = await git(directory, ["rev-parse", "--show-toplevel"], signal);
@@ -58,7 +70,8 @@ export async function prepareWorktree(directory: string, jobId: string, knownBas
   const path = worktreeAt(root, jobId);
   if (existsSync(path)) {
     // A retry finds its first attempt's worktree (git refuses to add one at an existing path).
-    const base = knownBase ?? (await git(path, ["merge-base", "HEAD", await git(root, ["rev-parse", "HEAD"], signal)], signal));
+    const base =
+      knownBase ?? (await git(path, ["merge-base", "HEAD", await git(root, ["rev-parse", "HEAD"], signal)], signal));
     return { path, branch, base };
   }
   await mkdir(dirname(path), { recursive: true });

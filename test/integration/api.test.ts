@@ -27,7 +27,9 @@ async function curl(args: string[]): Promise<{ status: number; body: string }> {
 
 /** Reads an SSE stream with curl until it ends; returns the events. */
 async function sse(url: string, headers: string[] = []): Promise<{ id: string; event: string; data: unknown }[]> {
-  const { stdout } = await run("curl", ["-sSN", "--max-time", "90", ...headers.flatMap((h) => ["-H", h]), url], { maxBuffer: 16 * 1024 * 1024 });
+  const { stdout } = await run("curl", ["-sSN", "--max-time", "90", ...headers.flatMap((h) => ["-H", h]), url], {
+    maxBuffer: 16 * 1024 * 1024,
+  });
   return stdout
     .split("\n\n")
     .map((block) => block.split("\n").filter((l) => !l.startsWith(":")))
@@ -110,32 +112,71 @@ describe("the HTTP API", () => {
     expect(none.status).toBe(401);
     expect(JSON.parse(none.body).error).toMatchObject({ name: "Unauthorized" });
     expect((await curl(["-H", "Authorization: Bearer not-a-token-at-all", `${base}/v1/jobs/x`])).status).toBe(401);
-    const noScope = await curl(["-X", "POST", "-H", `Authorization: Bearer ${READER}`, "-d", '{"prompt":"x"}', `${base}/v1/jobs`]);
+    const noScope = await curl([
+      "-X",
+      "POST",
+      "-H",
+      `Authorization: Bearer ${READER}`,
+      "-d",
+      '{"prompt":"x"}',
+      `${base}/v1/jobs`,
+    ]);
     expect(noScope.status).toBe(403);
     expect(JSON.parse(noScope.body).error.message).toMatch(/lacks the "enqueue" scope/);
-    expect((await curl(["-X", "POST", "-H", `Authorization: Bearer ${ENQUEUE}`, `${base}/v1/jobs/x/cancel`])).status).toBe(403);
+    expect(
+      (await curl(["-X", "POST", "-H", `Authorization: Bearer ${ENQUEUE}`, `${base}/v1/jobs/x/cancel`])).status,
+    ).toBe(403);
     // The OpenAPI document needs no token.
     expect((await curl([`${base}/v1/openapi.json`])).status).toBe(200);
   });
 
   it("curl enqueues with an Idempotency-Key, long-polls the result, and gets 400 naming the field for bad input", async () => {
     const auth = ["-H", `Authorization: Bearer ${ADMIN}`];
-    const posted = await curl(["-X", "POST", ...auth, "-H", "Idempotency-Key: curl-job-1", "-d", '{"prompt":"hello from curl","model":"fake/echo"}', `${base}/v1/jobs`]);
+    const posted = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "-H",
+      "Idempotency-Key: curl-job-1",
+      "-d",
+      '{"prompt":"hello from curl","model":"fake/echo"}',
+      `${base}/v1/jobs`,
+    ]);
     expect(posted.status, posted.body).toBe(201);
     expect(JSON.parse(posted.body)).toEqual({ jobId: "curl-job-1", duplicate: false });
     const result = await curl([...auth, `${base}/v1/jobs/curl-job-1/result?wait=60s`]);
     expect(result.status, result.body).toBe(200);
-    expect(JSON.parse(result.body)).toMatchObject({ jobId: "curl-job-1", state: "completed", text: "echo: hello from curl" });
+    expect(JSON.parse(result.body)).toMatchObject({
+      jobId: "curl-job-1",
+      state: "completed",
+      text: "echo: hello from curl",
+    });
     const status = JSON.parse((await curl([...auth, `${base}/v1/jobs/curl-job-1`])).body);
     expect(status).toMatchObject({ jobId: "curl-job-1", state: "completed", attempts: 1 });
 
-    const bad = await curl(["-X", "POST", ...auth, "-d", '{"prompt":"x","model":"fake/echo","timeout":"forever"}', `${base}/v1/jobs`]);
+    const bad = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "-d",
+      '{"prompt":"x","model":"fake/echo","timeout":"forever"}',
+      `${base}/v1/jobs`,
+    ]);
     expect(bad.status).toBe(400);
     expect(JSON.parse(bad.body).error).toMatchObject({ name: "InputError", field: "timeout" });
     const notJson = await curl(["-X", "POST", ...auth, "-d", "{not json", `${base}/v1/jobs`]);
     expect(JSON.parse(notJson.body).error).toMatchObject({ field: "body" });
     expect((await curl([...auth, `${base}/v1/jobs/no-such-job`])).status).toBe(404);
-    const pending = await curl(["-X", "POST", ...auth, "-d", '{"prompt":"later","delay":3600000}', "-H", "Idempotency-Key: later-1", `${base}/v1/jobs`]);
+    const pending = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "-d",
+      '{"prompt":"later","delay":3600000}',
+      "-H",
+      "Idempotency-Key: later-1",
+      `${base}/v1/jobs`,
+    ]);
     expect(pending.status).toBe(201);
     expect((await curl([...auth, `${base}/v1/jobs/later-1/result?wait=1s`])).status).toBe(202);
     const cancelled = await curl(["-X", "POST", ...auth, `${base}/v1/jobs/later-1/cancel`]);
@@ -165,7 +206,15 @@ describe("the HTTP API", () => {
 
   it("server-sent events deliver the answer as it is written and resume with Last-Event-ID without loss or repeats", async () => {
     const auth = `Authorization: Bearer ${READER}`;
-    const posted = await curl(["-X", "POST", "-H", `Authorization: Bearer ${ENQUEUE}`, "-d", '{"prompt":"[[slow:300]] an answer in pieces","model":"fake/echo"}', `${base}/v1/jobs`]);
+    const posted = await curl([
+      "-X",
+      "POST",
+      "-H",
+      `Authorization: Bearer ${ENQUEUE}`,
+      "-d",
+      '{"prompt":"[[slow:300]] an answer in pieces","model":"fake/echo"}',
+      `${base}/v1/jobs`,
+    ]);
     const { jobId } = JSON.parse(posted.body) as { jobId: string };
     const events = await sse(`${base}/v1/jobs/${jobId}/events`, [auth]);
     const texts = events.filter((e) => e.event === "text").map((e) => (e.data as { text: string }).text);
@@ -184,14 +233,37 @@ describe("the HTTP API", () => {
   it("batches: a JSON Lines body in, the receipt, status, results as JSON Lines, cancel and retry", async () => {
     const auth = ["-H", `Authorization: Bearer ${ADMIN}`];
     const file = join(dir, "batch.jsonl");
-    await writeFile(file, ['{"prompt":"api batch one","model":"fake/echo"}', '{"prompt":"api batch two","model":"fake/echo"}', '{"prompt":"api batch three","delay":3600000}'].join("\n"));
-    const posted = await curl(["-X", "POST", ...auth, "-H", "content-type: application/x-ndjson", "--data-binary", `@${file}`, `${base}/v1/batches?id=api-batch`]);
+    await writeFile(
+      file,
+      [
+        '{"prompt":"api batch one","model":"fake/echo"}',
+        '{"prompt":"api batch two","model":"fake/echo"}',
+        '{"prompt":"api batch three","delay":3600000}',
+      ].join("\n"),
+    );
+    const posted = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "-H",
+      "content-type: application/x-ndjson",
+      "--data-binary",
+      `@${file}`,
+      `${base}/v1/batches?id=api-batch`,
+    ]);
     expect(posted.status, posted.body).toBe(201);
     expect(JSON.parse(posted.body)).toMatchObject({ batchId: "api-batch", total: 3, enqueued: 3 });
     const again = await curl(["-X", "POST", ...auth, "--data-binary", `@${file}`, `${base}/v1/batches?id=api-batch`]);
     expect(JSON.parse(again.body)).toMatchObject({ enqueued: 0, duplicates: 3 });
 
-    const invalid = await curl(["-X", "POST", ...auth, "--data-binary", '{"prompt":"ok"}\n{"model":"x"}', `${base}/v1/batches`]);
+    const invalid = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "--data-binary",
+      '{"prompt":"ok"}\n{"model":"x"}',
+      `${base}/v1/batches`,
+    ]);
     expect(invalid.status).toBe(400);
     expect(JSON.parse(invalid.body).error).toMatchObject({ field: "line 2" });
 
@@ -200,7 +272,10 @@ describe("the HTTP API", () => {
     const status = JSON.parse((await curl([...auth, `${base}/v1/batches/api-batch`])).body);
     expect(status).toMatchObject({ batchId: "api-batch", total: 3 });
     expect(status.counts.queued + status.counts.running).toBe(0);
-    const results = (await curl([...auth, `${base}/v1/batches/api-batch/results`])).body.trim().split("\n").map((l) => JSON.parse(l) as { jobId: string; state: string });
+    const results = (await curl([...auth, `${base}/v1/batches/api-batch/results`])).body
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { jobId: string; state: string });
     expect(results).toHaveLength(3);
     expect(results.find((r) => r.jobId === "api-batch-3")).toMatchObject({ state: "failed" });
     const retried = JSON.parse((await curl(["-X", "POST", ...auth, `${base}/v1/batches/api-batch/retry`])).body);
@@ -212,37 +287,78 @@ describe("the HTTP API", () => {
   it("flows over HTTP: a batch with a parent (then, thenModel, thenOn) and a fork", async () => {
     const auth = ["-H", `Authorization: Bearer ${ADMIN}`];
     const body = ['{"prompt":"flow one","model":"fake/echo"}', '{"prompt":"flow two","model":"fake/echo"}'].join("\n");
-    const posted = await curl(["-X", "POST", ...auth, "--data-binary", body, `${base}/v1/batches?id=api-flow&then=${encodeURIComponent("Sum up the flow")}&thenModel=fake/echo&thenOn=completed`]);
+    const posted = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "--data-binary",
+      body,
+      `${base}/v1/batches?id=api-flow&then=${encodeURIComponent("Sum up the flow")}&thenModel=fake/echo&thenOn=completed`,
+    ]);
     expect(posted.status, posted.body).toBe(201);
     const receipt = JSON.parse(posted.body) as { thenJobId: string };
     expect(receipt.thenJobId).toBe("api-flow-then");
     const parent = await stack.dispatcher.wait(receipt.thenJobId, { timeoutMs: 120_000 });
     expect(parent).toMatchObject({ state: "completed", model: "fake/echo", children: { total: 2, completed: 2 } });
     expect(parent.text).toContain('"answer":"echo: flow two"');
-    const bad = await curl(["-X", "POST", ...auth, "--data-binary", body, `${base}/v1/batches?thenOn=sometimes&then=x`]);
+    const bad = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "--data-binary",
+      body,
+      `${base}/v1/batches?thenOn=sometimes&then=x`,
+    ]);
     expect(bad.status).toBe(400);
 
-    const forked = await curl(["-X", "POST", ...auth, "-H", "content-type: application/json", "--data-binary", JSON.stringify({ prompt: "fork over http [[transcript]]", fork: "api-flow-1" }), `${base}/v1/jobs`]);
+    const forked = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "-H",
+      "content-type: application/json",
+      "--data-binary",
+      JSON.stringify({ prompt: "fork over http [[transcript]]", fork: "api-flow-1" }),
+      `${base}/v1/jobs`,
+    ]);
     expect(forked.status, forked.body).toBe(201);
-    const fork = await stack.dispatcher.wait((JSON.parse(forked.body) as { jobId: string }).jobId, { timeoutMs: 120_000 });
+    const fork = await stack.dispatcher.wait((JSON.parse(forked.body) as { jobId: string }).jobId, {
+      timeoutMs: 120_000,
+    });
     expect(fork.forkedFrom).toBe("api-flow-1");
     expect(JSON.parse(fork.text!)).toEqual(["flow one", "fork over http [[transcript]]"]);
   }, 180_000);
 
   it("pause and resume the queue over HTTP", async () => {
     const auth = ["-H", `Authorization: Bearer ${ADMIN}`];
-    expect(JSON.parse((await curl(["-X", "POST", ...auth, `${base}/v1/queue/pause`])).body)).toMatchObject({ paused: true });
+    expect(JSON.parse((await curl(["-X", "POST", ...auth, `${base}/v1/queue/pause`])).body)).toMatchObject({
+      paused: true,
+    });
     expect(await stack.dispatcher.isPaused()).toBe(true);
     expect(JSON.parse((await curl([...auth, `${base}/v1/queue`])).body)).toMatchObject({ paused: true });
-    expect(JSON.parse((await curl(["-X", "POST", ...auth, `${base}/v1/queue/resume`])).body)).toMatchObject({ paused: false });
+    expect(JSON.parse((await curl(["-X", "POST", ...auth, `${base}/v1/queue/resume`])).body)).toMatchObject({
+      paused: false,
+    });
     expect(await stack.dispatcher.isPaused()).toBe(false);
   });
 
   it("schedules over HTTP: add, list, fire now, remove; bad input names the field", async () => {
     const auth = ["-H", `Authorization: Bearer ${ADMIN}`];
-    const added = await curl(["-X", "POST", ...auth, "-d", '{"name":"api-nightly","cron":"0 2 * * *","tz":"Europe/Paris","task":{"prompt":"nightly over http","model":"fake/echo"}}', `${base}/v1/schedules`]);
+    const added = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "-d",
+      '{"name":"api-nightly","cron":"0 2 * * *","tz":"Europe/Paris","task":{"prompt":"nightly over http","model":"fake/echo"}}',
+      `${base}/v1/schedules`,
+    ]);
     expect(added.status, added.body).toBe(201);
-    expect(JSON.parse(added.body)).toMatchObject({ name: "api-nightly", cron: "0 2 * * *", tz: "Europe/Paris", replaced: false });
+    expect(JSON.parse(added.body)).toMatchObject({
+      name: "api-nightly",
+      cron: "0 2 * * *",
+      tz: "Europe/Paris",
+      replaced: false,
+    });
     const list = JSON.parse((await curl([...auth, `${base}/v1/schedules`])).body) as { schedules: { name: string }[] };
     expect(list.schedules.map((x) => x.name)).toContain("api-nightly");
     const fired = await curl(["-X", "POST", ...auth, `${base}/v1/schedules/api-nightly/run`]);
@@ -250,7 +366,14 @@ describe("the HTTP API", () => {
     const { jobId } = JSON.parse(fired.body) as { jobId: string };
     const record = JSON.parse((await curl([...auth, `${base}/v1/jobs/${jobId}/result?wait=60s`])).body);
     expect(record).toMatchObject({ state: "completed", text: "echo: nightly over http", schedule: "api-nightly" });
-    const bad = await curl(["-X", "POST", ...auth, "-d", '{"name":"api-bad","cron":"not a cron","task":{"prompt":"x"}}', `${base}/v1/schedules`]);
+    const bad = await curl([
+      "-X",
+      "POST",
+      ...auth,
+      "-d",
+      '{"name":"api-bad","cron":"not a cron","task":{"prompt":"x"}}',
+      `${base}/v1/schedules`,
+    ]);
     expect(bad.status).toBe(400);
     expect(JSON.parse(bad.body).error.field).toBe("cron");
     expect((await curl(["-X", "DELETE", ...auth, `${base}/v1/schedules/api-nightly`])).status).toBe(200);
@@ -259,13 +382,18 @@ describe("the HTTP API", () => {
   }, 120_000);
 
   it("serves an OpenAPI 3.1 document that validates and names every route", async () => {
-    const document = JSON.parse((await curl([`${base}/v1/openapi.json`])).body) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+    const document = JSON.parse((await curl([`${base}/v1/openapi.json`])).body) as {
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+    };
     expect(document.openapi).toBe("3.1.0");
     const validator = new Validator();
     const result = await validator.validate(document);
     expect(result.errors ?? [], JSON.stringify(result.errors)).toEqual([]);
     expect(result.valid).toBe(true);
-    const operations = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`));
+    const operations = Object.entries(document.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`),
+    );
     for (const expected of [
       "POST /v1/jobs",
       "GET /v1/jobs/{id}",
@@ -315,11 +443,24 @@ describe("the HTTP API without tokens", () => {
     const rebound = await curl(["-H", `Host: attacker.example:${new URL(base).port}`, `${base}/v1/queue`]);
     expect(rebound.status).toBe(403);
     expect(JSON.parse(rebound.body).error.message).toMatch(/without tokens the API answers only/);
-    const fromPage = await curl(["-X", "POST", "-H", "Origin: http://attacker.example", "-H", "content-type: text/plain", "-d", '{"prompt":"x"}', `${base}/v1/jobs`]);
+    const fromPage = await curl([
+      "-X",
+      "POST",
+      "-H",
+      "Origin: http://attacker.example",
+      "-H",
+      "content-type: text/plain",
+      "-d",
+      '{"prompt":"x"}',
+      `${base}/v1/jobs`,
+    ]);
     expect(fromPage.status).toBe(403);
     expect(await stack.dispatcher.list()).toEqual([]);
     // Beyond loopback it will not start without tokens.
-    const refused = await runCli(["api", "--host", "0.0.0.0", "--port", "0"], { env: { ...stack.childEnv, DISPATCH_API_TOKENS: "" }, timeoutMs: 30_000 });
+    const refused = await runCli(["api", "--host", "0.0.0.0", "--port", "0"], {
+      env: { ...stack.childEnv, DISPATCH_API_TOKENS: "" },
+      timeoutMs: 30_000,
+    });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/beyond loopback the API needs tokens/);
   }, 60_000);

@@ -44,7 +44,10 @@ describe("manual approval of permission asks", () => {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
-        hooks.push({ event: req.headers["x-dispatch-event"] as string | undefined, record: JSON.parse(Buffer.concat(chunks).toString("utf8")) as ResultRecord });
+        hooks.push({
+          event: req.headers["x-dispatch-event"] as string | undefined,
+          record: JSON.parse(Buffer.concat(chunks).toString("utf8")) as ResultRecord,
+        });
         res.writeHead(204).end();
       });
     });
@@ -60,10 +63,14 @@ describe("manual approval of permission asks", () => {
   });
 
   const parked = (jobId: string) =>
-    until(`job ${jobId} to await approval`, async () => {
-      const status = await stack.dispatcher.status(jobId);
-      return status.state === "awaiting-approval" ? status : undefined;
-    }, WAIT);
+    until(
+      `job ${jobId} to await approval`,
+      async () => {
+        const status = await stack.dispatcher.status(jobId);
+        return status.state === "awaiting-approval" ? status : undefined;
+      },
+      WAIT,
+    );
 
   it("parks the job with what is asked, frees its slot for another job, and after approve runs the tool and completes", async () => {
     stack.fake.reset();
@@ -71,18 +78,38 @@ describe("manual approval of permission asks", () => {
     // call; the parked job's call once resumed.
     writeFileSync(join(stack.opencode.root, "notes.txt"), "nothing here\n");
     const own = { name: "read", args: { filePath: join(stack.opencode.root, "notes.txt") } };
-    stack.fake.script({ toolCall: own }, { say: WORDS, toolCall: READ }, { text: "the other job is done" }, { toolCall: READ });
+    stack.fake.script(
+      { toolCall: own },
+      { say: WORDS, toolCall: READ },
+      { text: "the other job is done" },
+      { toolCall: READ },
+    );
     const asked: ResultRecord[] = [];
     const listening = await stack.dispatcher.subscribe({ ask: (record) => asked.push(record) });
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "what is this machine called?", model: "fake/echo", directory: stack.opencode.root, approval: "manual", webhook });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "what is this machine called?",
+      model: "fake/echo",
+      directory: stack.opencode.root,
+      approval: "manual",
+      webhook,
+    });
 
     const watching = startCli(["watch", jobId], { env: stack.childEnv });
     const status = await parked(jobId);
-    expect(status.result?.approval).toMatchObject({ permission: "external_directory", patterns: ["/etc/*"], tool: "read", words: WORDS });
+    expect(status.result?.approval).toMatchObject({
+      permission: "external_directory",
+      patterns: ["/etc/*"],
+      tool: "read",
+      words: WORDS,
+    });
     await watching.waitFor(/\[awaiting approval: read wants external_directory \/etc\/\*; answer with `approve /, WAIT);
     expect(status.result).toMatchObject({ attempts: 1, asks: [] });
     await until("the ask listener", () => asked.length === 1, WAIT);
-    expect(asked[0]).toMatchObject({ jobId, state: "awaiting-approval", approval: { permission: "external_directory" } });
+    expect(asked[0]).toMatchObject({
+      jobId,
+      state: "awaiting-approval",
+      approval: { permission: "external_directory" },
+    });
     await until("the ask webhook", () => hooks.some((h) => h.record.jobId === jobId && h.event === "ask"), WAIT);
     expect(hooks.find((h) => h.record.jobId === jobId)?.record.approval?.patterns).toEqual(["/etc/*"]);
     listening.close();
@@ -110,11 +137,19 @@ describe("manual approval of permission asks", () => {
     expect(watching.output()).toContain(HOSTNAME);
     expect(watching.output()).not.toMatch(/starts over/);
     expect(record.asks).toEqual([
-      expect.objectContaining({ kind: "permission", what: "external_directory", patterns: ["/etc/*"], answer: "once", by: "alice", words: WORDS }),
+      expect.objectContaining({
+        kind: "permission",
+        what: "external_directory",
+        patterns: ["/etc/*"],
+        answer: "once",
+        by: "alice",
+        words: WORDS,
+      }),
       expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once", by: "alice" }), // the resumed call, under the grant
     ]);
     // Its tokens are those of both turns: the one cut short by the ask (its first step) and the resumed one.
-    const messages = (await createClient(worker.server()).session.messages({ sessionID: record.sessionId! })).data ?? [];
+    const messages =
+      (await createClient(worker.server()).session.messages({ sessionID: record.sessionId! })).data ?? [];
     const steps = messages.map((m) => m.info).filter((m) => m.role === "assistant");
     const lastTurn = steps.filter((m) => m.parentID === steps.at(-1)!.parentID);
     const sum = (list: typeof steps) => list.reduce((n, m) => n + m.tokens.input + m.tokens.output, 0);
@@ -133,17 +168,36 @@ describe("manual approval of permission asks", () => {
   it("after reject, the agent is told (with the message) and ends as it decides; the tool never runs", async () => {
     stack.fake.reset();
     stack.fake.script({ say: WORDS, toolCall: READ });
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "name this machine", model: "fake/echo", directory: stack.opencode.root, approval: "manual" });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "name this machine",
+      model: "fake/echo",
+      directory: stack.opencode.root,
+      approval: "manual",
+    });
     await parked(jobId);
     // Through the HTTP API: answering an ask takes the admin scope.
-    const api = await startApi({ dispatcher: stack.dispatcher, tokens: ApiTokens.fromEnv({ DISPATCH_API_TOKENS: `${ENQUEUER}:enqueue+read,${ADMIN}:admin` }), log: createLogger("silent"), port: 0 });
+    const api = await startApi({
+      dispatcher: stack.dispatcher,
+      tokens: ApiTokens.fromEnv({ DISPATCH_API_TOKENS: `${ENQUEUER}:enqueue+read,${ADMIN}:admin` }),
+      log: createLogger("silent"),
+      port: 0,
+    });
     try {
       const post = (path: string, token: string, body: unknown) =>
-        fetch(`${api.url}/v1/jobs/${jobId}/${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+        fetch(`${api.url}/v1/jobs/${jobId}/${path}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(10_000),
+        });
       expect((await post("reject", ENQUEUER, {})).status).toBe(403);
       const rejected = await post("reject", ADMIN, { message: "not outside the project", by: "bob" });
       expect(rejected.status).toBe(200);
-      expect(await rejected.json()).toMatchObject({ jobId, ask: { permission: "external_directory" }, decision: { answer: "reject", by: "bob", message: "not outside the project" } });
+      expect(await rejected.json()).toMatchObject({
+        jobId,
+        ask: { permission: "external_directory" },
+        decision: { answer: "reject", by: "bob", message: "not outside the project" },
+      });
       const late = await post("approve", ADMIN, {});
       expect(late.status).toBe(409);
     } finally {
@@ -153,14 +207,30 @@ describe("manual approval of permission asks", () => {
     // The fake model echoes the last user message: the continuation turn that says it was rejected.
     expect(record.state).toBe("completed");
     expect(record.text).toMatch(/rejected by bob with this message: not outside the project/);
-    expect(record.asks).toEqual([expect.objectContaining({ answer: "reject", by: "bob", message: "not outside the project" })]);
+    expect(record.asks).toEqual([
+      expect.objectContaining({ answer: "reject", by: "bob", message: "not outside the project" }),
+    ]);
     for (const request of stack.fake.requests) expect(toolResults(request).join("\n")).not.toContain(HOSTNAME);
   });
 
   it("rejects an ask no one answers within --approval-timeout", async () => {
     stack.fake.reset();
     stack.fake.script({ toolCall: READ });
-    const enqueued = await runCli(["enqueue", "wait for nobody", "--model", "fake/echo", "--directory", stack.opencode.root, "--approval", "manual", "--approval-timeout", "3s"], { env: stack.childEnv });
+    const enqueued = await runCli(
+      [
+        "enqueue",
+        "wait for nobody",
+        "--model",
+        "fake/echo",
+        "--directory",
+        stack.opencode.root,
+        "--approval",
+        "manual",
+        "--approval-timeout",
+        "3s",
+      ],
+      { env: stack.childEnv },
+    );
     const jobId = enqueued.stdout.trim();
     await parked(jobId);
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
@@ -173,21 +243,39 @@ describe("manual approval of permission asks", () => {
   it("counts a parked batch member as running, and cancels it", async () => {
     stack.fake.reset();
     stack.fake.script({ toolCall: READ });
-    const many = await stack.dispatcher.enqueueMany([{ prompt: "cancel me", model: "fake/echo", directory: stack.opencode.root, approval: "manual" }]);
+    const many = await stack.dispatcher.enqueueMany([
+      { prompt: "cancel me", model: "fake/echo", directory: stack.opencode.root, approval: "manual" },
+    ]);
     const { jobId } = many[0]!;
     await parked(jobId);
     // A batch counts a parked member as running (it has started, and ends once answered).
     expect((await many.batch.status()).counts).toEqual({ queued: 0, running: 1, completed: 0, failed: 0 });
     const cancelled = await stack.dispatcher.cancel(jobId);
-    expect(cancelled).toMatchObject({ outcome: "removed", record: { state: "failed", approval: null, error: { name: "Cancelled", message: "cancelled while awaiting approval" } } });
+    expect(cancelled).toMatchObject({
+      outcome: "removed",
+      record: {
+        state: "failed",
+        approval: null,
+        error: { name: "Cancelled", message: "cancelled while awaiting approval" },
+      },
+    });
     await expect(stack.dispatcher.approve(jobId)).rejects.toThrow(/not awaiting approval \(it is failed\)/);
   });
 
   it("resumes on another worker than the one that parked it (the session comes from the queue), approved for the rest of the job", async () => {
     stack.fake.reset();
     // Parked on the first read; resumed, it reads again, then a second file of the same directory.
-    stack.fake.script({ toolCall: READ }, { toolCall: READ }, { toolCall: { name: "read", args: { filePath: "/etc/hosts" } } });
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "read two files", model: "fake/echo", directory: stack.opencode.root, approval: "manual" });
+    stack.fake.script(
+      { toolCall: READ },
+      { toolCall: READ },
+      { toolCall: { name: "read", args: { filePath: "/etc/hosts" } } },
+    );
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "read two files",
+      model: "fake/echo",
+      directory: stack.opencode.root,
+      approval: "manual",
+    });
     const status = await parked(jobId);
     expect(status.result?.approval?.always).toEqual(["/etc/*"]);
     await worker.close({ graceMs: 0 }); // its opencode server goes with it
@@ -199,6 +287,10 @@ describe("manual approval of permission asks", () => {
     const results = toolResults(stack.fake.requests.at(-1)!);
     expect(results.at(-2)).toContain(HOSTNAME);
     expect(results.at(-1)).toContain("localhost");
-    expect(record.asks.map((a) => [a.answer, a.by])).toEqual([["always", "carol"], ["once", "carol"], ["once", "carol"]]);
+    expect(record.asks.map((a) => [a.answer, a.by])).toEqual([
+      ["always", "carol"],
+      ["once", "carol"],
+      ["once", "carol"],
+    ]);
   });
 });

@@ -14,7 +14,11 @@ import { startStack, type Stack } from "../support/stack";
 
 const SECRET = "test-webhook-secret-4f9c";
 const structured = (args: unknown) => ({ toolCall: { name: "StructuredOutput", args } });
-const PERSON = { type: "object", properties: { name: { type: "string" }, age: { type: "number" } }, required: ["name", "age"] };
+const PERSON = {
+  type: "object",
+  properties: { name: { type: "string" }, age: { type: "number" } },
+  required: ["name", "age"],
+};
 
 /** Every text the model saw in a request, user parts included. */
 const requestText = (req: Stack["fake"]["requests"][number]) => req.messages.map((m) => messageText(m)).join("\n");
@@ -24,7 +28,9 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
   const logs = captureLogs("debug");
 
   beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_WEBHOOK_SECRET: SECRET, DISPATCH_WEBHOOK_BACKOFF: "200ms", DISPATCH_WEBHOOK_TIMEOUT: "2s" } });
+    stack = await startStack({
+      configEnv: { DISPATCH_WEBHOOK_SECRET: SECRET, DISPATCH_WEBHOOK_BACKOFF: "200ms", DISPATCH_WEBHOOK_TIMEOUT: "2s" },
+    });
     await stack.startWorker({ concurrency: 4, log: logs.log });
   });
   afterAll(async () => {
@@ -43,9 +49,9 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     expect(name).toBe("Ada");
     expect(record.structured).toEqual({ name: "Ada", age: 36 });
     // opencode offered the StructuredOutput tool with the schema zod produced.
-    const tool = (stack.fake.requests.at(-1)!.tools as { function: { name: string; parameters: { required: string[] } } }[]).find(
-      (t) => t.function.name === "StructuredOutput",
-    );
+    const tool = (
+      stack.fake.requests.at(-1)!.tools as { function: { name: string; parameters: { required: string[] } } }[]
+    ).find((t) => t.function.name === "StructuredOutput");
     expect(tool?.function.parameters.required).toEqual(["name", "age"]);
     expect((await stack.dispatcher.result(record.jobId)).structured).toEqual({ name: "Ada", age: 36 });
   });
@@ -53,7 +59,10 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
   it("repairs an answer that misses a required field by telling the model in the same session", async () => {
     stack.fake.reset();
     stack.fake.script(structured({ name: "Ada" }), structured({ name: "Ada", age: 36 }));
-    const record = await stack.dispatcher.run({ prompt: "who, with repair?", model: "fake/echo", schema: PERSON }, { timeoutMs: 60_000 });
+    const record = await stack.dispatcher.run(
+      { prompt: "who, with repair?", model: "fake/echo", schema: PERSON },
+      { timeoutMs: 60_000 },
+    );
     expect(record.state).toBe("completed");
     expect(record.attempts).toBe(1);
     expect(record.structured).toEqual({ name: "Ada", age: 36 });
@@ -82,16 +91,23 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     const file = join(stack.opencode.root, "brief.txt");
     writeFileSync(file, "the secret word is aubergine\n");
     stack.fake.reset();
-    const record = await stack.dispatcher.run({ prompt: "read the attachment", model: "fake/echo", files: [file] }, { timeoutMs: 60_000 });
+    const record = await stack.dispatcher.run(
+      { prompt: "read the attachment", model: "fake/echo", files: [file] },
+      { timeoutMs: 60_000 },
+    );
     expect(record.state).toBe("completed");
     expect(requestText(stack.fake.requests[0]!)).toContain("the secret word is aubergine");
 
     const missing = join(stack.opencode.root, "nope.txt");
-    await expect(stack.dispatcher.enqueue({ prompt: "x", files: [missing] })).rejects.toThrow(`files.0: "${missing}": no such file`);
+    await expect(stack.dispatcher.enqueue({ prompt: "x", files: [missing] })).rejects.toThrow(
+      `files.0: "${missing}": no such file`,
+    );
     const big = join(stack.opencode.root, "big.txt");
     writeFileSync(big, "");
     truncateSync(big, 5 * 1024 * 1024 + 1);
-    await expect(stack.dispatcher.enqueue({ prompt: "x", files: [file, big] })).rejects.toThrow(/files\.1: ".*big\.txt": 5242881 bytes, more than/);
+    await expect(stack.dispatcher.enqueue({ prompt: "x", files: [file, big] })).rejects.toThrow(
+      /files\.1: ".*big\.txt": 5242881 bytes, more than/,
+    );
   });
 
   it("tells listeners of a job, a batch and the whole queue, over one shared subscription", async () => {
@@ -107,7 +123,10 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     const inBatch: ResultRecord[] = [];
     const offBatch = await stack.dispatcher.on("completed", (r) => inBatch.push(r), { batchId });
 
-    const job = await stack.dispatcher.enqueue({ prompt: 'work [[tool:bash:{"command":"echo hi","description":"say hi"}]]', model: "fake/echo" });
+    const job = await stack.dispatcher.enqueue({
+      prompt: 'work [[tool:bash:{"command":"echo hi","description":"say hi"}]]',
+      model: "fake/echo",
+    });
     const mine: ResultRecord[] = [];
     await stack.dispatcher.on("completed", (r) => mine.push(r), { jobId: job.jobId });
     const bad = await stack.dispatcher.enqueue({ prompt: "no [[status:401]]", model: "fake/echo" });
@@ -120,7 +139,10 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     redis.disconnect();
     expect(subscribers).toBe(1);
 
-    const batch = await stack.dispatcher.submitBatch([{ prompt: "batch one" }, { prompt: "batch two" }], { id: batchId, defaults: { model: "fake/echo" } });
+    const batch = await stack.dispatcher.submitBatch([{ prompt: "batch one" }, { prompt: "batch two" }], {
+      id: batchId,
+      defaults: { model: "fake/echo" },
+    });
     await batch.wait({ timeoutMs: 60_000 });
     await expect.poll(() => inBatch.length, { timeout: 5_000 }).toBe(2);
 
@@ -163,14 +185,22 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
         const body = Buffer.concat(chunks);
         const record = JSON.parse(body.toString("utf8")) as ResultRecord;
         const seen = attempts.get(record.jobId) ?? [];
-        seen.push({ delivery: String(req.headers["x-dispatch-delivery"]), body, signature: String(req.headers["x-dispatch-signature"]) });
+        seen.push({
+          delivery: String(req.headers["x-dispatch-delivery"]),
+          body,
+          signature: String(req.headers["x-dispatch-signature"]),
+        });
         attempts.set(record.jobId, seen);
         // Each notification's first try reaches a receiver that is not ready yet.
         if (seen.length === 1) {
           res.writeHead(503).end("busy");
           return;
         }
-        received.set(record.jobId, { record, signed: verifySignature(SECRET, body, req.headers["x-dispatch-signature"] as string), headers: req.headers });
+        received.set(record.jobId, {
+          record,
+          signed: verifySignature(SECRET, body, req.headers["x-dispatch-signature"] as string),
+          headers: req.headers,
+        });
         res.writeHead(204).end();
       });
     });
@@ -189,7 +219,9 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
       // The retry after the 503 carried the same delivery ID as the first try.
       const tries = attempts.get(record.jobId)!;
       expect(tries.length).toBeGreaterThanOrEqual(2);
-      expect(tries.map((t) => t.delivery)).toEqual(tries.map(() => `wh-${record.jobId}-${record.state}-a${record.attempts}-r0`));
+      expect(tries.map((t) => t.delivery)).toEqual(
+        tries.map(() => `wh-${record.jobId}-${record.state}-a${record.attempts}-r0`),
+      );
     }
     // The signature holds only for that body under that key.
     const [first, second] = records.map((r) => attempts.get(r.jobId)!.at(-1)!);
@@ -207,7 +239,9 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
       expect(line).not.toContain("/hooks/dispatch");
       expect(line).not.toContain(SECRET);
     }
-    expect(lines.some((line) => line.includes("webhook delivered") && line.includes(`"webhook":"http://127.0.0.1:${port}"`))).toBe(true);
+    expect(
+      lines.some((line) => line.includes("webhook delivered") && line.includes(`"webhook":"http://127.0.0.1:${port}"`)),
+    ).toBe(true);
     expect(lines.some((line) => line.includes("webhook delivery failed; will retry"))).toBe(true);
   });
 
@@ -219,7 +253,18 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     writeFileSync(notes, "cli attachment: quince\n");
     stack.fake.reset();
     const ok = await runCli(
-      ["enqueue", 'cli structured [[tool:StructuredOutput:{"name":"Cy","age":3}]]', "--model", "fake/echo", "--schema", schemaFile, "--file", notes, "--wait", "--json"],
+      [
+        "enqueue",
+        'cli structured [[tool:StructuredOutput:{"name":"Cy","age":3}]]',
+        "--model",
+        "fake/echo",
+        "--schema",
+        schemaFile,
+        "--file",
+        notes,
+        "--wait",
+        "--json",
+      ],
       { env: stack.childEnv },
     );
     expect(ok.code, ok.stderr).toBe(0);
@@ -235,7 +280,9 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
     const badSchema = await runCli(["enqueue", "x", "--schema", notObject], { env: stack.childEnv });
     expect(badSchema.code).toBe(2);
     expect(badSchema.stderr).toContain("must hold a JSON object");
-    const noFile = await runCli(["enqueue", "x", "--file", notes, "--file", join(dir, "gone.txt")], { env: stack.childEnv });
+    const noFile = await runCli(["enqueue", "x", "--file", notes, "--file", join(dir, "gone.txt")], {
+      env: stack.childEnv,
+    });
     expect(noFile.code).toBe(2);
     expect(noFile.stderr).toMatch(/files\.1: ".*gone\.txt": no such file/);
     const badHook = await runCli(["enqueue", "x", "--webhook", "ftp://example.com/x"], { env: stack.childEnv });
@@ -251,7 +298,8 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
         const body = Buffer.concat(chunks);
-        if (verifySignature(SECRET, body, req.headers["x-dispatch-signature"] as string)) got.push(JSON.parse(body.toString("utf8")) as ResultRecord);
+        if (verifySignature(SECRET, body, req.headers["x-dispatch-signature"] as string))
+          got.push(JSON.parse(body.toString("utf8")) as ResultRecord);
         res.writeHead(200).end("ok");
       });
     });
@@ -266,10 +314,26 @@ describe("for apps: structured results, files, listeners, webhooks", () => {
       ].map((task) => JSON.stringify(task));
       const file = join(stack.opencode.root, "hooks.jsonl");
       writeFileSync(file, lines.join("\n") + "\n");
-      const run = await runCli(["batch", file, "--model", "fake/echo", "--schema", schemaFile, "--webhook", `http://127.0.0.1:${port}/b`, "--wait"], { env: stack.childEnv });
+      const run = await runCli(
+        [
+          "batch",
+          file,
+          "--model",
+          "fake/echo",
+          "--schema",
+          schemaFile,
+          "--webhook",
+          `http://127.0.0.1:${port}/b`,
+          "--wait",
+        ],
+        { env: stack.childEnv },
+      );
       expect(run.code, run.stderr).toBe(0);
       await expect.poll(() => got.length, { timeout: 15_000 }).toBe(2);
-      expect(got.map((r) => r.structured).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))).toEqual([{ name: "B", age: 1 }, { name: "C", age: 2 }]);
+      expect(got.map((r) => r.structured).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))).toEqual([
+        { name: "B", age: 1 },
+        { name: "C", age: 2 },
+      ]);
     } finally {
       await new Promise<void>((resolve) => receiver.close(() => resolve()));
     }

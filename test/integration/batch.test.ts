@@ -18,7 +18,10 @@ function cli(args: string[], env: NodeJS.ProcessEnv, input?: string, timeoutMs =
   return runCli(args, { env, input, timeoutMs });
 }
 
-async function withQueue<T>(stack: Stack, fn: (queue: ReturnType<typeof openQueue>, redis: Awaited<ReturnType<typeof connectRedis>>) => Promise<T>): Promise<T> {
+async function withQueue<T>(
+  stack: Stack,
+  fn: (queue: ReturnType<typeof openQueue>, redis: Awaited<ReturnType<typeof connectRedis>>) => Promise<T>,
+): Promise<T> {
   const redis = await connectRedis(stack.redisUrl, "producer");
   const queue = openQueue(stack.queue, redis);
   try {
@@ -89,10 +92,16 @@ describe("batch submission without workers", () => {
     const again = await cli(args, stack.childEnv);
     expect(JSON.parse(again.stdout)).toMatchObject({ batchId: first.batchId, enqueued: 0, duplicates: 40 });
     // The same content on stdin is the same batch.
-    const piped = await cli(["batch", "-", "--model", "fake/echo", "--delay", "1h", "--json"], stack.childEnv, `${prompts.join("\n")}\n`);
+    const piped = await cli(
+      ["batch", "-", "--model", "fake/echo", "--delay", "1h", "--json"],
+      stack.childEnv,
+      `${prompts.join("\n")}\n`,
+    );
     expect(JSON.parse(piped.stdout)).toMatchObject({ batchId: first.batchId, enqueued: 0, duplicates: 40 });
     // Other options make another batch.
-    const other = JSON.parse((await cli(["batch", file, "--model", "fake/priced", "--delay", "1h", "--json"], stack.childEnv)).stdout);
+    const other = JSON.parse(
+      (await cli(["batch", file, "--model", "fake/priced", "--delay", "1h", "--json"], stack.childEnv)).stdout,
+    );
     expect(other.batchId).not.toBe(first.batchId);
     await withQueue(stack, async (queue) => {
       for (let line = 1; line <= 40; line++) await (await queue.getJob(`${other.batchId}-${line}`))?.remove();
@@ -102,7 +111,8 @@ describe("batch submission without workers", () => {
     // and lines 21-30 reached BullMQ but not the member list.
     await withQueue(stack, async (queue, redis) => {
       const keys = queueKeys(stack.queue);
-      for (let line = 21; line <= 40; line++) await redis.zrem(keys.batchJobs(first.batchId), `${first.batchId}-${line}`);
+      for (let line = 21; line <= 40; line++)
+        await redis.zrem(keys.batchJobs(first.batchId), `${first.batchId}-${line}`);
       for (let line = 31; line <= 40; line++) await (await queue.getJob(`${first.batchId}-${line}`))!.remove();
       await redis.hset(keys.batch(first.batchId), "complete", "0");
     });
@@ -111,7 +121,12 @@ describe("batch submission without workers", () => {
     expect(resumed).toMatchObject({ batchId: first.batchId, enqueued: 10, duplicates: 30 });
     expect(await jobCount(stack)).toBe(40);
     const status = JSON.parse((await cli(["status", first.batchId, "--json"], stack.childEnv)).stdout);
-    expect(status).toMatchObject({ total: 40, members: 40, complete: true, counts: { queued: 40, running: 0, completed: 0, failed: 0 } });
+    expect(status).toMatchObject({
+      total: 40,
+      members: 40,
+      complete: true,
+      counts: { queued: 40, running: 0, completed: 0, failed: 0 },
+    });
     await withQueue(stack, (queue) => queue.obliterate({ force: true }));
   });
 });
@@ -133,7 +148,12 @@ describe("batches run by workers", () => {
     const out = join(dir, "thousand.out.jsonl");
     await writeFile(file, `${lines.join("\n")}\n`);
     const started = Date.now();
-    const run = await cli(["batch", file, "--model", "fake/echo", "--id", "thousand", "--wait", "--out", out], stack.childEnv, undefined, 900_000);
+    const run = await cli(
+      ["batch", file, "--model", "fake/echo", "--id", "thousand", "--wait", "--out", out],
+      stack.childEnv,
+      undefined,
+      900_000,
+    );
     const seconds = (Date.now() - started) / 1000;
     expect(run.code, run.stderr).toBe(1);
     expect(run.stdout).toMatch(/batch thousand: 1000 tasks, 999 completed, 1 failed/);
@@ -141,7 +161,10 @@ describe("batches run by workers", () => {
     expect(run.stdout).toMatch(/duration per task: p50 \d/);
     expect(run.stdout).toMatch(/tokens: [1-9]\d*/);
     expect(run.stderr).toMatch(/batch thousand: \d+\/1000 {2}done \d+ {2}failed \d+ {2}running \d+/); // plain progress lines
-    const records = (await readFile(out, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as ResultRecord);
+    const records = (await readFile(out, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as ResultRecord);
     expect(records).toHaveLength(1_000);
     expect(new Set(records.map((r) => r.jobId)).size).toBe(1_000);
     const byId = new Map(records.map((r) => [r.jobId, r]));
@@ -173,12 +196,23 @@ describe("batches run by workers", () => {
   it("takes plain-text prompts on stdin and waits with progress events through the library", async () => {
     const prompts = ["first plain prompt", "", "second plain prompt", "third plain prompt"];
     const out = join(dir, "stdin.out.jsonl");
-    const run = await cli(["batch", "-", "--model", "fake/echo", "--title", "plain", "--wait", "--out", out, "--json"], stack.childEnv, prompts.join("\n"));
+    const run = await cli(
+      ["batch", "-", "--model", "fake/echo", "--title", "plain", "--wait", "--out", out, "--json"],
+      stack.childEnv,
+      prompts.join("\n"),
+    );
     expect(run.code, run.stderr).toBe(0);
     const summary = JSON.parse(run.stdout);
     expect(summary).toMatchObject({ total: 3, completed: 3, failed: 0, enqueued: 3 });
-    const records = (await readFile(out, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as ResultRecord);
-    expect(records.map((r) => r.text).sort()).toEqual(["echo: first plain prompt", "echo: second plain prompt", "echo: third plain prompt"]);
+    const records = (await readFile(out, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as ResultRecord);
+    expect(records.map((r) => r.text).sort()).toEqual([
+      "echo: first plain prompt",
+      "echo: second plain prompt",
+      "echo: third plain prompt",
+    ]);
     expect(records.map((r) => r.jobId).sort()).toEqual([1, 3, 4].map((line) => `${summary.batchId}-${line}`));
     expect(records.every((r) => r.title === "plain" && r.model === "fake/echo")).toBe(true);
 
@@ -211,10 +245,29 @@ describe("a batch budget", () => {
   it("batch --max-cost: once its tasks pass it, no task starts, the running one is stopped, the rest fail BudgetExceeded", async () => {
     // fake/priced costs about $2.40 a task: the second task to spend passes $4 (and is stopped itself,
     // as a task's own --max-cost would stop it) while the slow first one still waits for its answer.
-    const lines = [JSON.stringify({ prompt: "[[delay:30000]] slow budget task" }), ...Array.from({ length: 7 }, (_, i) => JSON.stringify({ prompt: `budget task ${i + 2}` }))];
+    const lines = [
+      JSON.stringify({ prompt: "[[delay:30000]] slow budget task" }),
+      ...Array.from({ length: 7 }, (_, i) => JSON.stringify({ prompt: `budget task ${i + 2}` })),
+    ];
     const file = join(dir, "budget.jsonl");
     await writeFile(file, `${lines.join("\n")}\n`);
-    const run = await cli(["batch", file, "--model", "fake/priced", "--title", "budget", "--id", "budgeted", "--max-cost", "4", "--wait", "--json"], stack.childEnv);
+    const run = await cli(
+      [
+        "batch",
+        file,
+        "--model",
+        "fake/priced",
+        "--title",
+        "budget",
+        "--id",
+        "budgeted",
+        "--max-cost",
+        "4",
+        "--wait",
+        "--json",
+      ],
+      stack.childEnv,
+    );
     expect(run.code, run.stderr).toBe(1);
     const summary = JSON.parse(run.stdout);
     // The task whose spend passed it is stopped too when its spend was reported while it ran; one
@@ -222,10 +275,16 @@ describe("a batch budget", () => {
     expect(summary.total).toBe(8);
     expect([1, 2]).toContain(summary.completed);
     expect(summary.failed).toBe(8 - summary.completed);
-    expect(summary.budget).toMatchObject({ maxCost: 4, maxTokens: null, exceeded: expect.stringMatching(/batch budget exceeded: its tasks spent \$4\.\d+ of --max-cost \$4/) });
+    expect(summary.budget).toMatchObject({
+      maxCost: 4,
+      maxTokens: null,
+      exceeded: expect.stringMatching(/batch budget exceeded: its tasks spent \$4\.\d+ of --max-cost \$4/),
+    });
     expect(summary.budget.spent.cost).toBeGreaterThan(4);
     expect(summary.budget.spent.cost).toBeLessThan(4 + 2.5); // at most the one task that passed it
-    expect(summary.failures.map((f: { error: { name: string } }) => f.error.name)).toEqual(Array(summary.failed).fill("BudgetExceeded"));
+    expect(summary.failures.map((f: { error: { name: string } }) => f.error.name)).toEqual(
+      Array(summary.failed).fill("BudgetExceeded"),
+    );
 
     // The slow task was running (its model call had begun) and was stopped, long before its answer.
     const slow = (await stack.dispatcher.status("budgeted-1")).result!;
@@ -244,8 +303,12 @@ describe("a batch budget", () => {
   }, 240_000);
 
   it("a batch budget must be positive: the library names the field, the CLI the option", async () => {
-    await expect(stack.dispatcher.submitBatch([{ prompt: "never" }], { maxCost: -1 })).rejects.toThrow(/maxCost: the batch budget must be a positive number/);
-    await expect(stack.dispatcher.submitBatch([{ prompt: "never" }], { maxTokens: 1.5 })).rejects.toThrow(/maxTokens: the batch budget must be a positive whole number/);
+    await expect(stack.dispatcher.submitBatch([{ prompt: "never" }], { maxCost: -1 })).rejects.toThrow(
+      /maxCost: the batch budget must be a positive number/,
+    );
+    await expect(stack.dispatcher.submitBatch([{ prompt: "never" }], { maxTokens: 1.5 })).rejects.toThrow(
+      /maxTokens: the batch budget must be a positive whole number/,
+    );
     const run = await cli(["batch", "-", "--max-tokens", "0"], stack.childEnv, "never\n");
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/--max-tokens: "0" is not a whole number between 1/);

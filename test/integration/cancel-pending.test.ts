@@ -23,7 +23,11 @@ describe("a cancel no worker confirms", () => {
     const dead = await stack.startCliWorker(["--concurrency", "1"]);
     // The first call hangs; were the job run again, the next call would answer.
     stack.fake.script({ hang: true });
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "orphaned by its worker", model: "fake/echo", attempts: 3 });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "orphaned by its worker",
+      model: "fake/echo",
+      attempts: 3,
+    });
     await until("the model call", () => stack.fake.calls("orphaned by its worker") >= 1, 60_000);
     dead.child.kill("SIGKILL");
     await dead.exited(10_000);

@@ -16,7 +16,6 @@ import { alive, until } from "../support/until";
 
 const WAIT = 120_000;
 
-
 describe("a worker killed with SIGKILL mid-job", () => {
   let stack: Stack;
   const workers: CliProcess[] = [];
@@ -40,13 +39,27 @@ describe("a worker killed with SIGKILL mid-job", () => {
     const first = await startWorker();
     const dataDir = stack.config.dataDir;
     const [serverDir] = (await readdir(dataDir)).filter((name) => name.startsWith("worker-"));
-    const pids = JSON.parse(await readFile(join(dataDir, serverDir!, "pids.json"), "utf8")) as { owner: number; server: number };
+    const pids = JSON.parse(await readFile(join(dataDir, serverDir!, "pids.json"), "utf8")) as {
+      owner: number;
+      server: number;
+    };
     expect(pids.owner).toBe(first.child.pid);
     expect(alive(pids.server)).toBe(true);
 
-    const unfinished = await stack.dispatcher.enqueue({ prompt: "[[delay:4000]] unfinished work", model: "fake/echo", id: "crash-unfinished" });
-    const answered = await stack.dispatcher.enqueue({ prompt: "[[delay:4000]] answered work", model: "fake/echo", id: "crash-answered" });
-    await until("both model calls", () => stack.fake.calls("unfinished work") >= 1 && stack.fake.calls("answered work") >= 1);
+    const unfinished = await stack.dispatcher.enqueue({
+      prompt: "[[delay:4000]] unfinished work",
+      model: "fake/echo",
+      id: "crash-unfinished",
+    });
+    const answered = await stack.dispatcher.enqueue({
+      prompt: "[[delay:4000]] answered work",
+      model: "fake/echo",
+      id: "crash-answered",
+    });
+    await until(
+      "both model calls",
+      () => stack.fake.calls("unfinished work") >= 1 && stack.fake.calls("answered work") >= 1,
+    );
 
     // The second job's first attempt "stored its answer" and then its worker died before BullMQ
     // heard of it: written here as the worker would have written it.

@@ -27,7 +27,11 @@ describe("Redis killed and restarted mid-batch", () => {
   }, 180_000);
 
   it("completes every job enqueued before the crash, and the same producer enqueues after it", async () => {
-    const tasks = Array.from({ length: 8 }, (_, i) => ({ prompt: `[[delay:400]] persisted ${i}`, model: "fake/echo", id: `persisted-${i}` }));
+    const tasks = Array.from({ length: 8 }, (_, i) => ({
+      prompt: `[[delay:400]] persisted ${i}`,
+      model: "fake/echo",
+      id: `persisted-${i}`,
+    }));
     const receipts = await stack.dispatcher.enqueueMany(tasks);
     expect(receipts.every((r) => !r.duplicate)).toBe(true);
     // Mid-batch: some answered, the rest queued or running.
@@ -43,11 +47,23 @@ describe("Redis killed and restarted mid-batch", () => {
     expect(Date.now() - asked).toBeLessThan(500);
     await redis.start();
     // The same producer reconnects in the background: calls work again without a new Dispatcher.
-    await until("the producer's calls to work again", () => stack.dispatcher.status("persisted-0").then(() => true, () => false), 30_000);
+    await until(
+      "the producer's calls to work again",
+      () =>
+        stack.dispatcher.status("persisted-0").then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+    );
 
     const records = await Promise.all(receipts.map(({ jobId }) => stack.dispatcher.wait(jobId, { timeoutMs: WAIT })));
     for (const [i, record] of records.entries()) {
-      expect(record, record.jobId).toMatchObject({ jobId: `persisted-${i}`, state: "completed", text: `echo: [[delay:400]] persisted ${i}` });
+      expect(record, record.jobId).toMatchObject({
+        jobId: `persisted-${i}`,
+        state: "completed",
+        text: `echo: [[delay:400]] persisted ${i}`,
+      });
     }
     for (let i = 0; i < tasks.length; i++) expect(stack.fake.calls(`persisted ${i}`)).toBeGreaterThanOrEqual(1);
 

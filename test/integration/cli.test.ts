@@ -43,7 +43,10 @@ describe("the CLI, end to end", () => {
   });
 
   it("reads the prompt from stdin, prints the job ID, and wait prints the answer", async () => {
-    const run = await runCli(["enqueue", "-", "--model", "fake/echo", "--id", "from-stdin"], { env: stack.childEnv, input: "piped prompt\n" });
+    const run = await runCli(["enqueue", "-", "--model", "fake/echo", "--id", "from-stdin"], {
+      env: stack.childEnv,
+      input: "piped prompt\n",
+    });
     expect(run.code).toBe(0);
     expect(run.stdout.trim()).toBe("from-stdin");
     const wait = await runCli(["wait", "from-stdin", "--timeout", "45s"], { env: stack.childEnv });
@@ -94,16 +97,21 @@ describe("the CLI, end to end", () => {
     const timedOut = await runCli(["wait", "delayed-one", "--timeout", "300ms"], { env: stack.childEnv });
     expect(timedOut.code).toBe(5);
     const port = await freePort();
-    const down = await runCli(["status", "x", "--redis", `redis://:hunter2@127.0.0.1:${port}`], { env: stack.childEnv });
+    const down = await runCli(["status", "x", "--redis", `redis://:hunter2@127.0.0.1:${port}`], {
+      env: stack.childEnv,
+    });
     expect(down.code).toBe(3);
     expect(down.stderr).toMatch(/unreachable/);
     expect(down.stderr).not.toContain("hunter2");
   });
 
   it("wait on a job removed from the queue with no result ends with exit 4 instead of waiting for ever", async () => {
-    expect((await runCli(["enqueue", "gone soon", "--delay", "1h", "--id", "removed-one"], { env: stack.childEnv })).code).toBe(0);
+    expect(
+      (await runCli(["enqueue", "gone soon", "--delay", "1h", "--id", "removed-one"], { env: stack.childEnv })).code,
+    ).toBe(0);
     const events = queueKeys(stack.queue).events;
-    const subscribers = () => withQueue(stack, async (_queue, redis) => ((await redis.pubsub("NUMSUB", events)) as [string, number])[1]);
+    const subscribers = () =>
+      withQueue(stack, async (_queue, redis) => ((await redis.pubsub("NUMSUB", events)) as [string, number])[1]);
     const before = await subscribers();
     const waiting = startCli(["wait", "removed-one"], { env: stack.childEnv });
     // Removed once the CLI waits: it subscribes to the events channel after finding the job.
@@ -145,7 +153,9 @@ describe("up", () => {
     try {
       await up.waitFor(/worker ready/);
       expect(up.output()).toContain(`REDIS_URL=redis://127.0.0.1:${port}`);
-      const run = await runCli(["enqueue", "via up", "--wait", "--json", "--redis", `redis://127.0.0.1:${port}`], { env });
+      const run = await runCli(["enqueue", "via up", "--wait", "--json", "--redis", `redis://127.0.0.1:${port}`], {
+        env,
+      });
       expect(run.code).toBe(0);
       expect(JSON.parse(run.stdout)).toMatchObject({ state: "completed", text: "echo: via up" });
       expect((await readdir(dataDir, { recursive: true })).some((f) => String(f).includes("appendonly"))).toBe(true);
@@ -169,7 +179,11 @@ describe("a worker whose opencode server cannot be restarted", () => {
     const dir = await mkdtemp(join(tmpdir(), "dispatch-bin-"));
     // An opencode that starts once: every later start fails.
     const bin = join(dir, "opencode");
-    await writeFile(bin, `#!/bin/sh\nif [ -e "${dir}/used" ]; then echo "no more servers" >&2; exit 1; fi\ntouch "${dir}/used"\nexec "${OPENCODE_BIN}" "$@"\n`, { mode: 0o755 });
+    await writeFile(
+      bin,
+      `#!/bin/sh\nif [ -e "${dir}/used" ]; then echo "no more servers" >&2; exit 1; fi\ntouch "${dir}/used"\nexec "${OPENCODE_BIN}" "$@"\n`,
+      { mode: 0o755 },
+    );
     const worker = startCli(["worker"], { env: { ...stack.childEnv, LOG_LEVEL: "info", OPENCODE_BIN: bin } });
     try {
       await worker.waitFor(/worker ready/);
@@ -177,7 +191,9 @@ describe("a worker whose opencode server cannot be restarted", () => {
       process.kill(pid, "SIGKILL");
       const code = await new Promise<number | null>((resolve) => worker.child.once("exit", resolve));
       expect(code).toBe(1);
-      expect(worker.output()).toMatch(/could not restart the opencode server|its opencode server could not be restarted/);
+      expect(worker.output()).toMatch(
+        /could not restart the opencode server|its opencode server could not be restarted/,
+      );
     } finally {
       await worker.stop("SIGKILL");
       await rm(dir, { recursive: true, force: true });

@@ -24,7 +24,9 @@ describe("on a Redis Cluster", () => {
 
   it("runs enqueue → worker → result through redis+cluster://", async () => {
     const jobs = await Promise.all(
-      ["one", "two", "three"].map((word) => stack.dispatcher.enqueue({ prompt: `cluster ${word}`, model: "fake/echo" })),
+      ["one", "two", "three"].map((word) =>
+        stack.dispatcher.enqueue({ prompt: `cluster ${word}`, model: "fake/echo" }),
+      ),
     );
     const records = await Promise.all(jobs.map(({ jobId }) => stack.dispatcher.wait(jobId, { timeoutMs: 120_000 })));
     expect(records.map((r) => [r.state, r.text])).toEqual([
@@ -41,7 +43,11 @@ describe("on a Redis Cluster", () => {
       const raw = await redis.get(keys.result(jobs[0]!.jobId));
       expect(JSON.parse(raw!)).toMatchObject({ state: "completed", text: "echo: cluster one" });
       const slots = new Set(
-        await Promise.all([keys.result("a"), keys.events, `${keys.bullPrefix}:${stack.queue}:wait`].map((k) => redis.cluster("KEYSLOT", k))),
+        await Promise.all(
+          [keys.result("a"), keys.events, `${keys.bullPrefix}:${stack.queue}:wait`].map((k) =>
+            redis.cluster("KEYSLOT", k),
+          ),
+        ),
       );
       expect(slots.size).toBe(1);
       const info = String(await redis.cluster("INFO"));

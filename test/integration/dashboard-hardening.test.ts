@@ -21,7 +21,10 @@ const T0 = Date.parse("2026-11-01T00:00:00Z");
 const jobId = (n: number) => `job-${String(n).padStart(5, "0")}`;
 
 /** A request with the headers given as they are (fetch will not send a foreign Host). */
-function request(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+function request(
+  url: string,
+  opts: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: opts.method ?? "GET", headers: opts.headers }, (res) => {
       let body = "";
@@ -47,7 +50,10 @@ describe("a dashboard that cannot be driven from a web page", () => {
     for (let start = 0; start < RECORDS; start += 5_000) {
       const pipe = redis.pipeline();
       for (let n = start; n < start + 5_000; n++) {
-        const record = { ...baseRecord(jobId(n), { prompt: `task ${n}` }, n % 10 === 0 ? "failed" : "completed"), finishedAt: new Date(T0 + n * 1_000).toISOString() };
+        const record = {
+          ...baseRecord(jobId(n), { prompt: `task ${n}` }, n % 10 === 0 ? "failed" : "completed"),
+          finishedAt: new Date(T0 + n * 1_000).toISOString(),
+        };
         pipe.set(keys.result(record.jobId), JSON.stringify(record), "PX", 86_400_000);
         pipe.zadd(keys.results, T0 + n * 1_000, record.jobId);
         pipe.zadd(keys.resultsInState(record.state), T0 + n * 1_000, record.jobId);
@@ -71,7 +77,9 @@ describe("a dashboard that cannot be driven from a web page", () => {
     const foreign = await request(`${readOnly.url}/results`, { headers: { host: `rebound.attacker.example:${port}` } });
     expect(foreign.status).toBe(403);
     expect(foreign.body).toContain("unknown Host");
-    expect((await request(`${readOnly.url}/api/results/${jobId(1)}`, { headers: { host: `evil.example` } })).status).toBe(403);
+    expect(
+      (await request(`${readOnly.url}/api/results/${jobId(1)}`, { headers: { host: `evil.example` } })).status,
+    ).toBe(403);
     for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `dash.example.org`]) {
       expect((await request(`${readOnly.url}/api/results/${jobId(1)}`, { headers: { host } })).status, host).toBe(200);
     }
@@ -94,9 +102,15 @@ describe("a dashboard that cannot be driven from a web page", () => {
     console.info(`results page of ${RECORDS} records: ${ms.toFixed(0)} ms, ${commands} Redis commands`);
 
     const second = await fetch(`${readOnly.url}/api/results?offset=50&limit=3`);
-    expect(((await second.json()) as { jobId: string }[]).map((r) => r.jobId)).toEqual([jobId(RECORDS - 51), jobId(RECORDS - 52), jobId(RECORDS - 53)]);
+    expect(((await second.json()) as { jobId: string }[]).map((r) => r.jobId)).toEqual([
+      jobId(RECORDS - 51),
+      jobId(RECORDS - 52),
+      jobId(RECORDS - 53),
+    ]);
     expect(second.headers.get("x-next-offset")).toBe("53");
-    const failed = (await (await fetch(`${readOnly.url}/api/results?state=failed&limit=2`)).json()) as { jobId: string }[];
+    const failed = (await (await fetch(`${readOnly.url}/api/results?state=failed&limit=2`)).json()) as {
+      jobId: string;
+    }[];
     expect(failed.map((r) => r.jobId)).toEqual([jobId(RECORDS - 10), jobId(RECORDS - 20)]);
   });
 
@@ -106,7 +120,9 @@ describe("a dashboard that cannot be driven from a web page", () => {
     await redis.zadd(keys.resultsInState("failed"), T0 + RECORDS * 1_000, jobId(RECORDS - 2)); // it completed since
     const all = (await (await fetch(`${readOnly.url}/api/results?limit=1`)).json()) as { jobId: string }[];
     expect(all.map((r) => r.jobId)).toEqual([jobId(RECORDS - 2)]);
-    const failed = (await (await fetch(`${readOnly.url}/api/results?state=failed&limit=1`)).json()) as { jobId: string }[];
+    const failed = (await (await fetch(`${readOnly.url}/api/results?state=failed&limit=1`)).json()) as {
+      jobId: string;
+    }[];
     expect(failed.map((r) => r.jobId)).toEqual([jobId(RECORDS - 10)]);
     expect(await redis.zscore(keys.results, jobId(RECORDS - 1))).toBeNull();
     expect(await redis.zscore(keys.resultsInState("failed"), jobId(RECORDS - 2))).toBeNull();
@@ -122,8 +138,12 @@ describe("a dashboard that cannot be driven from a web page", () => {
     const page = await request(`${actions.url}/queues`);
     const cookie = String(page.headers["set-cookie"]?.[0] ?? "").split(";")[0]!;
     expect(page.headers["set-cookie"]?.[0]).toMatch(/^dispatch_token=[\w-]{40,}; Path=\/; HttpOnly; SameSite=Strict$/);
-    expect((await request(pause, { method: "POST", headers: { cookie, "content-type": "text/plain" }, body: "{}" })).status).toBe(405);
-    expect((await request(pause, { method: "PUT", headers: { cookie, origin: "http://rebound.attacker.example" } })).status).toBe(403);
+    expect(
+      (await request(pause, { method: "POST", headers: { cookie, "content-type": "text/plain" }, body: "{}" })).status,
+    ).toBe(405);
+    expect(
+      (await request(pause, { method: "PUT", headers: { cookie, origin: "http://rebound.attacker.example" } })).status,
+    ).toBe(403);
     expect((await request(pause, { method: "PUT", headers: { cookie: "dispatch_token=guessed" } })).status).toBe(403);
     const queue = new Queue(QUEUE, { connection: redis, prefix: queueKeys(QUEUE).bullPrefix });
     try {
@@ -133,22 +153,53 @@ describe("a dashboard that cannot be driven from a web page", () => {
       expect(done.status, done.body).toBeLessThan(300);
       expect(await queue.isPaused()).toBe(true);
       const token = cookie.split("=")[1]!;
-      expect((await request(`${actions.url}/queues/api/queues/${QUEUE}/resume`, { method: "PUT", headers: { "x-dispatch-token": token } })).status).toBeLessThan(300);
+      expect(
+        (
+          await request(`${actions.url}/queues/api/queues/${QUEUE}/resume`, {
+            method: "PUT",
+            headers: { "x-dispatch-token": token },
+          })
+        ).status,
+      ).toBeLessThan(300);
       expect(await queue.isPaused()).toBe(false);
 
       // The dashboard's own action routes are guarded alike.
       const own = `${actions.url}/api/queue/pause`;
       const json = { "content-type": "application/json" };
-      expect((await request(`${readOnly.url}/api/queue/pause`, { method: "POST", headers: json, body: "{}" })).status).toBe(405);
+      expect(
+        (await request(`${readOnly.url}/api/queue/pause`, { method: "POST", headers: json, body: "{}" })).status,
+      ).toBe(405);
       expect((await request(own, { method: "POST", headers: json, body: "{}" })).status).toBe(403);
-      expect((await request(own, { method: "POST", headers: { cookie, "content-type": "text/plain" }, body: "{}" })).status).toBe(405);
-      expect((await request(own, { method: "POST", headers: { ...json, cookie, origin: "http://rebound.attacker.example" }, body: "{}" })).status).toBe(403);
+      expect(
+        (await request(own, { method: "POST", headers: { cookie, "content-type": "text/plain" }, body: "{}" })).status,
+      ).toBe(405);
+      expect(
+        (
+          await request(own, {
+            method: "POST",
+            headers: { ...json, cookie, origin: "http://rebound.attacker.example" },
+            body: "{}",
+          })
+        ).status,
+      ).toBe(403);
       expect(await queue.isPaused()).toBe(false);
-      const paused = await request(own, { method: "POST", headers: { ...json, cookie, origin: `http://${host}` }, body: "{}" });
+      const paused = await request(own, {
+        method: "POST",
+        headers: { ...json, cookie, origin: `http://${host}` },
+        body: "{}",
+      });
       expect(paused.status, paused.body).toBe(200);
       expect(JSON.parse(paused.body)).toEqual({ paused: true });
       expect(await queue.isPaused()).toBe(true);
-      expect((await request(`${actions.url}/api/queue/resume`, { method: "POST", headers: { ...json, "x-dispatch-token": token }, body: "{}" })).status).toBe(200);
+      expect(
+        (
+          await request(`${actions.url}/api/queue/resume`, {
+            method: "POST",
+            headers: { ...json, "x-dispatch-token": token },
+            body: "{}",
+          })
+        ).status,
+      ).toBe(200);
       expect(await queue.isPaused()).toBe(false);
       // A read-only dashboard shows no action buttons.
       expect((await request(`${readOnly.url}/`)).body).not.toContain("data-action=");

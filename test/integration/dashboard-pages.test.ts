@@ -39,15 +39,34 @@ describe("dashboard pages", () => {
     stack = await startStack();
     const [, launched] = await Promise.all([stack.startWorker({ concurrency: 2 }), launchChromium()]);
     browser = launched;
-    first = await stack.dispatcher.run({ id: "first-turn", prompt: 'look around [[tool:bash:{"command":"echo hi","description":"say hi"}]]', model: "fake/priced" }, { timeoutMs: 120_000 });
-    second = await stack.dispatcher.run({ id: "second-turn", prompt: "and now the follow-up", continue: first.jobId, model: "fake/priced" }, { timeoutMs: 120_000 });
+    first = await stack.dispatcher.run(
+      {
+        id: "first-turn",
+        prompt: 'look around [[tool:bash:{"command":"echo hi","description":"say hi"}]]',
+        model: "fake/priced",
+      },
+      { timeoutMs: 120_000 },
+    );
+    second = await stack.dispatcher.run(
+      { id: "second-turn", prompt: "and now the follow-up", continue: first.jobId, model: "fake/priced" },
+      { timeoutMs: 120_000 },
+    );
     const batch = await stack.dispatcher.submitBatch(
-      [...Array.from({ length: 5 }, (_, i) => ({ prompt: `batch task ${i}`, model: "fake/priced" })), { prompt: "batch refused [[status:401]]", model: "fake/echo" }],
+      [
+        ...Array.from({ length: 5 }, (_, i) => ({ prompt: `batch task ${i}`, model: "fake/priced" })),
+        { prompt: "batch refused [[status:401]]", model: "fake/echo" },
+      ],
       { id: "dash-batch" },
     );
     batchId = batch.id;
     await batch.wait({ timeoutMs: 120_000 });
-    dashboard = await startDashboard({ redisUrl: stack.redisUrl, queue: stack.queue, port: 0, allowActions: true, config: stack.config });
+    dashboard = await startDashboard({
+      redisUrl: stack.redisUrl,
+      queue: stack.queue,
+      port: 0,
+      allowActions: true,
+      config: stack.config,
+    });
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     page = await context.newPage();
   });
@@ -82,7 +101,11 @@ describe("dashboard pages", () => {
     expect(await page.locator("[data-testid=member-row]").count()).toBe(6);
     // Its charts are drawn from its members: six finishes, five of them with a cost.
     const throughput = page.locator("svg[data-chart=throughput]");
-    const bars = await throughput.locator("rect[data-series]").evaluateAll((rects) => rects.map((r) => [r.getAttribute("data-series"), Number(r.getAttribute("data-value"))] as const));
+    const bars = await throughput
+      .locator("rect[data-series]")
+      .evaluateAll((rects) =>
+        rects.map((r) => [r.getAttribute("data-series"), Number(r.getAttribute("data-value"))] as const),
+      );
     expect(bars.filter(([s]) => s === "completed").reduce((n, [, v]) => n + v, 0)).toBe(5);
     expect(bars.filter(([s]) => s === "failed").reduce((n, [, v]) => n + v, 0)).toBe(1);
     expect(Number(await page.getAttribute("svg[data-chart=cost]", "data-points"))).toBeGreaterThan(0);
@@ -124,7 +147,11 @@ describe("dashboard pages", () => {
     await page.goto(`${dashboard.url}/`);
     const throughput = page.locator("svg[data-chart=throughput]");
     // 2 turns and 6 batch members finished, one of them failed.
-    const values = await throughput.locator("rect[data-series]").evaluateAll((rects) => rects.map((r) => [r.getAttribute("data-series"), Number(r.getAttribute("data-value"))] as const));
+    const values = await throughput
+      .locator("rect[data-series]")
+      .evaluateAll((rects) =>
+        rects.map((r) => [r.getAttribute("data-series"), Number(r.getAttribute("data-value"))] as const),
+      );
     expect(values.filter(([s]) => s === "completed").reduce((n, [, v]) => n + v, 0)).toBe(7);
     expect(values.filter(([s]) => s === "failed").reduce((n, [, v]) => n + v, 0)).toBe(1);
     const cost = page.locator("svg[data-chart=cost] rect[data-series='fake/priced']");
@@ -135,7 +162,10 @@ describe("dashboard pages", () => {
   });
 
   it("shows a running job's answer as it is written, without a reload", async () => {
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "[[reply:one two three four five six seven eight nine ten]] [[slow:700]]", model: "fake/echo" });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "[[reply:one two three four five six seven eight nine ten]] [[slow:700]]",
+      model: "fake/echo",
+    });
     await expect.poll(async () => (await stack.dispatcher.status(jobId)).state, { timeout: 60_000 }).toBe("active");
     await page.goto(`${dashboard.url}/results/${jobId}`);
     await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 1));
@@ -143,33 +173,45 @@ describe("dashboard pages", () => {
     await expect.poll(() => answer.count(), { timeout: 30_000 }).toBe(1);
     const seen: string[] = [];
     await expect
-      .poll(async () => {
-        seen.push((await answer.textContent()) ?? "");
-        if (seen.length === 8) await shot("job-live");
-        return await page.textContent("[data-testid=state]");
-      }, { timeout: 60_000, interval: 100 })
+      .poll(
+        async () => {
+          seen.push((await answer.textContent()) ?? "");
+          if (seen.length === 8) await shot("job-live");
+          return await page.textContent("[data-testid=state]");
+        },
+        { timeout: 60_000, interval: 100 },
+      )
       .toBe("completed");
     expect(await answer.textContent()).toBe("one two three four five six seven eight nine ten");
     // Seen part-written before it was whole, on the same page (the marker survived: no reload).
-    expect(seen.some((text) => text.length > 0 && text.length < "one two three four five six seven eight nine ten".length)).toBe(true);
+    expect(
+      seen.some((text) => text.length > 0 && text.length < "one two three four five six seven eight nine ten".length),
+    ).toBe(true);
     expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(1);
   });
 
   it("updates a batch page as its members start, cancels the batch from it, and pauses and resumes the queue from the overview", async () => {
     // Submitted while the queue is paused: the page shows it queued, then (no reload) running.
     await stack.dispatcher.pause();
-    const batch = await stack.dispatcher.submitBatch(Array.from({ length: 3 }, (_, i) => ({ prompt: `long task ${i} [[delay:60000]]`, model: "fake/echo" })), { id: "to-cancel" });
+    const batch = await stack.dispatcher.submitBatch(
+      Array.from({ length: 3 }, (_, i) => ({ prompt: `long task ${i} [[delay:60000]]`, model: "fake/echo" })),
+      { id: "to-cancel" },
+    );
     await page.goto(`${dashboard.url}/batches/${batch.id}`);
     expect(await page.textContent("[data-testid=count-queued]")).toBe("3");
     await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 2));
     await stack.dispatcher.resume();
-    await expect.poll(async () => Number(await page.textContent("[data-testid=count-running]")), { timeout: 60_000 }).toBeGreaterThan(0);
+    await expect
+      .poll(async () => Number(await page.textContent("[data-testid=count-running]")), { timeout: 60_000 })
+      .toBeGreaterThan(0);
     expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(2);
     expect(Number(await page.textContent("[data-testid=count-queued]"))).toBeLessThan(3);
     await shot("batch-running");
     await page.click("[data-testid=cancel-batch]");
     // The page reloads after the action: every member failed (cancelled).
-    await expect.poll(async () => page.textContent("[data-testid=count-failed]").catch(() => ""), { timeout: 30_000 }).toBe("3");
+    await expect
+      .poll(async () => page.textContent("[data-testid=count-failed]").catch(() => ""), { timeout: 30_000 })
+      .toBe("3");
     const status = await batch.status();
     expect(status.counts).toEqual({ queued: 0, running: 0, completed: 0, failed: 3 });
     for await (const { record } of batch.records()) expect(record.error?.name).toBe("Cancelled");
@@ -185,8 +227,15 @@ describe("dashboard pages", () => {
     const read = { name: "read", args: { filePath: "/etc/hostname" } };
     stack.fake.reset();
     stack.fake.script({ say: "I need the machine's name.", toolCall: read }, { toolCall: read });
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "what is this machine called?", model: "fake/echo", directory: stack.opencode.root, approval: "manual" });
-    await expect.poll(async () => (await stack.dispatcher.status(jobId)).state, { timeout: 60_000 }).toBe("awaiting-approval");
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "what is this machine called?",
+      model: "fake/echo",
+      directory: stack.opencode.root,
+      approval: "manual",
+    });
+    await expect
+      .poll(async () => (await stack.dispatcher.status(jobId)).state, { timeout: 60_000 })
+      .toBe("awaiting-approval");
     await page.goto(`${dashboard.url}/results/${jobId}`);
     expect(await page.textContent("[data-testid=approval]")).toContain("external_directory");
     await shot("approval");

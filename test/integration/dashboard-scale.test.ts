@@ -36,7 +36,11 @@ describe("a dashboard on 100,000 records", () => {
         const at = NOW - (RECORDS - n) * 500;
         const batch = n < BIG ? "big" : `small-${n % SMALL}`;
         const record = {
-          ...baseRecord(`job-${n}`, { prompt: `task ${n}`, model: "fake/priced" }, n % 20 === 0 ? "failed" : "completed"),
+          ...baseRecord(
+            `job-${n}`,
+            { prompt: `task ${n}`, model: "fake/priced" },
+            n % 20 === 0 ? "failed" : "completed",
+          ),
           enqueuedAt: new Date(at - 2_000).toISOString(),
           startedAt: new Date(at - 1_000).toISOString(),
           finishedAt: new Date(at).toISOString(),
@@ -46,7 +50,10 @@ describe("a dashboard on 100,000 records", () => {
           error: n % 20 === 0 ? { name: "APIError", message: "fake error 401", retryable: false } : null,
         };
         // One record whose state is not where records put it: read by the full decode.
-        pipe.set(keys.result(record.jobId), JSON.stringify(n === 1 ? Object.assign({ state: record.state }, record) : record));
+        pipe.set(
+          keys.result(record.jobId),
+          JSON.stringify(n === 1 ? Object.assign({ state: record.state }, record) : record),
+        );
         pipe.zadd(keys.results, at, record.jobId);
         pipe.zadd(keys.batchJobs(batch), n, record.jobId);
       }
@@ -54,10 +61,17 @@ describe("a dashboard on 100,000 records", () => {
     }
     const pipe = redis.pipeline();
     for (const batch of ["big", ...Array.from({ length: SMALL }, (_, i) => `small-${i}`)]) {
-      pipe.hset(keys.batch(batch), { batchId: batch, total: batch === "big" ? BIG : (RECORDS - BIG) / SMALL, invalid: 0, createdAt: new Date(NOW - 3_600_000).toISOString(), complete: "1" });
+      pipe.hset(keys.batch(batch), {
+        batchId: batch,
+        total: batch === "big" ? BIG : (RECORDS - BIG) / SMALL,
+        invalid: 0,
+        createdAt: new Date(NOW - 3_600_000).toISOString(),
+        complete: "1",
+      });
       pipe.zadd(keys.batches, batch === "big" ? NOW : NOW - 1_000, batch);
     }
-    for (let m = minuteOf(NOW) - 1_439; m <= minuteOf(NOW) + 5; m++) pipe.hset(keys.seriesMinute(m), { n: 3, c1: 2, f2: 1, "$fake/priced": 0.03, q: 5, a: 2 });
+    for (let m = minuteOf(NOW) - 1_439; m <= minuteOf(NOW) + 5; m++)
+      pipe.hset(keys.seriesMinute(m), { n: 3, c1: 2, f2: 1, "$fake/priced": 0.03, q: 5, a: 2 });
     await pipe.exec();
     dashboard = await startDashboard({ redisUrl: server.url, queue: QUEUE, port: 0 });
   }, 120_000);
@@ -87,7 +101,9 @@ describe("a dashboard on 100,000 records", () => {
   });
 
   it("counts a big batch as its records say, and draws a day of series", async () => {
-    const json = (await (await fetch(`${dashboard.url}/api/batches/big`)).json()) as { status: { counts: Record<string, number> } };
+    const json = (await (await fetch(`${dashboard.url}/api/batches/big`)).json()) as {
+      status: { counts: Record<string, number> };
+    };
     expect(json.status.counts).toEqual({ queued: 0, running: 0, completed: BIG - BIG / 20, failed: BIG / 20 });
     const home = await (await fetch(`${dashboard.url}/`)).text();
     expect(home).toMatch(/data-chart="throughput" data-points="(\d+)"/);

@@ -34,8 +34,10 @@ describe("the queue's time series", () => {
     await server?.close();
   });
 
-  const counts = async () => Object.fromEntries(await Promise.all(SERIES_COMMANDS.map(async (c) => [c, await commandCalls(redis, c)] as const)));
-  const delta = (before: Record<string, number>, after: Record<string, number>) => Object.fromEntries(SERIES_COMMANDS.map((c) => [c, after[c]! - before[c]!]));
+  const counts = async () =>
+    Object.fromEntries(await Promise.all(SERIES_COMMANDS.map(async (c) => [c, await commandCalls(redis, c)] as const)));
+  const delta = (before: Record<string, number>, after: Record<string, number>) =>
+    Object.fromEntries(SERIES_COMMANDS.map((c) => [c, after[c]! - before[c]!]));
   const finished = (jobId: string, state: "completed" | "failed", extra: Partial<ResultRecord> = {}): ResultRecord => ({
     ...baseRecord(jobId, { prompt: "p" }, state),
     model: "fake/priced",
@@ -80,7 +82,14 @@ describe("the queue's time series", () => {
     expect(rewritten).toEqual({ hincrby: 0, hincrbyfloat: 0, hset: 0, pexpire: 1 + 3, llen: 0, zcard: 0 });
 
     const [point] = await readSeries(redis, queueKeys(QUEUE), minute, minute);
-    expect(point).toMatchObject({ minute, completed: 1, failed: 1, cost: { "fake/priced": 0.25 }, waiting: 3, running: 0 });
+    expect(point).toMatchObject({
+      minute,
+      completed: 1,
+      failed: 1,
+      cost: { "fake/priced": 0.25 },
+      waiting: 3,
+      running: 0,
+    });
     expect(point!.durations[1]).toBe(1); // 1-2.5 s
     expect(point!.durations[4]).toBe(1); // 10-30 s
     expect(await redis.pttl(queueKeys(QUEUE).seriesMinute(minute))).toBeGreaterThan(25 * 3_600_000);
@@ -105,7 +114,11 @@ describe("the queue's time series", () => {
     const deps = { redis, results: store } as unknown as BatchDeps;
     await store.put(finished("m1", "failed"));
     await store.put({ ...baseRecord("m2", { prompt: "p" }, "active") });
-    expect((await kept.read(deps, ["m1", "m2", "none"])).map((r) => r?.state ?? null)).toEqual(["failed", "active", null]);
+    expect((await kept.read(deps, ["m1", "m2", "none"])).map((r) => r?.state ?? null)).toEqual([
+      "failed",
+      "active",
+      null,
+    ]);
     const gets = await commandCalls(redis, "mget");
     expect((await kept.read(deps, ["m1"]))[0]).toMatchObject({ state: "failed", text: null, prompt: "" });
     expect(await commandCalls(redis, "mget")).toBe(gets); // m1 was kept: nothing read

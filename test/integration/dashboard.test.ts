@@ -27,7 +27,10 @@ describe("dashboard", () => {
     const [, launched] = await Promise.all([stack.startWorker({ concurrency: 2 }), launchChromium()]);
     browser = launched;
     [completed, failed] = await Promise.all([
-      stack.dispatcher.run({ prompt: "show me <b>on the dashboard</b>", model: "fake/priced", title: "dash ok" }, { timeoutMs: 120_000 }),
+      stack.dispatcher.run(
+        { prompt: "show me <b>on the dashboard</b>", model: "fake/priced", title: "dash ok" },
+        { timeoutMs: 120_000 },
+      ),
       stack.dispatcher.run({ prompt: "refused [[status:401]]", model: "fake/echo" }, { timeoutMs: 120_000 }),
     ]);
     dashboard = await startDashboard({
@@ -95,15 +98,24 @@ describe("dashboard", () => {
 
   it("asks for basic auth, and is read-only without --allow-actions", async () => {
     expect((await fetch(`${dashboard.url}/results`)).status).toBe(401);
-    const wrong = await fetch(`${dashboard.url}/results`, { headers: { authorization: `Basic ${Buffer.from(`${USER}:nope`).toString("base64")}` } });
+    const wrong = await fetch(`${dashboard.url}/results`, {
+      headers: { authorization: `Basic ${Buffer.from(`${USER}:nope`).toString("base64")}` },
+    });
     expect(wrong.status).toBe(401);
     expect(wrong.headers.get("www-authenticate")).toMatch(/^Basic/);
-    const json = (await (await fetch(`${dashboard.url}/api/results?state=failed`, { headers: { authorization: auth } })).json()) as ResultRecord[];
+    const json = (await (
+      await fetch(`${dashboard.url}/api/results?state=failed`, { headers: { authorization: auth } })
+    ).json()) as ResultRecord[];
     expect(json.map((r) => r.jobId)).toEqual([failed.jobId]);
 
     const retry = `${dashboard.url}/queues/api/queues/${stack.queue}/retry/failed`;
     expect((await fetch(retry, { method: "PUT", headers: { authorization: auth } })).status).toBe(405);
-    const withActions = await startDashboard({ redisUrl: stack.redisUrl, queue: stack.queue, port: 0, allowActions: true });
+    const withActions = await startDashboard({
+      redisUrl: stack.redisUrl,
+      queue: stack.queue,
+      port: 0,
+      allowActions: true,
+    });
     try {
       // An action needs the token its pages carry (cookie dispatch_token).
       const retryUrl = `${withActions.url}/queues/api/queues/${stack.queue}/retry/failed`;
@@ -120,7 +132,11 @@ describe("dashboard", () => {
 
   it("refuses to bind beyond loopback without a password (CLI exit 2)", () => {
     const env = { ...stack.childEnv, DASHBOARD_PASSWORD: "" };
-    const run = spawnSync(process.execPath, ["bin/opencode-dispatch.js", "dashboard", "--host", "0.0.0.0", "--port", "0"], { env, encoding: "utf8", timeout: 20_000 });
+    const run = spawnSync(
+      process.execPath,
+      ["bin/opencode-dispatch.js", "dashboard", "--host", "0.0.0.0", "--port", "0"],
+      { env, encoding: "utf8", timeout: 20_000 },
+    );
     expect(run.status).toBe(2);
     expect(run.stderr).toContain("DASHBOARD_PASSWORD");
   });

@@ -24,7 +24,9 @@ afterAll(async () => {
 });
 
 /** Runs a test on a queue of its own, then closes the dispatcher and removes the queue. */
-async function withFreshQueue(test: (dispatcher: Dispatcher, queue: ReturnType<typeof openQueue>) => Promise<void>): Promise<void> {
+async function withFreshQueue(
+  test: (dispatcher: Dispatcher, queue: ReturnType<typeof openQueue>) => Promise<void>,
+): Promise<void> {
   const name = `enq-${randomUUID().slice(0, 8)}`;
   const dispatcher = new Dispatcher({ config: loadConfig({ REDIS_URL: redisUrl, DISPATCH_QUEUE: name }) });
   const queue = openQueue(name, redis);
@@ -54,7 +56,11 @@ describe("enqueueMany over several chunks", () => {
       expect(receipts[2_100]).toEqual({ jobId: "k-10", duplicate: true });
       expect(receipts.filter((r) => r.duplicate)).toHaveLength(1);
       expect(await total(queue)).toBe(3_499);
-      expect(await (await dispatcher.batch(receipts.batchId)).status()).toMatchObject({ members: 3_499, complete: true, counts: { queued: 3_499 } });
+      expect(await (await dispatcher.batch(receipts.batchId)).status()).toMatchObject({
+        members: 3_499,
+        complete: true,
+        counts: { queued: 3_499 },
+      });
       expect((await queue.getJob("k-10"))!.data.prompt).toBe("task 10"); // the first one wins
       const follow = (await queue.getJob("k-follow"))!.data as JobPayload;
       expect(((await queue.getJob("k-21"))!.data as JobPayload).after).toBe("k-20");
@@ -69,13 +75,17 @@ describe("enqueueMany over several chunks", () => {
 
   it("rejects a follow-up of an unknown job (or of a later task) before enqueueing anything", async () => {
     await withFreshQueue(async (dispatcher, queue) => {
-      const tasks: { prompt: string; id?: string; continue?: string }[] = Array.from({ length: 2_500 }, (_, i) => ({ prompt: `task ${i}` }));
+      const tasks: { prompt: string; id?: string; continue?: string }[] = Array.from({ length: 2_500 }, (_, i) => ({
+        prompt: `task ${i}`,
+      }));
       tasks[2_400] = { prompt: "follow-up", continue: "no-such-job" };
       tasks[2_410] = { prompt: "follow-up of a later task", continue: "later" };
       tasks[2_420] = { prompt: "later", id: "later" };
       const error = await dispatcher.enqueueMany(tasks).catch((e: unknown) => e as Error);
       expect(error).toBeInstanceOf(NotFoundError);
-      expect((error as Error).message).toBe('tasks[2400].continue: no job with ID "no-such-job"\ntasks[2410].continue: no job with ID "later"');
+      expect((error as Error).message).toBe(
+        'tasks[2400].continue: no job with ID "no-such-job"\ntasks[2410].continue: no job with ID "later"',
+      );
       expect(await total(queue)).toBe(0);
       expect(await redis.keys(`${queueKeys(dispatcher.queueName).batch("")}*`)).toEqual([]); // no batch begun either
     });
@@ -100,12 +110,18 @@ describe("a batch whose jobs were removed before they ran", () => {
 describe("submitBatch over several chunks", () => {
   it("enqueues every line once, chains a follow-up of an earlier chunk, and adds nothing when submitted again", async () => {
     await withFreshQueue(async (dispatcher, queue) => {
-      const lines: { prompt: string; id?: string; continue?: string }[] = Array.from({ length: 450 }, (_, i) => ({ prompt: `line ${i + 1}` }));
+      const lines: { prompt: string; id?: string; continue?: string }[] = Array.from({ length: 450 }, (_, i) => ({
+        prompt: `line ${i + 1}`,
+      }));
       lines[4] = { prompt: "root", id: "root-job" };
       lines[5] = { prompt: "follow-up in the same chunk", id: "near-job", continue: "root-job" };
       lines[399] = { prompt: "follow-up", id: "follow-job", continue: "root-job" };
       const progress: number[] = [];
-      const handle = await dispatcher.submitBatch(lines, { id: "chunky", chunkSize: 100, onEnqueued: (p) => progress.push(p.processed) });
+      const handle = await dispatcher.submitBatch(lines, {
+        id: "chunky",
+        chunkSize: 100,
+        onEnqueued: (p) => progress.push(p.processed),
+      });
       expect(handle.receipt).toMatchObject({ total: 450, enqueued: 450, duplicates: 0 });
       expect(progress.at(-1)).toBe(450);
       expect(await total(queue)).toBe(450);
@@ -120,7 +136,9 @@ describe("submitBatch over several chunks", () => {
 
   it("rejects a line continuing an unknown job with its line number, or leaves it out with skipInvalid", async () => {
     await withFreshQueue(async (dispatcher, queue) => {
-      const lines: { prompt: string; continue?: string }[] = Array.from({ length: 250 }, (_, i) => ({ prompt: `line ${i + 1}` }));
+      const lines: { prompt: string; continue?: string }[] = Array.from({ length: 250 }, (_, i) => ({
+        prompt: `line ${i + 1}`,
+      }));
       lines[209] = { prompt: "follow-up", continue: "no-such-job" };
       lines[219] = { prompt: "follow-up of line 3", continue: "fu-3" }; // a derived ID of an earlier line
       lines[229] = { prompt: "follow-up of line 240", continue: "fu-240" }; // a later line: not yet there
@@ -128,8 +146,14 @@ describe("submitBatch over several chunks", () => {
       const error = await dispatcher.submitBatch(lines, { id: "fu", chunkSize: 100 }).catch((e: unknown) => e as Error);
       expect(error).toBeInstanceOf(BatchInputError);
       expect((error as BatchInputError).invalidLines).toEqual([
-        { line: 210, error: 'continue: no job with ID "no-such-job" (neither in the queue nor an earlier line of the batch)' },
-        { line: 230, error: 'continue: no job with ID "fu-240" (neither in the queue nor an earlier line of the batch)' },
+        {
+          line: 210,
+          error: 'continue: no job with ID "no-such-job" (neither in the queue nor an earlier line of the batch)',
+        },
+        {
+          line: 230,
+          error: 'continue: no job with ID "fu-240" (neither in the queue nor an earlier line of the batch)',
+        },
         { line: 245, error: 'continue: line 230 ("fu-230") is left out' },
       ]);
       expect(await total(queue)).toBe(0);

@@ -29,12 +29,17 @@ describe("outcomes exactly once", () => {
 
   beforeAll(async () => {
     // No opencode retries of provider errors: a 500 hands the attempt to the queue's retry at once.
-    stack = await startStack({ configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s", DISPATCH_PROVIDER_RETRIES: "0" } });
+    stack = await startStack({
+      configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s", DISPATCH_PROVIDER_RETRIES: "0" },
+    });
     receiver = http.createServer((req, res) => {
       let body = "";
       req.on("data", (d: Buffer) => (body += d.toString()));
       req.on("end", () => {
-        deliveries.push({ id: String(req.headers["x-dispatch-delivery"]), worker: (JSON.parse(body) as { worker: string }).worker });
+        deliveries.push({
+          id: String(req.headers["x-dispatch-delivery"]),
+          worker: (JSON.parse(body) as { worker: string }).worker,
+        });
         res.writeHead(204).end();
       });
     });
@@ -52,9 +57,15 @@ describe("outcomes exactly once", () => {
   it("a worker frozen past its lock while another completes the job leaves one record and one delivery ID", async () => {
     const webhook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
     const metricsPort = await freePort();
-    frozen = startCli(["worker", "--concurrency", "1", "--metrics-port", String(metricsPort)], { env: { ...stack.childEnv, LOG_LEVEL: "info" } });
+    frozen = startCli(["worker", "--concurrency", "1", "--metrics-port", String(metricsPort)], {
+      env: { ...stack.childEnv, LOG_LEVEL: "info" },
+    });
     await frozen.waitFor(/worker ready/, WAIT);
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "[[delay:4000]] frozen work", webhook, id: "frozen-job" });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "[[delay:4000]] frozen work",
+      webhook,
+      id: "frozen-job",
+    });
     await until("the first worker's model call", () => stack.fake.calls("frozen work") >= 1);
     frozen.child.kill("SIGSTOP");
 
@@ -75,7 +86,9 @@ describe("outcomes exactly once", () => {
     expect(deliveries.every((d) => d.worker === other.id)).toBe(true);
     // Nor does it write to the job's live stream: nothing follows the final entry there.
     const types = await withQueue(stack, async (_queue, redis) =>
-      (await redis.xrange(queueKeys(stack.queue).live(jobId), "-", "+")).map(([, fields]) => fields[fields.indexOf("t") + 1]),
+      (await redis.xrange(queueKeys(stack.queue).live(jobId), "-", "+")).map(
+        ([, fields]) => fields[fields.indexOf("t") + 1],
+      ),
     );
     expect(types.at(-1)).toBe("final");
     // Nor does it count the job in its metrics: BullMQ accepted no outcome from it.
@@ -86,10 +99,17 @@ describe("outcomes exactly once", () => {
 
   it("a job whose final record says it failed for good (a cancel) is not run again by the next worker", async () => {
     await stack.startWorker({ concurrency: 1 });
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "cancelled before it came back", delay: 60_000, id: "final-is-final" });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "cancelled before it came back",
+      delay: 60_000,
+      id: "final-is-final",
+    });
     // The cancel's record was written, then its worker died before BullMQ heard of it.
     // (It was attempt 1: BullMQ has not counted that attempt, as it never heard how it ended.)
-    const record = { ...cancelledRecord(jobId, { prompt: "cancelled before it came back" }, null, "cancelled while running"), attempts: 1 };
+    const record = {
+      ...cancelledRecord(jobId, { prompt: "cancelled before it came back" }, null, "cancelled while running"),
+      attempts: 1,
+    };
     const { Job } = await import("bullmq");
     await withQueue(stack, async (queue, redis) => {
       await redis.set(queueKeys(stack.queue).result(jobId), JSON.stringify(record));
@@ -106,7 +126,14 @@ describe("outcomes exactly once", () => {
     const repo = join(stack.opencode.root, "keep-repo");
     makeGitRepo(repo);
     const prompt = `keep edit [[tool:write:${JSON.stringify({ filePath: "notes.txt", content: "edited\n" })}]]`;
-    const { jobId } = await stack.dispatcher.enqueue({ prompt, directory: repo, worktree: true, maxCost: 5, delay: 3_600_000, id: "keep-whole" });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt,
+      directory: repo,
+      worktree: true,
+      maxCost: 5,
+      delay: 3_600_000,
+      id: "keep-whole",
+    });
     expect((await stack.dispatcher.cancel(jobId)).outcome).toBe("removed");
     const retry = await runCli(["retry", jobId, "--json"], { env: stack.childEnv });
     expect(retry.code).toBe(0);
@@ -123,13 +150,23 @@ describe("outcomes exactly once", () => {
     // A failed job known only by its record (its task was never kept) is refused, not half re-run.
     const redis = new Redis(stack.redisUrl);
     try {
-      await redis.set(queueKeys(stack.queue).result("record-only"), JSON.stringify({ ...record, jobId: "record-only", state: "failed", error: { name: "Cancelled", message: "x", retryable: false } }));
+      await redis.set(
+        queueKeys(stack.queue).result("record-only"),
+        JSON.stringify({
+          ...record,
+          jobId: "record-only",
+          state: "failed",
+          error: { name: "Cancelled", message: "x", retryable: false },
+        }),
+      );
     } finally {
       redis.disconnect();
     }
     const refused = await runCli(["retry", "record-only"], { env: stack.childEnv });
     expect(refused.code).toBe(6);
-    expect(refused.stderr).toMatch(/its task was not kept .* would lose its system prompt, files, schema, webhook, worktree, budgets/);
+    expect(refused.stderr).toMatch(
+      /its task was not kept .* would lose its system prompt, files, schema, webhook, worktree, budgets/,
+    );
   }, 180_000);
 
   it("a job that fails twice against --max-cost has spent at most the cap over all its attempts", async () => {
@@ -137,7 +174,12 @@ describe("outcomes exactly once", () => {
     const step = { toolCall: { name: "bash", args: { command: "echo spend", description: "spend" } } };
     stack.fake.reset();
     stack.fake.script(step, { status: 500 }, step, { status: 500 }, step, { status: 500 });
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "spend and fail", model: "fake/priced", maxCost: 5, attempts: 3 });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "spend and fail",
+      model: "fake/priced",
+      maxCost: 5,
+      attempts: 3,
+    });
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
     expect(record.state).toBe("failed");
     expect(record.error).toMatchObject({ name: "BudgetExceeded", retryable: false });

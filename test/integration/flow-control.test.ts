@@ -13,7 +13,9 @@ describe("flow control shared by all workers", () => {
   let stack: Stack;
 
   beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake/echo=1", DISPATCH_RATE_LIMITS: "fake/priced=2/4s" } });
+    stack = await startStack({
+      configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake/echo=1", DISPATCH_RATE_LIMITS: "fake/priced=2/4s" },
+    });
     // Two slots in all, fewer than the jobs that wait at the cap below.
     await Promise.all([stack.startWorker({ concurrency: 1 }), stack.startWorker({ concurrency: 1 })]);
   });
@@ -22,7 +24,9 @@ describe("flow control shared by all workers", () => {
   });
 
   it("a model's concurrency cap holds across two workers, and other models keep flowing", async () => {
-    const capped = await stack.dispatcher.enqueueMany([1, 2, 3, 4].map((n) => ({ prompt: `capped ${n} [[delay:1000]]`, model: "fake/echo" })));
+    const capped = await stack.dispatcher.enqueueMany(
+      [1, 2, 3, 4].map((n) => ({ prompt: `capped ${n} [[delay:1000]]`, model: "fake/echo" })),
+    );
     const free = await stack.dispatcher.enqueue({ prompt: "free", model: "fake/priced" });
     const records = await Promise.all(capped.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
     const freeRecord = await stack.dispatcher.wait(free.jobId, { timeoutMs: 120_000 });
@@ -36,7 +40,9 @@ describe("flow control shared by all workers", () => {
   });
 
   it("a model's rate limit holds across two workers", async () => {
-    const receipts = await stack.dispatcher.enqueueMany([1, 2, 3, 4, 5].map((n) => ({ prompt: `rated ${n}`, model: "fake/priced" })));
+    const receipts = await stack.dispatcher.enqueueMany(
+      [1, 2, 3, 4, 5].map((n) => ({ prompt: `rated ${n}`, model: "fake/priced" })),
+    );
     const records = await Promise.all(receipts.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
     expect(records.every((r) => r.state === "completed" && r.attempts === 1)).toBe(true);
     const perWindow = new Map<number, number>();
@@ -62,7 +68,9 @@ describe("per-key concurrency", () => {
   });
 
   it("runs jobs sharing a key one at a time across workers, without holding worker slots", async () => {
-    const keyed = await stack.dispatcher.enqueueMany([1, 2, 3, 4, 5, 6].map((n) => ({ prompt: `keyed ${n} [[delay:800]]`, concurrencyKey: "/srv/repo" })));
+    const keyed = await stack.dispatcher.enqueueMany(
+      [1, 2, 3, 4, 5, 6].map((n) => ({ prompt: `keyed ${n} [[delay:800]]`, concurrencyKey: "/srv/repo" })),
+    );
     const others = await stack.dispatcher.enqueueMany([1, 2, 3].map((n) => ({ prompt: `other ${n} [[delay:800]]` })));
     const keyedRecords = await Promise.all(keyed.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));
     const otherRecords = await Promise.all(others.map((r) => stack.dispatcher.wait(r.jobId, { timeoutMs: 90_000 })));

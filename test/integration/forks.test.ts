@@ -17,7 +17,10 @@ describe("forks: many tasks start from one shared context", () => {
   beforeAll(async () => {
     stack = await startStack();
     worker = await stack.startWorker({ concurrency: 10 });
-    source = await stack.dispatcher.run({ prompt: "read the codebase: the codeword is HELIOTROPE", model: "fake/echo" }, { timeoutMs: 120_000 });
+    source = await stack.dispatcher.run(
+      { prompt: "read the codebase: the codeword is HELIOTROPE", model: "fake/echo" },
+      { timeoutMs: 120_000 },
+    );
     expect(source.state).toBe("completed");
   });
   afterAll(async () => {
@@ -25,11 +28,21 @@ describe("forks: many tasks start from one shared context", () => {
   });
 
   it("ten forks of one job run at once, each in its own session carrying the shared first turn", async () => {
-    const cli = await runCli(["enqueue", "fork 0 [[delay:2000]] [[transcript]]", "--fork", source.jobId, "--model", "fake/echo", "--json"], { env: stack.childEnv });
+    const cli = await runCli(
+      ["enqueue", "fork 0 [[delay:2000]] [[transcript]]", "--fork", source.jobId, "--model", "fake/echo", "--json"],
+      { env: stack.childEnv },
+    );
     expect(cli.code, cli.stderr).toBe(0);
     const ids = [(JSON.parse(cli.stdout) as { jobId: string }).jobId];
     for (let n = 1; n < 10; n++) {
-      ids.push((await stack.dispatcher.fork(source.jobId, { prompt: `fork ${n} [[delay:2000]] [[transcript]]`, model: "fake/echo" })).jobId);
+      ids.push(
+        (
+          await stack.dispatcher.fork(source.jobId, {
+            prompt: `fork ${n} [[delay:2000]] [[transcript]]`,
+            model: "fake/echo",
+          })
+        ).jobId,
+      );
     }
     const records = await Promise.all(ids.map((id) => stack.dispatcher.wait(id, { timeoutMs: 120_000 })));
 
@@ -47,7 +60,8 @@ describe("forks: many tasks start from one shared context", () => {
     // Each model call carried the source's answer too.
     const forkCalls = stack.fake.requests.filter((req) => /fork \d/.test(text(req.messages.at(-1)!)));
     expect(forkCalls).toHaveLength(10);
-    for (const req of forkCalls) expect(req.messages.some((m) => m.role === "assistant" && text(m) === `echo: ${source.prompt}`)).toBe(true);
+    for (const req of forkCalls)
+      expect(req.messages.some((m) => m.role === "assistant" && text(m) === `echo: ${source.prompt}`)).toBe(true);
     // At once: every fork started before any of them finished (each model call takes 2 s).
     const lastStart = Math.max(...records.map((r) => Date.parse(r.startedAt!)));
     const firstEnd = Math.min(...records.map((r) => Date.parse(r.finishedAt!)));
@@ -55,15 +69,24 @@ describe("forks: many tasks start from one shared context", () => {
   });
 
   it("the source's own session is untouched: a follow-up of it sees only its turns", async () => {
-    const follow = await stack.dispatcher.run({ prompt: "and now? [[transcript]]", continue: source.jobId }, { timeoutMs: 120_000 });
+    const follow = await stack.dispatcher.run(
+      { prompt: "and now? [[transcript]]", continue: source.jobId },
+      { timeoutMs: 120_000 },
+    );
     expect(follow.sessionId).toBe(source.sessionId);
     expect(userTexts(follow)).toEqual([source.prompt, "and now? [[transcript]]"]);
   });
 
   it("a fork made after the source's session took more turns copies it as the source job left it", async () => {
-    const follow = await stack.dispatcher.run({ prompt: "a later turn", continue: source.jobId }, { timeoutMs: 120_000 });
+    const follow = await stack.dispatcher.run(
+      { prompt: "a later turn", continue: source.jobId },
+      { timeoutMs: 120_000 },
+    );
     expect(follow.sessionId).toBe(source.sessionId);
-    const fork = await stack.dispatcher.wait((await stack.dispatcher.fork(source.jobId, { prompt: "late fork [[transcript]]" })).jobId, { timeoutMs: 120_000 });
+    const fork = await stack.dispatcher.wait(
+      (await stack.dispatcher.fork(source.jobId, { prompt: "late fork [[transcript]]" })).jobId,
+      { timeoutMs: 120_000 },
+    );
     expect(fork.state).toBe("completed");
     expect(userTexts(fork)).toEqual([source.prompt, "late fork [[transcript]]"]);
   });
@@ -79,7 +102,10 @@ describe("forks: many tasks start from one shared context", () => {
     await worker.close();
     const fresh = await stack.startWorker({ concurrency: 2 });
     try {
-      const elsewhere = await stack.dispatcher.wait((await stack.dispatcher.fork(slow.jobId, { prompt: "fork elsewhere [[transcript]]" })).jobId, { timeoutMs: 120_000 });
+      const elsewhere = await stack.dispatcher.wait(
+        (await stack.dispatcher.fork(slow.jobId, { prompt: "fork elsewhere [[transcript]]" })).jobId,
+        { timeoutMs: 120_000 },
+      );
       expect(elsewhere.state).toBe("completed");
       expect(elsewhere.worker).not.toBe(slowRecord.worker);
       expect(userTexts(elsewhere)).toEqual(["slow source [[delay:1500]]", "fork elsewhere [[transcript]]"]);
@@ -89,10 +115,16 @@ describe("forks: many tasks start from one shared context", () => {
   });
 
   it("a fork of a job that failed fails for good, without a model call", async () => {
-    const failed = await stack.dispatcher.run({ prompt: "no [[status:401]]", model: "fake/echo", attempts: 1 }, { timeoutMs: 120_000 });
+    const failed = await stack.dispatcher.run(
+      { prompt: "no [[status:401]]", model: "fake/echo", attempts: 1 },
+      { timeoutMs: 120_000 },
+    );
     expect(failed.state).toBe("failed");
     const calls = stack.fake.requests.length;
-    const fork = await stack.dispatcher.wait((await stack.dispatcher.fork(failed.jobId, { prompt: "fork of a failure", attempts: 3 })).jobId, { timeoutMs: 120_000 });
+    const fork = await stack.dispatcher.wait(
+      (await stack.dispatcher.fork(failed.jobId, { prompt: "fork of a failure", attempts: 3 })).jobId,
+      { timeoutMs: 120_000 },
+    );
     expect(fork.state).toBe("failed");
     expect(fork.error).toMatchObject({ name: "UpstreamFailed", retryable: false });
     expect(fork.error!.message).toContain(failed.jobId);
@@ -102,22 +134,35 @@ describe("forks: many tasks start from one shared context", () => {
 
   it("batch lines fork too: an earlier line's job, or one already in the queue", async () => {
     const handle = await stack.dispatcher.submitBatch(
-      [{ id: "base-line", prompt: "batch base" }, { prompt: "line fork [[transcript]]", fork: "base-line" }, { prompt: "queue fork [[transcript]]", fork: source.jobId }],
+      [
+        { id: "base-line", prompt: "batch base" },
+        { prompt: "line fork [[transcript]]", fork: "base-line" },
+        { prompt: "queue fork [[transcript]]", fork: source.jobId },
+      ],
       { defaults: { model: "fake/echo" } },
     );
     await handle.wait({ timeoutMs: 120_000 });
-    const [lineFork, queueFork] = await Promise.all([stack.dispatcher.result(`${handle.id}-2`), stack.dispatcher.result(`${handle.id}-3`)]);
+    const [lineFork, queueFork] = await Promise.all([
+      stack.dispatcher.result(`${handle.id}-2`),
+      stack.dispatcher.result(`${handle.id}-3`),
+    ]);
     expect(userTexts(lineFork)).toEqual(["batch base", "line fork [[transcript]]"]);
     expect(userTexts(queueFork)).toEqual([source.prompt, "queue fork [[transcript]]"]);
-    await expect(stack.dispatcher.submitBatch([{ prompt: "x", fork: "nowhere" }])).rejects.toThrow(/line 1: fork: no job with ID "nowhere"/);
+    await expect(stack.dispatcher.submitBatch([{ prompt: "x", fork: "nowhere" }])).rejects.toThrow(
+      /line 1: fork: no job with ID "nowhere"/,
+    );
   });
 
   it("refuses a fork of an unknown job, and fork with continue", async () => {
-    await expect(stack.dispatcher.fork("no-such-job", { prompt: "x" })).rejects.toThrow(/fork: no job with ID "no-such-job"/);
+    await expect(stack.dispatcher.fork("no-such-job", { prompt: "x" })).rejects.toThrow(
+      /fork: no job with ID "no-such-job"/,
+    );
     const unknown = await runCli(["enqueue", "x", "--fork", "no-such-job"], { env: stack.childEnv });
     expect(unknown.code).toBe(4);
     expect(unknown.stderr).toContain('fork: no job with ID "no-such-job"');
-    const both = await runCli(["enqueue", "x", "--fork", source.jobId, "--continue", source.jobId], { env: stack.childEnv });
+    const both = await runCli(["enqueue", "x", "--fork", source.jobId, "--continue", source.jobId], {
+      env: stack.childEnv,
+    });
     expect(both.code).toBe(2);
     expect(both.stderr).toContain("a fork starts its own session");
   });

@@ -12,7 +12,9 @@ const text = (m: ChatMessage): string =>
   typeof m.content === "string" ? m.content : (m.content ?? []).map((p) => p.text ?? "").join("");
 /** Everything the model was sent in its user messages, for the requests whose last user text starts so. */
 const callsStarting = (stack: Stack, prefix: string) =>
-  stack.fake.requests.filter((req) => text([...req.messages].reverse().find((m) => m.role === "user")!).startsWith(prefix));
+  stack.fake.requests.filter((req) =>
+    text([...req.messages].reverse().find((m) => m.role === "user")!).startsWith(prefix),
+  );
 
 describe("gather: a batch's parent runs once every task has ended, with their results", () => {
   let stack: Stack;
@@ -27,8 +29,14 @@ describe("gather: a batch's parent runs once every task has ended, with their re
 
   it("a 20-task batch with --then runs the parent once, after the last task, and its prompt carries all 20 answers", async () => {
     const file = join(stack.opencode.root, "twenty.txt");
-    writeFileSync(file, Array.from({ length: 20 }, (_, i) => `finding ${i + 1}${i === 19 ? " [[delay:1500]]" : ""}`).join("\n"));
-    const run = await runCli(["batch", file, "--id", "twenty", "--model", "fake/echo", "--then", "Summarise the findings", "--wait", "--json"], { env: stack.childEnv });
+    writeFileSync(
+      file,
+      Array.from({ length: 20 }, (_, i) => `finding ${i + 1}${i === 19 ? " [[delay:1500]]" : ""}`).join("\n"),
+    );
+    const run = await runCli(
+      ["batch", file, "--id", "twenty", "--model", "fake/echo", "--then", "Summarise the findings", "--wait", "--json"],
+      { env: stack.childEnv },
+    );
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toContain("parent twenty-then runs once every task has ended");
 
@@ -58,24 +66,52 @@ describe("gather: a batch's parent runs once every task has ended, with their re
       { id: "waiting-parent", defaults: { model: "fake/echo" }, then: "Compare a and b" },
     );
     expect(handle.receipt?.thenJobId).toBe("waiting-parent-then");
-    const status = await until("the parent to wait for its children", async () => {
-      const s = await stack.dispatcher.status("waiting-parent-then");
-      return s.state === "delayed" && s.waitingFor?.includes("waiting for its children") ? s : undefined;
-    }, 30_000);
+    const status = await until(
+      "the parent to wait for its children",
+      async () => {
+        const s = await stack.dispatcher.status("waiting-parent-then");
+        return s.state === "delayed" && s.waitingFor?.includes("waiting for its children") ? s : undefined;
+      },
+      30_000,
+    );
     expect(status.children).toMatchObject({ batchId: "waiting-parent", total: 2 });
     expect(status.children!.counts.completed).toBe(0);
     const cli = await runCli(["status", "waiting-parent-then"], { env: stack.childEnv });
     expect(cli.stdout).toMatch(/children: batch waiting-parent {2}total=2/);
     const parent = await stack.dispatcher.wait("waiting-parent-then", { timeoutMs: 60_000 });
     expect(parent.state).toBe("completed");
-    const after = (JSON.parse((await runCli(["status", "waiting-parent-then", "--json"], { env: stack.childEnv })).stdout) as JobStatus).children!;
+    const after = (
+      JSON.parse(
+        (await runCli(["status", "waiting-parent-then", "--json"], { env: stack.childEnv })).stdout,
+      ) as JobStatus
+    ).children!;
     expect(after.counts).toEqual({ queued: 0, running: 0, completed: 2, failed: 0 });
   });
 
   it("with --then-on completed a failed task leaves the parent failed with the reason, and the model is not asked", async () => {
     const file = join(stack.opencode.root, "one-fails.jsonl");
-    writeFileSync(file, [{ prompt: "fine" }, { prompt: "broken [[status:401]]", attempts: 1 }, { prompt: "fine too" }].map((t) => JSON.stringify(t)).join("\n"));
-    const run = await runCli(["batch", file, "--id", "one-fails", "--model", "fake/echo", "--then", "Rank them", "--then-on", "completed", "--wait"], { env: stack.childEnv });
+    writeFileSync(
+      file,
+      [{ prompt: "fine" }, { prompt: "broken [[status:401]]", attempts: 1 }, { prompt: "fine too" }]
+        .map((t) => JSON.stringify(t))
+        .join("\n"),
+    );
+    const run = await runCli(
+      [
+        "batch",
+        file,
+        "--id",
+        "one-fails",
+        "--model",
+        "fake/echo",
+        "--then",
+        "Rank them",
+        "--then-on",
+        "completed",
+        "--wait",
+      ],
+      { env: stack.childEnv },
+    );
     expect(run.code).toBe(1);
     const parent = await stack.dispatcher.result("one-fails-then");
     expect(parent.state).toBe("failed");
@@ -87,29 +123,47 @@ describe("gather: a batch's parent runs once every task has ended, with their re
   });
 
   it("with --then-on all (the default) the parent runs and sees the failure among the results", async () => {
-    const handle = await stack.dispatcher.submitBatch([{ prompt: "ok" }, { prompt: "no [[status:401]]", attempts: 1 }], {
-      id: "all-ends",
-      defaults: { model: "fake/echo" },
-      then: { prompt: "Report on them", title: "report" },
-    });
+    const handle = await stack.dispatcher.submitBatch(
+      [{ prompt: "ok" }, { prompt: "no [[status:401]]", attempts: 1 }],
+      {
+        id: "all-ends",
+        defaults: { model: "fake/echo" },
+        then: { prompt: "Report on them", title: "report" },
+      },
+    );
     const parent = await stack.dispatcher.wait(handle.receipt!.thenJobId!, { timeoutMs: 60_000 });
     expect(parent.state).toBe("completed");
     expect(parent.children).toMatchObject({ total: 2, completed: 1, failed: 1 });
-    const prompt = text(callsStarting(stack, "Report on them")[0]!.messages.filter((m) => m.role === "user").at(-1)!);
+    const prompt = text(
+      callsStarting(stack, "Report on them")[0]!
+        .messages.filter((m) => m.role === "user")
+        .at(-1)!,
+    );
     expect(prompt).toContain('"state":"failed","error":{"name":"APIError"');
   });
 
   it("a task retried before the parent ran is waited for again", async () => {
-    const handle = await stack.dispatcher.submitBatch([{ prompt: "flaky [[status:401]]", attempts: 1 }, { prompt: "steady [[delay:3000]]" }], {
-      id: "reopened",
-      defaults: { model: "fake/echo" },
-      then: "Gather after a retry",
-    });
+    const handle = await stack.dispatcher.submitBatch(
+      [{ prompt: "flaky [[status:401]]", attempts: 1 }, { prompt: "steady [[delay:3000]]" }],
+      {
+        id: "reopened",
+        defaults: { model: "fake/echo" },
+        then: "Gather after a retry",
+      },
+    );
     const failed = await stack.dispatcher.wait("reopened-1", { timeoutMs: 60_000 });
     expect(failed.state).toBe("failed");
     stack.fake.script({ delayMs: 6_000, text: "second time lucky" }); // the retry's model call, the only one left to come
     // The record is final a moment before BullMQ moves the job to its failed set.
-    await until("the failed task to be retried", () => stack.dispatcher.retry("reopened-1").then(() => true, () => false), 10_000);
+    await until(
+      "the failed task to be retried",
+      () =>
+        stack.dispatcher.retry("reopened-1").then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+    );
     const parent = await stack.dispatcher.wait(handle.receipt!.thenJobId!, { timeoutMs: 60_000 });
     const retried = await stack.dispatcher.result("reopened-1");
     expect(retried.text).toBe("second time lucky");
@@ -136,12 +190,18 @@ describe("gather: a batch's parent runs once every task has ended, with their re
       Array.from({ length: 3 }, (_, i) => ({ prompt: `long ${i} [[delay:20000]]` })),
       { id: "cancelled-flow", defaults: { model: "fake/echo" }, then: "Never asked" },
     );
-    await until("a child to run", async () => (await (await stack.dispatcher.findBatch("cancelled-flow"))!.status()).counts.running > 0, 30_000);
+    await until(
+      "a child to run",
+      async () => (await (await stack.dispatcher.findBatch("cancelled-flow"))!.status()).counts.running > 0,
+      30_000,
+    );
     const run = await runCli(["cancel", handle.receipt!.thenJobId!], { env: stack.childEnv });
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toContain("job cancelled-flow-then cancelled");
     expect(run.stdout).toMatch(/its children: \d removed from the queue, \d running aborted, 0 not confirmed yet/);
-    const members = await Promise.all([1, 2, 3].map((n) => stack.dispatcher.wait(`cancelled-flow-${n}`, { timeoutMs: 30_000 })));
+    const members = await Promise.all(
+      [1, 2, 3].map((n) => stack.dispatcher.wait(`cancelled-flow-${n}`, { timeoutMs: 30_000 })),
+    );
     expect(members.map((m) => m.error?.name)).toEqual(["Cancelled", "Cancelled", "Cancelled"]);
     const parent = await stack.dispatcher.result("cancelled-flow-then");
     expect(parent.error?.name).toBe("Cancelled");
@@ -153,15 +213,26 @@ describe("gather: a batch's parent runs once every task has ended, with their re
       id: "nested",
       defaults: { model: "fake/echo" },
       then: "Overall verdict",
-      children: [{ then: "Sub-summary", children: [{ prompt: "leaf one" }, { prompt: "leaf two [[delay:800]]" }] }, { prompt: "leaf three" }],
+      children: [
+        { then: "Sub-summary", children: [{ prompt: "leaf one" }, { prompt: "leaf two [[delay:800]]" }] },
+        { prompt: "leaf three" },
+      ],
     });
-    expect(receipt).toMatchObject({ jobId: "nested-then", batchId: "nested", flows: [{ jobId: "nested.1-then", batchId: "nested.1" }] });
+    expect(receipt).toMatchObject({
+      jobId: "nested-then",
+      batchId: "nested",
+      flows: [{ jobId: "nested.1-then", batchId: "nested.1" }],
+    });
     const outer = await stack.dispatcher.wait("nested-then", { timeoutMs: 60_000 });
     const inner = await stack.dispatcher.result("nested.1-then");
     expect(outer.state).toBe("completed");
     expect(outer.children).toMatchObject({ total: 2, completed: 2 });
     expect(Date.parse(outer.startedAt!)).toBeGreaterThanOrEqual(Date.parse(inner.finishedAt!));
-    const prompt = text(callsStarting(stack, "Overall verdict")[0]!.messages.filter((m) => m.role === "user").at(-1)!);
+    const prompt = text(
+      callsStarting(stack, "Overall verdict")[0]!
+        .messages.filter((m) => m.role === "user")
+        .at(-1)!,
+    );
     expect(prompt).toContain(JSON.stringify(inner.text)); // the inner parent's answer, which itself quotes the leaves
     expect(inner.text).toContain("echo: leaf two [[delay:800]]");
     expect(prompt).toContain('"answer":"echo: leaf three"');
@@ -173,6 +244,8 @@ describe("gather: a batch's parent runs once every task has ended, with their re
     const noThen = await runCli(["batch", file, "--then-on", "completed"], { env: stack.childEnv });
     expect(noThen.code).toBe(2);
     expect(noThen.stderr).toContain("--then-model and --then-on apply to a batch with --then");
-    await expect(stack.dispatcher.submitBatch([{ prompt: "x" }], { then: { prompt: "y", continue: "twenty-1" } })).rejects.toThrow(/then: a batch's parent starts its own session/);
+    await expect(
+      stack.dispatcher.submitBatch([{ prompt: "x" }], { then: { prompt: "y", continue: "twenty-1" } }),
+    ).rejects.toThrow(/then: a batch's parent starts its own session/);
   });
 });

@@ -25,7 +25,9 @@ describe("the worker's /healthz", () => {
     stack = await startStack({ redisUrl: redis.url });
     const port = await freePort();
     url = `http://127.0.0.1:${port}/healthz`;
-    worker = await stack.startCliWorker(["--concurrency", "1", "--metrics-port", String(port)], { readyLine: /metrics served/ });
+    worker = await stack.startCliWorker(["--concurrency", "1", "--metrics-port", String(port)], {
+      readyLine: /metrics served/,
+    });
   });
   afterAll(async () => {
     await redis?.start().catch(() => undefined); // so the stack can delete its keys
@@ -38,14 +40,22 @@ describe("the worker's /healthz", () => {
     return { status: response.status, body: (await response.json()) as Health["body"] };
   };
   const healthWith = (what: string, status: number) =>
-    until(what, async () => {
-      const answer = await health();
-      return answer.status === status ? answer : undefined;
-    }, 30_000);
-  const serverPids = () => [...worker.output().matchAll(/"opencodePid":(\d+)[^\n]*opencode server is ready/g)].map((m) => Number(m[1]));
+    until(
+      what,
+      async () => {
+        const answer = await health();
+        return answer.status === status ? answer : undefined;
+      },
+      30_000,
+    );
+  const serverPids = () =>
+    [...worker.output().matchAll(/"opencodePid":(\d+)[^\n]*opencode server is ready/g)].map((m) => Number(m[1]));
 
   it("is 503 naming the opencode server while it is gone, and 200 again once it is replaced", async () => {
-    expect(await health()).toEqual({ status: 200, body: { ok: true, worker: expect.any(String), opencode: "ok", redis: "ready" } });
+    expect(await health()).toEqual({
+      status: 200,
+      body: { ok: true, worker: expect.any(String), opencode: "ok", redis: "ready" },
+    });
     const [pid] = serverPids();
     process.kill(pid!, "SIGKILL");
     const down = await healthWith("a 503", 503);
@@ -64,6 +74,10 @@ describe("the worker's /healthz", () => {
     expect(down.body).toMatchObject({ ok: false, opencode: "ok" });
     expect(down.body.redis).not.toBe("ready");
     await redis.start();
-    expect((await healthWith("a 200 with Redis back", 200)).body).toMatchObject({ ok: true, opencode: "ok", redis: "ready" });
+    expect((await healthWith("a 200 with Redis back", 200)).body).toMatchObject({
+      ok: true,
+      opencode: "ok",
+      redis: "ready",
+    });
   });
 });

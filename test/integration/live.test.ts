@@ -28,33 +28,43 @@ describe("live answers and queue control", () => {
     await stack?.close();
   });
 
-  it("streams the answer as it is written, in order, resumable after any event without repeats", async () => {
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "[[slow:400]] tell the story in pieces" });
-    const events = await collect(stack.dispatcher.stream(jobId));
-    const texts = events.filter((e) => e.type === "text").map((e) => String(e.data.text));
-    expect(texts.length).toBeGreaterThan(1);
-    const final = events.at(-1)!;
-    expect(final.type).toBe("final");
-    const record = final.data.record as ResultRecord;
-    expect(record.state).toBe("completed");
-    expect(texts.join("")).toBe(record.text);
-    expect(events.find((e) => e.type === "state")?.data).toMatchObject({ state: "active", attempt: 1 });
+  it(
+    "streams the answer as it is written, in order, resumable after any event without repeats",
+    async () => {
+      const { jobId } = await stack.dispatcher.enqueue({ prompt: "[[slow:400]] tell the story in pieces" });
+      const events = await collect(stack.dispatcher.stream(jobId));
+      const texts = events.filter((e) => e.type === "text").map((e) => String(e.data.text));
+      expect(texts.length).toBeGreaterThan(1);
+      const final = events.at(-1)!;
+      expect(final.type).toBe("final");
+      const record = final.data.record as ResultRecord;
+      expect(record.state).toBe("completed");
+      expect(texts.join("")).toBe(record.text);
+      expect(events.find((e) => e.type === "state")?.data).toMatchObject({ state: "active", attempt: 1 });
 
-    // Resuming after the second text event gives exactly what came after it.
-    const at = events.findIndex((e) => e.type === "text") + 1;
-    const resumed = await collect(stack.dispatcher.stream(jobId, { after: events[at]!.id }));
-    expect(resumed.map((e) => e.id)).toEqual(events.slice(at + 1).map((e) => e.id));
-  }, WAIT);
+      // Resuming after the second text event gives exactly what came after it.
+      const at = events.findIndex((e) => e.type === "text") + 1;
+      const resumed = await collect(stack.dispatcher.stream(jobId, { after: events[at]!.id }));
+      expect(resumed.map((e) => e.id)).toEqual(events.slice(at + 1).map((e) => e.id));
+    },
+    WAIT,
+  );
 
   it("watch and enqueue --stream print the answer piece by piece and exit as wait does", async () => {
-    const streamed = await runCli(["enqueue", "[[slow:300]] stream this answer", "--stream"], { env: stack.childEnv, timeoutMs: WAIT });
+    const streamed = await runCli(["enqueue", "[[slow:300]] stream this answer", "--stream"], {
+      env: stack.childEnv,
+      timeoutMs: WAIT,
+    });
     expect(streamed.code, streamed.stderr).toBe(0);
     expect(streamed.stdout.trim()).toBe("echo: [[slow:300]] stream this answer");
 
     const { jobId } = await stack.dispatcher.enqueue({ prompt: "[[slow:300]] watch it come" });
     const watched = await runCli(["watch", jobId, "--json"], { env: stack.childEnv, timeoutMs: WAIT });
     expect(watched.code, watched.stderr).toBe(0);
-    const events = watched.stdout.trim().split("\n").map((line) => JSON.parse(line) as LiveEvent);
+    const events = watched.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as LiveEvent);
     expect(events.filter((e) => e.type === "text").length).toBeGreaterThan(1);
     expect(events.at(-1)).toMatchObject({ type: "final", data: { state: "completed" } });
 
@@ -68,7 +78,11 @@ describe("live answers and queue control", () => {
 
   it("cancel <batchId> ends every member, running or waiting; retry <batchId> runs the failed ones again", async () => {
     const batch = await stack.dispatcher.submitBatch(
-      [{ prompt: "[[delay:60000]] a long member" }, { prompt: "a member waiting", delay: 3_600_000 }, { prompt: "another member waiting", delay: 3_600_000 }],
+      [
+        { prompt: "[[delay:60000]] a long member" },
+        { prompt: "a member waiting", delay: 3_600_000 },
+        { prompt: "another member waiting", delay: 3_600_000 },
+      ],
       { id: "to-cancel" },
     );
     await until("the long member to run", () => stack.fake.calls("a long member") >= 1);
@@ -86,14 +100,18 @@ describe("live answers and queue control", () => {
     await stack.dispatcher.cancelBatch(batch.id); // they would wait an hour (or a minute) again
   }, 240_000);
 
-  it("pause holds every job in the queue until resume", async () => {
-    await runCli(["pause"], { env: stack.childEnv, timeoutMs: WAIT }).then((r) => expect(r.code, r.stderr).toBe(0));
-    expect(await stack.dispatcher.isPaused()).toBe(true);
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "held while paused" });
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
-    expect(stack.fake.calls("held while paused")).toBe(0);
-    expect((await stack.dispatcher.status(jobId)).state).toBe("waiting");
-    await runCli(["resume"], { env: stack.childEnv, timeoutMs: WAIT }).then((r) => expect(r.code, r.stderr).toBe(0));
-    expect((await stack.dispatcher.wait(jobId, { timeoutMs: WAIT })).state).toBe("completed");
-  }, WAIT);
+  it(
+    "pause holds every job in the queue until resume",
+    async () => {
+      await runCli(["pause"], { env: stack.childEnv, timeoutMs: WAIT }).then((r) => expect(r.code, r.stderr).toBe(0));
+      expect(await stack.dispatcher.isPaused()).toBe(true);
+      const { jobId } = await stack.dispatcher.enqueue({ prompt: "held while paused" });
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      expect(stack.fake.calls("held while paused")).toBe(0);
+      expect((await stack.dispatcher.status(jobId)).state).toBe("waiting");
+      await runCli(["resume"], { env: stack.childEnv, timeoutMs: WAIT }).then((r) => expect(r.code, r.stderr).toBe(0));
+      expect((await stack.dispatcher.wait(jobId, { timeoutMs: WAIT })).state).toBe("completed");
+    },
+    WAIT,
+  );
 });

@@ -47,7 +47,10 @@ describe("durations past 24.8 days, and records' TTLs", () => {
 
   it("a job with --timeout 30d completes, and its webhook with a 30-day timeout is delivered", async () => {
     const webhook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
-    const run = await runCli(["enqueue", "a long leash [[reply:finished]]", "--timeout", "30d", "--webhook", webhook, "--wait", "--json"], { env: stack.childEnv });
+    const run = await runCli(
+      ["enqueue", "a long leash [[reply:finished]]", "--timeout", "30d", "--webhook", webhook, "--wait", "--json"],
+      { env: stack.childEnv },
+    );
     expect(run.stderr).not.toContain("TimeoutOverflowWarning");
     expect(run.code, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ state: "completed", text: "finished", attempts: 1 });

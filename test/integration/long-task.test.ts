@@ -16,7 +16,10 @@ const slow = Boolean(process.env.CI || process.env.RUN_SLOW);
 describe.runIf(slow)(`a task longer than 300 s${slow ? "" : " (skipped: set RUN_SLOW=1, as .ci/run does)"}`, () => {
   it("completes", async () => {
     const task = inject("longTask");
-    if (!task) throw new Error("the long task was not started: test/support/long-task-setup.ts starts it when the run includes this file");
+    if (!task)
+      throw new Error(
+        "the long task was not started: test/support/long-task-setup.ts starts it when the run includes this file",
+      );
     const dispatcher = new Dispatcher({ config: loadConfig({ REDIS_URL: task.redisUrl, DISPATCH_QUEUE: task.queue }) });
     try {
       const record = await dispatcher.wait(task.jobId, { timeoutMs: 480_000 });

@@ -12,7 +12,8 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   for (const line of text.split("\n")) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
     const labelText = line.slice(name.length).split("}")[0] ?? "";
-    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) return Number(line.split(" ").at(-1));
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`)))
+      return Number(line.split(" ").at(-1));
   }
   return undefined;
 }
@@ -50,11 +51,17 @@ describe("worker metrics", () => {
     const q = stack.queue;
     const done = await stack.dispatcher.run({ prompt: "measure me", model: "fake/priced" }, { timeoutMs: 120_000 });
     expect(done.state).toBe("completed");
-    const failed = await stack.dispatcher.run({ prompt: "denied [[status:401]]", model: "fake/echo", attempts: 3 }, { timeoutMs: 120_000 });
+    const failed = await stack.dispatcher.run(
+      { prompt: "denied [[status:401]]", model: "fake/echo", attempts: 3 },
+      { timeoutMs: 120_000 },
+    );
     expect(failed.state).toBe("failed");
     // First attempt hangs until its timeout (retryable), the second gets the default echo.
     stack.fake.script({ hang: true });
-    const retried = await stack.dispatcher.run({ prompt: "second time lucky", model: "fake/echo", timeout: "2s", attempts: 2 }, { timeoutMs: 120_000 });
+    const retried = await stack.dispatcher.run(
+      { prompt: "second time lucky", model: "fake/echo", timeout: "2s", attempts: 2 },
+      { timeoutMs: 120_000 },
+    );
     expect(retried).toMatchObject({ state: "completed", attempts: 2 });
     // A job that waits (delayed) shows up in the queue depth.
     await stack.dispatcher.enqueue({ prompt: "later", delay: 3_600_000 });
@@ -78,11 +85,17 @@ describe("worker metrics", () => {
     expect(sample(text, "dispatch_jobs_completed_total", { queue: q, model: "fake/echo" })).toBe(1);
     expect(sample(text, "dispatch_jobs_failed_total", { queue: q, model: "fake/echo" })).toBe(1);
     expect(sample(text, "dispatch_jobs_retried_total", { queue: q, model: "fake/echo" })).toBe(1);
-    expect(sample(text, "dispatch_tokens_total", { queue: q, model: "fake/priced", kind: "input" })).toBe(done.tokens!.input);
+    expect(sample(text, "dispatch_tokens_total", { queue: q, model: "fake/priced", kind: "input" })).toBe(
+      done.tokens!.input,
+    );
     expect(sample(text, "dispatch_cost_total", { queue: q, model: "fake/priced" })).toBeCloseTo(done.cost!, 6);
     expect(done.cost!).toBeGreaterThan(0);
-    expect(sample(text, "dispatch_job_duration_seconds_count", { queue: q, model: "fake/priced", outcome: "completed" })).toBe(1);
-    expect(sample(text, "dispatch_job_duration_seconds_count", { queue: q, model: "fake/echo", outcome: "retried" })).toBe(1);
+    expect(
+      sample(text, "dispatch_job_duration_seconds_count", { queue: q, model: "fake/priced", outcome: "completed" }),
+    ).toBe(1);
+    expect(
+      sample(text, "dispatch_job_duration_seconds_count", { queue: q, model: "fake/echo", outcome: "retried" }),
+    ).toBe(1);
     expect(sample(text, "dispatch_queue_jobs", { queue: q, state: "delayed" })).toBe(1);
     expect(sample(text, "dispatch_queue_jobs", { queue: q, state: "completed" })).toBe(2);
     expect(sample(text, "dispatch_queue_jobs", { queue: q, state: "failed" })).toBe(1);
@@ -96,7 +109,8 @@ describe("worker metrics", () => {
     const before = worker.server();
     process.kill(pid, "SIGKILL");
     const deadline = Date.now() + 60_000;
-    while ((worker.server() === before || !worker.server().pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while ((worker.server() === before || !worker.server().pid) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     expect(worker.server()).not.toBe(before);
     const text = await (await fetch(`${server.url}/metrics`)).text();
     expect(sample(text, "dispatch_opencode_server_restarts_total")).toBe(1);

@@ -16,10 +16,21 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
   });
 
   it("runs a prompt and stores the answer with its session ID", async () => {
-    const { jobId, duplicate } = await stack.dispatcher.enqueue({ prompt: "hello there", model: "fake/echo", title: "t" });
+    const { jobId, duplicate } = await stack.dispatcher.enqueue({
+      prompt: "hello there",
+      model: "fake/echo",
+      title: "t",
+    });
     expect(duplicate).toBe(false);
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: 120_000 });
-    expect(record).toMatchObject({ jobId, state: "completed", text: "echo: hello there", model: "fake/echo", attempts: 1, error: null });
+    expect(record).toMatchObject({
+      jobId,
+      state: "completed",
+      text: "echo: hello there",
+      model: "fake/echo",
+      attempts: 1,
+      error: null,
+    });
     expect(record.sessionId).toMatch(/^ses_/);
     expect(record.tokens!.total).toBeGreaterThan(0);
     expect(record.worker).toBe(worker.id);
@@ -39,7 +50,11 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
   });
 
   it("fails a job whose provider answers 401, with the provider's message, after one attempt", async () => {
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "secret [[status:401]]", model: "fake/echo", attempts: 3 });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "secret [[status:401]]",
+      model: "fake/echo",
+      attempts: 3,
+    });
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: 120_000 });
     expect(record.state).toBe("failed");
     expect(record.attempts).toBe(1);
@@ -62,10 +77,12 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
   it("rejects invalid tasks naming the field, enqueueing nothing", async () => {
     const before = await stack.dispatcher.enqueue({ prompt: "x", model: "fake/echo", delay: 3_600_000 });
     await expect(stack.dispatcher.enqueue({ prompt: "  " })).rejects.toThrow(/prompt: must not be empty/);
-    await expect(stack.dispatcher.enqueue({ prompt: "x", model: "nomodel" })).rejects.toThrow(/model: must be of the form/);
-    await expect(stack.dispatcher.enqueueMany([{ prompt: "ok" }, { prompt: "ok", colour: "red" } as never])).rejects.toThrow(
-      /tasks\[1\]\.: unknown field "colour"|unknown field "colour"/,
+    await expect(stack.dispatcher.enqueue({ prompt: "x", model: "nomodel" })).rejects.toThrow(
+      /model: must be of the form/,
     );
+    await expect(
+      stack.dispatcher.enqueueMany([{ prompt: "ok" }, { prompt: "ok", colour: "red" } as never]),
+    ).rejects.toThrow(/tasks\[1\]\.: unknown field "colour"|unknown field "colour"/);
     await withQueue(stack, async (queue) => {
       const counts = await queue.getJobCounts("waiting", "delayed", "prioritized");
       expect((counts.waiting ?? 0) + (counts.prioritized ?? 0)).toBe(0);
@@ -97,9 +114,16 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
     ]);
     expect(progressEvents).toBeGreaterThan(0);
     // The batch is there for status and wait by its ID, like a submitted batch.
-    expect((await (await stack.dispatcher.batch(many.batchId)).status()).counts).toEqual({ queued: 0, running: 0, completed: 2, failed: 1 });
+    expect((await (await stack.dispatcher.batch(many.batchId)).status()).counts).toEqual({
+      queued: 0,
+      running: 0,
+      completed: 2,
+      failed: 1,
+    });
     // Again with a key already known: reported duplicate, still a member of the new batch.
-    const again = await stack.dispatcher.enqueueMany([{ prompt: "many three", model: "fake/echo", id: "many-three" }], { batchId: "many-again" });
+    const again = await stack.dispatcher.enqueueMany([{ prompt: "many three", model: "fake/echo", id: "many-three" }], {
+      batchId: "many-again",
+    });
     expect(again.map((r) => r.duplicate)).toEqual([true]);
     expect(await again.wait({ timeoutMs: 10_000 })).toMatchObject({ batchId: "many-again", total: 1, completed: 1 });
   });

@@ -29,14 +29,26 @@ describe("queues named like the project's keys", () => {
     await stack.startWorker({ concurrency: 2 });
     const first = await stack.dispatcher.run({ prompt: `first on ${name} [[reply:one]]` }, { timeoutMs: WAIT });
     expect(first).toMatchObject({ state: "completed", text: "one" });
-    const follow = await stack.dispatcher.run({ prompt: `second on ${name} [[reply:two]]`, continue: first.jobId }, { timeoutMs: WAIT });
-    expect(follow).toMatchObject({ state: "completed", text: "two", sessionId: first.sessionId, continues: first.jobId });
+    const follow = await stack.dispatcher.run(
+      { prompt: `second on ${name} [[reply:two]]`, continue: first.jobId },
+      { timeoutMs: WAIT },
+    );
+    expect(follow).toMatchObject({
+      state: "completed",
+      text: "two",
+      sessionId: first.sessionId,
+      continues: first.jobId,
+    });
     const later = await stack.dispatcher.enqueue({ prompt: "later", delay: 3_600_000 });
     expect((await stack.dispatcher.cancel(later.jobId, { timeoutMs: 15_000 })).outcome).toBe("removed");
     expect((await stack.dispatcher.result(later.jobId)).error).toMatchObject({ name: "Cancelled" });
   };
 
-  it("jobs, follow-ups and cancels work on queues named result, cancel and thread-of", async () => {
-    await Promise.all(NAMES.map(exercise));
-  }, 2 * WAIT);
+  it(
+    "jobs, follow-ups and cancels work on queues named result, cancel and thread-of",
+    async () => {
+      await Promise.all(NAMES.map(exercise));
+    },
+    2 * WAIT,
+  );
 });

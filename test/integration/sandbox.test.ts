@@ -45,7 +45,10 @@ describe("a sandboxed worker", () => {
       "echo edited > edited.txt",
     ].join("; ");
     const command = JSON.stringify({ command: script, description: "look around" });
-    const record = await stack.dispatcher.run({ prompt: `look [[tool:bash:${command}]]`, directory }, { timeoutMs: 120_000 });
+    const record = await stack.dispatcher.run(
+      { prompt: `look [[tool:bash:${command}]]`, directory },
+      { timeoutMs: 120_000 },
+    );
     expect(record.state, JSON.stringify(record.error)).toBe("completed");
     expect(readFileSync(join(directory, "edited.txt"), "utf8")).toBe("edited\n");
     const seen = readFileSync(join(directory, "seen.txt"), "utf8");
@@ -56,7 +59,10 @@ describe("a sandboxed worker", () => {
   });
 
   it("fails a job whose directory lies outside the sandbox at pickup", async () => {
-    const record = await stack.dispatcher.run({ prompt: "outside", directory: stack.opencode.root }, { timeoutMs: 60_000 });
+    const record = await stack.dispatcher.run(
+      { prompt: "outside", directory: stack.opencode.root },
+      { timeoutMs: 60_000 },
+    );
     expect(record.state).toBe("failed");
     expect(record.error).toMatchObject({ name: "OutsideSandbox", retryable: false });
     expect(record.error!.message).toContain("outside the worker's sandbox");

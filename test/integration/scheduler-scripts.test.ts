@@ -44,17 +44,21 @@ describe("scheduling scripts", () => {
     const gates = gatesFor("x", { model: "quota/m" }, NO_CAPS);
     const t0 = Date.now();
     // Eight calls start at once; the provider takes three and turns five away, saying "in 5 s".
-    for (let i = 0; i < 8; i++) expect(await scheduler.admit(`q${i}`, `q${i}@t`, gates, 30_000, t0)).toEqual({ admitted: true });
+    for (let i = 0; i < 8; i++)
+      expect(await scheduler.admit(`q${i}`, `q${i}@t`, gates, 30_000, t0)).toEqual({ admitted: true });
     let limit = 0;
     for (let i = 3; i < 8; i++) limit = await scheduler.hold("quota", t0 + 5_000, `q${i}@t`);
     expect(limit).toBe(3);
     // Once the hold passed, the learned rate lets three through per period (5 s, from the first
     // start to the end of the hold); a fourth waits until the oldest of them leaves the window.
     const after = t0 + 5_001;
-    for (let i = 10; i < 13; i++) expect(await scheduler.admit(`q${i}`, `q${i}@t`, gates, 30_000, after + i)).toEqual({ admitted: true });
+    for (let i = 10; i < 13; i++)
+      expect(await scheduler.admit(`q${i}`, `q${i}@t`, gates, 30_000, after + i)).toEqual({ admitted: true });
     const fourth = await scheduler.admit("q13", "q13@t", gates, 30_000, after + 20);
     expect(fourth).toMatchObject({ admitted: false, gate: "q:quota", delayUntil: after + 10 + 5_000 });
-    expect((await scheduler.waitingFor("q13"))?.waitingFor).toMatch(/^waiting for provider quota's rate \(3\/3 per 5 s\)/);
+    expect((await scheduler.waitingFor("q13"))?.waitingFor).toMatch(
+      /^waiting for provider quota's rate \(3\/3 per 5 s\)/,
+    );
   });
 
   it("a fractional hold time is taken as the next whole millisecond", async () => {
@@ -71,7 +75,12 @@ describe("scheduling scripts", () => {
     expect(await scheduler.admit("old-next", "old-next@t", gates, 30_000)).toEqual({ admitted: true });
     // A predecessor still running (a record, not final) holds it back.
     await redis.set(keys.result("live-pred"), JSON.stringify({ jobId: "live-pred", state: "active" }));
-    const waiting = await scheduler.admit("live-next", "live-next@t", gatesFor("live-next", { after: "live-pred" }, NO_CAPS), 30_000);
+    const waiting = await scheduler.admit(
+      "live-next",
+      "live-next@t",
+      gatesFor("live-next", { after: "live-pred" }, NO_CAPS),
+      30_000,
+    );
     expect(waiting).toMatchObject({ admitted: false, gate: "c:live-pred" });
     expect((await scheduler.waitingFor("live-next"))?.waitingFor).toBe("waiting for job live-pred");
   });

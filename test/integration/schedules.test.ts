@@ -33,20 +33,36 @@ describe("schedules", () => {
   /** Every job of the schedule the queue holds, in any state. */
   async function allFirings(name: string): Promise<string[]> {
     const jobs = await stack.dispatcher.list({ limit: 500 });
-    return jobs.map((j) => j.jobId).filter((id) => id.startsWith(`repeat:${name}:`)).sort();
+    return jobs
+      .map((j) => j.jobId)
+      .filter((id) => id.startsWith(`repeat:${name}:`))
+      .sort();
   }
 
   it("an every-2s schedule fires again and again, survives a worker restart, and stops when removed", async () => {
-    const added = await stack.dispatcher.schedules.add({ name: "tick", every: "2s", task: { prompt: "scheduled tick", model: "fake/echo", metadata: { from: "schedule" } } });
+    const added = await stack.dispatcher.schedules.add({
+      name: "tick",
+      every: "2s",
+      task: { prompt: "scheduled tick", model: "fake/echo", metadata: { from: "schedule" } },
+    });
     expect(added).toMatchObject({ name: "tick", every: 2_000, cron: null, sameSession: false, replaced: false });
     expect(added.task).toMatchObject({ prompt: "scheduled tick", model: "fake/echo" });
 
-    const two = await until("two firings completed", async () => {
-      const done = await completedFirings("tick");
-      return done.length >= 2 && done;
-    }, 30_000);
+    const two = await until(
+      "two firings completed",
+      async () => {
+        const done = await completedFirings("tick");
+        return done.length >= 2 && done;
+      },
+      30_000,
+    );
     for (const record of two) {
-      expect(record).toMatchObject({ state: "completed", schedule: "tick", text: "echo: scheduled tick", metadata: { from: "schedule" } });
+      expect(record).toMatchObject({
+        state: "completed",
+        schedule: "tick",
+        text: "echo: scheduled tick",
+        metadata: { from: "schedule" },
+      });
       expect(record.enqueuedAt).toBe(dueAt(record.jobId)); // each firing's own time, not the schedule's
     }
     expect(new Set(two.map((r) => r.sessionId)).size).toBe(two.length); // a new session each
@@ -69,7 +85,12 @@ describe("schedules", () => {
   });
 
   it("run fires a cron schedule once now, as an ordinary job naming the schedule", async () => {
-    const added = await stack.dispatcher.schedules.add({ name: "yearly", cron: "0 0 1 1 *", tz: "Europe/Paris", task: { prompt: "new year report", model: "fake/echo" } });
+    const added = await stack.dispatcher.schedules.add({
+      name: "yearly",
+      cron: "0 0 1 1 *",
+      tz: "Europe/Paris",
+      task: { prompt: "new year report", model: "fake/echo" },
+    });
     onTestFinished(() => stack.dispatcher.schedules.remove("yearly").catch(() => undefined));
     expect(added).toMatchObject({ cron: "0 0 1 1 *", tz: "Europe/Paris", every: null, firings: 0 });
     expect(new Date(added.next!).getUTCMonth()).toBe(11); // midnight in Paris is 23:00 UTC on Dec 31
@@ -85,40 +106,80 @@ describe("schedules", () => {
 
   // Needs the worker to call scheduledFiring (src/worker/scheduled-session.ts) on each pickup.
   it("--same-session: each firing runs in the previous firing's session, one at a time", async () => {
-    await stack.dispatcher.schedules.add({ name: "diary", every: 2_000, sameSession: true, task: { prompt: "diary entry [[transcript]]", model: "fake/echo" } });
+    await stack.dispatcher.schedules.add({
+      name: "diary",
+      every: 2_000,
+      sameSession: true,
+      task: { prompt: "diary entry [[transcript]]", model: "fake/echo" },
+    });
     onTestFinished(() => stack.dispatcher.schedules.remove("diary").catch(() => undefined));
-    const records = await until("three firings in one session", async () => {
-      const done = await completedFirings("diary");
-      return done.length >= 3 && done.slice(0, 3);
-    }, 30_000);
+    const records = await until(
+      "three firings in one session",
+      async () => {
+        const done = await completedFirings("diary");
+        return done.length >= 3 && done.slice(0, 3);
+      },
+      30_000,
+    );
     expect(new Set(records.map((r) => r.sessionId)).size).toBe(1);
     records.forEach((record, i) => {
       expect(record.schedule).toBe("diary");
       expect(transcriptOf(record.text)).toHaveLength(i + 1); // it sees every firing before it
     });
-    for (let i = 1; i < records.length; i++) expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
+    for (let i = 1; i < records.length; i++)
+      expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
     expect((await stack.dispatcher.schedules.get("diary"))!.sessionId).toBe(records[0]!.sessionId);
     // A firing by `run` takes its turn in the same session.
-    const ran = await stack.dispatcher.wait((await stack.dispatcher.schedules.run("diary")).jobId, { timeoutMs: 30_000 });
+    const ran = await stack.dispatcher.wait((await stack.dispatcher.schedules.run("diary")).jobId, {
+      timeoutMs: 30_000,
+    });
     expect(ran).toMatchObject({ state: "completed", schedule: "diary", sessionId: records[0]!.sessionId });
     expect(transcriptOf(ran.text).length).toBeGreaterThanOrEqual(4);
   });
 
   it("the CLI adds, lists, runs and removes schedules", async () => {
     const env = stack.childEnv;
-    const add = await runCli(["schedule", "add", "cli-nightly", "--cron", "0 2 * * *", "--tz", "Europe/Paris", "nightly review", "--model", "fake/echo"], { env });
+    const add = await runCli(
+      [
+        "schedule",
+        "add",
+        "cli-nightly",
+        "--cron",
+        "0 2 * * *",
+        "--tz",
+        "Europe/Paris",
+        "nightly review",
+        "--model",
+        "fake/echo",
+      ],
+      { env },
+    );
     expect(add.stderr).toBe("");
     expect(add.code).toBe(0);
-    expect(add.stdout).toMatch(/^schedule cli-nightly added: cron "0 2 \* \* \*" \(Europe\/Paris\); next firing \d{4}-/);
-    const [list, table] = await Promise.all([runCli(["schedule", "list", "--json"], { env }), runCli(["schedule", "list"], { env })]);
+    expect(add.stdout).toMatch(
+      /^schedule cli-nightly added: cron "0 2 \* \* \*" \(Europe\/Paris\); next firing \d{4}-/,
+    );
+    const [list, table] = await Promise.all([
+      runCli(["schedule", "list", "--json"], { env }),
+      runCli(["schedule", "list"], { env }),
+    ]);
     expect(list.code).toBe(0);
-    const listed = list.stdout.trim().split("\n").map((line) => JSON.parse(line) as { name: string; cron: string; tz: string; task: { prompt: string } });
-    expect(listed.find((s) => s.name === "cli-nightly")).toMatchObject({ cron: "0 2 * * *", tz: "Europe/Paris", task: { prompt: "nightly review" } });
+    const listed = list.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { name: string; cron: string; tz: string; task: { prompt: string } });
+    expect(listed.find((s) => s.name === "cli-nightly")).toMatchObject({
+      cron: "0 2 * * *",
+      tz: "Europe/Paris",
+      task: { prompt: "nightly review" },
+    });
     expect(table.stdout).toMatch(/cli-nightly\s+cron "0 2 \* \* \*" \(Europe\/Paris\)/);
     const run = await runCli(["schedule", "run", "cli-nightly", "--wait"], { env, timeoutMs: 60_000 });
     expect(run.code).toBe(0);
     expect(run.stdout).toBe("echo: nightly review\n");
-    expect((await runCli(["schedule", "remove", "cli-nightly"], { env })).stdout).toBe("schedule cli-nightly removed\n");
+    expect((await runCli(["schedule", "remove", "cli-nightly"], { env })).stdout).toBe(
+      "schedule cli-nightly removed\n",
+    );
     const again = await runCli(["schedule", "remove", "cli-nightly"], { env });
     expect(again.code).toBe(4);
     expect(again.stderr).toMatch(/no schedule named "cli-nightly"/);

@@ -71,10 +71,14 @@ describe("Redis ACL users and TLS, and secrets in logs", () => {
     let worker: ChildProcess | undefined;
     let stderr = "";
     try {
-      worker = spawn(process.execPath, ["bin/opencode-dispatch.js", "worker", "--attach", server.url, "--metrics-port", String(metricsPort)], {
-        env,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      worker = spawn(
+        process.execPath,
+        ["bin/opencode-dispatch.js", "worker", "--attach", server.url, "--metrics-port", String(metricsPort)],
+        {
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
       worker.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
       const deadline = Date.now() + 60_000;
       while (!stderr.includes("metrics served")) {
@@ -82,7 +86,10 @@ describe("Redis ACL users and TLS, and secrets in logs", () => {
         await new Promise((r) => setTimeout(r, 100));
       }
 
-      const enqueue = await runCli(["enqueue", "tls hello", "--model", "fake/echo", "--wait", "--json"], { env, timeoutMs: 60_000 });
+      const enqueue = await runCli(["enqueue", "tls hello", "--model", "fake/echo", "--wait", "--json"], {
+        env,
+        timeoutMs: 60_000,
+      });
       expect(enqueue.code, `${enqueue.stderr}\nworker:\n${stderr.slice(-4_000)}`).toBe(0);
       const record = JSON.parse(enqueue.stdout) as { state: string; text: string; sessionId: string; jobId: string };
       expect(record).toMatchObject({ state: "completed", text: "echo: tls hello" });
@@ -96,11 +103,16 @@ describe("Redis ACL users and TLS, and secrets in logs", () => {
         .toMatch(/dispatch_jobs_completed_total\{[^}]*model="fake\/echo"[^}]*\} 1/);
 
       // Without the CA the TLS handshake fails: exit 3, Redis unreachable.
-      const untrusted = await runCli(["status", record.jobId], { env: { ...env, NODE_EXTRA_CA_CERTS: "" }, timeoutMs: 30_000 });
+      const untrusted = await runCli(["status", record.jobId], {
+        env: { ...env, NODE_EXTRA_CA_CERTS: "" },
+        timeoutMs: 30_000,
+      });
       expect(untrusted.code).toBe(3);
 
       worker.kill("SIGTERM");
-      await new Promise<void>((resolve) => (worker!.exitCode !== null ? resolve() : worker!.once("exit", () => resolve())));
+      await new Promise<void>((resolve) =>
+        worker!.exitCode !== null ? resolve() : worker!.once("exit", () => resolve()),
+      );
       const outputs = [stderr, enqueue.stdout, enqueue.stderr, untrusted.stderr];
       for (const text of outputs) {
         expect(text).not.toContain(redis.password);
@@ -108,7 +120,10 @@ describe("Redis ACL users and TLS, and secrets in logs", () => {
         expect(text).not.toContain(Buffer.from(`opencode:${OPENCODE_PASSWORD}`).toString("base64"));
       }
       // Every log line is JSON; every job line carries jobId and worker, and the finished one the session.
-      const lines = stderr.split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+      const lines = stderr
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
       const jobLines = lines.filter((l) => l.jobId === record.jobId);
       expect(jobLines.length).toBeGreaterThanOrEqual(2);
       for (const line of jobLines) expect(line.worker).toEqual(expect.any(String));

@@ -77,8 +77,15 @@ describe("a worker's opencode servers", () => {
     const done = await stack.dispatcher.run({ prompt: "grow the server", model: "fake/echo" }, { timeoutMs: WAIT });
     expect(done).toMatchObject({ state: "completed", attempts: 1 });
     await until("a fresh server", () => worker.server() !== first && worker.server().pid !== undefined, WAIT);
-    await until("the old server to exit and its directory to go", () => !alive(first.pid!) && !existsSync(first.dataDir!), WAIT);
-    const after = await stack.dispatcher.run({ prompt: "on the fresh server", model: "fake/echo" }, { timeoutMs: WAIT });
+    await until(
+      "the old server to exit and its directory to go",
+      () => !alive(first.pid!) && !existsSync(first.dataDir!),
+      WAIT,
+    );
+    const after = await stack.dispatcher.run(
+      { prompt: "on the fresh server", model: "fake/echo" },
+      { timeoutMs: WAIT },
+    );
     expect(after).toMatchObject({ state: "completed", text: "echo: on the fresh server", attempts: 1 });
   });
 });

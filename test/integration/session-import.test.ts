@@ -36,7 +36,10 @@ describe("continuing a session on a worker that holds an older copy of it", () =
 
   it("imports the stored session over its own copy before prompting, so the turn sees every earlier one", async () => {
     const a = await stack.startWorker({ concurrency: 1 });
-    const first = await stack.dispatcher.run({ prompt: "remember the word heron", model: "fake/echo" }, { timeoutMs: WAIT });
+    const first = await stack.dispatcher.run(
+      { prompt: "remember the word heron", model: "fake/echo" },
+      { timeoutMs: WAIT },
+    );
     expect(first).toMatchObject({ state: "completed", worker: a.id });
     const busyA = await occupy("blocker on A");
 
@@ -48,7 +51,10 @@ describe("continuing a session on a worker that holds an older copy of it", () =
     // A's server still has the session as it left it: one turn, not two.
     expect(await userTurns(a, first.sessionId!)).toBe(1);
     expect((await stack.dispatcher.cancel(busyA)).outcome).toBe("cancelled");
-    const third = await stack.dispatcher.run({ prompt: "third turn [[transcript]]", continue: second.jobId }, { timeoutMs: WAIT });
+    const third = await stack.dispatcher.run(
+      { prompt: "third turn [[transcript]]", continue: second.jobId },
+      { timeoutMs: WAIT },
+    );
     expect(third).toMatchObject({ state: "completed", worker: a.id, sessionId: first.sessionId });
     expect(transcriptOf(third.text)).toEqual(["remember the word heron", "second turn", "third turn [[transcript]]"]);
     expect(await userTurns(a, first.sessionId!)).toBe(3);

@@ -45,7 +45,9 @@ describe("storing the session is part of the attempt", () => {
     const url = new URL(adminUrl);
     url.username = user;
     url.password = password;
-    stack = await startStack({ configEnv: { REDIS_URL: url.toString(), DISPATCH_QUEUE: queue, DISPATCH_PROVIDER_RETRIES: "0" } });
+    stack = await startStack({
+      configEnv: { REDIS_URL: url.toString(), DISPATCH_QUEUE: queue, DISPATCH_PROVIDER_RETRIES: "0" },
+    });
     worker = await stack.startWorker({ concurrency: 1 });
   });
   afterAll(async () => {
@@ -70,7 +72,12 @@ describe("storing the session is part of the attempt", () => {
 
     await allowAll();
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
-    expect(record).toMatchObject({ state: "completed", text: "the only answer", sessionId: retrying.sessionId, messageId: retrying.messageId });
+    expect(record).toMatchObject({
+      state: "completed",
+      text: "the only answer",
+      sessionId: retrying.sessionId,
+      messageId: retrying.messageId,
+    });
     expect(record.attempts).toBeGreaterThanOrEqual(2);
     expect(record.sessionStored).toBe(true);
     expect(stack.fake.calls("answer once")).toBe(1);

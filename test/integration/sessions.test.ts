@@ -27,7 +27,10 @@ describe("sessions that continue anywhere", () => {
   it("a follow-up runs in the earlier job's session and the model sees the earlier turns", async () => {
     const first = await stack.dispatcher.run({ prompt: "my name is Zed", model: "fake/echo" }, { timeoutMs: 120_000 });
     expect(first.state).toBe("completed");
-    const follow = await stack.dispatcher.run({ prompt: "what is my name? [[transcript]]", continue: first.jobId }, { timeoutMs: 120_000 });
+    const follow = await stack.dispatcher.run(
+      { prompt: "what is my name? [[transcript]]", continue: first.jobId },
+      { timeoutMs: 120_000 },
+    );
     expect(follow.state).toBe("completed");
     expect(follow.sessionId).toBe(first.sessionId);
     expect(follow.continues).toBe(first.jobId);
@@ -39,7 +42,8 @@ describe("sessions that continue anywhere", () => {
   it("three follow-ups submitted at once run one at a time, in order, each seeing the one before", async () => {
     const root = await stack.dispatcher.enqueue({ prompt: "root turn [[slow:600]]", model: "fake/echo" });
     const follows = [];
-    for (const n of [1, 2, 3]) follows.push(await stack.dispatcher.enqueue({ prompt: `follow ${n} [[transcript]]`, continue: root.jobId }));
+    for (const n of [1, 2, 3])
+      follows.push(await stack.dispatcher.enqueue({ prompt: `follow ${n} [[transcript]]`, continue: root.jobId }));
     // Jobs on other sessions keep flowing while the chain waits.
     const other = await stack.dispatcher.enqueue({ prompt: "unrelated", model: "fake/echo" });
     const otherRecord = await stack.dispatcher.wait(other.jobId, { timeoutMs: 120_000 });
@@ -51,7 +55,9 @@ describe("sessions that continue anywhere", () => {
     records.forEach((record, i) => {
       const seen = transcriptOf(record.text);
       expect(seen).toHaveLength(i + 2); // the root turn, the follow-ups before, and this one
-      expect(seen.slice(1).map((s) => s.replace(/ \[\[transcript\]\]$/, ""))).toEqual([1, 2, 3].slice(0, i + 1).map((n) => `follow ${n}`));
+      expect(seen.slice(1).map((s) => s.replace(/ \[\[transcript\]\]$/, ""))).toEqual(
+        [1, 2, 3].slice(0, i + 1).map((n) => `follow ${n}`),
+      );
     });
     for (let i = 1; i < records.length; i++) {
       expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
@@ -64,10 +70,19 @@ describe("sessions that continue anywhere", () => {
 
   it("follow-ups by --session and by --continue of the job that opened the session share one order", async () => {
     const root = await stack.dispatcher.enqueue({ prompt: "mixed root [[delay:1500]]", model: "fake/echo" });
-    const sessionId = await until("the root's session", async () => (await stack.dispatcher.status(root.jobId)).result?.sessionId ?? undefined);
-    const bySession = await stack.dispatcher.enqueue({ prompt: "by session [[slow:300]] [[transcript]]", session: sessionId });
+    const sessionId = await until(
+      "the root's session",
+      async () => (await stack.dispatcher.status(root.jobId)).result?.sessionId ?? undefined,
+    );
+    const bySession = await stack.dispatcher.enqueue({
+      prompt: "by session [[slow:300]] [[transcript]]",
+      session: sessionId,
+    });
     const byContinue = await stack.dispatcher.enqueue({ prompt: "by continue [[transcript]]", continue: root.jobId });
-    const bySessionAgain = await stack.dispatcher.enqueue({ prompt: "by session again [[transcript]]", session: sessionId });
+    const bySessionAgain = await stack.dispatcher.enqueue({
+      prompt: "by session again [[transcript]]",
+      session: sessionId,
+    });
     const ids = [root.jobId, bySession.jobId, byContinue.jobId, bySessionAgain.jobId];
     const records = await Promise.all(ids.map((id) => stack.dispatcher.wait(id, { timeoutMs: 120_000 })));
     expect(records.map((r) => r.state)).toEqual(["completed", "completed", "completed", "completed"]);
@@ -76,7 +91,12 @@ describe("sessions that continue anywhere", () => {
       expect(Date.parse(records[i]!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(records[i - 1]!.finishedAt!));
     }
     const strip = (turns: string[]) => turns.map((t) => t.replace(/ \[\[.*$/, ""));
-    expect(strip(transcriptOf(records[3]!.text))).toEqual(["mixed root", "by session", "by continue", "by session again"]);
+    expect(strip(transcriptOf(records[3]!.text))).toEqual([
+      "mixed root",
+      "by session",
+      "by continue",
+      "by session again",
+    ]);
   });
 
   it("a batch continuing a job runs its lines one at a time, in order, in that session", async () => {
@@ -94,30 +114,45 @@ describe("sessions that continue anywhere", () => {
     records.forEach((record, i) => {
       const seen = transcriptOf(record.text);
       expect(seen[0]).toBe("batch root");
-      expect(seen.slice(1).map((s) => s.replace(/ \[\[transcript\]\]$/, ""))).toEqual([1, 2, 3].slice(0, i + 1).map((n) => `line ${n}`));
+      expect(seen.slice(1).map((s) => s.replace(/ \[\[transcript\]\]$/, ""))).toEqual(
+        [1, 2, 3].slice(0, i + 1).map((n) => `line ${n}`),
+      );
     });
   });
 
   it("continues a session after the worker that ran it, and its data folder, are gone", async () => {
-    const first = await stack.dispatcher.run({ prompt: "remember the word pelican", model: "fake/echo" }, { timeoutMs: 120_000 });
+    const first = await stack.dispatcher.run(
+      { prompt: "remember the word pelican", model: "fake/echo" },
+      { timeoutMs: 120_000 },
+    );
     const dataDir = worker.server().dataDir!;
     expect(existsSync(dataDir)).toBe(true);
     await worker.close({ graceMs: 0 });
     expect(existsSync(dataDir)).toBe(false);
     worker = await stack.startWorker({ concurrency: 2 });
-    const follow = await stack.dispatcher.run({ prompt: "which word? [[transcript]]", continue: first.jobId }, { timeoutMs: 120_000 });
+    const follow = await stack.dispatcher.run(
+      { prompt: "which word? [[transcript]]", continue: first.jobId },
+      { timeoutMs: 120_000 },
+    );
     expect(follow.state).toBe("completed");
     expect(follow.sessionId).toBe(first.sessionId);
     expect(transcriptOf(follow.text)[0]).toBe("remember the word pelican");
     // --session names the session directly, too.
-    const bySession = await stack.dispatcher.run({ prompt: "again [[transcript]]", session: first.sessionId! }, { timeoutMs: 120_000 });
+    const bySession = await stack.dispatcher.run(
+      { prompt: "again [[transcript]]", session: first.sessionId! },
+      { timeoutMs: 120_000 },
+    );
     expect(bySession.sessionId).toBe(first.sessionId);
     expect(transcriptOf(bySession.text)).toHaveLength(3);
   }, 150_000);
 
   it("continuing an unknown job is an input error", async () => {
-    await expect(stack.dispatcher.enqueue({ prompt: "x", continue: "no-such-job" })).rejects.toThrow(/continue: no job with ID "no-such-job"/);
-    await expect(stack.dispatcher.enqueue({ prompt: "x", continue: "a", session: "ses_x" })).rejects.toThrow(/either continue or session/);
+    await expect(stack.dispatcher.enqueue({ prompt: "x", continue: "no-such-job" })).rejects.toThrow(
+      /continue: no job with ID "no-such-job"/,
+    );
+    await expect(stack.dispatcher.enqueue({ prompt: "x", continue: "a", session: "ses_x" })).rejects.toThrow(
+      /either continue or session/,
+    );
   });
 });
 
@@ -128,7 +163,9 @@ describe("unattended runs that never hang", () => {
       { timeoutMs: 120_000 },
     );
     expect(record.state).toBe("completed");
-    expect(record.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" })]);
+    expect(record.asks).toEqual([
+      expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" }),
+    ]);
     // opencode ends the turn when a permission is rejected: no tool output reaches the model.
     expect(stack.fake.calls("peek [[tool")).toBe(1);
     expect(record.text).not.toContain(readFileSync("/etc/hostname", "utf8").trim());
@@ -143,33 +180,55 @@ describe("unattended runs that never hang", () => {
     );
     expect(record.state).toBe("completed");
     expect(stack.fake.calls("subpeek [[tool")).toBeGreaterThanOrEqual(1); // the subagent ran
-    expect(record.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" })]);
+    expect(record.asks).toEqual([
+      expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" }),
+    ]);
   });
 
   it("approves it once with autoApprove", async () => {
     const record = await stack.dispatcher.run(
-      { prompt: 'peek again [[tool:read:{"filePath":"/etc/hostname"}]]', model: "fake/echo", directory: stack.opencode.root, autoApprove: true },
+      {
+        prompt: 'peek again [[tool:read:{"filePath":"/etc/hostname"}]]',
+        model: "fake/echo",
+        directory: stack.opencode.root,
+        autoApprove: true,
+      },
       { timeoutMs: 120_000 },
     );
     expect(record.state).toBe("completed");
-    expect(record.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once" })]);
+    expect(record.asks).toEqual([
+      expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once" }),
+    ]);
     expect(record.text).toContain(readFileSync("/etc/hostname", "utf8").trim());
   });
 
   it("rejects the question tool instead of waiting for an answer", async () => {
-    const args = { questions: [{ question: "Which colour?", header: "Colour", options: [{ label: "red", description: "red" }] }] };
-    const record = await stack.dispatcher.run({ prompt: `ask me [[tool:question:${JSON.stringify(args)}]]`, model: "fake/echo" }, { timeoutMs: 120_000 });
+    const args = {
+      questions: [{ question: "Which colour?", header: "Colour", options: [{ label: "red", description: "red" }] }],
+    };
+    const record = await stack.dispatcher.run(
+      { prompt: `ask me [[tool:question:${JSON.stringify(args)}]]`, model: "fake/echo" },
+      { timeoutMs: 120_000 },
+    );
     expect(record.state).toBe("completed");
-    expect(record.asks).toEqual([expect.objectContaining({ kind: "question", what: "Which colour?", answer: "reject" })]);
+    expect(record.asks).toEqual([
+      expect.objectContaining({ kind: "question", what: "Which colour?", answer: "reject" }),
+    ]);
   });
 
   it("a budget cap aborts the run and fails the job without a retry", async () => {
-    const byTokens = await stack.dispatcher.run({ prompt: "too long", model: "fake/echo", maxTokens: 100, attempts: 3 }, { timeoutMs: 120_000 });
+    const byTokens = await stack.dispatcher.run(
+      { prompt: "too long", model: "fake/echo", maxTokens: 100, attempts: 3 },
+      { timeoutMs: 120_000 },
+    );
     expect(byTokens.state).toBe("failed");
     expect(byTokens.attempts).toBe(1);
     expect(byTokens.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
     expect(byTokens.error!.message).toMatch(/budget exceeded: \d+ tokens passed --max-tokens 100/);
-    const byCost = await stack.dispatcher.run({ prompt: "too dear", model: "fake/priced", maxCost: 0.5 }, { timeoutMs: 120_000 });
+    const byCost = await stack.dispatcher.run(
+      { prompt: "too dear", model: "fake/priced", maxCost: 0.5 },
+      { timeoutMs: 120_000 },
+    );
     expect(byCost.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
     expect(byCost.error!.message).toMatch(/passed --max-cost \$0.5/);
   });
@@ -178,7 +237,10 @@ describe("unattended runs that never hang", () => {
     const bash = (command: string) => ({ toolCall: { name: "bash", args: { command, description: "say hi" } } });
     // Uncapped, a tool call is followed by a second model call with its output.
     stack.fake.script(bash("echo hi"));
-    const free = await stack.dispatcher.run({ prompt: "two steps uncapped", model: "fake/echo" }, { timeoutMs: 120_000 });
+    const free = await stack.dispatcher.run(
+      { prompt: "two steps uncapped", model: "fake/echo" },
+      { timeoutMs: 120_000 },
+    );
     expect(free.state).toBe("completed");
     expect(free.text).toMatch(/^tool done: hi/);
     expect(stack.fake.calls("two steps uncapped")).toBe(2);
@@ -190,7 +252,10 @@ describe("unattended runs that never hang", () => {
     stack.fake.script(bash("echo hi"), { ...bash("echo again"), delayMs: 15_000 });
     const started = Date.now();
     try {
-      const capped = await stack.dispatcher.run({ prompt: "steps capped", model: "fake/echo", maxTokens: 1_000 }, { timeoutMs: 120_000 });
+      const capped = await stack.dispatcher.run(
+        { prompt: "steps capped", model: "fake/echo", maxTokens: 1_000 },
+        { timeoutMs: 120_000 },
+      );
       expect(capped.state).toBe("failed");
       expect(capped.error).toMatchObject({ name: "BudgetExceeded", retryable: false });
       expect(capped.error!.message).toMatch(/budget exceeded: \d+ tokens passed --max-tokens 1000/);
@@ -203,10 +268,18 @@ describe("unattended runs that never hang", () => {
   });
 
   it("shows progress (steps, tool calls, tokens) through status", async () => {
-    const record = await stack.dispatcher.run({ prompt: 'work [[tool:bash:{"command":"echo hi","description":"say hi"}]]', model: "fake/echo" }, { timeoutMs: 120_000 });
+    const record = await stack.dispatcher.run(
+      { prompt: 'work [[tool:bash:{"command":"echo hi","description":"say hi"}]]', model: "fake/echo" },
+      { timeoutMs: 120_000 },
+    );
     expect(record.state).toBe("completed");
     // The last progress update is written as the attempt ends; give it its round trip.
-    await expect.poll(async () => ((await stack.dispatcher.status(record.jobId)).progress as { steps?: number } | null)?.steps ?? 0, { timeout: 5_000 }).toBeGreaterThanOrEqual(1);
+    await expect
+      .poll(
+        async () => ((await stack.dispatcher.status(record.jobId)).progress as { steps?: number } | null)?.steps ?? 0,
+        { timeout: 5_000 },
+      )
+      .toBeGreaterThanOrEqual(1);
     const status = await stack.dispatcher.status(record.jobId);
     expect(status.progress).toMatchObject({ toolCalls: 1, lastTool: "bash" });
     expect((status.progress as { steps: number }).steps).toBeGreaterThanOrEqual(1);
@@ -225,7 +298,10 @@ describe("unattended runs that never hang", () => {
       });
     const [a, b] = await Promise.all([edit("from A\n"), edit("from B\n")]);
     const [ra, rb] = await Promise.all([a, b].map((j) => stack.dispatcher.wait(j.jobId, { timeoutMs: 90_000 })));
-    for (const [record, content] of [[ra!, "from A\n"], [rb!, "from B\n"]] as const) {
+    for (const [record, content] of [
+      [ra!, "from A\n"],
+      [rb!, "from B\n"],
+    ] as const) {
       expect(record.state).toBe("completed");
       expect(record.worktree).toMatchObject({ branch: `dispatch/${record.jobId}`, changedFiles: ["notes.txt"] });
       expect(readFileSync(join(record.worktree!.path, "notes.txt"), "utf8")).toBe(content);

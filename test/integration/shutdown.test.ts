@@ -21,7 +21,9 @@ describe("a worker stopped by a signal", () => {
   });
 
   const startWorker = (grace: string, opts: { concurrency?: number; detached?: boolean } = {}) =>
-    stack.startCliWorker(["--concurrency", String(opts.concurrency ?? 1), "--grace", grace], { detached: opts.detached });
+    stack.startCliWorker(["--concurrency", String(opts.concurrency ?? 1), "--grace", grace], {
+      detached: opts.detached,
+    });
   /** Another worker, started while the CLI worker runs the job, so that only it can take the job back. */
   const anotherWorker = () => stack.startWorker({ concurrency: 1 });
   const ranOn = (worker: CliProcess) => new RegExp(`-${worker.child.pid}-`);
@@ -50,7 +52,12 @@ describe("a worker stopped by a signal", () => {
 
     const handedBack = await stack.dispatcher.wait(back.jobId, { timeoutMs: WAIT });
     // Handed back, not failed: its one attempt was not spent, and it waited for the grace to pass.
-    expect(handedBack).toMatchObject({ state: "completed", text: "echo: hand me back", worker: (await other).id, error: null });
+    expect(handedBack).toMatchObject({
+      state: "completed",
+      text: "echo: hand me back",
+      worker: (await other).id,
+      error: null,
+    });
     expect(Date.parse(handedBack.startedAt!)).toBeGreaterThanOrEqual(sent + 3_900);
     expect(stack.fake.calls("hand me back")).toBe(2);
     await (await other).close({ graceMs: 0 });

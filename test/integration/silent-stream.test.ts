@@ -41,19 +41,38 @@ describe("a silent event stream", () => {
     const log = createLogger("warn");
     const hub = new EventHub(client, log); // never started: no event arrives
     const directory = join(env.root, "silent");
-    const payload = JobPayload.parse({ prompt: 'peek [[tool:read:{"filePath":"/etc/hostname"}]]', timeoutMs: 60_000, enqueuedAt: new Date().toISOString(), v: 1 });
+    const payload = JobPayload.parse({
+      prompt: 'peek [[tool:read:{"filePath":"/etc/hostname"}]]',
+      timeoutMs: 60_000,
+      enqueuedAt: new Date().toISOString(),
+      v: 1,
+    });
     const control = new AbortController();
     const session = await createSession(client, payload, directory, control.signal);
-    const watch = new SessionWatch({ client, hub, sessionId: session.id, directory, log, approval: "reject", stallMs: 60_000, providerRetries: 2, abort: (reason) => control.abort(reason) });
+    const watch = new SessionWatch({
+      client,
+      hub,
+      sessionId: session.id,
+      directory,
+      log,
+      approval: "reject",
+      stallMs: 60_000,
+      providerRetries: 2,
+      abort: (reason) => control.abort(reason),
+    });
     const started = Date.now();
     try {
       const timer = setTimeout(() => control.abort(new Error("the ask was never answered")), 40_000);
-      await promptSession(client, session.id, payload, { directory, signal: control.signal, log }).finally(() => clearTimeout(timer));
+      await promptSession(client, session.id, payload, { directory, signal: control.signal, log }).finally(() =>
+        clearTimeout(timer),
+      );
     } finally {
       watch.close();
       hub.close();
     }
-    expect(watch.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" })]);
+    expect(watch.asks).toEqual([
+      expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" }),
+    ]);
     expect(Date.now() - started).toBeLessThan(30_000);
   }, 90_000);
 });

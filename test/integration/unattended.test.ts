@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startStack, type Stack } from "../support/stack";
 
 const HOSTNAME = readFileSync("/etc/hostname", "utf8").trim();
-const toolNames = (request: Stack["fake"]["requests"][number]) => ((request.tools ?? []) as { function: { name: string } }[]).map((t) => t.function.name);
+const toolNames = (request: Stack["fake"]["requests"][number]) =>
+  ((request.tools ?? []) as { function: { name: string } }[]).map((t) => t.function.name);
 
 describe("a worker whose default is to approve asks", () => {
   let stack: Stack;
@@ -27,22 +28,37 @@ describe("a worker whose default is to approve asks", () => {
   it("approves a permission ask once for a job that does not say, and rejects it for one that says no", async () => {
     const read = (prompt: string, autoApprove?: boolean) =>
       stack.dispatcher.run(
-        { prompt: `${prompt} [[tool:read:{"filePath":"/etc/hostname"}]]`, model: "fake/echo", directory: stack.opencode.root, autoApprove },
+        {
+          prompt: `${prompt} [[tool:read:{"filePath":"/etc/hostname"}]]`,
+          model: "fake/echo",
+          directory: stack.opencode.root,
+          autoApprove,
+        },
         { timeoutMs: 60_000 },
       );
     const [byDefault, refused] = await Promise.all([read("default peek"), read("refused peek", false)]);
     expect(byDefault.state).toBe("completed");
-    expect(byDefault.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once" })]);
+    expect(byDefault.asks).toEqual([
+      expect.objectContaining({ kind: "permission", what: "external_directory", answer: "once" }),
+    ]);
     expect(byDefault.text).toContain(HOSTNAME);
     expect(refused.state).toBe("completed");
-    expect(refused.asks).toEqual([expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" })]);
+    expect(refused.asks).toEqual([
+      expect.objectContaining({ kind: "permission", what: "external_directory", answer: "reject" }),
+    ]);
     expect(refused.text ?? "").not.toContain(HOSTNAME);
   });
 
   it("denies plan-mode switches: the plan agent is not offered plan_exit, and a call to it asks no one and ends", async () => {
     stack.fake.reset();
     const record = await stack.dispatcher.run(
-      { prompt: "plan then build [[tool:plan_exit:{}]]", model: "fake/echo", agent: "plan", timeout: "20s", attempts: 1 },
+      {
+        prompt: "plan then build [[tool:plan_exit:{}]]",
+        model: "fake/echo",
+        agent: "plan",
+        timeout: "20s",
+        attempts: 1,
+      },
       { timeoutMs: 60_000 },
     );
     expect(record).toMatchObject({ state: "completed", asks: [], error: null });

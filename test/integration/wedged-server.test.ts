@@ -33,7 +33,10 @@ describe("a wedged opencode server", () => {
 
   it("is replaced, and its job completes on the new server", async () => {
     const wedged = worker.server().pid!;
-    const { jobId } = await stack.dispatcher.enqueue({ prompt: "wedge me [[delay:1500]] [[reply:done anyway]]", attempts: 3 });
+    const { jobId } = await stack.dispatcher.enqueue({
+      prompt: "wedge me [[delay:1500]] [[reply:done anyway]]",
+      attempts: 3,
+    });
     await until("the model call of the first attempt", () => stack.fake.calls("wedge me") >= 1, 60_000);
     process.kill(wedged, "SIGSTOP");
     stopped = wedged;
@@ -50,20 +53,26 @@ describe("a wedged opencode server", () => {
 
   it("disposes the opencode instance of a finished worktree job's directory", async () => {
     const server = worker.server();
-    const client = createOpencodeClient({ baseUrl: server.url, headers: server.authorization ? { authorization: server.authorization } : {} });
+    const client = createOpencodeClient({
+      baseUrl: server.url,
+      headers: server.authorization ? { authorization: server.authorization } : {},
+    });
     const listening = new AbortController();
     const disposed: string[] = [];
     const { stream } = await client.global.event({ signal: listening.signal });
     const reading = (async () => {
       for await (const item of stream) {
-        const event = (item).payload;
+        const event = item.payload;
         if (event?.type === "server.instance.disposed") disposed.push(event.properties.directory);
       }
     })().catch(() => undefined);
     try {
       const repo = join(stack.opencode.root, "dispose-repo");
       makeGitRepo(repo);
-      const record = await stack.dispatcher.run({ prompt: "in a worktree [[reply:ok]]", directory: repo, worktree: true }, { timeoutMs: 60_000 });
+      const record = await stack.dispatcher.run(
+        { prompt: "in a worktree [[reply:ok]]", directory: repo, worktree: true },
+        { timeoutMs: 60_000 },
+      );
       expect(record.state).toBe("completed");
       const tree = record.worktree!.path;
       await until("the worktree's instance to be disposed", () => disposed.includes(tree), 15_000);

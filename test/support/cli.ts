@@ -12,9 +12,16 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], opts: { env: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; cwd?: string }): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { env: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; cwd?: string },
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: opts.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: opts.env,
+      cwd: opts.cwd,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -47,8 +54,16 @@ export interface CliProcess {
  * Starts a long-running command (worker, up). `detached`: in a process group of its own, so a test
  * can signal the whole group (`process.kill(-pid, "SIGINT")`) as a terminal's Ctrl-C does.
  */
-export function startCli(args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; detached?: boolean }): CliProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { env: opts.env, cwd: opts.cwd, stdio: ["ignore", "pipe", "pipe"], detached: opts.detached });
+export function startCli(
+  args: string[],
+  opts: { env: NodeJS.ProcessEnv; cwd?: string; detached?: boolean },
+): CliProcess {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: opts.env,
+    cwd: opts.cwd,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: opts.detached,
+  });
   let output = "";
   const listeners = new Set<() => void>();
   const onData = (d: Buffer) => {
@@ -88,7 +103,10 @@ export function startCli(args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: s
     exited(timeoutMs = 60_000) {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms; output:\n${output}`)), timeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`still running after ${timeoutMs} ms; output:\n${output}`)),
+          timeoutMs,
+        );
       });
       return Promise.race([exited, late]).finally(() => clearTimeout(timer));
     },

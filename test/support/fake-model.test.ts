@@ -59,7 +59,9 @@ describe("fake model behind a real opencode serve", () => {
     model.reset();
     const sessionID = await newSession();
     const { info, parts, ms } = await prompt(sessionID, "hello fake model", "priced");
-    console.log(`[smoke] first prompt on a fresh server took ${ms} ms; tokens ${JSON.stringify(info.tokens)} cost ${info.cost}`);
+    console.log(
+      `[smoke] first prompt on a fresh server took ${ms} ms; tokens ${JSON.stringify(info.tokens)} cost ${info.cost}`,
+    );
     expect(info.error).toBeUndefined();
     expect(textOf(parts)).toBe("echo: hello fake model");
     expect(info.tokens.input).toBeGreaterThan(0);
@@ -73,7 +75,9 @@ describe("fake model behind a real opencode serve", () => {
     model.reset();
     const sessionID = await newSession();
     const { info, ms } = await prompt(sessionID, "[[status:401]] nope");
-    console.log(`[smoke] 401 returned after ${ms} ms, model calls: ${model.calls("nope")}, error: ${JSON.stringify(info.error)}`);
+    console.log(
+      `[smoke] 401 returned after ${ms} ms, model calls: ${model.calls("nope")}, error: ${JSON.stringify(info.error)}`,
+    );
     expect(info.error?.name).toBe("APIError");
     expect(info.error?.data).toMatchObject({ statusCode: 401, isRetryable: false });
     expect(model.calls("nope")).toBe(1);
@@ -82,10 +86,7 @@ describe("fake model behind a real opencode serve", () => {
   it("(c) runs a bash tool call, then answers with the tool result", async () => {
     model.reset();
     const sessionID = await newSession();
-    const { info, parts } = await prompt(
-      sessionID,
-      '[[tool:bash:{"command":"echo hi","description":"say hi"}]]',
-    );
+    const { info, parts } = await prompt(sessionID, '[[tool:bash:{"command":"echo hi","description":"say hi"}]]');
     expect(info.error).toBeUndefined();
     expect(textOf(parts)).toMatch(/^tool done: hi/);
     const messages = await client.session.messages({ sessionID });
@@ -102,7 +103,9 @@ describe("fake model behind a real opencode serve", () => {
     const { parts } = await prompt(sessionID, "work in rounds [[rounds:3]]");
     expect(textOf(parts)).toMatch(/^tool done: round 3/);
     const messages = await client.session.messages({ sessionID });
-    const commands = (messages.data ?? []).flatMap((m) => m.parts).flatMap((p) => (p.type === "tool" ? [(p.state as { input?: { command?: string } }).input?.command] : []));
+    const commands = (messages.data ?? [])
+      .flatMap((m) => m.parts)
+      .flatMap((p) => (p.type === "tool" ? [(p.state as { input?: { command?: string } }).input?.command] : []));
     expect(commands).toEqual(["echo round 1", "echo round 2", "echo round 3"]);
     expect(model.requests).toHaveLength(4);
   }, 30_000);
@@ -180,10 +183,13 @@ describe("fake model over plain HTTP", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(150);
     const events = sse.split("\n\n").filter(Boolean);
     expect(events.at(-1)).toBe("data: [DONE]");
-    const chunks = events.slice(0, -1).map((e) => JSON.parse(e.slice("data: ".length)) as {
-      choices: Array<{ delta: { content?: string } }>;
-      usage?: unknown;
-    });
+    const chunks = events.slice(0, -1).map(
+      (e) =>
+        JSON.parse(e.slice("data: ".length)) as {
+          choices: Array<{ delta: { content?: string } }>;
+          usage?: unknown;
+        },
+    );
     expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe("abcdefghij");
     expect(chunks.at(-1)?.usage).toBeDefined();
   });
@@ -208,7 +214,10 @@ describe("fake model over plain HTTP", () => {
   it("hangs until aborted", async () => {
     const controller = new AbortController();
     const pending = chat("[[hang]]", true, controller.signal);
-    const outcome = await Promise.race([pending.then(() => "answered"), new Promise((r) => setTimeout(() => r("hanging"), 300))]);
+    const outcome = await Promise.race([
+      pending.then(() => "answered"),
+      new Promise((r) => setTimeout(() => r("hanging"), 300)),
+    ]);
     expect(outcome).toBe("hanging");
     controller.abort();
     await expect(pending).rejects.toThrow();

@@ -227,7 +227,8 @@ function planFromDirectives(req: ChatRequest): Plan {
   if (rounds) {
     const lastUser = req.messages.map((m) => m.role).lastIndexOf("user");
     const done = req.messages.slice(lastUser + 1).filter((m) => m.role === "tool").length;
-    if (done < Number(rounds[1])) plan.toolCall = { name: "bash", args: { command: `echo round ${done + 1}`, description: `round ${done + 1}` } };
+    if (done < Number(rounds[1]))
+      plan.toolCall = { name: "bash", args: { command: `echo round ${done + 1}`, description: `round ${done + 1}` } };
   }
   return plan;
 }
@@ -389,7 +390,8 @@ export async function startFakeModel(options: FakeModelOptions = {}): Promise<Fa
         // calls === 0 rejects everything: tell the client to come back after a full window.
         const freeAt = (calls === 0 ? now : (admitted[admitted.length - calls] ?? now)) + perMs;
         const retryAfter = Math.max(1, Math.ceil((freeAt - now) / 1000));
-        if (DEBUG) console.error(`[fake-model] quota: rejected ${JSON.stringify(lastUserText(req))}, retry-after ${retryAfter}`);
+        if (DEBUG)
+          console.error(`[fake-model] quota: rejected ${JSON.stringify(lastUserText(req))}, retry-after ${retryAfter}`);
         res.writeHead(429, { "content-type": "application/json", "retry-after": String(retryAfter) });
         res.end(JSON.stringify({ error: { message: "fake quota exceeded", type: "rate_limit_error", code: "429" } }));
         return;
@@ -401,7 +403,9 @@ export async function startFakeModel(options: FakeModelOptions = {}): Promise<Fa
     const plan = step ? planFromStep(step, req) : planFromDirectives(req);
     if (DEBUG) {
       const roles = req.messages.map((m) => m.role).join(",");
-      console.error(`[fake-model] #${requests.length} roles=${roles} last=${JSON.stringify(lastUserText(req))} plan=${JSON.stringify(plan)}`);
+      console.error(
+        `[fake-model] #${requests.length} roles=${roles} last=${JSON.stringify(lastUserText(req))} plan=${JSON.stringify(plan)}`,
+      );
     }
     await respond(req, plan, res);
   }

@@ -45,10 +45,7 @@ export function opencodeConfig(fakeModelUrl: string, extra?: { permission?: unkn
   };
 }
 
-export async function makeOpencodeEnv(
-  fakeModelUrl: string,
-  extra?: { permission?: unknown },
-): Promise<OpencodeEnv> {
+export async function makeOpencodeEnv(fakeModelUrl: string, extra?: { permission?: unknown }): Promise<OpencodeEnv> {
   const root = await mkdtemp(join(tmpdir(), "ocd-opencode-"));
   const dirs = {
     XDG_DATA_HOME: join(root, "data"),

@@ -44,7 +44,10 @@ export async function startOpencodeServer(opts: {
   };
 
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => fail(`did not start within ${opts.timeoutMs ?? 90_000} ms`), opts.timeoutMs ?? 90_000);
+    const timer = setTimeout(
+      () => fail(`did not start within ${opts.timeoutMs ?? 90_000} ms`),
+      opts.timeoutMs ?? 90_000,
+    );
     function fail(why: string) {
       clearTimeout(timer);
       void stop();

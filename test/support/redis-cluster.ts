@@ -44,19 +44,46 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
       await run("mkdir", ["-p", dir]);
       const child = spawn(
         "redis-server",
-        ["--bind", "127.0.0.1", "--port", String(port), "--cluster-enabled", "yes", "--cluster-port", String(busPort),
-          "--cluster-config-file", join(dir, "nodes.conf"), "--cluster-node-timeout", "5000", "--dir", dir,
-          "--save", "", "--appendonly", "no", "--protected-mode", "no", "--maxmemory-policy", "noeviction",
-          "--logfile", join(dir, "redis.log")],
+        [
+          "--bind",
+          "127.0.0.1",
+          "--port",
+          String(port),
+          "--cluster-enabled",
+          "yes",
+          "--cluster-port",
+          String(busPort),
+          "--cluster-config-file",
+          join(dir, "nodes.conf"),
+          "--cluster-node-timeout",
+          "5000",
+          "--dir",
+          dir,
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--protected-mode",
+          "no",
+          "--maxmemory-policy",
+          "noeviction",
+          "--logfile",
+          join(dir, "redis.log"),
+        ],
         { stdio: "ignore" },
       );
       children.push(child);
       ports.push(port);
     }
-    for (const port of ports) await until(`node ${port} to answer PING`, async () => (await cli(port, "PING")) === "PONG", 20_000);
-    await run("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"], {
-      timeout: 30_000,
-    });
+    for (const port of ports)
+      await until(`node ${port} to answer PING`, async () => (await cli(port, "PING")) === "PONG", 20_000);
+    await run(
+      "redis-cli",
+      ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"],
+      {
+        timeout: 30_000,
+      },
+    );
     for (const port of ports) {
       // Slots can be served before gossip has told every node of every other one.
       await until(
@@ -70,7 +97,9 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     }
   } catch (error) {
     await close();
-    throw new Error(`could not start a Redis Cluster (needs redis-server and redis-cli on PATH): ${(error as Error).message}`);
+    throw new Error(
+      `could not start a Redis Cluster (needs redis-server and redis-cli on PATH): ${(error as Error).message}`,
+    );
   }
   return { url: `redis+cluster://127.0.0.1:${ports[0]}`, ports, close };
 }

@@ -28,10 +28,40 @@ function makeCertificates(dir: string): { ca: string; cert: string; key: string 
   const cert = join(dir, "server.pem");
   const ext = join(dir, "san.ext");
   const ssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
-  ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKey, "-out", ca, "-days", "1", "-subj", "/CN=ocd-test-ca");
+  ssl(
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    caKey,
+    "-out",
+    ca,
+    "-days",
+    "1",
+    "-subj",
+    "/CN=ocd-test-ca",
+  );
   ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1");
   execFileSync("sh", ["-c", `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ${ext}`]);
-  ssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-out", cert, "-days", "1", "-extfile", ext);
+  ssl(
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    ca,
+    "-CAkey",
+    caKey,
+    "-CAcreateserial",
+    "-out",
+    cert,
+    "-days",
+    "1",
+    "-extfile",
+    ext,
+  );
   return { ca, cert, key };
 }
 
@@ -71,9 +101,23 @@ export async function startSecureRedis(user = "dispatch", password = "acl-pass-Z
   };
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const probe = new Redis({ host: "127.0.0.1", port, username: "probe", password: "probe", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const probe = new Redis({
+      host: "127.0.0.1",
+      port,
+      username: "probe",
+      password: "probe",
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     probe.on("error", () => undefined);
-    const ok = await probe.connect().then(() => probe.ping()).then(() => true, () => false);
+    const ok = await probe
+      .connect()
+      .then(() => probe.ping())
+      .then(
+        () => true,
+        () => false,
+      );
     probe.disconnect();
     if (ok) break;
     if (child.exitCode !== null || Date.now() > deadline) {

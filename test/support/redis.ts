@@ -72,15 +72,24 @@ export async function startRedisServer(
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "ocd-redis-")));
   const port = opts.port ?? (await freePort());
   const args = [
-    "--bind", "127.0.0.1",
-    "--port", String(port),
-    "--dir", dir,
-    "--save", "",
-    "--protected-mode", "no",
-    "--maxmemory-policy", "noeviction",
-    "--daemonize", "no",
-    "--loglevel", "warning",
-    "--logfile", join(dir, "redis.log"),
+    "--bind",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--dir",
+    dir,
+    "--save",
+    "",
+    "--protected-mode",
+    "no",
+    "--maxmemory-policy",
+    "noeviction",
+    "--daemonize",
+    "no",
+    "--loglevel",
+    "warning",
+    "--logfile",
+    join(dir, "redis.log"),
     ...(opts.appendonly ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
   ];
 

@@ -31,6 +31,9 @@ export default class LongestFirst extends BaseSequencer {
       const i = LONGEST_FIRST.findIndex((name) => spec.moduleId.endsWith(`/${name}`));
       return i === -1 ? LONGEST_FIRST.length : i;
     };
-    return sorted.map((spec, i) => ({ spec, i })).sort((a, b) => rank(a.spec) - rank(b.spec) || a.i - b.i).map(({ spec }) => spec);
+    return sorted
+      .map((spec, i) => ({ spec, i }))
+      .sort((a, b) => rank(a.spec) - rank(b.spec) || a.i - b.i)
+      .map(({ spec }) => spec);
   }
 }

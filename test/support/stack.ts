@@ -24,7 +24,12 @@ export interface Stack {
   /** Environment for a child process (CLI or worker) on this stack. */
   childEnv: NodeJS.ProcessEnv;
   /** `log`: where the worker logs (default: the stack's level, on stderr). */
-  startWorker(opts?: { concurrency?: number; attach?: string; recycle?: { jobs?: number; rssBytes?: number }; log?: Logger }): Promise<RunningWorker>;
+  startWorker(opts?: {
+    concurrency?: number;
+    attach?: string;
+    recycle?: { jobs?: number; rssBytes?: number };
+    log?: Logger;
+  }): Promise<RunningWorker>;
   /**
    * Runs `opencode-dispatch worker ARGS` (logging at info) as a child process and resolves once it
    * is ready (its "worker ready" line, or `readyLine`). Killed with SIGKILL by `close()` if still running.
@@ -73,7 +78,10 @@ export async function startStack(opts: { configEnv?: Record<string, string>; red
       return worker;
     },
     async startCliWorker(args = [], cliOpts = {}) {
-      const worker = startCli(["worker", ...args], { env: { ...childEnv, LOG_LEVEL: "info" }, detached: cliOpts.detached });
+      const worker = startCli(["worker", ...args], {
+        env: { ...childEnv, LOG_LEVEL: "info" },
+        detached: cliOpts.detached,
+      });
       cliWorkers.push(worker);
       await worker.waitFor(cliOpts.readyLine ?? /worker ready/, 90_000);
       return worker;

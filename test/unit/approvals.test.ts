@@ -41,8 +41,13 @@ describe("approval grants", () => {
     const once = grantsFor(earlier, { ask, decision: { answer: "once", by: "bob", at: "t" } });
     expect(once.at(-1)).toEqual({ permission: "external_directory", patterns: ["/etc/*"], once: true, by: "bob" });
     expect(grantsFor([], { ask, decision: { answer: "reject", by: "bob", at: "t" } })).toEqual([]);
-    const always = grantsFor([], { ask: { ...ask, patterns: ["/etc/hostname"] }, decision: { answer: "always", by: "bob", at: "t" } });
-    expect(always).toEqual([{ permission: "external_directory", patterns: ["/etc/hostname", "/etc/*"], once: false, by: "bob" }]);
+    const always = grantsFor([], {
+      ask: { ...ask, patterns: ["/etc/hostname"] },
+      decision: { answer: "always", by: "bob", at: "t" },
+    });
+    expect(always).toEqual([
+      { permission: "external_directory", patterns: ["/etc/hostname", "/etc/*"], once: false, by: "bob" },
+    ]);
   });
 
   it("resume with a turn that says what was decided", () => {
@@ -62,8 +67,15 @@ describe("what an ask shows", () => {
 
   it("is the tool that asked and the agent's latest words before it, in its own turn only", () => {
     const earlier = [message("user", text("first task")), message("assistant", text("all done"))];
-    expect(askContext([...earlier, message("user", text("go on")), message("assistant", tool("c1"))], "c1")).toEqual({ tool: "bash", words: null });
-    const turn = [message("user", text("go on")), message("assistant", text("I will look"), text("at /etc"), tool("c0")), message("assistant", tool("c1"), text("after"))];
+    expect(askContext([...earlier, message("user", text("go on")), message("assistant", tool("c1"))], "c1")).toEqual({
+      tool: "bash",
+      words: null,
+    });
+    const turn = [
+      message("user", text("go on")),
+      message("assistant", text("I will look"), text("at /etc"), tool("c0")),
+      message("assistant", tool("c1"), text("after")),
+    ];
     expect(askContext([...earlier, ...turn], "c1")).toEqual({ tool: "bash", words: "at /etc" });
   });
 });
@@ -79,7 +91,13 @@ describe("approval settings", () => {
   });
 
   it("a job's own approval (or its older autoApprove) wins over the worker's", () => {
-    const payload = (fields: Record<string, unknown>) => ({ prompt: "p", timeoutMs: 1, enqueuedAt: "2026-01-01T00:00:00.000Z", v: 1 as const, ...fields });
+    const payload = (fields: Record<string, unknown>) => ({
+      prompt: "p",
+      timeoutMs: 1,
+      enqueuedAt: "2026-01-01T00:00:00.000Z",
+      v: 1 as const,
+      ...fields,
+    });
     expect(approvalPolicy(payload({}), { approval: "manual" })).toBe("manual");
     expect(approvalPolicy(payload({ approval: "reject" }), { approval: "manual" })).toBe("reject");
     expect(approvalPolicy(payload({ autoApprove: true }), { approval: "manual" })).toBe("approve");
@@ -87,8 +105,13 @@ describe("approval settings", () => {
   });
 
   it("a task gives approval or autoApprove, not both; approvalTimeout is a duration", () => {
-    expect(parseTask({ prompt: "p", approval: "manual", approvalTimeout: "10m" })).toMatchObject({ approval: "manual", approvalTimeout: 600_000 });
-    expect(() => parseTask({ prompt: "p", approval: "manual", autoApprove: true })).toThrow(/either approval or autoApprove/);
+    expect(parseTask({ prompt: "p", approval: "manual", approvalTimeout: "10m" })).toMatchObject({
+      approval: "manual",
+      approvalTimeout: 600_000,
+    });
+    expect(() => parseTask({ prompt: "p", approval: "manual", autoApprove: true })).toThrow(
+      /either approval or autoApprove/,
+    );
     expect(() => parseTask({ prompt: "p", approval: "sometimes" })).toThrow(/approval/);
   });
 });

@@ -73,7 +73,10 @@ describe("a batch wait that ends while it connects", () => {
   it("closes the subscriber connection that arrives after the wait timed out", async () => {
     let connected!: (connection: unknown) => void;
     redis.connect = () => new Promise((resolve) => (connected = resolve));
-    const handle = new BatchHandle(context(async () => []), "b");
+    const handle = new BatchHandle(
+      context(async () => []),
+      "b",
+    );
     await expect(handle.wait({ timeoutMs: 50 })).rejects.toThrow(/timed out/);
     const sub = fakeSubscriber();
     connected(sub);

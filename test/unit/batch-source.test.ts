@@ -55,7 +55,9 @@ describe("batch sources", () => {
   it("drops a UTF-8 byte order mark and CRLF line ends, in either format", async () => {
     const text = join(dir, "bom.txt");
     await writeFile(text, "\uFEFFalpha\r\nbeta\r\n");
-    const prompts = (await collect((await fileSource(text)).entries())).map((e) => ("input" in e ? e.input.prompt : null));
+    const prompts = (await collect((await fileSource(text)).entries())).map((e) =>
+      "input" in e ? e.input.prompt : null,
+    );
     expect(prompts).toEqual(["alpha", "beta"]);
     const jsonl = join(dir, "bom.jsonl");
     await writeFile(jsonl, '\uFEFF{"prompt":"one"}\r\n');
@@ -77,7 +79,9 @@ describe("batch sources", () => {
   });
 
   it("numbers library tasks from 1, from an array or a generator function", async () => {
-    expect((await collect(taskListSource([{ prompt: "a" }, { prompt: "b" }]).entries())).map((e) => e.line)).toEqual([1, 2]);
+    expect((await collect(taskListSource([{ prompt: "a" }, { prompt: "b" }]).entries())).map((e) => e.line)).toEqual([
+      1, 2,
+    ]);
     const gen = function* () {
       yield { prompt: "x" };
       yield null as never;
@@ -96,21 +100,42 @@ describe("batch summaries", () => {
   });
 
   it("sums tokens and cost and keeps failures with their line", () => {
-    const base = { tokens: { input: 10, output: 2, reasoning: 0, cacheRead: 1, cacheWrite: 0, total: 13 }, cost: 0.5, error: null } as Partial<ResultRecord>;
+    const base = {
+      tokens: { input: 10, output: 2, reasoning: 0, cacheRead: 1, cacheWrite: 0, total: 13 },
+      cost: 0.5,
+      error: null,
+    } as Partial<ResultRecord>;
     const b = new SummaryBuilder();
     b.add({ ...base, jobId: "a", state: "completed", durationMs: 100 } as ResultRecord, 1);
     b.add({ ...base, jobId: "b", state: "completed", durationMs: 300 } as ResultRecord, 2);
-    b.add({ ...base, jobId: "c", state: "failed", durationMs: 200, error: { name: "APIError", message: "boom", retryable: false } } as ResultRecord, 7);
+    b.add(
+      {
+        ...base,
+        jobId: "c",
+        state: "failed",
+        durationMs: 200,
+        error: { name: "APIError", message: "boom", retryable: false },
+      } as ResultRecord,
+      7,
+    );
     const s = b.build("batch-x", 3, 1_000);
     expect(s).toMatchObject({ completed: 2, failed: 1, cost: 1.5, durationMs: { p50: 200, p95: 300, max: 300 } });
     expect(s.tokens).toEqual({ input: 30, output: 6, reasoning: 0, cacheRead: 3, cacheWrite: 0, total: 39 });
-    expect(s.failures).toEqual([{ jobId: "c", line: 7, error: { name: "APIError", message: "boom", retryable: false } }]);
+    expect(s.failures).toEqual([
+      { jobId: "c", line: 7, error: { name: "APIError", message: "boom", retryable: false } },
+    ]);
     expect(s.spanMs).toBeNull(); // no times on these records
   });
 
   it("spans the batch from its first enqueue to its last finish, whenever it is waited for", () => {
     const b = new SummaryBuilder();
-    const at = (enqueued: string, finished: string) => ({ jobId: enqueued, state: "completed", enqueuedAt: `2026-01-01T00:00:${enqueued}.000Z`, finishedAt: `2026-01-01T00:00:${finished}.000Z` }) as ResultRecord;
+    const at = (enqueued: string, finished: string) =>
+      ({
+        jobId: enqueued,
+        state: "completed",
+        enqueuedAt: `2026-01-01T00:00:${enqueued}.000Z`,
+        finishedAt: `2026-01-01T00:00:${finished}.000Z`,
+      }) as ResultRecord;
     b.add(at("05", "09"), 2);
     b.add(at("01", "04"), 1);
     expect(b.build("batch-x", 2, 20).spanMs).toBe(8_000);
@@ -118,7 +143,9 @@ describe("batch summaries", () => {
 
   it("lists invalid lines first, then how many and that nothing was enqueued", () => {
     const error = new BatchInputError([{ line: 17, error: "model: bad" }], 1);
-    expect(error.message).toBe("line 17: model: bad\n1 invalid line: nothing was enqueued (skipInvalid / --skip-invalid enqueues the valid ones)");
+    expect(error.message).toBe(
+      "line 17: model: bad\n1 invalid line: nothing was enqueued (skipInvalid / --skip-invalid enqueues the valid ones)",
+    );
     expect(error.exitCode).toBe(2);
   });
 });

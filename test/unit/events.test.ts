@@ -8,7 +8,10 @@ import type { ResultRecord } from "../../src/shared/result";
 const CHANNEL = "dispatch:{q}:events";
 
 function fakeSubscriber() {
-  const emitter = new EventEmitter() as EventEmitter & { subscribe: (channel: string) => Promise<void>; subscriptions: string[] };
+  const emitter = new EventEmitter() as EventEmitter & {
+    subscribe: (channel: string) => Promise<void>;
+    subscriptions: string[];
+  };
   emitter.subscriptions = [];
   emitter.subscribe = async (channel: string) => {
     emitter.subscriptions.push(channel);
@@ -32,16 +35,27 @@ describe("listeners on the shared events channel", () => {
       inBatch: async (batchId, id) => batchId === "batch-1" && id === "b",
     });
     const seen: string[] = [];
-    const queueSub = await subs.subscribe({ completed: (r) => seen.push(`queue:completed:${r.jobId}`), failed: (r) => seen.push(`queue:failed:${r.jobId}`) });
+    const queueSub = await subs.subscribe({
+      completed: (r) => seen.push(`queue:completed:${r.jobId}`),
+      failed: (r) => seen.push(`queue:failed:${r.jobId}`),
+    });
     await subs.subscribe({ completed: (r) => seen.push(`job:${r.jobId}`) }, { jobId: "a" });
     await subs.subscribe({ failed: (r) => seen.push(`batch:${r.jobId}`) }, { batchId: "batch-1" });
     await subs.subscribe({ progress: (id, p) => seen.push(`progress:${id}:${p.steps}`) }, { jobId: "a" });
-    await subs.subscribe({ completed: () => { throw new Error("a listener's bug"); } });
+    await subs.subscribe({
+      completed: () => {
+        throw new Error("a listener's bug");
+      },
+    });
     expect(sub.subscriptions).toEqual([CHANNEL]);
 
     const publish = (event: unknown) => sub.emit("message", CHANNEL, JSON.stringify(event));
     publish({ jobId: "a", state: "active" }); // not final, no progress: nothing
-    publish({ jobId: "a", state: "active", progress: { steps: 2, toolCalls: 0, tokens: 1, cost: 0, lastTool: null, status: "busy" } });
+    publish({
+      jobId: "a",
+      state: "active",
+      progress: { steps: 2, toolCalls: 0, tokens: 1, cost: 0, lastTool: null, status: "busy" },
+    });
     publish({ jobId: "a", state: "completed" });
     publish({ jobId: "b", state: "failed" });
     sub.emit("message", "other-channel", JSON.stringify({ jobId: "a", state: "completed" }));

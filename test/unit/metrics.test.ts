@@ -11,7 +11,13 @@ describe("the active-jobs gauge (dispatch_worker_active_jobs)", () => {
     const metrics = createWorkerMetrics({ defaultMetrics: false });
     const worker = new EventEmitter() as unknown as Worker;
     let running = 0;
-    const detach = metrics.attach({ worker, store: {} as ResultStore, connection, queue: "metrics-unit", running: () => running });
+    const detach = metrics.attach({
+      worker,
+      store: {} as ResultStore,
+      connection,
+      queue: "metrics-unit",
+      running: () => running,
+    });
     const active = async () => (await metrics.registry.getSingleMetric("dispatch_worker_active_jobs")!.get()).values;
     try {
       // A chain poll fetched five times: five `active` events, then DelayedError (no event) each time.

@@ -1,6 +1,19 @@
 import { describe, expect, it } from "vitest";
-import { BudgetExceededError, ModelError, OpencodeHttpError, PayloadError, SchemaMismatchError, StoppedError } from "../../src/worker/failures";
-import { backoffDelay, classifyFailure, parseRetryAfter, retryStatusError, type FailureDecision } from "../../src/worker/retry-policy";
+import {
+  BudgetExceededError,
+  ModelError,
+  OpencodeHttpError,
+  PayloadError,
+  SchemaMismatchError,
+  StoppedError,
+} from "../../src/worker/failures";
+import {
+  backoffDelay,
+  classifyFailure,
+  parseRetryAfter,
+  retryStatusError,
+  type FailureDecision,
+} from "../../src/worker/retry-policy";
 
 const apiError = (statusCode: number | undefined, extra: Partial<ModelError["data"]> = {}) =>
   new ModelError("APIError", { message: `provider said ${statusCode}`, statusCode, ...extra });
@@ -8,49 +21,141 @@ const apiError = (statusCode: number | undefined, extra: Partial<ModelError["dat
 /** Every branch of classifyFailure: [case, thrown, expected decision (subset)]. */
 const TABLE: [string, unknown, Partial<FailureDecision>][] = [
   // schema
-  ["payload that fails its schema", new PayloadError("invalid job payload: prompt: Required"), { retryable: false, name: "InvalidPayload", message: "invalid job payload: prompt: Required" }],
+  [
+    "payload that fails its schema",
+    new PayloadError("invalid job payload: prompt: Required"),
+    { retryable: false, name: "InvalidPayload", message: "invalid job payload: prompt: Required" },
+  ],
   // budgets
-  ["structured answer still off the schema after repairs", new SchemaMismatchError(["age: is required"]), { retryable: false, name: "SchemaMismatch", message: "the structured answer does not match the schema: age: is required" }],
-  ["cost or token budget passed", new BudgetExceededError("cost 1.2 passed the budget 1"), { retryable: false, name: "BudgetExceeded", message: "cost 1.2 passed the budget 1" }],
+  [
+    "structured answer still off the schema after repairs",
+    new SchemaMismatchError(["age: is required"]),
+    {
+      retryable: false,
+      name: "SchemaMismatch",
+      message: "the structured answer does not match the schema: age: is required",
+    },
+  ],
+  [
+    "cost or token budget passed",
+    new BudgetExceededError("cost 1.2 passed the budget 1"),
+    { retryable: false, name: "BudgetExceeded", message: "cost 1.2 passed the budget 1" },
+  ],
   // stopped on purpose
   ["timeout", new StoppedError("timeout", "attempt timed out after 10 ms"), { retryable: true, name: "Timeout" }],
   ["stall watchdog", new StoppedError("stall", "no progress"), { retryable: true, name: "Stalled" }],
   ["cancel", new StoppedError("cancelled", "cancelled"), { retryable: false, name: "Cancelled" }],
-  ["worker shutdown", new StoppedError("shutdown", "the worker is shutting down"), { retryable: true, name: "Shutdown" }],
-  ["opencode server died", new StoppedError("server-died", "the opencode server died"), { retryable: true, name: "ServerDied" }],
+  [
+    "worker shutdown",
+    new StoppedError("shutdown", "the worker is shutting down"),
+    { retryable: true, name: "Shutdown" },
+  ],
+  [
+    "opencode server died",
+    new StoppedError("server-died", "the opencode server died"),
+    { retryable: true, name: "ServerDied" },
+  ],
   // provider errors opencode reports in the message
   ...[400, 401, 403, 404, 422].map((status): [string, unknown, Partial<FailureDecision>] => [
     `provider ${status}`,
     apiError(status, { isRetryable: false }),
     { retryable: false, name: "APIError", statusCode: status },
   ]),
-  ["provider 401 even when opencode calls it retryable", apiError(401, { isRetryable: true }), { retryable: false, statusCode: 401 }],
+  [
+    "provider 401 even when opencode calls it retryable",
+    apiError(401, { isRetryable: true }),
+    { retryable: false, statusCode: 401 },
+  ],
   ["provider 408", apiError(408), { retryable: true, statusCode: 408 }],
   ["provider 409", apiError(409), { retryable: true, statusCode: 409 }],
   ["provider 429", apiError(429, { isRetryable: true }), { retryable: true, statusCode: 429 }],
-  ["provider 429 with Retry-After seconds", apiError(429, { responseHeaders: { "Retry-After": "7" } }), { retryable: true, statusCode: 429, retryAfterMs: 7_000 }],
+  [
+    "provider 429 with Retry-After seconds",
+    apiError(429, { responseHeaders: { "Retry-After": "7" } }),
+    { retryable: true, statusCode: 429, retryAfterMs: 7_000 },
+  ],
   ["provider 500", apiError(500, { isRetryable: true }), { retryable: true, statusCode: 500 }],
   ["provider 503", apiError(503), { retryable: true, statusCode: 503 }],
-  ["provider 418, not retryable by opencode", apiError(418, { isRetryable: false }), { retryable: false, statusCode: 418 }],
-  ["provider 418 that opencode calls retryable", apiError(418, { isRetryable: true }), { retryable: true, statusCode: 418 }],
-  ["APIError without a status, opencode says retryable", apiError(undefined, { isRetryable: true }), { retryable: true, name: "APIError" }],
-  ["APIError without a status, opencode says not", apiError(undefined, { isRetryable: false }), { retryable: false, name: "APIError" }],
-  ["UnknownError without a verdict", new ModelError("UnknownError", { message: "boom" }), { retryable: true, name: "UnknownError", message: "boom" }],
-  ["missing provider key", new ModelError("ProviderAuthError", { message: "no key" }), { retryable: false, name: "ProviderAuthError" }],
-  ["output too long", new ModelError("MessageOutputLengthError", {}), { retryable: false, name: "MessageOutputLengthError" }],
-  ["context overflow", new ModelError("ContextOverflowError", { message: "too long" }), { retryable: false, name: "ContextOverflowError" }],
+  [
+    "provider 418, not retryable by opencode",
+    apiError(418, { isRetryable: false }),
+    { retryable: false, statusCode: 418 },
+  ],
+  [
+    "provider 418 that opencode calls retryable",
+    apiError(418, { isRetryable: true }),
+    { retryable: true, statusCode: 418 },
+  ],
+  [
+    "APIError without a status, opencode says retryable",
+    apiError(undefined, { isRetryable: true }),
+    { retryable: true, name: "APIError" },
+  ],
+  [
+    "APIError without a status, opencode says not",
+    apiError(undefined, { isRetryable: false }),
+    { retryable: false, name: "APIError" },
+  ],
+  [
+    "UnknownError without a verdict",
+    new ModelError("UnknownError", { message: "boom" }),
+    { retryable: true, name: "UnknownError", message: "boom" },
+  ],
+  [
+    "missing provider key",
+    new ModelError("ProviderAuthError", { message: "no key" }),
+    { retryable: false, name: "ProviderAuthError" },
+  ],
+  [
+    "output too long",
+    new ModelError("MessageOutputLengthError", {}),
+    { retryable: false, name: "MessageOutputLengthError" },
+  ],
+  [
+    "context overflow",
+    new ModelError("ContextOverflowError", { message: "too long" }),
+    { retryable: false, name: "ContextOverflowError" },
+  ],
   ["content filter", new ModelError("ContentFilterError", {}), { retryable: false, name: "ContentFilterError" }],
-  ["structured output", new ModelError("StructuredOutputError", {}), { retryable: false, name: "StructuredOutputError" }],
-  ["message aborted (server-side abort)", new ModelError("MessageAbortedError", { message: "aborted" }), { retryable: true, name: "MessageAbortedError" }],
+  [
+    "structured output",
+    new ModelError("StructuredOutputError", {}),
+    { retryable: false, name: "StructuredOutputError" },
+  ],
+  [
+    "message aborted (server-side abort)",
+    new ModelError("MessageAbortedError", { message: "aborted" }),
+    { retryable: true, name: "MessageAbortedError" },
+  ],
   // opencode's own routes
-  ["opencode route 400 (bad agent/model)", new OpencodeHttpError("session.prompt", 400, "bad"), { retryable: false, name: "OpencodeHttpError", statusCode: 400 }],
-  ["opencode route 404 (no such session)", new OpencodeHttpError("session.prompt", 404, ""), { retryable: false, statusCode: 404 }],
-  ["opencode route 409 (session busy)", new OpencodeHttpError("session.prompt", 409, ""), { retryable: true, statusCode: 409 }],
+  [
+    "opencode route 400 (bad agent/model)",
+    new OpencodeHttpError("session.prompt", 400, "bad"),
+    { retryable: false, name: "OpencodeHttpError", statusCode: 400 },
+  ],
+  [
+    "opencode route 404 (no such session)",
+    new OpencodeHttpError("session.prompt", 404, ""),
+    { retryable: false, statusCode: 404 },
+  ],
+  [
+    "opencode route 409 (session busy)",
+    new OpencodeHttpError("session.prompt", 409, ""),
+    { retryable: true, statusCode: 409 },
+  ],
   ["opencode route 500", new OpencodeHttpError("session.create", 500, ""), { retryable: true, statusCode: 500 }],
-  ["opencode unreachable (status 0)", new OpencodeHttpError("session.create", 0, ""), { retryable: true, statusCode: 0 }],
+  [
+    "opencode unreachable (status 0)",
+    new OpencodeHttpError("session.create", 0, ""),
+    { retryable: true, statusCode: 0 },
+  ],
   // transport and anything else
   ["fetch failed", new TypeError("fetch failed"), { retryable: true, name: "TypeError", message: "fetch failed" }],
-  ["connection refused", Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:4096"), { code: "ECONNREFUSED" }), { retryable: true, name: "Error" }],
+  [
+    "connection refused",
+    Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:4096"), { code: "ECONNREFUSED" }),
+    { retryable: true, name: "Error" },
+  ],
   ["a thrown string", "weird", { retryable: true, name: "Error", message: "weird" }],
 ];
 

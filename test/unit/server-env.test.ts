@@ -12,13 +12,22 @@ describe("the environment a spawned opencode server gets", () => {
       DASHBOARD_PASSWORD: "pw",
       OPENCODE_SERVER_PASSWORD: "attach-pw",
     });
-    expect(env).toEqual({ PATH: "/usr/bin", ANTHROPIC_API_KEY: "for-the-model", OPENCODE_CONFIG: "/etc/opencode.json" });
+    expect(env).toEqual({
+      PATH: "/usr/bin",
+      ANTHROPIC_API_KEY: "for-the-model",
+      OPENCODE_CONFIG: "/etc/opencode.json",
+    });
   });
 
   it("lays the worker's settings over the user's inline config", () => {
     const user = { OPENCODE_CONFIG_CONTENT: JSON.stringify({ model: "a/b", snapshot: true }) };
-    expect(JSON.parse(configOverlay(user, { snapshot: false }).OPENCODE_CONFIG_CONTENT)).toEqual({ model: "a/b", snapshot: false });
+    expect(JSON.parse(configOverlay(user, { snapshot: false }).OPENCODE_CONFIG_CONTENT)).toEqual({
+      model: "a/b",
+      snapshot: false,
+    });
     expect(JSON.parse(configOverlay({}, { snapshot: false }).OPENCODE_CONFIG_CONTENT)).toEqual({ snapshot: false });
-    expect(JSON.parse(configOverlay({ OPENCODE_CONFIG_CONTENT: "not json" }, { snapshot: false }).OPENCODE_CONFIG_CONTENT)).toEqual({ snapshot: false });
+    expect(
+      JSON.parse(configOverlay({ OPENCODE_CONFIG_CONTENT: "not json" }, { snapshot: false }).OPENCODE_CONFIG_CONTENT),
+    ).toEqual({ snapshot: false });
   });
 });

@@ -38,7 +38,11 @@ async function keeperWith(recycleJobs: number, opts: { starting?: () => Promise<
     },
   });
   const cancelled: string[] = [];
-  keeper.attach({ pause: async () => undefined, resume: () => undefined, cancelJob: (jobId, reason) => void cancelled.push(`${jobId}:${reason}`) });
+  keeper.attach({
+    pause: async () => undefined,
+    resume: () => undefined,
+    cancelJob: (jobId, reason) => void cancelled.push(`${jobId}:${reason}`),
+  });
   return { keeper, servers, replaced, cancelled };
 }
 
@@ -71,7 +75,9 @@ describe("the keeper of a worker's opencode server", () => {
 
   it("when the server dies, aborts only the jobs running on it, not those waiting for the new one", async () => {
     let started!: () => void;
-    const { keeper, servers, cancelled, replaced } = await keeperWith(0, { starting: () => new Promise<void>((resolve) => (started = resolve)) });
+    const { keeper, servers, cancelled, replaced } = await keeperWith(0, {
+      starting: () => new Promise<void>((resolve) => (started = resolve)),
+    });
     const release = new Map<string, () => void>();
     const run = keeper.wrap((j) => new Promise<string>((resolve) => release.set(j.id!, () => resolve(j.id!))));
     const a = run(job("a"));

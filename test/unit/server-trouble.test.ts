@@ -17,7 +17,13 @@ describe("an aborted session that stays busy", () => {
     const replaced: string[] = [];
     const keeper = await ServerKeeper.start({
       start: async () => {
-        const server: OpencodeServer = { url: `http://127.0.0.1:${5000 + started.length}`, authorization: undefined, pid: undefined, exited: new Promise(() => undefined), close: async () => undefined };
+        const server: OpencodeServer = {
+          url: `http://127.0.0.1:${5000 + started.length}`,
+          authorization: undefined,
+          pid: undefined,
+          exited: new Promise(() => undefined),
+          close: async () => undefined,
+        };
         started.push(server);
         return server;
       },

@@ -21,7 +21,21 @@ const cases: [string, unknown][] = [
   ["prompt only", { prompt: "hi" }],
   ["prompt and model", { prompt: "hi", model: "fake/echo" }],
   ["fields in another order", { model: "fake/echo", prompt: "hi" }],
-  ["many fields", { prompt: "hi", model: "a/b", agent: "build", title: "t", priority: 3, attempts: 2, timeout: "10m", id: "k-1", metadata: { a: 1 }, maxCost: 0.5 }],
+  [
+    "many fields",
+    {
+      prompt: "hi",
+      model: "a/b",
+      agent: "build",
+      title: "t",
+      priority: 3,
+      attempts: 2,
+      timeout: "10m",
+      id: "k-1",
+      metadata: { a: 1 },
+      maxCost: 0.5,
+    },
+  ],
   ["a field set to undefined", { prompt: "hi", model: undefined }],
   ["no prompt", { model: "fake/echo" }],
   ["empty object", {}],
@@ -38,8 +52,19 @@ const cases: [string, unknown][] = [
   ["an array", [{ prompt: "hi" }]],
   ["null", null],
   ["a string", "hi"],
-  ["inherited fields", Object.create({ model: "fake/echo", id: "from-proto" }, { prompt: { value: "hi", enumerable: true } })],
-  ["a class instance with a getter", new (class { prompt = "hi"; get id() { return "getter-id"; } })()],
+  [
+    "inherited fields",
+    Object.create({ model: "fake/echo", id: "from-proto" }, { prompt: { value: "hi", enumerable: true } }),
+  ],
+  [
+    "a class instance with a getter",
+    new (class {
+      prompt = "hi";
+      get id() {
+        return "getter-id";
+      }
+    })(),
+  ],
   ["a non-enumerable field", Object.defineProperty({ prompt: "hi" }, "id", { value: "hidden-id", enumerable: false })],
   ["a null prototype", Object.assign(Object.create(null) as object, { prompt: "hi", model: "a/b" })],
 ];
@@ -67,11 +92,29 @@ describe("a task checked before it is enqueued", () => {
 
 describe("the job data made from a task", () => {
   it("keeps the work, drops queue options and undefined fields, adds timeout and enqueue time", () => {
-    const task = parseTask({ prompt: "hi", model: "a/b", id: "k-1", priority: 2, delay: 5, attempts: 3, timeout: "1m", continue: "job-0", title: undefined });
+    const task = parseTask({
+      prompt: "hi",
+      model: "a/b",
+      id: "k-1",
+      priority: 2,
+      delay: 5,
+      attempts: 3,
+      timeout: "1m",
+      continue: "job-0",
+      title: undefined,
+    });
     const payload = toPayload(task, { timeoutMs: 9 }, "2026-01-01T00:00:00.000Z");
-    expect(payload).toEqual({ prompt: "hi", model: "a/b", timeoutMs: 60_000, enqueuedAt: "2026-01-01T00:00:00.000Z", v: 1 });
+    expect(payload).toEqual({
+      prompt: "hi",
+      model: "a/b",
+      timeoutMs: 60_000,
+      enqueuedAt: "2026-01-01T00:00:00.000Z",
+      v: 1,
+    });
     expect(Object.keys(payload)).not.toContain("title");
     expect(toPayload(parseTask({ prompt: "x" }), { timeoutMs: 9 }, new Date(0)).timeoutMs).toBe(9);
-    expect(toPayload(parseTask({ prompt: "x" }), { timeoutMs: 9 }, new Date(0)).enqueuedAt).toBe("1970-01-01T00:00:00.000Z");
+    expect(toPayload(parseTask({ prompt: "x" }), { timeoutMs: 9 }, new Date(0)).enqueuedAt).toBe(
+      "1970-01-01T00:00:00.000Z",
+    );
   });
 });

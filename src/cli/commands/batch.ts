@@ -31,68 +31,106 @@ export function batchCommand(): Command {
     .description("enqueue a file of tasks (JSON Lines, or one prompt per line) as one batch; prints the batch ID")
     .argument("<file>", 'the tasks, or "-" to read them from stdin');
   withTaskOptions(command, { perTaskCaps: "task-" })
-    .option("--max-cost <usd>", "a budget for the whole batch: once its tasks have spent more, no task starts, running ones stop, the rest fail BudgetExceeded", numberOption("--max-cost"))
-    .option("--max-tokens <n>", "a budget of tokens for the whole batch, enforced like --max-cost", intOption("--max-tokens", 1))
-    .option("--id <batchId>", "batch ID (default: a hash of the input and options, so re-submitting adds only what is missing)")
-    .option("--then <prompt>", "a parent task that runs once every task has ended, its prompt followed by their results (line, job ID, state, answer or error; attached as results.jsonl when large); its job ID is <batchId>-then")
+    .option(
+      "--max-cost <usd>",
+      "a budget for the whole batch: once its tasks have spent more, no task starts, running ones stop, the rest fail BudgetExceeded",
+      numberOption("--max-cost"),
+    )
+    .option(
+      "--max-tokens <n>",
+      "a budget of tokens for the whole batch, enforced like --max-cost",
+      intOption("--max-tokens", 1),
+    )
+    .option(
+      "--id <batchId>",
+      "batch ID (default: a hash of the input and options, so re-submitting adds only what is missing)",
+    )
+    .option(
+      "--then <prompt>",
+      "a parent task that runs once every task has ended, its prompt followed by their results (line, job ID, state, answer or error; attached as results.jsonl when large); its job ID is <batchId>-then",
+    )
     .option("--then-model <provider/model>", "the parent's model (default: --model)")
-    .addOption(new Option("--then-on <which>", "all: the parent runs whatever the tasks' outcomes; completed: it fails UpstreamFailed if any task did not complete").choices(["all", "completed"]))
-    .addOption(new Option("--format <format>", "input format: jsonl, text, or auto (a first line starting with { means jsonl)").choices(["auto", "jsonl", "text"]).default("auto"))
+    .addOption(
+      new Option(
+        "--then-on <which>",
+        "all: the parent runs whatever the tasks' outcomes; completed: it fails UpstreamFailed if any task did not complete",
+      ).choices(["all", "completed"]),
+    )
+    .addOption(
+      new Option("--format <format>", "input format: jsonl, text, or auto (a first line starting with { means jsonl)")
+        .choices(["auto", "jsonl", "text"])
+        .default("auto"),
+    )
     .option("--skip-invalid", "enqueue the valid tasks and skip invalid lines (default: reject the whole batch)")
     .option("--wait", "wait for every task, show progress on stderr, print a summary (exit 1 if any failed)")
     .option("--out <file>", "write each result record as a JSON line to this file as jobs finish (implies --wait)")
     .option("--json", "print JSON: the receipt, or with --wait the summary");
-  withConnection(command).action(exitWith(async (file: string, flags: BatchFlags) => {
-    const { prompt: _prompt, ...defaults } = taskFromFlags("-", { ...flags, id: undefined, maxCost: flags.taskMaxCost, maxTokens: flags.taskMaxTokens });
-    let spooled: Awaited<ReturnType<typeof spoolToFile>> | undefined;
-    if (file === "-") {
-      if (process.stdin.isTTY) throw new InputError('file "-" reads the tasks from stdin, but stdin is a terminal');
-      spooled = await spoolToFile(process.stdin);
-    }
-    try {
-      return await withDispatcher(flags, async (dispatcher) => {
-        const source = await fileSource(spooled?.path ?? file, flags.format);
-        const handle = await dispatcher.submitBatch(source, {
-          id: flags.id,
-          defaults: defaults,
-          skipInvalid: flags.skipInvalid,
-          maxCost: flags.maxCost,
-          maxTokens: flags.maxTokens,
-          ...thenOptions(flags),
-          onEnqueued: enqueueProgress(),
-        });
-        const receipt = handle.receipt!;
-        for (const bad of receipt.invalidLines) process.stderr.write(`line ${bad.line}: ${bad.error} (skipped)\n`);
-        if (receipt.invalid > receipt.invalidLines.length) process.stderr.write(`… and ${receipt.invalid - receipt.invalidLines.length} more invalid lines skipped\n`);
-        process.stderr.write(`${describeReceipt(receipt)}\n`);
-        if (receipt.thenJobId) process.stderr.write(`parent ${receipt.thenJobId} runs once every task has ended\n`);
-        if (!flags.wait && !flags.out) {
-          if (flags.json) printJson(receiptJson(receipt));
-          else process.stdout.write(`${receipt.batchId}\n`);
-          return ExitCode.ok;
-        }
-        const code = await waitForBatch(handle, { out: flags.out, json: flags.json, receipt });
-        if (!receipt.thenJobId) return code;
-        // The parent's answer is what a batch with --then is for: waited for and printed too.
-        const parent = await dispatcher.wait(receipt.thenJobId);
-        if (flags.json) printJson(parent);
-        else process.stdout.write(`parent ${parent.jobId} ${parent.state}: ${parent.state === "completed" ? (parent.text ?? "") : `${parent.error?.name}: ${parent.error?.message}`}\n`);
-        return parent.state === "completed" ? code : ExitCode.jobFailed;
+  withConnection(command).action(
+    exitWith(async (file: string, flags: BatchFlags) => {
+      const { prompt: _prompt, ...defaults } = taskFromFlags("-", {
+        ...flags,
+        id: undefined,
+        maxCost: flags.taskMaxCost,
+        maxTokens: flags.taskMaxTokens,
       });
-    } finally {
-      await spooled?.cleanup();
-    }
-  }));
+      let spooled: Awaited<ReturnType<typeof spoolToFile>> | undefined;
+      if (file === "-") {
+        if (process.stdin.isTTY) throw new InputError('file "-" reads the tasks from stdin, but stdin is a terminal');
+        spooled = await spoolToFile(process.stdin);
+      }
+      try {
+        return await withDispatcher(flags, async (dispatcher) => {
+          const source = await fileSource(spooled?.path ?? file, flags.format);
+          const handle = await dispatcher.submitBatch(source, {
+            id: flags.id,
+            defaults: defaults,
+            skipInvalid: flags.skipInvalid,
+            maxCost: flags.maxCost,
+            maxTokens: flags.maxTokens,
+            ...thenOptions(flags),
+            onEnqueued: enqueueProgress(),
+          });
+          const receipt = handle.receipt!;
+          for (const bad of receipt.invalidLines) process.stderr.write(`line ${bad.line}: ${bad.error} (skipped)\n`);
+          if (receipt.invalid > receipt.invalidLines.length)
+            process.stderr.write(`… and ${receipt.invalid - receipt.invalidLines.length} more invalid lines skipped\n`);
+          process.stderr.write(`${describeReceipt(receipt)}\n`);
+          if (receipt.thenJobId) process.stderr.write(`parent ${receipt.thenJobId} runs once every task has ended\n`);
+          if (!flags.wait && !flags.out) {
+            if (flags.json) printJson(receiptJson(receipt));
+            else process.stdout.write(`${receipt.batchId}\n`);
+            return ExitCode.ok;
+          }
+          const code = await waitForBatch(handle, { out: flags.out, json: flags.json, receipt });
+          if (!receipt.thenJobId) return code;
+          // The parent's answer is what a batch with --then is for: waited for and printed too.
+          const parent = await dispatcher.wait(receipt.thenJobId);
+          if (flags.json) printJson(parent);
+          else
+            process.stdout.write(
+              `parent ${parent.jobId} ${parent.state}: ${parent.state === "completed" ? (parent.text ?? "") : `${parent.error?.name}: ${parent.error?.message}`}\n`,
+            );
+          return parent.state === "completed" ? code : ExitCode.jobFailed;
+        });
+      } finally {
+        await spooled?.cleanup();
+      }
+    }),
+  );
   return command;
 }
 
 /** `--then`, `--then-model`, `--then-on` as the library's `then` / `thenOn`. */
 function thenOptions(flags: BatchFlags): { then?: TaskInput; thenOn?: "all" | "completed" } {
   if (flags.then === undefined) {
-    if (flags.thenModel !== undefined || flags.thenOn !== undefined) throw new InputError("--then-model and --then-on apply to a batch with --then");
+    if (flags.thenModel !== undefined || flags.thenOn !== undefined)
+      throw new InputError("--then-model and --then-on apply to a batch with --then");
     return {};
   }
-  return { then: { prompt: flags.then, ...(flags.thenModel ? { model: flags.thenModel } : {}) }, ...(flags.thenOn ? { thenOn: flags.thenOn } : {}) };
+  return {
+    then: { prompt: flags.then, ...(flags.thenModel ? { model: flags.thenModel } : {}) },
+    ...(flags.thenOn ? { thenOn: flags.thenOn } : {}),
+  };
 }
 
 function receiptJson(receipt: BatchReceipt) {
@@ -154,7 +192,9 @@ function progressRenderer() {
     update(p: BatchProgress) {
       last = p;
       if (tty) {
-        process.stderr.write(`\r${progressBar(p, Math.max(10, Math.min(30, (process.stderr.columns ?? 80) - 70)))}\x1b[K`);
+        process.stderr.write(
+          `\r${progressBar(p, Math.max(10, Math.min(30, (process.stderr.columns ?? 80) - 70)))}\x1b[K`,
+        );
         return;
       }
       const now = Date.now();
@@ -185,24 +225,28 @@ function progressBar(p: BatchProgress, width: number): string {
 export function formatMs(ms: number): string {
   if (ms < 1_000) return `${Math.round(ms)} ms`;
   if (ms < 60_000) return `${(ms / 1_000).toFixed(1)} s`;
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1_000)).padStart(2, "0")}s`;
+  if (ms < 3_600_000)
+    return `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1_000)).padStart(2, "0")}s`;
   return `${Math.floor(ms / 3_600_000)}h${String(Math.round((ms % 3_600_000) / 60_000)).padStart(2, "0")}m`;
 }
 
 /** The human summary: counts, tokens, cost, durations, failures with their errors. */
 export function formatSummary(s: BatchSummary): string {
   const ms = s.spanMs ?? s.wallMs; // first enqueue → last finish; the wait's own time if unknown
-  const rate = ms > 0 ? ` (${((s.completed + s.failed) * 1000 / ms).toFixed(1)}/s)` : "";
+  const rate = ms > 0 ? ` (${(((s.completed + s.failed) * 1000) / ms).toFixed(1)}/s)` : "";
   const head = `batch ${s.batchId}: ${s.total} tasks, ${s.completed} completed, ${s.failed} failed in ${formatMs(ms)}${rate}\n`;
   const lines = [
     head.trimEnd(),
     `tokens: ${s.tokens.total} (input ${s.tokens.input}, output ${s.tokens.output}, reasoning ${s.tokens.reasoning}, cache read ${s.tokens.cacheRead}, cache write ${s.tokens.cacheWrite})  cost: $${s.cost.toFixed(4)}`,
-    s.durationMs ? `duration per task: p50 ${formatMs(s.durationMs.p50)}, p95 ${formatMs(s.durationMs.p95)}, max ${formatMs(s.durationMs.max)}` : "duration per task: -",
+    s.durationMs
+      ? `duration per task: p50 ${formatMs(s.durationMs.p50)}, p95 ${formatMs(s.durationMs.p95)}, max ${formatMs(s.durationMs.max)}`
+      : "duration per task: -",
   ];
   if (s.budget) lines.push(describeBudget(s.budget));
   if (s.failures.length) {
     lines.push(`failures (${s.failed}):`);
-    for (const f of s.failures.slice(0, 50)) lines.push(`  line ${f.line} (${f.jobId}): ${f.error ? `${f.error.name}: ${f.error.message}` : "unknown error"}`);
+    for (const f of s.failures.slice(0, 50))
+      lines.push(`  line ${f.line} (${f.jobId}): ${f.error ? `${f.error.name}: ${f.error.message}` : "unknown error"}`);
     if (s.failed > 50) lines.push(`  … and ${s.failed - 50} more`);
   }
   return `${lines.join("\n")}\n`;
@@ -224,6 +268,8 @@ export function describeBudget(b: BatchBudget): string {
     ...(b.maxCost !== null ? [`$${b.spent.cost.toFixed(4)} of --max-cost $${b.maxCost}`] : []),
     ...(b.maxTokens !== null ? [`${b.spent.tokens} tokens of --max-tokens ${b.maxTokens}`] : []),
   ];
-  const verdict = b.exceeded ? `EXCEEDED: no task started after that, running tasks were stopped, the rest failed BudgetExceeded` : "within budget";
+  const verdict = b.exceeded
+    ? `EXCEEDED: no task started after that, running tasks were stopped, the rest failed BudgetExceeded`
+    : "within budget";
   return `budget: ${caps.join(", ")} spent; ${verdict}`;
 }

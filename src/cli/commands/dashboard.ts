@@ -20,7 +20,10 @@ export function dashboardCommand(): Command {
     )
     .option("--port <port>", "port to listen on (0: any free port)", intOption("--port", 0, 65_535), 3000)
     .option("--host <address>", "address to bind; beyond loopback DASHBOARD_PASSWORD is required", "127.0.0.1")
-    .option("--allow-actions", "let the dashboard cancel and retry jobs and batches, approve or reject a job's ask, and pause and resume the queue (and bull-board retry, promote, clean and remove jobs)");
+    .option(
+      "--allow-actions",
+      "let the dashboard cancel and retry jobs and batches, approve or reject a job's ask, and pause and resume the queue (and bull-board retry, promote, clean and remove jobs)",
+    );
   return withConnection(command).action(
     exitWith(async (flags: DashboardFlags) => {
       const config = configFrom(flags);
@@ -37,8 +40,18 @@ export function dashboardCommand(): Command {
         config,
         log,
       });
-      log.info({ url: dashboard.url, queue: config.queue, actions: flags.allowActions ?? false, auth: !!config.dashboard.password }, "dashboard ready");
-      process.stderr.write(`Dashboard: ${dashboard.url}/  (results: ${dashboard.url}/results, batches: ${dashboard.url}/batches, bull-board: ${dashboard.url}/queues)\n`);
+      log.info(
+        {
+          url: dashboard.url,
+          queue: config.queue,
+          actions: flags.allowActions ?? false,
+          auth: !!config.dashboard.password,
+        },
+        "dashboard ready",
+      );
+      process.stderr.write(
+        `Dashboard: ${dashboard.url}/  (results: ${dashboard.url}/results, batches: ${dashboard.url}/batches, bull-board: ${dashboard.url}/queues)\n`,
+      );
       await new Promise<void>((resolve) => {
         process.once("SIGINT", () => resolve());
         process.once("SIGTERM", () => resolve());

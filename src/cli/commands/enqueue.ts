@@ -5,7 +5,18 @@ import type { ApprovalPolicy, TaskInput } from "../../shared/task.js";
 import { printJson, printRecord } from "../output.js";
 import { InputError } from "../../shared/errors.js";
 import { watchJob } from "./watch.js";
-import { approvalOption, withDispatcher, durationOption, intOption, numberOption, jsonObjectOption, readStdin, withConnection, exitWith, type ConnectionFlags } from "../options.js";
+import {
+  approvalOption,
+  withDispatcher,
+  durationOption,
+  intOption,
+  numberOption,
+  jsonObjectOption,
+  readStdin,
+  withConnection,
+  exitWith,
+  type ConnectionFlags,
+} from "../options.js";
 
 /** The task options of `enqueue` and `batch` (see withTaskOptions). */
 export interface TaskFlags extends ConnectionFlags {
@@ -56,25 +67,80 @@ export function withTaskOptions(command: Command, opts: { perTaskCaps?: string }
     .option("--title <text>", "session title")
     .option("--system <text>", "extra system prompt")
     .option("--metadata <json>", "a small JSON object stored with the result", jsonObjectOption("--metadata"))
-    .option("--priority <n>", "0 (none) or 1 (highest) to 2097152; jobs without a priority run first", intOption("--priority", 0, 2_097_152))
+    .option(
+      "--priority <n>",
+      "0 (none) or 1 (highest) to 2097152; jobs without a priority run first",
+      intOption("--priority", 0, 2_097_152),
+    )
     .option("--delay <duration>", "start no earlier than this from now (ms, or 30s, 5m, …)", durationOption("--delay"))
-    .option("--attempts <n>", "attempts before the job fails (default: DISPATCH_ATTEMPTS, 3)", intOption("--attempts", 1, 100))
-    .option("--timeout <duration>", "per-attempt time limit, e.g. 10m (default: DISPATCH_JOB_TIMEOUT, 30m)", durationOption("--timeout"))
-    .option("--continue <jobId>", "run in the session of that earlier job, after it (follow-ups run one at a time, in order)")
+    .option(
+      "--attempts <n>",
+      "attempts before the job fails (default: DISPATCH_ATTEMPTS, 3)",
+      intOption("--attempts", 1, 100),
+    )
+    .option(
+      "--timeout <duration>",
+      "per-attempt time limit, e.g. 10m (default: DISPATCH_JOB_TIMEOUT, 30m)",
+      durationOption("--timeout"),
+    )
+    .option(
+      "--continue <jobId>",
+      "run in the session of that earlier job, after it (follow-ups run one at a time, in order)",
+    )
     .option("--session <sessionId>", "run in this existing opencode session")
-    .option("--fork <jobId>", "run in a new session copied from that earlier job's session (as the job left it), once it has ended; forks of one job run in parallel")
-    .option("--approval <policy>", "what the agent's permission asks get: reject, approve (once) or manual (the job waits in state awaiting-approval, holding no slot, for `approve` / `reject`) (default: the worker's)", approvalOption)
-    .option("--approval-timeout <duration>", "a manual ask no one answered within this long is rejected (default: the worker's, 24h)", durationOption("--approval-timeout"))
+    .option(
+      "--fork <jobId>",
+      "run in a new session copied from that earlier job's session (as the job left it), once it has ended; forks of one job run in parallel",
+    )
+    .option(
+      "--approval <policy>",
+      "what the agent's permission asks get: reject, approve (once) or manual (the job waits in state awaiting-approval, holding no slot, for `approve` / `reject`) (default: the worker's)",
+      approvalOption,
+    )
+    .option(
+      "--approval-timeout <duration>",
+      "a manual ask no one answered within this long is rejected (default: the worker's, 24h)",
+      durationOption("--approval-timeout"),
+    )
     .option("--auto-approve", "the older name of --approval approve")
     .option("--worktree", "run in a fresh git worktree of --directory, on its own branch dispatch/<jobId>")
-    .option(`--${caps}max-cost <usd>`, `abort and fail ${caps ? "a task " : ""}(no retry) once ${caps ? "its" : "the"} session has cost more than this`, numberOption(`--${caps}max-cost`))
-    .option("--concurrency-key <key>", "jobs sharing this key run one at a time across all workers (DISPATCH_KEY_CONCURRENCY), e.g. a repository path")
-    .option("--group <name>", "fair share: free slots go round robin across the groups with work (default: the batch ID in a batch, else one shared group)")
-    .option(`--${caps}max-tokens <n>`, `abort and fail ${caps ? "a task " : ""}(no retry) once ${caps ? "its" : "the"} session has used more tokens than this`, intOption(`--${caps}max-tokens`, 1))
-    .option("--schema <file>", "a JSON Schema file: ask for a structured answer matching it (checked, repaired, else the job fails)", schemaFileOption)
-    .option("--schema-retries <n>", "repair prompts after a structured answer that misses the schema (default 2)", intOption("--schema-retries", 0, 10))
-    .option("--file <path>", "attach a file to the prompt (repeatable; at most 5 MB each, 20 MB in all)", (value: string, previous: string[] = []) => [...previous, value])
-    .option("--webhook <url>", "POST the result record here when the job completes or fails (signed with DISPATCH_WEBHOOK_SECRET)");
+    .option(
+      `--${caps}max-cost <usd>`,
+      `abort and fail ${caps ? "a task " : ""}(no retry) once ${caps ? "its" : "the"} session has cost more than this`,
+      numberOption(`--${caps}max-cost`),
+    )
+    .option(
+      "--concurrency-key <key>",
+      "jobs sharing this key run one at a time across all workers (DISPATCH_KEY_CONCURRENCY), e.g. a repository path",
+    )
+    .option(
+      "--group <name>",
+      "fair share: free slots go round robin across the groups with work (default: the batch ID in a batch, else one shared group)",
+    )
+    .option(
+      `--${caps}max-tokens <n>`,
+      `abort and fail ${caps ? "a task " : ""}(no retry) once ${caps ? "its" : "the"} session has used more tokens than this`,
+      intOption(`--${caps}max-tokens`, 1),
+    )
+    .option(
+      "--schema <file>",
+      "a JSON Schema file: ask for a structured answer matching it (checked, repaired, else the job fails)",
+      schemaFileOption,
+    )
+    .option(
+      "--schema-retries <n>",
+      "repair prompts after a structured answer that misses the schema (default 2)",
+      intOption("--schema-retries", 0, 10),
+    )
+    .option(
+      "--file <path>",
+      "attach a file to the prompt (repeatable; at most 5 MB each, 20 MB in all)",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option(
+      "--webhook <url>",
+      "POST the result record here when the job completes or fails (signed with DISPATCH_WEBHOOK_SECRET)",
+    );
 }
 
 /** `--schema FILE`: the file must exist and hold a JSON object. */
@@ -84,7 +150,9 @@ function schemaFileOption(path: string): Record<string, unknown> {
     text = readFileSync(path, "utf8");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new InputError(`--schema: cannot read "${path}"${code === "ENOENT" ? ": no such file" : `: ${(error as Error).message}`}`);
+    throw new InputError(
+      `--schema: cannot read "${path}"${code === "ENOENT" ? ": no such file" : `: ${(error as Error).message}`}`,
+    );
   }
   let parsed: unknown;
   try {
@@ -92,7 +160,8 @@ function schemaFileOption(path: string): Record<string, unknown> {
   } catch (error) {
     throw new InputError(`--schema: "${path}" is not valid JSON (${(error as Error).message})`);
   }
-  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new InputError(`--schema: "${path}" must hold a JSON object`);
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed))
+    throw new InputError(`--schema: "${path}" must hold a JSON object`);
   return parsed as Record<string, unknown>;
 }
 
@@ -139,19 +208,22 @@ export function enqueueCommand(): Command {
     .option("--wait", "wait for the job to finish and print its answer")
     .option("--stream", "wait, printing the answer as it is written (as `watch`; implies --wait)")
     .option("--json", "print JSON (the receipt, or with --wait the result record)");
-  withConnection(command).action(exitWith(async (promptArg: string, flags: EnqueueFlags) => {
-    const prompt = promptArg === "-" ? await readStdin() : promptArg;
-    return withDispatcher(flags, async (dispatcher) => {
-      const receipt = await dispatcher.enqueue(taskFromFlags(prompt, flags));
-      if (!flags.wait && !flags.stream) {
-        if (flags.json) printJson(receipt);
-        else process.stdout.write(`${receipt.jobId}\n`);
-        return 0;
-      }
-      if (!flags.json) process.stderr.write(`enqueued ${receipt.jobId}${receipt.duplicate ? " (already known)" : ""}; waiting…\n`);
-      if (flags.stream) return watchJob(dispatcher, receipt.jobId, { json: flags.json });
-      return printRecord(await dispatcher.wait(receipt.jobId), Boolean(flags.json));
-    });
-  }));
+  withConnection(command).action(
+    exitWith(async (promptArg: string, flags: EnqueueFlags) => {
+      const prompt = promptArg === "-" ? await readStdin() : promptArg;
+      return withDispatcher(flags, async (dispatcher) => {
+        const receipt = await dispatcher.enqueue(taskFromFlags(prompt, flags));
+        if (!flags.wait && !flags.stream) {
+          if (flags.json) printJson(receipt);
+          else process.stdout.write(`${receipt.jobId}\n`);
+          return 0;
+        }
+        if (!flags.json)
+          process.stderr.write(`enqueued ${receipt.jobId}${receipt.duplicate ? " (already known)" : ""}; waiting…\n`);
+        if (flags.stream) return watchJob(dispatcher, receipt.jobId, { json: flags.json });
+        return printRecord(await dispatcher.wait(receipt.jobId), Boolean(flags.json));
+      });
+    }),
+  );
   return command;
 }

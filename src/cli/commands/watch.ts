@@ -16,22 +16,29 @@ export function watchCommand(): Command {
     .argument("<jobId>")
     .option("--after <eventId>", "resume after this event ID (from --json output)")
     .option("--json", "print every live event (state, text, tool, ask, progress, final) as one JSON line");
-  return withConnection(command).action(exitWith(async (jobId: string, flags: WatchFlags) => {
-    return withDispatcher(flags, (dispatcher) => watchJob(dispatcher, jobId, flags));
-  }));
+  return withConnection(command).action(
+    exitWith(async (jobId: string, flags: WatchFlags) => {
+      return withDispatcher(flags, (dispatcher) => watchJob(dispatcher, jobId, flags));
+    }),
+  );
 }
 
 /**
  * Prints a job's live answer to stdout piece by piece (tool calls and asks as short lines on
  * stderr), or every event as JSON with `json`. Returns the exit code of the final record.
  */
-export async function watchJob(dispatcher: Dispatcher, jobId: string, flags: { after?: string; json?: boolean } = {}): Promise<number> {
+export async function watchJob(
+  dispatcher: Dispatcher,
+  jobId: string,
+  flags: { after?: string; json?: boolean } = {},
+): Promise<number> {
   let printed = false; // answer text on stdout since the attempt began
   let attempt: unknown; // the attempt that began it (one parked on an ask goes on under the same number)
   for await (const event of dispatcher.stream(jobId, { after: flags.after })) {
     if (flags.json) {
       printJson(event);
-      if (event.type === "final") return (event.data.record as ResultRecord).state === "completed" ? ExitCode.ok : ExitCode.jobFailed;
+      if (event.type === "final")
+        return (event.data.record as ResultRecord).state === "completed" ? ExitCode.ok : ExitCode.jobFailed;
       continue;
     }
     switch (event.type) {
@@ -48,7 +55,9 @@ export async function watchJob(dispatcher: Dispatcher, jobId: string, flags: { a
       case "state":
         if (event.data.state === "awaiting-approval") {
           const ask = event.data.approval as PendingApproval | undefined;
-          process.stderr.write(`[awaiting approval: ${ask ? describeAsk(ask) : "a permission ask"}; answer with \`approve ${jobId}\` or \`reject ${jobId}\`]\n`);
+          process.stderr.write(
+            `[awaiting approval: ${ask ? describeAsk(ask) : "a permission ask"}; answer with \`approve ${jobId}\` or \`reject ${jobId}\`]\n`,
+          );
         } else if (event.data.state === "active" && printed && event.data.attempt !== attempt) {
           process.stdout.write("\n");
           process.stderr.write(`[attempt ${String(event.data.attempt)} starts over]\n`);

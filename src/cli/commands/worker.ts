@@ -7,7 +7,15 @@ import { createLogger } from "../../shared/logger.js";
 import type { MetricsServer } from "../../worker/metrics.js";
 import type { RunningWorker } from "../../worker/worker.js";
 import type { ApprovalPolicy } from "../../shared/task.js";
-import { approvalOption, configFrom, durationOption, intOption, withConnection, exitWith, type ConnectionFlags } from "../options.js";
+import {
+  approvalOption,
+  configFrom,
+  durationOption,
+  intOption,
+  withConnection,
+  exitWith,
+  type ConnectionFlags,
+} from "../options.js";
 
 export interface WorkerFlags extends ConnectionFlags {
   concurrency?: number;
@@ -29,21 +37,70 @@ export interface WorkerFlags extends ConnectionFlags {
 
 export function withWorkerOptions(command: Command): Command {
   return command
-    .option("--concurrency <n>", "jobs run at once (default: DISPATCH_CONCURRENCY, 4)", intOption("--concurrency", 1, 1_000))
+    .option(
+      "--concurrency <n>",
+      "jobs run at once (default: DISPATCH_CONCURRENCY, 4)",
+      intOption("--concurrency", 1, 1_000),
+    )
     .option("--attach <url>", "use this opencode server instead of spawning one (password: OPENCODE_SERVER_PASSWORD)")
-    .option("--approval <policy>", "what agents' permission asks get, for jobs that do not say: reject (like `opencode run`), approve (once) or manual (the job waits, holding no slot, for `approve` / `reject`) (default: DISPATCH_APPROVAL, reject)", approvalOption)
-    .option("--approval-timeout <duration>", "a manual ask no one answered within this long is rejected, for jobs that do not say (default: DISPATCH_APPROVAL_TIMEOUT, 24h)", durationOption("--approval-timeout"))
+    .option(
+      "--approval <policy>",
+      "what agents' permission asks get, for jobs that do not say: reject (like `opencode run`), approve (once) or manual (the job waits, holding no slot, for `approve` / `reject`) (default: DISPATCH_APPROVAL, reject)",
+      approvalOption,
+    )
+    .option(
+      "--approval-timeout <duration>",
+      "a manual ask no one answered within this long is rejected, for jobs that do not say (default: DISPATCH_APPROVAL_TIMEOUT, 24h)",
+      durationOption("--approval-timeout"),
+    )
     .option("--auto-approve", "the older name of --approval approve")
-    .option("--stall-timeout <duration>", "abort and retry a job when opencode sends no event for this long (default: DISPATCH_STALL_TIMEOUT, 10m)", durationOption("--stall-timeout"))
-    .option("--model-concurrency <limits>", "caps on running jobs per provider or model, shared by all workers, e.g. anthropic=4,openai/gpt-4o=2 (default: DISPATCH_CONCURRENCY_LIMITS)")
-    .option("--rate-limit <limits>", "caps on jobs started per period per provider or model, shared by all workers, e.g. anthropic=50/1m (default: DISPATCH_RATE_LIMITS)")
-    .option("--key-concurrency <n>", "running jobs allowed per --concurrency-key (default: DISPATCH_KEY_CONCURRENCY, 1)", intOption("--key-concurrency", 1, 10_000))
-    .option("--grace <duration>", "on shutdown, how long running jobs may finish before they are handed back (default: 30s)", durationOption("--grace"))
-    .option("--recycle-jobs <n>", "replace the spawned opencode server after this many jobs (default: DISPATCH_RECYCLE_JOBS; 0: never)", intOption("--recycle-jobs", 0, 1_000_000_000))
-    .option("--recycle-rss <size>", "replace the spawned opencode server once its memory (RSS) passes this, e.g. 2GB (default: DISPATCH_RECYCLE_RSS)", sizeOption("--recycle-rss"))
-    .option("--sandbox", "run the agents' tools under bubblewrap: own PID namespace, read-only system, writable only in --sandbox-dir roots (default: DISPATCH_SANDBOX)")
-    .option("--sandbox-dir <path>", "a root where sandboxed jobs may work (repeatable; default: DISPATCH_SANDBOX_DIRS)", (value: string, previous: string[] = []) => [...previous, value])
-    .option("--metrics-port <port>", "serve Prometheus /metrics and /healthz on this port (default: DISPATCH_METRICS_PORT; 0: any free port)", intOption("--metrics-port", 0, 65_535));
+    .option(
+      "--stall-timeout <duration>",
+      "abort and retry a job when opencode sends no event for this long (default: DISPATCH_STALL_TIMEOUT, 10m)",
+      durationOption("--stall-timeout"),
+    )
+    .option(
+      "--model-concurrency <limits>",
+      "caps on running jobs per provider or model, shared by all workers, e.g. anthropic=4,openai/gpt-4o=2 (default: DISPATCH_CONCURRENCY_LIMITS)",
+    )
+    .option(
+      "--rate-limit <limits>",
+      "caps on jobs started per period per provider or model, shared by all workers, e.g. anthropic=50/1m (default: DISPATCH_RATE_LIMITS)",
+    )
+    .option(
+      "--key-concurrency <n>",
+      "running jobs allowed per --concurrency-key (default: DISPATCH_KEY_CONCURRENCY, 1)",
+      intOption("--key-concurrency", 1, 10_000),
+    )
+    .option(
+      "--grace <duration>",
+      "on shutdown, how long running jobs may finish before they are handed back (default: 30s)",
+      durationOption("--grace"),
+    )
+    .option(
+      "--recycle-jobs <n>",
+      "replace the spawned opencode server after this many jobs (default: DISPATCH_RECYCLE_JOBS; 0: never)",
+      intOption("--recycle-jobs", 0, 1_000_000_000),
+    )
+    .option(
+      "--recycle-rss <size>",
+      "replace the spawned opencode server once its memory (RSS) passes this, e.g. 2GB (default: DISPATCH_RECYCLE_RSS)",
+      sizeOption("--recycle-rss"),
+    )
+    .option(
+      "--sandbox",
+      "run the agents' tools under bubblewrap: own PID namespace, read-only system, writable only in --sandbox-dir roots (default: DISPATCH_SANDBOX)",
+    )
+    .option(
+      "--sandbox-dir <path>",
+      "a root where sandboxed jobs may work (repeatable; default: DISPATCH_SANDBOX_DIRS)",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option(
+      "--metrics-port <port>",
+      "serve Prometheus /metrics and /healthz on this port (default: DISPATCH_METRICS_PORT; 0: any free port)",
+      intOption("--metrics-port", 0, 65_535),
+    );
 }
 
 /**
@@ -57,13 +114,15 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
   if (flags.approval) config.approval = flags.approval;
   if (flags.approvalTimeout !== undefined) config.approvalTimeoutMs = flags.approvalTimeout;
   if (flags.stallTimeout !== undefined) config.stallMs = flags.stallTimeout;
-  if (flags.modelConcurrency !== undefined) config.flow.concurrency = parseLimits(flags.modelConcurrency, "concurrency", "--model-concurrency");
+  if (flags.modelConcurrency !== undefined)
+    config.flow.concurrency = parseLimits(flags.modelConcurrency, "concurrency", "--model-concurrency");
   if (flags.rateLimit !== undefined) config.flow.rate = parseLimits(flags.rateLimit, "rate", "--rate-limit");
   if (flags.keyConcurrency !== undefined) config.flow.keyConcurrency = flags.keyConcurrency;
   if (flags.recycleJobs !== undefined) config.recycle = { ...config.recycle, jobs: flags.recycleJobs };
   if (flags.recycleRss !== undefined) config.recycle = { ...config.recycle, rssBytes: flags.recycleRss };
   if (flags.sandbox) config.sandbox = { ...config.sandbox, enabled: true };
-  if (flags.sandboxDir?.length) config.sandbox = { ...config.sandbox, dirs: flags.sandboxDir.map((dir) => resolve(dir)) };
+  if (flags.sandboxDir?.length)
+    config.sandbox = { ...config.sandbox, dirs: flags.sandboxDir.map((dir) => resolve(dir)) };
   const log = createLogger(config.logLevel);
   // Loaded here, not at the top: producer commands (enqueue, batch, …) start without the worker's modules.
   const [{ createWorkerMetrics, serveMetrics }, { checkHealth }, { startWorker }] = await Promise.all([
@@ -81,7 +140,10 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
     if (signals === 1) {
-      log.info({ signal }, "stopping: no new jobs; running jobs may finish (send the signal again to hand them back now)");
+      log.info(
+        { signal },
+        "stopping: no new jobs; running jobs may finish (send the signal again to hand them back now)",
+      );
       stopped();
     } else if (signals === 2) {
       log.warn({ signal }, "stopping now: handing running jobs back to the queue");
@@ -103,7 +165,12 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
         health: async () => {
           const opencode = await checkHealth(running.server(), AbortSignal.timeout(2_000));
           const redis = metrics.redisStatus();
-          return { ok: opencode.ok && redis === "ready", worker: running.id, opencode: opencode.ok ? "ok" : opencode.reason, redis };
+          return {
+            ok: opencode.ok && redis === "ready",
+            worker: running.id,
+            opencode: opencode.ok ? "ok" : opencode.reason,
+            redis,
+          };
         },
       }).catch(async (error: unknown) => {
         await running.close({ graceMs: 0 });

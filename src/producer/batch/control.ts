@@ -36,29 +36,44 @@ export async function cancelBatch(
   opts: { timeoutMs?: number } = {},
 ): Promise<BatchCancelOutcome> {
   const outcome: BatchCancelOutcome = { batchId, removed: 0, cancelled: 0, pending: 0, finished: 0 };
-  await eachMember(batches, batchId, (state) => state !== "completed" && state !== "failed" && state !== "missing", async (jobId) => {
-    try {
-      outcome[(await cancel(jobId, { timeoutMs: opts.timeoutMs ?? 15_000 })).outcome] += 1;
-    } catch (error) {
-      if (!(error instanceof JobStateError)) throw error;
-      outcome.finished += 1; // it finished between the read of its state and the cancel
-    }
-  }, () => (outcome.finished += 1));
+  await eachMember(
+    batches,
+    batchId,
+    (state) => state !== "completed" && state !== "failed" && state !== "missing",
+    async (jobId) => {
+      try {
+        outcome[(await cancel(jobId, { timeoutMs: opts.timeoutMs ?? 15_000 })).outcome] += 1;
+      } catch (error) {
+        if (!(error instanceof JobStateError)) throw error;
+        outcome.finished += 1; // it finished between the read of its state and the cancel
+      }
+    },
+    () => (outcome.finished += 1),
+  );
   return outcome;
 }
 
 /** Re-queues every failed member of a batch (completed members are never run again). */
-export async function retryBatch(batches: BatchStore, batchId: string, retry: (jobId: string) => Promise<RetryOutcome>): Promise<BatchRetryOutcome> {
+export async function retryBatch(
+  batches: BatchStore,
+  batchId: string,
+  retry: (jobId: string) => Promise<RetryOutcome>,
+): Promise<BatchRetryOutcome> {
   const outcome: BatchRetryOutcome = { batchId, retried: 0, refused: [] };
-  await eachMember(batches, batchId, (state) => state === "failed", async (jobId) => {
-    try {
-      await retry(jobId);
-      outcome.retried += 1;
-    } catch (error) {
-      if (!(error instanceof JobStateError)) throw error;
-      if (outcome.refused.length < 1_000) outcome.refused.push({ jobId, reason: error.message });
-    }
-  });
+  await eachMember(
+    batches,
+    batchId,
+    (state) => state === "failed",
+    async (jobId) => {
+      try {
+        await retry(jobId);
+        outcome.retried += 1;
+      } catch (error) {
+        if (!(error instanceof JobStateError)) throw error;
+        if (outcome.refused.length < 1_000) outcome.refused.push({ jobId, reason: error.message });
+      }
+    },
+  );
   return outcome;
 }
 

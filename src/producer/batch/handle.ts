@@ -61,7 +61,8 @@ export interface BatchContext {
 
 const isFinal = (state: string): boolean => FINAL_STATES.has(state as JobState) || state === "missing";
 /** Started and not ended: a job parked for approval is still running (it ends once answered). */
-const isRunning = (state: string): boolean => state === "active" || state === "retrying" || state === "awaiting-approval";
+const isRunning = (state: string): boolean =>
+  state === "active" || state === "retrying" || state === "awaiting-approval";
 
 /**
  * A batch of jobs: its status, and a wait that reports progress and every result as it lands.
@@ -140,7 +141,15 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
       const elapsedMs = Date.now() - started;
       const rate = elapsedMs > 0 ? (finishedHere * 1000) / elapsedMs : 0;
       const left = total - summary.finished;
-      return { batchId: this.id, total, ...counts, finished: summary.finished, elapsedMs, rate, etaMs: rate > 0 ? (left / rate) * 1000 : null };
+      return {
+        batchId: this.id,
+        total,
+        ...counts,
+        finished: summary.finished,
+        elapsedMs,
+        rate,
+        etaMs: rate > 0 ? (left / rate) * 1000 : null,
+      };
     };
     const emitProgress = (force = false) => {
       if (this.listenerCount("progress") === 0) return;
@@ -179,10 +188,12 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
           );
         }
       };
-      const fail = (why: string) => end(new NotFinishedError(`batch ${this.id} did not finish: ${why} (${summary.finished}/${total} finished)`));
+      const fail = (why: string) =>
+        end(new NotFinishedError(`batch ${this.id} did not finish: ${why} (${summary.finished}/${total} finished)`));
       const onAbort = () => fail("the wait was aborted");
       opts.signal?.addEventListener("abort", onAbort, { once: true });
-      if (opts.timeoutMs !== undefined) deadline = setLongTimeout(() => fail(`timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
+      if (opts.timeoutMs !== undefined)
+        deadline = setLongTimeout(() => fail(`timed out after ${opts.timeoutMs} ms`), opts.timeoutMs);
 
       const maybeDone = () => {
         if (!scanning && pending.size === 0 && toFetch.size === 0) end();
@@ -303,7 +314,11 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
 function missingRecord(jobId: string): ResultRecord {
   return {
     ...baseRecord(jobId, null, "failed"),
-    error: { name: "Missing", message: "the job was removed from the queue before it ran, and left no record", retryable: false },
+    error: {
+      name: "Missing",
+      message: "the job was removed from the queue before it ran, and left no record",
+      retryable: false,
+    },
   };
 }
 

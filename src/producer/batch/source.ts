@@ -10,8 +10,7 @@ import type { TaskInput } from "../../shared/task.js";
 
 /** One line (or array element) of a batch: a task object, or why it is not one. */
 export type BatchEntry =
-  | { line: number; input: Record<string, unknown>; raw: string }
-  | { line: number; error: string; raw: string };
+  { line: number; input: Record<string, unknown>; raw: string } | { line: number; error: string; raw: string };
 
 /**
  * Where a batch's tasks come from. `entries()` is called twice (validate, then enqueue), and must
@@ -77,7 +76,10 @@ async function* readLines(path: string): AsyncIterable<string> {
  * A source over a file, read line by line on each pass (never whole). Blank lines are skipped
  * but counted, so line numbers match the file's.
  */
-export async function fileSource(path: string, format: BatchFormat = "auto"): Promise<BatchSource & { format: "jsonl" | "text" }> {
+export async function fileSource(
+  path: string,
+  format: BatchFormat = "auto",
+): Promise<BatchSource & { format: "jsonl" | "text" }> {
   await open(path, "r")
     .then((handle) => handle.close())
     .catch((error: NodeJS.ErrnoException) => {
@@ -109,7 +111,8 @@ function parseJsonLine(line: number, raw: string): BatchEntry {
   } catch (error) {
     return { line, error: `not valid JSON (${(error as Error).message})`, raw };
   }
-  if (!value || typeof value !== "object" || Array.isArray(value)) return { line, error: "must be a JSON object (a task)", raw };
+  if (!value || typeof value !== "object" || Array.isArray(value))
+    return { line, error: "must be a JSON object (a task)", raw };
   return { line, input: value as Record<string, unknown>, raw };
 }
 

@@ -25,7 +25,8 @@ export interface BatchBudget {
 }
 
 /** A member's state as far as Redis knows, cheaply: "" when no worker has started it yet. */
-export type MemberState = "" | "waiting" | "active" | "awaiting-approval" | "retrying" | "completed" | "failed" | "missing";
+export type MemberState =
+  "" | "waiting" | "active" | "awaiting-approval" | "retrying" | "completed" | "failed" | "missing";
 
 /**
  * Returns, for each job ID, the state in its result record ("" if none), or "failed" when BullMQ
@@ -108,7 +109,9 @@ export class BatchStore {
    * Records the batch before its first job is added (keeps the first createdAt). A budget given
    * again replaces the earlier one; what was spent stays.
    */
-  async begin(meta: Omit<BatchMeta, "complete" | "createdAt" | "budget"> & { maxCost?: number; maxTokens?: number }): Promise<{ existed: boolean }> {
+  async begin(
+    meta: Omit<BatchMeta, "complete" | "createdAt" | "budget"> & { maxCost?: number; maxTokens?: number },
+  ): Promise<{ existed: boolean }> {
     const key = this.keys.batch(meta.batchId);
     const multi = this.redis.multi();
     multi.hsetnx(key, "createdAt", new Date().toISOString());

@@ -76,7 +76,11 @@ export class BatchInputError extends InputError {
     const shown = invalidLines.slice(0, 20).map((p) => `line ${p.line}: ${p.error}`);
     const more = invalidCount > shown.length ? [`… and ${invalidCount - shown.length} more`] : [];
     super(
-      [...shown, ...more, `${invalidCount} invalid line${invalidCount > 1 ? "s" : ""}: nothing was enqueued (skipInvalid / --skip-invalid enqueues the valid ones)`].join("\n"),
+      [
+        ...shown,
+        ...more,
+        `${invalidCount} invalid line${invalidCount > 1 ? "s" : ""}: nothing was enqueued (skipInvalid / --skip-invalid enqueues the valid ones)`,
+      ].join("\n"),
     );
   }
 }
@@ -98,7 +102,8 @@ export interface SubmitContext {
 function parentTask(then: string | TaskInput, defaults: Partial<TaskInput>): Task {
   const own: Partial<TaskInput> = typeof then === "string" ? { prompt: then } : then;
   for (const field of ["continue", "session", "fork"] as const) {
-    if (own[field] !== undefined) throw new InputError(`then: a batch's parent starts its own session (${field} does not apply)`);
+    if (own[field] !== undefined)
+      throw new InputError(`then: a batch's parent starts its own session (${field} does not apply)`);
   }
   const { id: _id, continue: _c, session: _s, fork: _f, ...shared } = defaults;
   try {
@@ -153,13 +158,18 @@ function stableJson(value: unknown): string {
  * they are recorded as members, so a re-submission after a crash adds exactly what is missing:
  * members and jobs that BullMQ or the result store already know are skipped.
  */
-export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts: BatchOptions = {}): Promise<BatchReceipt> {
+export async function submitBatch(
+  ctx: SubmitContext,
+  source: BatchSource,
+  opts: BatchOptions = {},
+): Promise<BatchReceipt> {
   const defaults = opts.defaults ?? {};
   if (opts.id !== undefined) checkBatchId(opts.id);
   checkBudget(opts);
   const budgeted = opts.maxCost !== undefined || opts.maxTokens !== undefined;
   const parent = opts.then === undefined ? undefined : parentTask(opts.then, defaults);
-  if (opts.thenOn !== undefined && !["all", "completed"].includes(opts.thenOn)) throw new InputError(`thenOn: must be "all" or "completed" (got ${String(opts.thenOn)})`);
+  if (opts.thenOn !== undefined && !["all", "completed"].includes(opts.thenOn))
+    throw new InputError(`thenOn: must be "all" or "completed" (got ${String(opts.thenOn)})`);
   if (opts.thenOn !== undefined && !parent) throw new InputError("thenOn: applies to a batch with a parent (then)");
 
   // Pass 1: validate, count, hash.
@@ -201,10 +211,17 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
   total -= leftOut.size;
   invalidLines.sort((a, b) => a.line - b.line);
   if (invalid > 0 && !opts.skipInvalid) throw new BatchInputError(invalidLines, invalid);
-  if (total === 0) throw new InputError(invalid > 0 ? "the batch has no valid tasks: nothing was enqueued" : "the batch is empty");
+  if (total === 0)
+    throw new InputError(invalid > 0 ? "the batch has no valid tasks: nothing was enqueued" : "the batch is empty");
 
   // Pass 2: enqueue in chunks, overlapping reading the next chunk with writing the current one.
-  const { existed } = await ctx.batches.begin({ batchId, total, invalid, maxCost: opts.maxCost, maxTokens: opts.maxTokens });
+  const { existed } = await ctx.batches.begin({
+    batchId,
+    total,
+    invalid,
+    maxCost: opts.maxCost,
+    maxTokens: opts.maxTokens,
+  });
   const chunkSize = Math.max(1, opts.chunkSize ?? 1_000);
   let enqueued = 0;
   let duplicates = 0;
@@ -213,7 +230,9 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
   const flush = async (chunk: { task: Task; jobId: string; line: number }[]) => {
     const ids = chunk.map((c) => c.jobId);
     const known = existed ? await ctx.batches.members(batchId, ids) : new Set<string>();
-    const unknown = chunk.filter((c) => !known.has(c.jobId) && (existed || c.task.id !== undefined)).map((c) => c.jobId);
+    const unknown = chunk
+      .filter((c) => !known.has(c.jobId) && (existed || c.task.id !== undefined))
+      .map((c) => c.jobId);
     for (const id of await ctx.batches.existing(unknown)) known.add(id);
     const now = new Date().toISOString();
     // Before their jobs exist: a member that ends counts itself for the parent.
@@ -222,11 +241,16 @@ export async function submitBatch(ctx: SubmitContext, source: BatchSource, opts:
     if (fresh.length) {
       // In line order: follow-ups of one session run one at a time, in the order of the lines.
       const placements: Placement[] = [];
-      for (const { task, jobId } of fresh) placements.push(task.continue || task.session ? await ctx.place(task, jobId) : {});
+      for (const { task, jobId } of fresh)
+        placements.push(task.continue || task.session ? await ctx.place(task, jobId) : {});
       await ctx.add(
         fresh.map(({ task, jobId }, i) => ({
           name: ctx.jobName,
-          data: Object.assign(toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now), placements[i], budgeted ? { batchBudget: batchId } : {}),
+          data: Object.assign(
+            toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now),
+            placements[i],
+            budgeted ? { batchBudget: batchId } : {},
+          ),
           opts: ctx.jobOptions(task, jobId),
           group: task.group ?? batchId,
         })),

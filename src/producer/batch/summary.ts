@@ -48,7 +48,8 @@ export class SummaryBuilder {
       this.failed += 1;
       if (this.failures.length < 1_000) this.failures.push({ jobId: record.jobId, line, error: record.error });
     }
-    if (record.tokens) for (const key of Object.keys(this.tokens) as (keyof Tokens)[]) this.tokens[key] += record.tokens[key] ?? 0;
+    if (record.tokens)
+      for (const key of Object.keys(this.tokens) as (keyof Tokens)[]) this.tokens[key] += record.tokens[key] ?? 0;
     this.cost += record.cost ?? 0;
     if (typeof record.durationMs === "number") this.durations.push(record.durationMs);
   }
@@ -70,7 +71,9 @@ export class SummaryBuilder {
       failed: this.failed,
       tokens: { ...this.tokens },
       cost: Math.round(this.cost * 1e9) / 1e9,
-      durationMs: sorted.length ? { p50: percentile(sorted, 50), p95: percentile(sorted, 95), max: sorted[sorted.length - 1]! } : null,
+      durationMs: sorted.length
+        ? { p50: percentile(sorted, 50), p95: percentile(sorted, 95), max: sorted[sorted.length - 1]! }
+        : null,
       wallMs,
       spanMs: this.lastFinished >= this.firstEnqueued ? this.lastFinished - this.firstEnqueued : null,
       failures: [...this.failures],
