@@ -1,3 +1,8 @@
+/**
+ * The HTTP API as one declarative table: each route's method, path, scope, schemas (from which
+ * openapi.ts builds the OpenAPI document) and a handler of a few lines that calls the library. One
+ * table keeps the document and the server from drifting apart; its length is the number of routes.
+ */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { z } from "zod";
 import type { DispatchTask, Dispatcher } from "../producer/dispatcher.js";

@@ -1,16 +1,22 @@
+/**
+ * The producer's facade, `Dispatcher`: one public method per operation (enqueue, batches, flows,
+ * status, wait, cancel, retry, approvals, listeners, live answers, pause, schedules), each a few
+ * lines that delegate to the module that owns the concept (enqueue.ts, batch/, job-status.ts,
+ * manage.ts, approvals.ts, events.ts, waiter.ts, live-stream.ts). Its length is their TSDoc: the
+ * library's reference. It holds the lazily opened connections they share.
+ */
 import { randomUUID } from "node:crypto";
-import { QueueEvents, type JobsOptions, type Queue } from "bullmq";
+import { QueueEvents, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import { checkQueueName, loadConfig, type Config } from "../shared/config.js";
-import { InputError, NotFinishedError, NotFoundError } from "../shared/errors.js";
+import { NotFinishedError, NotFoundError } from "../shared/errors.js";
 import { failedFromJob } from "../shared/record.js";
 import { connectRedis, closeRedis } from "../shared/redis.js";
-import { InFlight } from "../shared/in-flight.js";
 import { FINAL_STATES, type JobState, type ResultRecord } from "../shared/result.js";
 import { ResultStore } from "../shared/result-store.js";
-import { BACKOFF, RETENTION, openQueue } from "../shared/queue.js";
-import { parseTask, toPayload, type JobPayload, type Task, type TaskInput } from "../shared/task.js";
+import { openQueue } from "../shared/queue.js";
+import type { JobPayload, TaskInput } from "../shared/task.js";
 import { BatchHandle, type BatchProgress } from "./batch/handle.js";
 import { isBatchSource, taskListSource, type BatchSource, type TaskList } from "./batch/source.js";
 import { BatchStore } from "./batch/store.js";
@@ -18,11 +24,21 @@ import { checkBatchId, submitBatch, type BatchOptions } from "./batch/submit.js"
 import { cancelBatch, retryBatch, type BatchCancelOutcome, type BatchRetryOutcome } from "./batch/control.js";
 import { streamJob, type StreamOptions } from "./live-stream.js";
 import type { LiveEvent } from "../shared/live.js";
-import { placeInThread, type Placement } from "../scheduling/placement.js";
+import { placeInThread } from "../scheduling/placement.js";
 import { DEFAULT_GROUP, Scheduler } from "../scheduling/scheduler.js";
-import { addJobs, type NewJob } from "./add-jobs.js";
+import { addJobs } from "./add-jobs.js";
 import { queueKeys } from "../shared/keys.js";
-import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups.js";
+import {
+  baseJobOptions,
+  checkFollowUps,
+  enqueueTasks,
+  isZodSchema,
+  jobOptions,
+  validateAll,
+  JOB_NAME,
+  type DispatchTask,
+  type EnqueueReceipt,
+} from "./enqueue.js";
 import { submitFlow, type Flow, type FlowReceipt } from "./flow.js";
 import { gatheredBatch, readStatus, type JobStatus } from "./job-status.js";
 import { answerAsk, type ApprovalOutcome, type ApproveOptions, type RejectOptions } from "./approvals.js";
@@ -47,7 +63,7 @@ import {
 import { VANISHED, Waiter } from "./waiter.js";
 import { Schedules } from "./schedules.js";
 
-export const JOB_NAME = "dispatch";
+export { JOB_NAME, type DispatchTask, type EnqueueReceipt } from "./enqueue.js";
 
 export interface DispatcherOptions {
   /** @defaultValue `REDIS_URL`, else redis://127.0.0.1:6379 */
@@ -56,12 +72,6 @@ export interface DispatcherOptions {
   queue?: string;
   /** Settings otherwise read from the environment. */
   config?: Config;
-}
-
-export interface EnqueueReceipt {
-  jobId: string;
-  /** True when a job with this ID already existed (queued or finished): nothing was added. */
-  duplicate: boolean;
 }
 
 /** What enqueueMany resolves to: the receipts, in the tasks' order, and the batch they form. */
@@ -76,7 +86,6 @@ export type EnqueuedMany = EnqueueReceipt[] & {
 };
 
 /** A task whose `schema` may also be a zod schema (converted with zod's own `z.toJSONSchema`). */
-export type DispatchTask = Omit<TaskInput, "schema"> & { schema?: TaskInput["schema"] | z.ZodType };
 
 /**
  * The record of a task with a zod schema: once completed, `structured` is the schema's output type
@@ -110,7 +119,7 @@ export class Dispatcher {
   /** Recurring tasks on BullMQ's job schedulers: `add`, `list`, `get`, `remove`, `run` (see Schedules). */
   readonly schedules = new Schedules(async () => {
     const { queue, redis, scheduler, store } = await this.connect();
-    const parse = (input: DispatchTask) => validateAll([withJsonSchema(input)])[0]!;
+    const parse = (input: DispatchTask) => validateAll([input])[0]!;
     return {
       queue,
       redis,
@@ -119,7 +128,7 @@ export class Dispatcher {
       config: this.config,
       jobName: JOB_NAME,
       parse,
-      jobOptions: (task, jobId) => this.jobOptions(task, jobId),
+      jobOptions: (task, jobId) => jobOptions(this.config, task, jobId),
     };
   });
 
@@ -149,9 +158,10 @@ export class Dispatcher {
 
   /** Validates a task (throwing InputError naming the field) and enqueues it. */
   async enqueue(input: DispatchTask): Promise<EnqueueReceipt> {
-    const tasks = validateAll([withJsonSchema(input)]);
-    await this.checkFollowUps(tasks, await this.batchStore());
-    const [receipt] = await this.enqueueTasks(tasks);
+    const tasks = validateAll([input]);
+    const batches = await this.batchStore();
+    await checkFollowUps(tasks, batches);
+    const [receipt] = await enqueueTasks({ ...(await this.connect()), config: this.config }, batches, tasks);
     return receipt!;
   }
 
@@ -172,13 +182,15 @@ export class Dispatcher {
    */
   async enqueueMany(inputs: readonly DispatchTask[], opts: { batchId?: string } = {}): Promise<EnqueuedMany> {
     const batchId = opts.batchId === undefined ? `many-${randomUUID()}` : checkBatchId(opts.batchId);
-    const tasks = validateAll(inputs.map(withJsonSchema));
+    const tasks = validateAll(inputs);
     const batches = await this.batchStore();
-    await this.checkFollowUps(tasks, batches);
+    await checkFollowUps(tasks, batches);
     const ownIds = new Set(tasks.flatMap((t) => (t.id ? [t.id] : [])));
     const total = tasks.filter((t) => !t.id).length + ownIds.size; // a key given twice is one member
     await batches.begin({ batchId, total, invalid: 0 });
-    const receipts = await this.enqueueTasks(tasks, { batchId, batches });
+    const receipts = await enqueueTasks({ ...(await this.connect()), config: this.config }, batches, tasks, {
+      batchId,
+    });
     await batches.finish(batchId);
     const duplicates = receipts.filter((r) => r.duplicate).length;
     const batch = await this.batchHandle(batchId, {
@@ -199,91 +211,6 @@ export class Dispatcher {
   }
 
   /**
-   * Enqueues validated tasks whose follow-ups were checked (checkFollowUps), in chunks, two in
-   * flight; members of `batch` when one is given.
-   */
-  private async enqueueTasks(
-    tasks: readonly Task[],
-    batch?: { batchId: string; batches: BatchStore },
-  ): Promise<EnqueueReceipt[]> {
-    const { redis, queue, store, scheduler } = await this.connect();
-    const batches = batch?.batches ?? (await this.batchStore());
-    const receipts: EnqueueReceipt[] = [];
-    const given = new Set<string>(); // keys earlier in this call: the first one wins
-    const writes = new InFlight(2);
-    const CHUNK = 1_000;
-    for (let i = 0; i < tasks.length; i += CHUNK) {
-      const chunk = tasks.slice(i, i + CHUNK);
-      // A follow-up is placed once everything before it is in Redis (the job it continues may be there).
-      if (chunk.some((t) => t.continue || t.session || t.fork)) await writes.drain();
-      const existing = await batches.existing([
-        ...new Set(chunk.map((t) => t.id).filter((id) => id !== undefined && !given.has(id))),
-      ] as string[]);
-      const now = new Date().toISOString();
-      const fresh: { task: Task; jobId: string; placement: Placement }[] = [];
-      for (const task of chunk) {
-        const jobId = task.id ?? randomUUID();
-        const duplicate = existing.has(jobId) || given.has(jobId);
-        receipts.push({ jobId, duplicate });
-        if (!duplicate) {
-          const placement = await placeInThread(redis, store.keys, task, jobId, this.config.resultTtlMs);
-          fresh.push({ task, jobId, placement });
-        }
-        if (task.id) given.add(task.id);
-      }
-      const jobs: NewJob[] = fresh.map(({ task, jobId, placement }) => ({
-        name: JOB_NAME,
-        data: Object.assign(toPayload(task, { timeoutMs: this.config.jobTimeoutMs }, now), placement),
-        opts: this.jobOptions(task, jobId),
-        group: task.group ?? batch?.batchId ?? DEFAULT_GROUP,
-      }));
-      const members = chunk.map((_, k) => ({ jobId: receipts[i + k]!.jobId, line: i + k + 1 }));
-      // Members only once their jobs exist: a batch never waits on a job that was never added.
-      await writes.add(async () => {
-        await addJobs(queue, scheduler, jobs);
-        if (batch) await batch.batches.addMembers(batch.batchId, members);
-      });
-    }
-    await writes.drain();
-    return receipts;
-  }
-
-  private jobOptions(task: Task, jobId: string): JobsOptions & { jobId: string } {
-    return {
-      ...this.baseJobOptions(jobId),
-      priority: task.priority || undefined,
-      delay: task.delay,
-      attempts: task.attempts ?? this.config.attempts,
-    };
-  }
-
-  /** What every job of ours gets: its ID, the backoff strategy, BullMQ's retention. */
-  private baseJobOptions(jobId: string): JobsOptions & { jobId: string } {
-    return { jobId, backoff: BACKOFF, removeOnComplete: RETENTION.completed, removeOnFail: RETENTION.failed };
-  }
-
-  /** NotFoundError naming every task (up to ten) that continues or forks a job which is nowhere to be found. */
-  private async checkFollowUps(tasks: readonly Task[], batches: BatchStore): Promise<void> {
-    const earlier = new Set<string>();
-    const followUps: FollowUp[] = [];
-    tasks.forEach((task, at) => {
-      if (task.continue && !earlier.has(task.continue)) followUps.push({ target: task.continue, at });
-      if (task.fork && !earlier.has(task.fork)) followUps.push({ target: task.fork, at, field: "fork" });
-      if (task.id) earlier.add(task.id);
-    });
-    if (followUps.length === 0) return;
-    const unknown = await unknownFollowUps(followUps, (ids) => batches.existing(ids));
-    if (unknown.length === 0) return;
-    const where = (at: number) => (tasks.length > 1 ? `tasks[${at}].` : "");
-    throw new NotFoundError(
-      unknown
-        .slice(0, 10)
-        .map((f) => where(f.at) + unknownJobMessage(f.target, f.field))
-        .join("\n"),
-    );
-  }
-
-  /**
    * Validates a whole batch (streaming: a BatchSource or a function is read twice, never held
    * whole), then enqueues it in chunks under one batch ID. Throws BatchInputError (every bad line
    * with its number) and enqueues nothing if a task is invalid, unless `skipInvalid`.
@@ -299,7 +226,7 @@ export class Dispatcher {
         batches,
         jobName: JOB_NAME,
         jobTimeoutMs: this.config.jobTimeoutMs,
-        jobOptions: (task, jobId) => this.jobOptions(task, jobId),
+        jobOptions: (task, jobId) => jobOptions(this.config, task, jobId),
         place: (task, jobId) => placeInThread(redis, store.keys, task, jobId, this.config.resultTtlMs),
         wakeGather: (batchId) => scheduler.ended(batchId, []),
       },
@@ -455,7 +382,7 @@ export class Dispatcher {
               name: kept.name,
               data: kept.data as JobPayload,
               opts: {
-                ...this.baseJobOptions(id),
+                ...baseJobOptions(id),
                 attempts: kept.opts.attempts ?? this.config.attempts,
                 priority: kept.opts.priority,
               },
@@ -618,22 +545,6 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
   return new Dispatcher(options);
 }
 
-function isZodSchema(schema: unknown): schema is z.ZodType {
-  return typeof schema === "object" && schema !== null && "_zod" in schema;
-}
-
-/** A task with its zod schema turned into JSON Schema (of the schema's input: what the model writes). */
-function withJsonSchema(input: DispatchTask): TaskInput {
-  if (!isZodSchema(input.schema)) return input as TaskInput;
-  let schema: Record<string, unknown>;
-  try {
-    schema = z.toJSONSchema(input.schema, { io: "input" });
-  } catch (error) {
-    throw new InputError(`schema: cannot be expressed as JSON Schema: ${(error as Error).message}`);
-  }
-  return { ...input, schema } as TaskInput;
-}
-
 /** Parses a completed record's structured answer with the task's zod schema. */
 function parseStructured(schema: z.ZodType, record: ResultRecord): ResultRecord {
   if (record.state !== "completed") return record;
@@ -649,19 +560,4 @@ function parseStructured(schema: z.ZodType, record: ResultRecord): ResultRecord 
       retryable: false,
     },
   };
-}
-
-function validateAll(inputs: readonly TaskInput[]): Task[] {
-  const problems: string[] = [];
-  const tasks: Task[] = [];
-  inputs.forEach((input, index) => {
-    try {
-      tasks.push(parseTask(input, inputs.length > 1 ? `tasks[${index}].` : ""));
-    } catch (error) {
-      if (!(error instanceof InputError)) throw error;
-      if (problems.length < 10) problems.push(error.message);
-    }
-  });
-  if (problems.length) throw new InputError(problems.join("\n"));
-  return tasks;
 }

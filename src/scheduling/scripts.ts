@@ -1,5 +1,6 @@
 /**
- * The scheduling core's Lua. Every script takes the same first three arguments:
+ * The scheduling core's Lua, in one file because every script shares the COMMON helpers and one
+ * protocol of keys (below); its length is the scripts'. Every script takes the same first three arguments:
  *   ARGV[1] the core's key prefix (QueueKeys.sched), ARGV[2] BullMQ's key prefix for the queue
  *   (QueueKeys.bull), ARGV[3] the time in ms,
  * and KEYS[1] = `${sched}seq` (routes the call to the queue's cluster slot; every key shares it).

@@ -1,3 +1,8 @@
+/**
+ * The environment, read once: every DISPATCH_* variable (and REDIS_URL, LOG_LEVEL, OTEL_*) with
+ * its schema, default and documentation, resolved into typed Config. Nothing else reads
+ * process.env, so its length is the number of settings.
+ */
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";

@@ -1,3 +1,9 @@
+/**
+ * One attempt on the worker's opencode server: which session (new, continued, forked, resumed
+ * after an approval, imported when this server lacks it), the directory (a worktree), the watch
+ * and the live stream while the prompt runs, and storing the session for other workers as part
+ * of the attempt. One file because these steps share the attempt's trace and session state.
+ */
 import type { Config } from "../shared/config.js";
 import { rootOfThread, rootThread, sessionOfThread } from "../shared/keys.js";
 import type { Logger } from "../shared/logger.js";

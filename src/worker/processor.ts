@@ -1,3 +1,10 @@
+/**
+ * One attempt of one job in BullMQ's terms: what the queue decides around the model call (a
+ * finished record wins, admission by the scheduling core, budgets, the fenced record writes, and
+ * turning every failure into retry, fail now, wait, park for approval or hand back). Kept in one
+ * function so that each exit path of an attempt is visible next to the others; the model call
+ * itself is attempt.ts.
+ */
 import { DelayedError, UnrecoverableError, WaitingError, type Job } from "bullmq";
 import type { Logger } from "../shared/logger.js";
 import { setLongTimeout } from "../shared/timers.js";

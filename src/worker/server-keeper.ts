@@ -1,3 +1,8 @@
+/**
+ * Keeps the worker's opencode server alive and healthy: spawns or attaches, health checks, wedged
+ * or dead servers, recycling by jobs or memory, and the intake paused while a server is replaced.
+ * One class because these all decide when the one current server changes.
+ */
 import { readFile } from "node:fs/promises";
 import { DelayedError, WaitingError, type Job } from "bullmq";
 import type { Logger } from "../shared/logger.js";

@@ -1,3 +1,9 @@
+/**
+ * The unattended watch over one running session: answers permission asks by policy (or parks
+ * them for a person), rejects questions, stops opencode's provider retry loop, counts spend
+ * against budgets, and notices a stalled or silent session. One class because all of it follows
+ * the same event stream and session state.
+ */
 import type { AssistantMessage, Part } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../shared/logger.js";
 import type { Ask, Progress } from "../shared/result.js";

@@ -1,3 +1,8 @@
+/**
+ * A batch as its producer sees it: status (counts by state), the records as they land, and wait()
+ * with progress events, a summary and the rule for members removed without a record. wait() keeps
+ * its event subscription, sweep and timers together so that every way out cleans all of them up.
+ */
 import { EventEmitter } from "node:events";
 import type { Job, Queue } from "bullmq";
 import { NotFinishedError } from "../../shared/errors.js";

@@ -1,3 +1,8 @@
+/**
+ * Submitting a batch in two streaming passes (validate, then enqueue in chunks), idempotent per
+ * line, with its budget and its parent (`then`). One file because both passes share the line
+ * numbering, the derived job IDs and the follow-up checks.
+ */
 import { createHash } from "node:crypto";
 import type { JobsOptions } from "bullmq";
 import { InputError } from "../../shared/errors.js";
