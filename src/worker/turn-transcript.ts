@@ -28,9 +28,9 @@ export const SETTLE_MS = 1_000;
  *
  * Seen with opencode 1.18.33: a turn's events reach the stream a few ms to ~100 ms after its prompt
  * returned, ending with the answer's `message.updated`, then `session.status {idle}`; so the
- * transcript waits for idle. After idle opencode writes the turn's user message once more (its
- * file-change summary, unchanged when no snapshot differs); a read of the messages just after the
- * prompt, as the worker made before, races that write alike.
+ * transcript waits for idle. After idle opencode writes the turn's user message once more, adding
+ * its file-change summary (`summary: { diffs }`); on a loaded machine that comes a while after
+ * idle, so the transcript waits for it too (a read of the messages before it would lack it).
  */
 export class TurnTranscript {
   private readonly messages = new Map<string, SessionMessage>();
@@ -46,6 +46,8 @@ export class TurnTranscript {
   /** The message that ended the turn, once settle() knows it. */
   private awaited: string | undefined;
   private wake: (() => void) | undefined;
+  /** The messages the session held before the turn (the others are the turn's). */
+  private readonly prior: Set<string>;
 
   constructor(
     private readonly hub: EventHub,
@@ -55,6 +57,7 @@ export class TurnTranscript {
     private readonly fresh: boolean,
   ) {
     for (const m of prior) this.messages.set(m.info.id, { info: m.info, parts: [...m.parts] });
+    this.prior = new Set(prior.map((m) => m.info.id));
     this.connectionsAtStart = hub.connections;
     if (this.connectionsAtStart === 0) this.doubt = "the event stream was not connected when the turn began";
     this.unsubscribe = hub.subscribe(sessionId, (event) => this.onEvent(event));
@@ -85,6 +88,7 @@ export class TurnTranscript {
         this.updatedAt.set(info.id, sync.seq);
         if (held) held.info = info;
         else this.messages.set(info.id, { info, parts: [] });
+        this.wake?.(); // a user message's summary may be what settle() waits for
         return;
       }
       case "message.removed.1":
@@ -109,7 +113,11 @@ export class TurnTranscript {
     }
   }
 
-  /** Whether the session went idle after the awaited message (the turn's answer) was finished. */
+  /**
+   * Whether the session went idle after the awaited message (the turn's answer) was finished, and
+   * the turn's user messages got the summary opencode writes into them after idle (a read of the
+   * messages after that write holds it; under load it comes a while after idle).
+   */
   private idleAfterAnswer(): boolean {
     const info = this.awaited ? this.messages.get(this.awaited)?.info : undefined;
     const at = this.awaited ? this.updatedAt.get(this.awaited) : undefined;
@@ -118,8 +126,16 @@ export class TurnTranscript {
       finished(info) &&
       at !== undefined &&
       this.idleSeq !== undefined &&
-      this.idleSeq >= at
+      this.idleSeq >= at &&
+      this.summarized()
     );
+  }
+
+  private summarized(): boolean {
+    for (const [id, { info }] of this.messages) {
+      if (!this.prior.has(id) && info.role === "user" && info.summary === undefined) return false;
+    }
+    return true;
   }
 
   private fail(why: string): void {
@@ -157,7 +173,8 @@ export class TurnTranscript {
   }
 
   private check(answer: SessionMessage): string | undefined {
-    if (!this.idleAfterAnswer()) return "the session's idle status did not arrive in time";
+    if (!this.idleAfterAnswer())
+      return "the session's idle status (and the turn's user summary) did not arrive in time";
     if (this.hub.connections !== this.connectionsAtStart) return "the event stream reconnected during the turn";
     if (this.firstSeq === undefined) return "no event of the session arrived";
     if (this.fresh && this.firstSeq > 1)

@@ -64,7 +64,13 @@ describe("the worker's /healthz", () => {
     expect(down.body.opencode).not.toBe("ok");
     const up = await healthWith("a 200 from the replacement server", 200);
     expect(up.body).toMatchObject({ ok: true, opencode: "ok", redis: "ready" });
-    expect(serverPids().at(-1)).not.toBe(pid);
+    // The replacement's "ready" line may reach this process a moment after its first 200.
+    const replacement = await until(
+      "the replacement server's ready line",
+      () => serverPids().find((p) => p !== pid),
+      10_000,
+    );
+    expect(replacement).not.toBe(pid);
   });
 
   it("is 503 naming Redis while it is gone, and 200 again once it is back", async () => {
