@@ -4,7 +4,7 @@ import type { ResultRecord } from "./result.js";
 
 /**
  * Messages on a queue's control channel (`QueueKeys.control`), which every worker listens to: a
- * job to cancel, or a batch whose members passed its budget (see worker/batch-budget.ts).
+ * job to cancel, or a batch whose members passed its budget (see worker/queue/batch-budget.ts).
  */
 export const ControlMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("cancel"), jobId: z.string().min(1) }),

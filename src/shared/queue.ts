@@ -9,7 +9,7 @@ export const RETENTION = {
 } as const;
 
 /**
- * Backoff between attempts: the worker's own strategy (worker/retry-policy.ts backoffDelay)
+ * Backoff between attempts: the worker's own strategy (worker/queue/retry-policy.ts backoffDelay)
  * honours a provider's Retry-After (capped), else grows exponentially from `delay`.
  */
 export const BACKOFF = { type: "dispatch", delay: 2_000 } as const;

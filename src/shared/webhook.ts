@@ -7,7 +7,7 @@ import type { ResultRecord } from "./result.js";
 /**
  * Webhook notifications travel through a queue of their own, `<queue>-webhooks`, under the same
  * `dispatch:{queue}` prefix (so the same Redis Cluster slot). Every worker process also runs a
- * small delivery worker on it (worker/webhooks.ts): a receiver that is down delays its own
+ * small delivery worker on it (worker/queue/webhooks.ts): a receiver that is down delays its own
  * notifications, never a dispatch slot, and loses none.
  */
 export function webhookQueueName(queue: string): string {

@@ -15,7 +15,7 @@ import { ApiTokens } from "../../src/api/tokens";
 import { JobStateError, NotFinishedError } from "../../src/shared/errors";
 import { createLogger } from "../../src/shared/logger";
 import type { ResultRecord } from "../../src/shared/result";
-import { createClient } from "../../src/worker/opencode-client";
+import { createClient } from "../../src/worker/server/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
 import { runCli, startCli } from "../support/cli";
 import { messageText, type ChatRequest } from "../support/fake-model";

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResultStore } from "../../src/shared/result-store";
-import { createClient } from "../../src/worker/opencode-client";
+import { createClient } from "../../src/worker/server/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
 import { withQueue } from "../support/queue";

@@ -3,7 +3,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/shared/logger";
-import { createWorkerMetrics, serveMetrics, type MetricsServer, type WorkerMetrics } from "../../src/worker/metrics";
+import {
+  createWorkerMetrics,
+  serveMetrics,
+  type MetricsServer,
+  type WorkerMetrics,
+} from "../../src/worker/queue/metrics";
 import { startWorker, type RunningWorker } from "../../src/worker/worker";
 import { startStack, type Stack } from "../support/stack";
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "../../src/worker/opencode-client";
+import { createClient } from "../../src/worker/server/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
 import { startStack, type Stack } from "../support/stack";
 

@@ -104,7 +104,7 @@ describe("schedules", () => {
     expect((await stack.dispatcher.schedules.get("yearly"))!.firings).toBe(0); // run is besides the plan
   });
 
-  // Needs the worker to call scheduledFiring (src/worker/scheduled-session.ts) on each pickup.
+  // Needs the worker to call scheduledFiring (src/worker/queue/scheduled-session.ts) on each pickup.
   it("--same-session: each firing runs in the previous firing's session, one at a time", async () => {
     await stack.dispatcher.schedules.add({
       name: "diary",

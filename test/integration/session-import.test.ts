@@ -5,7 +5,7 @@
  * turn is decided by keeping the other one busy with a job that hangs until it is cancelled.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "../../src/worker/opencode-client";
+import { createClient } from "../../src/worker/server/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";

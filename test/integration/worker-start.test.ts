@@ -5,7 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createWorkerMetrics } from "../../src/worker/metrics";
+import { createWorkerMetrics } from "../../src/worker/queue/metrics";
 import { startWorker } from "../../src/worker/worker";
 import { queueKeys } from "../../src/shared/keys";
 import { withQueue } from "../support/queue";

@@ -6,8 +6,8 @@ import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/shared/config";
 import type { Ask, PendingApproval } from "../../src/shared/result";
 import { parseTask } from "../../src/shared/task";
-import { approvalPolicy } from "../../src/worker/attempt";
-import { askContext, continuationPrompt, covers, grantsFor } from "../../src/worker/approvals";
+import { approvalPolicy } from "../../src/worker/session/attempt";
+import { askContext, continuationPrompt, covers, grantsFor } from "../../src/worker/session/approvals";
 
 const ask: PendingApproval = {
   id: "per_1",

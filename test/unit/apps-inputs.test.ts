@@ -6,8 +6,8 @@ import { InputError } from "../../src/shared/errors";
 import { describeSchemaErrors, compileSchema, validateAgainst } from "../../src/shared/json-schema";
 import { parseTask } from "../../src/shared/task";
 import { signBody, verifySignature } from "../../src/shared/webhook";
-import { webhookBackoff } from "../../src/worker/webhooks";
-import { repairPrompt } from "../../src/worker/structured";
+import { webhookBackoff } from "../../src/worker/queue/webhooks";
+import { repairPrompt } from "../../src/worker/session/structured";
 
 const dir = mkdtempSync(join(tmpdir(), "apps-inputs-"));
 

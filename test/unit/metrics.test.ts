@@ -3,7 +3,7 @@ import type { Job, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { describe, expect, inject, it } from "vitest";
 import type { ResultStore } from "../../src/shared/result-store";
-import { createWorkerMetrics } from "../../src/worker/metrics";
+import { createWorkerMetrics } from "../../src/worker/queue/metrics";
 
 describe("the active-jobs gauge (dispatch_worker_active_jobs)", () => {
   it("follows the jobs in the processor, not BullMQ's active events (none ends a job sent back to the queue)", async () => {

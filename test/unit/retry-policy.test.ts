@@ -13,7 +13,7 @@ import {
   parseRetryAfter,
   retryStatusError,
   type FailureDecision,
-} from "../../src/worker/retry-policy";
+} from "../../src/worker/queue/retry-policy";
 
 const apiError = (statusCode: number | undefined, extra: Partial<ModelError["data"]> = {}) =>
   new ModelError("APIError", { message: `provider said ${statusCode}`, statusCode, ...extra });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { configOverlay, withoutWorkerSecrets } from "../../src/worker/opencode-server";
+import { configOverlay, withoutWorkerSecrets } from "../../src/worker/server/opencode-server";
 
 describe("the environment a spawned opencode server gets", () => {
   it("keeps provider settings but none of the worker's secrets", () => {

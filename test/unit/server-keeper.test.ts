@@ -1,8 +1,8 @@
 import { DelayedError, WaitingError, type Job } from "bullmq";
 import { describe, expect, it, vi } from "vitest";
 import { createLogger } from "../../src/shared/logger";
-import type { OpencodeServer } from "../../src/worker/opencode-server";
-import { ServerKeeper } from "../../src/worker/server-keeper";
+import type { OpencodeServer } from "../../src/worker/server/opencode-server";
+import { ServerKeeper } from "../../src/worker/server/server-keeper";
 
 /** A spawned server that exits when `die()` (or close) is called. */
 function fakeServer(n: number) {

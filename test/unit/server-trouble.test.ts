@@ -7,9 +7,9 @@
 import type { Job } from "bullmq";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../../src/shared/logger";
-import { reportTrouble } from "../../src/worker/event-hub";
-import type { OpencodeServer } from "../../src/worker/opencode-server";
-import { ServerKeeper } from "../../src/worker/server-keeper";
+import { reportTrouble } from "../../src/worker/server/event-hub";
+import type { OpencodeServer } from "../../src/worker/server/opencode-server";
+import { ServerKeeper } from "../../src/worker/server/server-keeper";
 
 describe("an aborted session that stays busy", () => {
   it("gets its server recycled once the running jobs are done", async () => {

@@ -4,7 +4,7 @@ import { parseSize } from "../../shared/config.js";
 import { parseLimits } from "../../shared/flow-limits.js";
 import { InputError } from "../../shared/errors.js";
 import { createLogger } from "../../shared/logger.js";
-import type { MetricsServer } from "../../worker/metrics.js";
+import type { MetricsServer } from "../../worker/queue/metrics.js";
 import type { RunningWorker } from "../../worker/worker.js";
 import type { ApprovalPolicy } from "../../shared/task.js";
 import {
@@ -126,8 +126,8 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
   const log = createLogger(config.logLevel);
   // Loaded here, not at the top: producer commands (enqueue, batch, …) start without the worker's modules.
   const [{ createWorkerMetrics, serveMetrics }, { checkHealth }, { startWorker }] = await Promise.all([
-    import("../../worker/metrics.js"),
-    import("../../worker/opencode-server.js"),
+    import("../../worker/queue/metrics.js"),
+    import("../../worker/server/opencode-server.js"),
     import("../../worker/worker.js"),
   ]);
   let worker: RunningWorker | undefined;

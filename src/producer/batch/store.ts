@@ -15,7 +15,7 @@ export interface BatchMeta {
   budget: BatchBudget | null;
 }
 
-/** A budget for a whole batch (see worker/batch-budget.ts, which counts and enforces it). */
+/** A budget for a whole batch (see worker/queue/batch-budget.ts, which counts and enforces it). */
 export interface BatchBudget {
   maxCost: number | null;
   maxTokens: number | null;

@@ -1,8 +1,8 @@
 import type { Redis } from "ioredis";
-import { LIVE_MAXLEN, LIVE_TTL_MS, type LiveEventType } from "../shared/live.js";
-import type { Logger } from "../shared/logger.js";
-import type { Progress } from "../shared/result.js";
-import type { EventHub, ServerEvent } from "./event-hub.js";
+import { LIVE_MAXLEN, LIVE_TTL_MS, type LiveEventType } from "../../shared/live.js";
+import type { Logger } from "../../shared/logger.js";
+import type { Progress } from "../../shared/result.js";
+import type { EventHub, ServerEvent } from "../server/event-hub.js";
 
 /**
  * Appends an entry to a job's live stream while the attempt still owns the job (KEYS[2], BullMQ's

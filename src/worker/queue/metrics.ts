@@ -3,10 +3,10 @@ import type { AddressInfo } from "node:net";
 import type { Job, Queue, Worker } from "bullmq";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Redis } from "ioredis";
-import type { Logger } from "../shared/logger.js";
-import { openQueue } from "../shared/queue.js";
-import type { ResultRecord } from "../shared/result.js";
-import type { ResultStore } from "../shared/result-store.js";
+import type { Logger } from "../../shared/logger.js";
+import { openQueue } from "../../shared/queue.js";
+import type { ResultRecord } from "../../shared/result.js";
+import type { ResultStore } from "../../shared/result-store.js";
 
 /** What the worker hands to `attach`: its BullMQ worker, result store and Redis connection. */
 export interface MetricsTarget {

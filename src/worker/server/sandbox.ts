@@ -11,11 +11,11 @@ import { existsSync, realpathSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { UnrecoverableError, type Job } from "bullmq";
-import { InputError } from "../shared/errors.js";
-import type { Logger } from "../shared/logger.js";
-import { baseRecord } from "../shared/record.js";
-import type { ResultRecord } from "../shared/result.js";
-import type { ResultStore } from "../shared/result-store.js";
+import { InputError } from "../../shared/errors.js";
+import type { Logger } from "../../shared/logger.js";
+import { baseRecord } from "../../shared/record.js";
+import type { ResultRecord } from "../../shared/result.js";
+import type { ResultStore } from "../../shared/result-store.js";
 
 export interface SandboxSettings {
   /** Where jobs may work (read-write in the sandbox); a job whose directory lies outside them fails at pickup. */

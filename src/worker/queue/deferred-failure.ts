@@ -1,8 +1,8 @@
 import type { Job, Worker } from "bullmq";
 import type { Logger } from "pino";
-import { failedFromJob } from "../shared/record.js";
-import { isFinal } from "../shared/job-state.js";
-import type { ResultStore } from "../shared/result-store.js";
+import { failedFromJob } from "../../shared/record.js";
+import { isFinal } from "../../shared/job-state.js";
+import type { ResultStore } from "../../shared/result-store.js";
 
 /**
  * BullMQ fails a job that stalled more often than allowed (its workers died or lost its lock

@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Logger } from "../shared/logger.js";
+import type { Logger } from "../../shared/logger.js";
 
 export const PIDS_FILE = "pids.json";
 

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import type { Logger } from "../shared/logger.js";
+import type { Logger } from "../../shared/logger.js";
 import { basicAuth } from "./opencode-client.js";
 import { ownPids, startReaper, writePids } from "./orphans.js";
 import { sandboxed, type SandboxSettings } from "./sandbox.js";

@@ -1,9 +1,9 @@
 import type { Redis } from "ioredis";
-import type { QueueKeys } from "../shared/keys.js";
-import type { ResultRecord } from "../shared/result.js";
-import type { ResultStore } from "../shared/result-store.js";
-import type { JobPayload } from "../shared/task.js";
-import { UpstreamError } from "./failures.js";
+import type { QueueKeys } from "../../shared/keys.js";
+import type { ResultRecord } from "../../shared/result.js";
+import type { ResultStore } from "../../shared/result-store.js";
+import type { JobPayload } from "../../shared/task.js";
+import { UpstreamError } from "../failures.js";
 
 /**
  * A batch's parent (`then`): what its members left, read from their records once they have all

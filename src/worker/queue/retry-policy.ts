@@ -9,7 +9,7 @@ import {
   SessionNotStoredError,
   StoppedError,
   UpstreamError,
-} from "./failures.js";
+} from "../failures.js";
 
 export interface FailureDecision {
   /** Retry with backoff (true) or fail the job now (false). */

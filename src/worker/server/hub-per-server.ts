@@ -1,5 +1,5 @@
-import type { Logger } from "../shared/logger.js";
-import type { ServerHandle } from "./attempt.js";
+import type { Logger } from "../../shared/logger.js";
+import type { ServerHandle } from "../session/attempt.js";
 import { EventHub } from "./event-hub.js";
 import type { OpencodeClient } from "./opencode-client.js";
 import type { OpencodeServer } from "./opencode-server.js";

@@ -6,12 +6,12 @@ import type {
   Session,
   TextPartInput,
 } from "@opencode-ai/sdk/v2";
-import type { Logger } from "../shared/logger.js";
-import { emptyTokens, type Tokens } from "../shared/result.js";
-import { splitModel, type JobPayload } from "../shared/task.js";
-import { ModelError, OpencodeHttpError } from "./failures.js";
-import type { OpencodeClient } from "./opencode-client.js";
-import { reportTrouble } from "./event-hub.js";
+import type { Logger } from "../../shared/logger.js";
+import { emptyTokens, type Tokens } from "../../shared/result.js";
+import { splitModel, type JobPayload } from "../../shared/task.js";
+import { ModelError, OpencodeHttpError } from "../failures.js";
+import type { OpencodeClient } from "../server/opencode-client.js";
+import { reportTrouble } from "../server/event-hub.js";
 import type { SessionMessage, TurnTranscript } from "./turn-transcript.js";
 
 /** How long an aborted session has to go idle before its server counts as stuck. */

@@ -5,14 +5,19 @@
  * the same event stream and session state.
  */
 import type { AssistantMessage, Part } from "@opencode-ai/sdk/v2";
-import type { Logger } from "../shared/logger.js";
-import type { Ask, Progress } from "../shared/result.js";
-import type { EventHub, ServerEvent } from "./event-hub.js";
-import { checkBudget, ModelError, ProviderBusyError, StoppedError } from "./failures.js";
-import type { OpencodeClient } from "./opencode-client.js";
-import type { ApprovalPolicy } from "../shared/task.js";
+import type { Logger } from "../../shared/logger.js";
+import type { Ask, Progress } from "../../shared/result.js";
+import type { EventHub, ServerEvent } from "../server/event-hub.js";
+import { checkBudget, ModelError, ProviderBusyError, StoppedError } from "../failures.js";
+import type { OpencodeClient } from "../server/opencode-client.js";
+import type { ApprovalPolicy } from "../../shared/task.js";
 import { ApprovalNeededError, covers, type Grant } from "./approvals.js";
-import { classifyFailure, DEFAULT_PROVIDER_HOLD_MS, isProviderBusyMessage, retryStatusError } from "./retry-policy.js";
+import {
+  classifyFailure,
+  DEFAULT_PROVIDER_HOLD_MS,
+  isProviderBusyMessage,
+  retryStatusError,
+} from "../queue/retry-policy.js";
 
 /** No event for this long while a prompt runs makes the watch poll (see SessionWatch.poll). */
 const QUIET_MS = 5_000;

@@ -6,15 +6,15 @@
  * itself is attempt.ts.
  */
 import { DelayedError, UnrecoverableError, WaitingError, type Job } from "bullmq";
-import type { Logger } from "../shared/logger.js";
-import { setLongTimeout } from "../shared/timers.js";
-import { baseRecord } from "../shared/record.js";
-import type { ResultRecord } from "../shared/result.js";
-import { describeIssues, JobPayload } from "../shared/task.js";
-import type { FlowSettings } from "../shared/flow-limits.js";
-import { gatesFor, providerOf, slotGates } from "../scheduling/gates.js";
-import type { LeaseKeeper } from "../scheduling/leases.js";
-import type { Scheduler } from "../scheduling/scheduler.js";
+import type { Logger } from "../../shared/logger.js";
+import { setLongTimeout } from "../../shared/timers.js";
+import { baseRecord } from "../../shared/record.js";
+import type { ResultRecord } from "../../shared/result.js";
+import { describeIssues, JobPayload } from "../../shared/task.js";
+import type { FlowSettings } from "../../shared/flow-limits.js";
+import { gatesFor, providerOf, slotGates } from "../../scheduling/gates.js";
+import type { LeaseKeeper } from "../../scheduling/leases.js";
+import type { Scheduler } from "../../scheduling/scheduler.js";
 import {
   BudgetExceededError,
   checkBudget,
@@ -22,11 +22,17 @@ import {
   PayloadError,
   StoppedError,
   type StopReason,
-} from "./failures.js";
+} from "../failures.js";
 import type { BatchBudgets } from "./batch-budget.js";
 import { scheduledFiring } from "./scheduled-session.js";
 import { checkAllCompleted, childResults, endedMembers, withResults } from "./gather.js";
-import { answeredNotStored, runAttempt, storeAnsweredTurn, type AttemptDeps, type AttemptTrace } from "./attempt.js";
+import {
+  answeredNotStored,
+  runAttempt,
+  storeAnsweredTurn,
+  type AttemptDeps,
+  type AttemptTrace,
+} from "../session/attempt.js";
 import {
   addUsage,
   answerOf,
@@ -36,7 +42,7 @@ import {
   parkJob,
   resumeFrom,
   type Resume,
-} from "./approvals.js";
+} from "../session/approvals.js";
 import { classifyFailure, providerBusyUntil, type FailureDecision } from "./retry-policy.js";
 
 export interface ProcessorDeps extends AttemptDeps {

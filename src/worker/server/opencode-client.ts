@@ -1,6 +1,6 @@
 import { createOpencodeClient, type OpencodeClient } from "@opencode-ai/sdk/v2";
 import { Agent, fetch as undiciFetch } from "undici";
-import { endOpencodeCall, opencodeCallSpan } from "../shared/tracing.js";
+import { endOpencodeCall, opencodeCallSpan } from "../../shared/tracing.js";
 
 export type { OpencodeClient };
 

@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
-import { isFinal } from "../shared/job-state.js";
-import type { ResultStore } from "../shared/result-store.js";
-import { firingDueAt, scheduleKeys } from "../shared/schedule.js";
+import { isFinal } from "../../shared/job-state.js";
+import type { ResultStore } from "../../shared/result-store.js";
+import { firingDueAt, scheduleKeys } from "../../shared/schedule.js";
 
 /** How long a firing remembers the firing before it (longer than BullMQ keeps any job). */
 const AFTER_TTL_MS = 30 * 86_400_000;

@@ -1,10 +1,10 @@
 import { UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
-import type { Config } from "../shared/config.js";
-import { queueKeys } from "../shared/keys.js";
-import { abortAfter } from "../shared/timers.js";
-import type { Logger } from "../shared/logger.js";
-import { signBody, WEBHOOK_HEADERS, webhookQueueName, type WebhookDelivery } from "../shared/webhook.js";
+import type { Config } from "../../shared/config.js";
+import { queueKeys } from "../../shared/keys.js";
+import { abortAfter } from "../../shared/timers.js";
+import type { Logger } from "../../shared/logger.js";
+import { signBody, WEBHOOK_HEADERS, webhookQueueName, type WebhookDelivery } from "../../shared/webhook.js";
 
 /** Longest wait between two delivery attempts. */
 const BACKOFF_CAP_MS = 3_600_000;

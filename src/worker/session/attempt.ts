@@ -4,25 +4,25 @@
  * and the live stream while the prompt runs, and storing the session for other workers as part
  * of the attempt. One file because these steps share the attempt's trace and session state.
  */
-import type { Config } from "../shared/config.js";
-import { rootOfThread, rootThread, sessionOfThread } from "../shared/keys.js";
-import type { Logger } from "../shared/logger.js";
-import { emptyTokens, type Ask, type Progress, type ResultRecord } from "../shared/result.js";
-import type { ResultStore } from "../shared/result-store.js";
-import type { JobPayload } from "../shared/task.js";
+import type { Config } from "../../shared/config.js";
+import { rootOfThread, rootThread, sessionOfThread } from "../../shared/keys.js";
+import type { Logger } from "../../shared/logger.js";
+import { emptyTokens, type Ask, type Progress, type ResultRecord } from "../../shared/result.js";
+import type { ResultStore } from "../../shared/result-store.js";
+import type { JobPayload } from "../../shared/task.js";
 import type { Redis } from "ioredis";
-import type { EventHub } from "./event-hub.js";
+import type { EventHub } from "../server/event-hub.js";
 import { LivePublisher } from "./live-publisher.js";
-import { OpencodeHttpError, SessionNotStoredError, StoppedError, UpstreamError } from "./failures.js";
-import type { OpencodeClient } from "./opencode-client.js";
-import type { OpencodeServer } from "./opencode-server.js";
+import { OpencodeHttpError, SessionNotStoredError, StoppedError, UpstreamError } from "../failures.js";
+import type { OpencodeClient } from "../server/opencode-client.js";
+import type { OpencodeServer } from "../server/opencode-server.js";
 import { createSession, forkSession, type PromptOutcome } from "./run-prompt.js";
 import { SessionWatch } from "./session-watch.js";
 import type { Fence, SessionTransfer } from "./session-transfer.js";
 import { promptChecked } from "./structured.js";
 import { ApprovalNeededError, parkSession, type Grant } from "./approvals.js";
 import type { TextPartInput } from "@opencode-ai/sdk/v2";
-import type { ApprovalPolicy } from "../shared/task.js";
+import type { ApprovalPolicy } from "../../shared/task.js";
 import { finishWorktree, prepareWorktree } from "./worktree.js";
 import { TurnTranscript, type SessionMessage } from "./turn-transcript.js";
 

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { OpencodeHttpError } from "./failures.js";
+import { OpencodeHttpError } from "../failures.js";
 
 const exec = promisify(execFile);
 

@@ -5,11 +5,11 @@
  */
 import { readFile } from "node:fs/promises";
 import { DelayedError, WaitingError, type Job } from "bullmq";
-import type { Logger } from "../shared/logger.js";
+import type { Logger } from "../../shared/logger.js";
 import { createClient, type OpencodeClient } from "./opencode-client.js";
 import { checkHealth, type OpencodeServer } from "./opencode-server.js";
 import { onTrouble } from "./event-hub.js";
-import { existingWorktree } from "./worktree.js";
+import { existingWorktree } from "../session/worktree.js";
 
 /** What the keeper needs of the BullMQ worker: stop and restart fetching jobs, abort a running one. */
 export interface Intake {

@@ -1,5 +1,5 @@
 import type { GlobalEvent } from "@opencode-ai/sdk/v2";
-import type { Logger } from "../shared/logger.js";
+import type { Logger } from "../../shared/logger.js";
 import type { OpencodeClient } from "./opencode-client.js";
 
 export type ServerEvent = GlobalEvent["payload"];

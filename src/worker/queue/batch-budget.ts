@@ -1,9 +1,9 @@
 import type { Redis } from "ioredis";
-import type { ControlMessage } from "../shared/cancel.js";
-import type { QueueKeys } from "../shared/keys.js";
-import type { Logger } from "../shared/logger.js";
-import type { Progress } from "../shared/result.js";
-import { BudgetExceededError } from "./failures.js";
+import type { ControlMessage } from "../../shared/cancel.js";
+import type { QueueKeys } from "../../shared/keys.js";
+import type { Logger } from "../../shared/logger.js";
+import type { Progress } from "../../shared/result.js";
+import { BudgetExceededError } from "../failures.js";
 
 /**
  * Adds what a member spent to its batch's total (fields of the batch hash) and, the first time

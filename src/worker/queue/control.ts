@@ -1,10 +1,10 @@
 import { UnrecoverableError, type Job, type Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import { CANCEL_REASON, CANCELLED, cancelledRecord, ControlMessage } from "../shared/cancel.js";
-import type { QueueKeys } from "../shared/keys.js";
-import type { Logger } from "../shared/logger.js";
-import { closeRedis, connectRedis } from "../shared/redis.js";
-import type { ResultStore } from "../shared/result-store.js";
+import { CANCEL_REASON, CANCELLED, cancelledRecord, ControlMessage } from "../../shared/cancel.js";
+import type { QueueKeys } from "../../shared/keys.js";
+import type { Logger } from "../../shared/logger.js";
+import { closeRedis, connectRedis } from "../../shared/redis.js";
+import type { ResultStore } from "../../shared/result-store.js";
 
 /**
  * Listens on the queue's control channel. `cancel` messages reach every worker; the one running

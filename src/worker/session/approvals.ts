@@ -10,12 +10,12 @@
 import type { AssistantMessage, Part, TextPartInput } from "@opencode-ai/sdk/v2";
 import { DelayedError, type Job } from "bullmq";
 import type { Redis } from "ioredis";
-import { decide, readDecision, type Decision } from "../shared/approval.js";
-import type { QueueKeys } from "../shared/keys.js";
-import { formatDuration } from "../shared/duration.js";
-import type { Logger } from "../shared/logger.js";
-import { emptyTokens, type Ask, type PendingApproval, type ResultRecord, type Tokens } from "../shared/result.js";
-import type { OpencodeClient } from "./opencode-client.js";
+import { decide, readDecision, type Decision } from "../../shared/approval.js";
+import type { QueueKeys } from "../../shared/keys.js";
+import { formatDuration } from "../../shared/duration.js";
+import type { Logger } from "../../shared/logger.js";
+import { emptyTokens, type Ask, type PendingApproval, type ResultRecord, type Tokens } from "../../shared/result.js";
+import type { OpencodeClient } from "../server/opencode-client.js";
 import { abortAndCheck } from "./run-prompt.js";
 
 /** Thrown (as the attempt's abort reason) when a manual ask parks the job. */

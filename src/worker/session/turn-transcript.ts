@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import type { AssistantMessage, Message, Part } from "@opencode-ai/sdk/v2";
-import type { EventHub, ServerEvent } from "./event-hub.js";
+import type { EventHub, ServerEvent } from "../server/event-hub.js";
 
 /** One message of a session as `GET /session/{id}/message` (and `opencode export`) gives it. */
 export interface SessionMessage {

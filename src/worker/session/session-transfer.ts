@@ -6,11 +6,11 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { gunzip, gzip } from "node:zlib";
 import type { Redis } from "ioredis";
-import type { Logger } from "../shared/logger.js";
-import type { QueueKeys } from "../shared/keys.js";
-import { OpencodeHttpError, SessionBehindError, SessionNotStoredError, StoppedError } from "./failures.js";
-import type { OpencodeClient } from "./opencode-client.js";
-import type { OpencodeServer } from "./opencode-server.js";
+import type { Logger } from "../../shared/logger.js";
+import type { QueueKeys } from "../../shared/keys.js";
+import { OpencodeHttpError, SessionBehindError, SessionNotStoredError, StoppedError } from "../failures.js";
+import type { OpencodeClient } from "../server/opencode-client.js";
+import type { OpencodeServer } from "../server/opencode-server.js";
 import type { SessionMessage } from "./turn-transcript.js";
 
 const zip = promisify(gzip);

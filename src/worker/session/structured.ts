@@ -1,10 +1,10 @@
 import type { FilePartInput, TextPartInput } from "@opencode-ai/sdk/v2";
-import type { Logger } from "../shared/logger.js";
-import { validateAgainst } from "../shared/json-schema.js";
-import type { Tokens } from "../shared/result.js";
-import type { JobPayload } from "../shared/task.js";
-import { SchemaMismatchError } from "./failures.js";
-import type { OpencodeClient } from "./opencode-client.js";
+import type { Logger } from "../../shared/logger.js";
+import { validateAgainst } from "../../shared/json-schema.js";
+import type { Tokens } from "../../shared/result.js";
+import type { JobPayload } from "../../shared/task.js";
+import { SchemaMismatchError } from "../failures.js";
+import type { OpencodeClient } from "../server/opencode-client.js";
 import { promptSession, type PromptOutcome } from "./run-prompt.js";
 import type { TurnTranscript } from "./turn-transcript.js";
 
