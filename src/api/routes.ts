@@ -10,7 +10,8 @@ import { fileSource, spoolToFile } from "../producer/batch/source.js";
 import { InputError, NotFinishedError } from "../shared/errors.js";
 import { parseDuration } from "../shared/duration.js";
 import type { Logger } from "../shared/logger.js";
-import { FINAL_STATES, ResultRecord } from "../shared/result.js";
+import { ResultRecord } from "../shared/result.js";
+import { isFinal } from "../shared/job-state.js";
 import { TaskInput } from "../shared/task.js";
 import { HttpError, readJson, sendJson } from "./http.js";
 import * as S from "./schemas.js";
@@ -176,7 +177,7 @@ export const routes: Route[] = [
     async handle({ res, params, query, dispatcher, signal, holdStream }) {
       const waitMs = durationParam(query, "wait", MAX_WAIT_MS);
       const status = await dispatcher.status(params.id!);
-      if (status.result && FINAL_STATES.has(status.state)) return sendJson(res, 200, status.result);
+      if (status.result && isFinal(status.state)) return sendJson(res, 200, status.result);
       if (!waitMs) return sendJson(res, 202, { jobId: status.jobId, state: status.state });
       const release = holdStream();
       try {

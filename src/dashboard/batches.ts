@@ -9,7 +9,8 @@ import type { Redis } from "ioredis";
 import { BatchHandle, type BatchStatus } from "../producer/batch/handle.js";
 import type { BatchStore, MemberState } from "../producer/batch/store.js";
 import { SummaryBuilder, type BatchSummary } from "../producer/batch/summary.js";
-import { FINAL_STATES, type ResultRecord } from "../shared/result.js";
+import type { ResultRecord } from "../shared/result.js";
+import { isFinal } from "../shared/job-state.js";
 import type { ResultStore } from "../shared/result-store.js";
 import type { SeriesPoint } from "../shared/series.js";
 import { binPoints, pointsOfRecords } from "./chart-data.js";
@@ -55,7 +56,7 @@ export class FinishedRecords {
       const light = { ...record, prompt: "", text: null, structured: null, metadata: null, asks: [] };
       out[i] = light;
       const score = scores[i];
-      if (FINAL_STATES.has(record.state) && score != null) this.kept.set(jobIds[i]!, { score, record: light });
+      if (isFinal(record.state) && score != null) this.kept.set(jobIds[i]!, { score, record: light });
     });
     return out;
   }
@@ -127,7 +128,7 @@ export async function batchView(deps: BatchDeps, batchId: string): Promise<Batch
     found.forEach((record, i) => {
       if (!record) return;
       records.push(record);
-      if (FINAL_STATES.has(record.state)) summary.add(record, chunk[i]!.line);
+      if (isFinal(record.state)) summary.add(record, chunk[i]!.line);
     });
   }
   const built = summary.build(batchId, status.total, 0, status.budget);
@@ -137,7 +138,7 @@ export async function batchView(deps: BatchDeps, batchId: string): Promise<Batch
   let lastFinished = 0;
   for (const r of records) {
     firstEnqueued = Math.min(firstEnqueued, Date.parse(r.enqueuedAt ?? "") || Infinity);
-    if (FINAL_STATES.has(r.state)) lastFinished = Math.max(lastFinished, Date.parse(r.finishedAt ?? "") || 0);
+    if (isFinal(r.state)) lastFinished = Math.max(lastFinished, Date.parse(r.finishedAt ?? "") || 0);
   }
   const done = isDone(status);
   const finished = status.counts.completed + status.counts.failed;

@@ -1,6 +1,6 @@
 import type { DashboardRecord, ResultPage } from "./results.js";
 import { actionButton, esc, excerpt, jobLink, layout, money, sessionLink } from "./html.js";
-import { FINAL_STATES } from "../shared/result.js";
+import { isFinal } from "../shared/job-state.js";
 
 export function resultsTable(records: DashboardRecord[]): string {
   if (records.length === 0) return `<p class="muted" data-testid="no-results">No results.</p>`;
@@ -52,7 +52,7 @@ export function resultPage(
   const tokens = r.tokens
     ? `${r.tokens.total} (input ${r.tokens.input}, output ${r.tokens.output}, reasoning ${r.tokens.reasoning}, cache read ${r.tokens.cacheRead}, cache write ${r.tokens.cacheWrite})`
     : "";
-  const final = FINAL_STATES.has(r.state);
+  const final = isFinal(r.state);
   const fields: [string, string][] = [
     ["Job", `<span data-testid="job-id">${esc(r.jobId)}</span>`],
     ["State", `<span class="state ${esc(r.state)}" data-testid="state">${esc(r.state)}</span>`],

@@ -13,7 +13,8 @@ import { checkQueueName, loadConfig, type Config } from "../shared/config.js";
 import { NotFinishedError, NotFoundError } from "../shared/errors.js";
 import { failedFromJob } from "../shared/record.js";
 import { connectRedis, closeRedis } from "../shared/redis.js";
-import { FINAL_STATES, type JobState, type ResultRecord } from "../shared/result.js";
+import type { JobState, ResultRecord } from "../shared/result.js";
+import { isFinal } from "../shared/job-state.js";
 import { ResultStore } from "../shared/result-store.js";
 import { openQueue } from "../shared/queue.js";
 import type { JobPayload, TaskInput } from "../shared/task.js";
@@ -288,7 +289,7 @@ export class Dispatcher {
   /** The final result record; NotFinishedError while the job is still queued or running. */
   async result(jobId: string): Promise<ResultRecord> {
     const status = await this.status(jobId);
-    if (status.result && FINAL_STATES.has(status.state)) return status.result;
+    if (status.result && isFinal(status.state)) return status.result;
     throw new NotFinishedError(`job ${jobId} has not finished (state: ${status.state})`);
   }
 
@@ -503,7 +504,7 @@ export class Dispatcher {
       const { queue, store } = await this.connect();
       const waiter = new Waiter(await this.getBus(), async (jobId) => {
         const [record, job] = await Promise.all([store.get(jobId), queue.getJob(jobId)]);
-        if (record && FINAL_STATES.has(record.state)) return record;
+        if (record && isFinal(record.state)) return record;
         if (job && (await job.isFailed())) return failedFromJob(job, record);
         return job ? null : VANISHED;
       });

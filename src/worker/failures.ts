@@ -159,3 +159,15 @@ export class UpstreamError extends Error {
     this.name = "UpstreamFailed";
   }
 }
+
+/**
+ * The job cannot run as it asks, whoever tries: its `worktree` directory is not in a git
+ * repository, or the session it continues exists nowhere (neither on this server nor stored in
+ * the queue), or only a spawned server could import it. Not an HTTP failure: fails for good.
+ */
+export class NotRunnableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NotRunnable";
+  }
+}

@@ -3,6 +3,8 @@ import {
   BudgetExceededError,
   ModelError,
   OpencodeHttpError,
+  NotRunnableError,
+  UpstreamError,
   PayloadError,
   SchemaMismatchError,
   StoppedError,
@@ -126,6 +128,17 @@ const TABLE: [string, unknown, Partial<FailureDecision>][] = [
     "message aborted (server-side abort)",
     new ModelError("MessageAbortedError", { message: "aborted" }),
     { retryable: true, name: "MessageAbortedError" },
+  ],
+  // a job that cannot run as it asks, and one whose upstream job did not give it what it needs
+  [
+    "not runnable (worktree outside a git repository)",
+    new NotRunnableError("worktree: /tmp/x is not inside a git repository"),
+    { retryable: false, name: "NotRunnable" },
+  ],
+  [
+    "upstream failed (a fork of a failed job)",
+    new UpstreamError("job x ended failed"),
+    { retryable: false, name: "UpstreamFailed" },
   ],
   // opencode's own routes
   [

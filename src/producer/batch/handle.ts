@@ -9,7 +9,8 @@ import { NotFinishedError } from "../../shared/errors.js";
 import { setLongTimeout, type LongTimeout } from "../../shared/timers.js";
 import { baseRecord, failedFromJob } from "../../shared/record.js";
 import { closeRedis, connectRedis } from "../../shared/redis.js";
-import { FINAL_STATES, type JobState, type ResultRecord } from "../../shared/result.js";
+import type { ResultRecord } from "../../shared/result.js";
+import { isFinal as isFinalState } from "../../shared/job-state.js";
 import type { ResultStore, StateEvent } from "../../shared/result-store.js";
 import type { BatchBudget, BatchStore, MemberState } from "./store.js";
 import type { BatchReceipt } from "./submit.js";
@@ -64,7 +65,8 @@ export interface BatchContext {
   batches: BatchStore;
 }
 
-const isFinal = (state: string): boolean => FINAL_STATES.has(state as JobState) || state === "missing";
+/** A member that will not change any more: final, or removed without a record ("missing"). */
+const isFinal = (state: string): boolean => isFinalState(state) || state === "missing";
 /** Started and not ended: a job parked for approval is still running (it ends once answered). */
 const isRunning = (state: string): boolean =>
   state === "active" || state === "retrying" || state === "awaiting-approval";
@@ -112,7 +114,7 @@ export class BatchHandle extends EventEmitter<{ progress: [BatchProgress]; resul
       const records = await this.ctx.results.getMany(chunk.map((m) => m.jobId));
       for (let i = 0; i < chunk.length; i++) {
         const record = records[i];
-        if (record && FINAL_STATES.has(record.state)) yield { record, line: chunk[i]!.line };
+        if (record && isFinalState(record.state)) yield { record, line: chunk[i]!.line };
       }
     }
   }

@@ -9,6 +9,7 @@ import {
   SessionNotStoredError,
   StoppedError,
   UpstreamError,
+  NotRunnableError,
 } from "../failures.js";
 
 export interface FailureDecision {
@@ -38,7 +39,8 @@ const PERMANENT_MESSAGE_ERRORS = new Set([
 export function classifyFailure(error: unknown): FailureDecision {
   if (error instanceof PayloadError) return { retryable: false, name: "InvalidPayload", message: error.message };
   if (error instanceof BudgetExceededError) return { retryable: false, name: "BudgetExceeded", message: error.message };
-  if (error instanceof UpstreamError) return { retryable: false, name: error.name, message: error.message };
+  if (error instanceof UpstreamError || error instanceof NotRunnableError)
+    return { retryable: false, name: error.name, message: error.message };
   // The model was already told what is wrong, in the same session; a fresh attempt is no likelier to match.
   if (error instanceof SchemaMismatchError) return { retryable: false, name: "SchemaMismatch", message: error.message };
   if (error instanceof StoppedError) {

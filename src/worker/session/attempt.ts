@@ -13,7 +13,7 @@ import type { JobPayload } from "../../shared/task.js";
 import type { Redis } from "ioredis";
 import type { EventHub } from "../server/event-hub.js";
 import { LivePublisher } from "./live-publisher.js";
-import { OpencodeHttpError, SessionNotStoredError, StoppedError, UpstreamError } from "../failures.js";
+import { NotRunnableError, SessionNotStoredError, StoppedError, UpstreamError } from "../failures.js";
 import type { OpencodeClient } from "../server/opencode-client.js";
 import type { OpencodeServer } from "../server/opencode-server.js";
 import { createSession, forkSession, type PromptOutcome } from "./run-prompt.js";
@@ -381,10 +381,8 @@ async function threadSession(
   const origin = root && root !== after ? await store.get(root) : null;
   const sessionId = origin?.sessionId ?? sessionOfThread(thread);
   if (!sessionId) {
-    throw new OpencodeHttpError(
-      "continue",
-      404,
-      `job ${after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`,
+    throw new NotRunnableError(
+      `continue: job ${after} has no session to continue (it ${previous ? `ended ${previous.state} before opening one` : "left no record"})`,
     );
   }
   return { sessionId, worktree: origin?.worktree ?? null };

@@ -8,7 +8,7 @@ import { gunzip, gzip } from "node:zlib";
 import type { Redis } from "ioredis";
 import type { Logger } from "../../shared/logger.js";
 import type { QueueKeys } from "../../shared/keys.js";
-import { OpencodeHttpError, SessionBehindError, SessionNotStoredError, StoppedError } from "../failures.js";
+import { NotRunnableError, SessionBehindError, SessionNotStoredError, StoppedError } from "../failures.js";
 import type { OpencodeClient } from "../server/opencode-client.js";
 import type { OpencodeServer } from "../server/opencode-server.js";
 import type { SessionMessage } from "./turn-transcript.js";
@@ -161,11 +161,7 @@ export class SessionTransfer {
     if (!stored) {
       if (localOk)
         return held((await client.session.get({ sessionID: sessionId }, { signal })).data?.directory, local.data);
-      throw new OpencodeHttpError(
-        "session.get",
-        404,
-        `session ${sessionId} is not known to this opencode server or to the queue`,
-      );
+      throw new NotRunnableError(`session ${sessionId} is not known to this opencode server or to the queue`);
     }
     const missing = stored.messages.filter((m) => !localIds.has(m.info.id)).length;
     // The server's copy is current when it holds every stored message, or when only it holds the turn before.
@@ -174,9 +170,7 @@ export class SessionTransfer {
       return { ...held(stored.info.directory, local.data), ...(same ? { messages: local.data } : {}) };
     }
     if (!server.runCli) {
-      throw new OpencodeHttpError(
-        "session import",
-        404,
+      throw new NotRunnableError(
         `session ${sessionId} is missing on the attached server and only a spawned server can import it`,
       );
     }

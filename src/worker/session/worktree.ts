@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
-import { OpencodeHttpError } from "../failures.js";
+import { NotRunnableError } from "../failures.js";
 
 const exec = promisify(execFile);
 
@@ -64,7 +64,7 @@ export async function prepareWorktree(
   try {
     root = await git(directory, ["rev-parse", "--show-toplevel"], signal);
   } catch {
-    throw new OpencodeHttpError("worktree", 400, `${directory} is not inside a git repository`);
+    throw new NotRunnableError(`worktree: ${directory} is not inside a git repository`);
   }
   const branch = `dispatch/${jobId}`;
   const path = worktreeAt(root, jobId);
