@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command } from "commander";
-import type { ApprovalPolicy, TaskInput } from "../../shared/task.js";
+import { TaskInput as TaskInputSchema, type TaskInput } from "../../shared/task.js";
 import { printJson, printRecord } from "../output.js";
 import { InputError } from "../../shared/errors.js";
 import { watchJob } from "./watch.js";
@@ -18,35 +18,17 @@ import {
   type ConnectionFlags,
 } from "../options.js";
 
-/** The task options of `enqueue` and `batch` (see withTaskOptions). */
-export interface TaskFlags extends ConnectionFlags {
-  model?: string;
-  agent?: string;
-  directory?: string;
-  title?: string;
-  system?: string;
-  metadata?: Record<string, unknown>;
-  priority?: number;
-  delay?: number;
-  attempts?: number;
-  timeout?: number;
-  continue?: string;
-  session?: string;
-  fork?: string;
-  autoApprove?: boolean;
-  approval?: ApprovalPolicy;
-  approvalTimeout?: number;
-  worktree?: boolean;
-  maxCost?: number;
-  maxTokens?: number;
-  concurrencyKey?: string;
-  group?: string;
-  schema?: Record<string, unknown>;
-  schemaRetries?: number;
+/**
+ * The task options of `enqueue`, `batch` and `schedule add` (see withTaskOptions): every task field
+ * under its own name (commander camel-cases `--concurrency-key` to `concurrencyKey`), but `files`,
+ * which is the repeatable `--file`. Read from the task schema, so a new task field needs only its option.
+ */
+export type TaskFlags = ConnectionFlags & { [K in Exclude<keyof TaskInput, "prompt" | "files">]?: TaskInput[K] } & {
   file?: string[];
-  webhook?: string;
-  id?: string;
-}
+};
+
+/** The task fields that options carry under the same name. */
+const FLAG_FIELDS = Object.keys(TaskInputSchema.shape).filter((k) => k !== "prompt" && k !== "files");
 
 interface EnqueueFlags extends TaskFlags {
   wait?: boolean;
@@ -166,36 +148,11 @@ function schemaFileOption(path: string): Record<string, unknown> {
 }
 
 export function taskFromFlags(prompt: string, flags: TaskFlags): TaskInput {
-  const task: Record<string, unknown> = {
-    prompt,
-    model: flags.model,
-    agent: flags.agent,
-    directory: flags.directory === undefined ? undefined : resolve(flags.directory),
-    title: flags.title,
-    system: flags.system,
-    metadata: flags.metadata,
-    priority: flags.priority,
-    delay: flags.delay,
-    attempts: flags.attempts,
-    timeout: flags.timeout,
-    continue: flags.continue,
-    session: flags.session,
-    fork: flags.fork,
-    autoApprove: flags.autoApprove,
-    approval: flags.approval,
-    approvalTimeout: flags.approvalTimeout,
-    worktree: flags.worktree,
-    maxCost: flags.maxCost,
-    maxTokens: flags.maxTokens,
-    concurrencyKey: flags.concurrencyKey,
-    group: flags.group,
-    schema: flags.schema,
-    schemaRetries: flags.schemaRetries,
-    files: flags.file,
-    webhook: flags.webhook,
-    id: flags.id,
-  };
-  for (const key of Object.keys(task)) if (task[key] === undefined) delete task[key];
+  const given = flags as Record<string, unknown>;
+  const task: Record<string, unknown> = { prompt };
+  for (const key of FLAG_FIELDS) if (given[key] !== undefined) task[key] = given[key];
+  if (flags.directory !== undefined) task.directory = resolve(flags.directory);
+  if (flags.file !== undefined) task.files = flags.file;
   return task as TaskInput;
 }
 
