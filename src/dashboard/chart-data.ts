@@ -4,19 +4,9 @@
  * minutes from the queue's time series (shared/series.ts); a batch page makes them from its
  * members' records (pointsOfRecords).
  */
-import { BUCKET_LABELS, DURATION_BUCKETS_MS, durationBucket, minuteOf, type SeriesPoint } from "../shared/series.js";
+import { BUCKET_LABELS, durationBucket, emptyPoint, minuteOf, type SeriesPoint } from "../shared/series.js";
 import type { ResultRecord } from "../shared/result.js";
 import { PALETTE, dollars, hourLabel, lines, minuteLabel, stackedBars } from "./charts.js";
-
-const emptyPoint = (minute: number): SeriesPoint => ({
-  minute,
-  completed: 0,
-  failed: 0,
-  durations: new Array<number>(DURATION_BUCKETS_MS.length + 1).fill(0),
-  cost: {},
-  waiting: null,
-  running: null,
-});
 
 /** Merges consecutive minutes `k` at a time (sums; the largest depth sampled). */
 export function binPoints(points: SeriesPoint[], k: number): SeriesPoint[] {

@@ -75,16 +75,19 @@ export async function readSeries(
   });
 }
 
+/** A minute with nothing counted yet. */
+export const emptyPoint = (minute: number): SeriesPoint => ({
+  minute,
+  completed: 0,
+  failed: 0,
+  durations: new Array<number>(DURATION_BUCKETS_MS.length + 1).fill(0),
+  cost: {},
+  waiting: null,
+  running: null,
+});
+
 function toPoint(minute: number, raw: Record<string, string>): SeriesPoint {
-  const point: SeriesPoint = {
-    minute,
-    completed: 0,
-    failed: 0,
-    durations: new Array<number>(DURATION_BUCKETS_MS.length + 1).fill(0),
-    cost: {},
-    waiting: null,
-    running: null,
-  };
+  const point = emptyPoint(minute);
   for (const [field, value] of Object.entries(raw)) {
     const n = Number(value);
     if (!Number.isFinite(n)) continue;
