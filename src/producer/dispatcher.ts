@@ -41,7 +41,7 @@ import {
   type EnqueueReceipt,
 } from "./enqueue.js";
 import { submitFlow, type Flow, type FlowReceipt } from "./flow.js";
-import { gatheredBatch, readStatus, type JobStatus } from "./job-status.js";
+import { readStatus, type JobStatus } from "./job-status.js";
 import { answerAsk, type ApprovalOutcome, type ApproveOptions, type RejectOptions } from "./approvals.js";
 import {
   cancelJob,
@@ -279,16 +279,16 @@ export class Dispatcher {
 
   async status(jobId: string): Promise<JobStatus> {
     const { queue, store, scheduler } = await this.connect();
-    const status = await readStatus(queue, store, jobId, scheduler);
-    const batchId = gatheredBatch(status.result ? undefined : await queue.getJob(jobId), status.result);
-    if (!batchId) return status;
-    const batch = await (await this.batchHandle(batchId)).status();
-    return { ...status, children: { batchId, total: batch.total, counts: batch.counts } };
+    return readStatus(queue, store, jobId, scheduler, async (batchId) => {
+      const batch = await (await this.batchHandle(batchId)).status();
+      return { batchId, total: batch.total, counts: batch.counts };
+    });
   }
 
   /** The final result record; NotFinishedError while the job is still queued or running. */
   async result(jobId: string): Promise<ResultRecord> {
-    const status = await this.status(jobId);
+    const { queue, store, scheduler } = await this.connect();
+    const status = await readStatus(queue, store, jobId, scheduler); // no children's counts: only the record is wanted
     if (status.result && isFinal(status.state)) return status.result;
     throw new NotFinishedError(`job ${jobId} has not finished (state: ${status.state})`);
   }

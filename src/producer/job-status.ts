@@ -29,7 +29,7 @@ export interface JobStatus {
 }
 
 /** The batch a parent (`then`) gathers, from its job or its record. */
-export function gatheredBatch(job: Job | undefined, record: ResultRecord | null): string | undefined {
+function gatheredBatch(job: Job | undefined, record: ResultRecord | null): string | undefined {
   return record?.children?.batch ?? (job?.data as { gather?: { batch?: string } } | undefined)?.gather?.batch;
 }
 
@@ -42,9 +42,22 @@ export async function readStatus(
   store: ResultStore,
   jobId: string,
   scheduler?: Scheduler,
+  /** For a batch's parent: how its children stand (read only for a parent, from the job already read). */
+  children?: (batchId: string) => Promise<JobStatus["children"]>,
 ): Promise<JobStatus> {
   const [job, record] = await Promise.all([queue.getJob(jobId) as Promise<Job | undefined>, store.get(jobId)]);
   if (!job && !record) throw new NotFoundError(`no job with ID "${jobId}" in queue "${queue.name}"`);
+  const status = await statusOf(jobId, job, record, scheduler);
+  const batchId = children ? gatheredBatch(job, record) : undefined;
+  return batchId ? { ...status, children: await children!(batchId) } : status;
+}
+
+async function statusOf(
+  jobId: string,
+  job: Job | undefined,
+  record: ResultRecord | null,
+  scheduler: Scheduler | undefined,
+): Promise<JobStatus> {
   if (record && isFinal(record.state)) {
     return { jobId, state: record.state, attempts: record.attempts, progress: job?.progress ?? null, result: record };
   }

@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ChatMessage } from "../support/fake-model";
+import { messageText } from "../support/fake-model";
 import type { ResultRecord } from "../../src/shared/result";
 import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 
-const text = (m: ChatMessage): string =>
-  typeof m.content === "string" ? m.content : (m.content ?? []).map((p) => p.text ?? "").join("");
+const text = messageText;
 const userTexts = (record: ResultRecord): string[] => JSON.parse(record.text!) as string[];
 
 describe("forks: many tasks start from one shared context", () => {
@@ -58,7 +57,7 @@ describe("forks: many tasks start from one shared context", () => {
       expect(userTexts(r)).toEqual([source.prompt, `fork ${n} [[delay:2000]] [[transcript]]`]);
     });
     // Each model call carried the source's answer too.
-    const forkCalls = stack.fake.requests.filter((req) => /fork \d/.test(text(req.messages.at(-1)!)));
+    const forkCalls = stack.fake.requests.filter((req) => /fork \d/.test(text(req.messages.at(-1))));
     expect(forkCalls).toHaveLength(10);
     for (const req of forkCalls)
       expect(req.messages.some((m) => m.role === "assistant" && text(m) === `echo: ${source.prompt}`)).toBe(true);

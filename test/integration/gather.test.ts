@@ -1,19 +1,18 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ChatMessage } from "../support/fake-model";
+import { messageText } from "../support/fake-model";
 import type { JobStatus } from "../../src/producer/job-status";
 import type { ResultRecord } from "../../src/shared/result";
 import { runCli } from "../support/cli";
 import { startStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
 
-const text = (m: ChatMessage): string =>
-  typeof m.content === "string" ? m.content : (m.content ?? []).map((p) => p.text ?? "").join("");
+const text = messageText;
 /** Everything the model was sent in its user messages, for the requests whose last user text starts so. */
 const callsStarting = (stack: Stack, prefix: string) =>
   stack.fake.requests.filter((req) =>
-    text([...req.messages].reverse().find((m) => m.role === "user")!).startsWith(prefix),
+    text([...req.messages].reverse().find((m) => m.role === "user")).startsWith(prefix),
   );
 
 describe("gather: a batch's parent runs once every task has ended, with their results", () => {
@@ -50,7 +49,7 @@ describe("gather: a batch's parent runs once every task has ended, with their re
 
     const calls = callsStarting(stack, "Summarise the findings");
     expect(calls).toHaveLength(1);
-    const prompt = text([...calls[0]!.messages].reverse().find((m) => m.role === "user")!);
+    const prompt = text([...calls[0]!.messages].reverse().find((m) => m.role === "user"));
     for (const m of members) {
       expect(prompt).toContain(JSON.stringify(m.text));
       expect(prompt).toContain(`"jobId":"${m.jobId}"`);
@@ -137,7 +136,7 @@ describe("gather: a batch's parent runs once every task has ended, with their re
     const prompt = text(
       callsStarting(stack, "Report on them")[0]!
         .messages.filter((m) => m.role === "user")
-        .at(-1)!,
+        .at(-1),
     );
     expect(prompt).toContain('"state":"failed","error":{"name":"APIError"');
   });
@@ -231,7 +230,7 @@ describe("gather: a batch's parent runs once every task has ended, with their re
     const prompt = text(
       callsStarting(stack, "Overall verdict")[0]!
         .messages.filter((m) => m.role === "user")
-        .at(-1)!,
+        .at(-1),
     );
     expect(prompt).toContain(JSON.stringify(inner.text)); // the inner parent's answer, which itself quotes the leaves
     expect(inner.text).toContain("echo: leaf two [[delay:800]]");

@@ -159,21 +159,23 @@ export function promptParts(payload: JobPayload): (TextPartInput | FilePartInput
  * reports inside the message (`info.error`) is thrown as ModelError, never returned. When
  * `signal` aborts, the session is aborted too and the abort reason is thrown.
  */
+export interface PromptOptions {
+  directory: string | undefined;
+  signal: AbortSignal;
+  log: Logger;
+  /** Send these parts instead of the task's prompt and files (a repair prompt, a continuation). */
+  parts?: (TextPartInput | FilePartInput)[];
+  /** The session's messages as read after the turn (for usage): the session store reuses them. */
+  onMessages?: (messages: unknown[]) => void;
+  /** The session's messages built from its events: read from the server only when it is in doubt. */
+  transcript?: TurnTranscript;
+}
+
 export async function promptSession(
   client: OpencodeClient,
   sessionId: string,
   payload: JobPayload,
-  opts: {
-    directory: string | undefined;
-    signal: AbortSignal;
-    log: Logger;
-    /** Send these parts instead of the task's prompt and files (a repair prompt). */
-    parts?: (TextPartInput | FilePartInput)[];
-    /** The session's messages as read after the turn (for usage): the session store reuses them. */
-    onMessages?: (messages: unknown[]) => void;
-    /** The session's messages built from its events: read from the server only when it is in doubt. */
-    transcript?: TurnTranscript;
-  },
+  opts: PromptOptions,
 ): Promise<PromptOutcome> {
   const { signal, directory, log } = opts;
   const abortSession = () => {

@@ -1,12 +1,9 @@
-import type { FilePartInput, TextPartInput } from "@opencode-ai/sdk/v2";
-import type { Logger } from "../../shared/logger.js";
 import { validateAgainst } from "../../shared/json-schema.js";
 import type { Tokens } from "../../shared/result.js";
 import type { JobPayload } from "../../shared/task.js";
 import { SchemaMismatchError } from "../failures.js";
 import type { OpencodeClient } from "../server/opencode-client.js";
-import { promptSession, type PromptOutcome } from "./run-prompt.js";
-import type { TurnTranscript } from "./turn-transcript.js";
+import { promptSession, type PromptOptions, type PromptOutcome } from "./run-prompt.js";
 
 /** Repair prompts after a structured answer that misses the schema, unless the task says. */
 export const DEFAULT_SCHEMA_RETRIES = 2;
@@ -41,17 +38,8 @@ export async function promptChecked(
   client: OpencodeClient,
   sessionId: string,
   payload: JobPayload,
-  opts: {
-    directory: string | undefined;
-    signal: AbortSignal;
-    log: Logger;
-    onStructured: (value: unknown) => void;
-    onMessages?: (messages: unknown[]) => void;
-    /** The session's messages built from its events (see turn-transcript.ts). */
-    transcript?: TurnTranscript;
-    /** The first turn's parts instead of the task's prompt (a parked job's continuation). */
-    parts?: (TextPartInput | FilePartInput)[];
-  },
+  /** `parts`: the first turn's parts instead of the task's prompt (a parked job's continuation). */
+  opts: PromptOptions & { onStructured: (value: unknown) => void },
 ): Promise<PromptOutcome> {
   const { onStructured, parts, ...promptOpts } = opts;
   let outcome = await promptSession(client, sessionId, payload, { ...promptOpts, ...(parts ? { parts } : {}) });
