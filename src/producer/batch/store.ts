@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { batchMemberChunks, type BatchMember } from "../../shared/batch-members.js";
 import { queueKeys, type QueueKeys } from "../../shared/keys.js";
 
 /** What Redis keeps about a batch (besides its member list). */
@@ -196,16 +197,8 @@ export class BatchStore {
   }
 
   /** Members in line order, `size` at a time. */
-  async *memberChunks(batchId: string, size = 2_000): AsyncIterable<{ jobId: string; line: number }[]> {
-    const key = this.keys.batchJobs(batchId);
-    for (let start = 0; ; start += size) {
-      const flat = await this.redis.zrange(key, start, start + size - 1, "WITHSCORES");
-      if (flat.length === 0) return;
-      const chunk: { jobId: string; line: number }[] = [];
-      for (let i = 0; i < flat.length; i += 2) chunk.push({ jobId: flat[i]!, line: Number(flat[i + 1]) });
-      yield chunk;
-      if (flat.length < size * 2) return;
-    }
+  memberChunks(batchId: string, size = 2_000): AsyncIterable<BatchMember[]> {
+    return batchMemberChunks(this.redis, this.keys.batchJobs(batchId), size);
   }
 
   /** The states of these jobs (see STATES_SCRIPT), in order. */

@@ -1,4 +1,6 @@
 import type { Redis } from "ioredis";
+import { batchMemberChunks } from "../../shared/batch-members.js";
+import { isFinal } from "../../shared/job-state.js";
 import type { QueueKeys } from "../../shared/keys.js";
 import type { ResultRecord } from "../../shared/result.js";
 import type { ResultStore } from "../../shared/result-store.js";
@@ -35,7 +37,7 @@ export interface ChildCounts {
   removed: number;
 }
 
-const isFinal = (record: ResultRecord | null) => record?.state === "completed" || record?.state === "failed";
+const hasEnded = (record: ResultRecord | null) => record !== null && isFinal(record.state);
 
 /** The batch's members in line order, `CHUNK` at a time, with their records (null: none yet). */
 async function* members(
@@ -43,19 +45,9 @@ async function* members(
   store: ResultStore,
   batch: string,
 ): AsyncIterable<{ jobId: string; line: number; record: ResultRecord | null }[]> {
-  const key = store.keys.batchJobs(batch);
-  for (let start = 0; ; start += CHUNK) {
-    const flat = await redis.zrange(key, start, start + CHUNK - 1, "WITHSCORES");
-    if (flat.length === 0) return;
-    const ids: string[] = [];
-    const lines: number[] = [];
-    for (let i = 0; i < flat.length; i += 2) {
-      ids.push(flat[i]!);
-      lines.push(Number(flat[i + 1]));
-    }
-    const records = await store.getMany(ids);
-    yield ids.map((jobId, i) => ({ jobId, line: lines[i]!, record: records[i] ?? null }));
-    if (flat.length < CHUNK * 2) return;
+  for await (const chunk of batchMemberChunks(redis, store.keys.batchJobs(batch), CHUNK)) {
+    const records = await store.getMany(chunk.map((m) => m.jobId));
+    yield chunk.map((m, i) => ({ ...m, record: records[i] ?? null }));
   }
 }
 
@@ -74,13 +66,13 @@ async function held(redis: Redis, keys: QueueKeys, jobIds: readonly string[]): P
 export async function endedMembers(redis: Redis, store: ResultStore, batch: string): Promise<string[]> {
   const ended: string[] = [];
   for await (const chunk of members(redis, store, batch)) {
-    const open = chunk.filter((m) => !isFinal(m.record));
+    const open = chunk.filter((m) => !hasEnded(m.record));
     const stillHeld = await held(
       redis,
       store.keys,
       open.map((m) => m.jobId),
     );
-    for (const m of chunk) if (isFinal(m.record)) ended.push(m.jobId);
+    for (const m of chunk) if (hasEnded(m.record)) ended.push(m.jobId);
     open.forEach((m, i) => {
       if (!stillHeld[i]) ended.push(m.jobId);
     });
