@@ -16,6 +16,9 @@ import type { KeptTask, ResultStore } from "../shared/result-store.js";
 import { REOPEN } from "../scheduling/scripts.js";
 import { readStatus } from "./job-status.js";
 
+/** How long cancel waits, unless told, for the worker running a job to confirm it aborted it. */
+export const CANCEL_TIMEOUT_MS = 15_000;
+
 export interface ManageDeps {
   redis: Redis;
   queue: Queue;
@@ -99,7 +102,7 @@ export async function cancelJob(
   // Running: ask every worker; the one running it aborts it. Asked again until it ends, in case a
   // worker was reconnecting when the first message went out.
   const message: ControlMessage = { type: "cancel", jobId };
-  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+  const deadline = Date.now() + (opts.timeoutMs ?? CANCEL_TIMEOUT_MS);
   for (;;) {
     await redis.publish(keys.control, JSON.stringify(message));
     const left = deadline - Date.now();

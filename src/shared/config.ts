@@ -11,10 +11,6 @@ import { InputError } from "./errors.js";
 import { ApprovalPolicy, describeIssues } from "./task.js";
 import { parseLimits, type FlowSettings } from "./flow-limits.js";
 
-/** How long result records are kept unless DISPATCH_RESULT_TTL says: 30 days. */
-export const DEFAULT_RESULT_TTL_MS = 30 * 86_400_000;
-/** How long a manual permission ask waits for a person unless the job or DISPATCH_APPROVAL_TIMEOUT says: 24 h. */
-export const DEFAULT_APPROVAL_TIMEOUT_MS = 86_400_000;
 /** Result records may be kept this long at most (0 keeps them for ever): 10 years. */
 const RESULT_TTL_MAX_MS = 3_650 * 86_400_000;
 
@@ -63,13 +59,13 @@ const EnvSchema = z.object({
   /** Attempts per job unless the job says. @defaultValue 3 */
   DISPATCH_ATTEMPTS: int(1, 100).default(3),
   /** Per-attempt timeout unless the job says. @defaultValue 30m */
-  DISPATCH_JOB_TIMEOUT: positive().default(30 * 60_000),
+  DISPATCH_JOB_TIMEOUT: positive().prefault("30m"),
   /** How long result records are kept; 0 keeps them forever. @defaultValue 30d */
-  DISPATCH_RESULT_TTL: duration({ max: RESULT_TTL_MAX_MS }).default(DEFAULT_RESULT_TTL_MS),
+  DISPATCH_RESULT_TTL: duration({ max: RESULT_TTL_MAX_MS }).prefault("30d"),
   /** How long a stopping worker lets running jobs finish before handing them back. @defaultValue 30s */
-  DISPATCH_SHUTDOWN_GRACE: duration().default(30_000),
+  DISPATCH_SHUTDOWN_GRACE: duration().prefault("30s"),
   /** A running job with no event from opencode for this long is aborted and retried. @defaultValue 10m */
-  DISPATCH_STALL_TIMEOUT: positive().default(10 * 60_000),
+  DISPATCH_STALL_TIMEOUT: positive().prefault("10m"),
   /** opencode's own provider retries tolerated before the queue's retry policy takes over. @defaultValue 2 */
   DISPATCH_PROVIDER_RETRIES: int(0, 20).default(2),
   /** What permission asks get, for jobs that do not say: reject, approve (once) or manual. @defaultValue reject */
@@ -80,7 +76,7 @@ const EnvSchema = z.object({
     .default("false")
     .transform((v) => v === "true" || v === "1"),
   /** A manual ask no one answered within this long is rejected, for jobs that do not say. @defaultValue 24h */
-  DISPATCH_APPROVAL_TIMEOUT: positive().default(DEFAULT_APPROVAL_TIMEOUT_MS),
+  DISPATCH_APPROVAL_TIMEOUT: positive().prefault("24h"),
   /** Caps on running jobs per provider or model, shared by all workers: `anthropic=4,openai/gpt-4o=2`. */
   DISPATCH_CONCURRENCY_LIMITS: z.string().optional(),
   /** Caps on jobs started per period per provider or model, shared by all workers: `anthropic=50/1m`. */
@@ -104,9 +100,9 @@ const EnvSchema = z.object({
   /** Replace the spawned opencode server once its resident memory passes this ("2GB"); unset: never. */
   DISPATCH_RECYCLE_RSS: size.optional(),
   /** How often a worker looks for jobs whose worker died (BullMQ stalledInterval). @defaultValue 30s */
-  DISPATCH_STALLED_INTERVAL: duration(TIMER_LIMITS).default(30_000),
+  DISPATCH_STALLED_INTERVAL: duration(TIMER_LIMITS).prefault("30s"),
   /** How long a job's lock lasts without renewal (BullMQ lockDuration): a dead worker's job is recovered after this. @defaultValue 30s */
-  DISPATCH_LOCK_DURATION: duration(TIMER_LIMITS).default(30_000),
+  DISPATCH_LOCK_DURATION: duration(TIMER_LIMITS).prefault("30s"),
   /** An opencode server to attach to instead of spawning one. */
   OPENCODE_URL: z.string().url().optional(),
   OPENCODE_SERVER_USERNAME: z.string().min(1).default("opencode"),
@@ -133,12 +129,44 @@ const EnvSchema = z.object({
   /** Delivery attempts per webhook notification before it is given up. @defaultValue 12 */
   DISPATCH_WEBHOOK_ATTEMPTS: int(1, 100).default(12),
   /** First wait between webhook delivery attempts; doubles each time, capped at 1h. @defaultValue 5s */
-  DISPATCH_WEBHOOK_BACKOFF: positive().default(5_000),
+  DISPATCH_WEBHOOK_BACKOFF: positive().prefault("5s"),
   /** Time limit of one webhook delivery attempt. @defaultValue 10s */
-  DISPATCH_WEBHOOK_TIMEOUT: positive().default(10_000),
+  DISPATCH_WEBHOOK_TIMEOUT: positive().prefault("10s"),
   /** pino level. @defaultValue info */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
+
+/** What permission asks get when neither DISPATCH_APPROVAL nor its older name DISPATCH_AUTO_APPROVE says. */
+export const DEFAULT_APPROVAL: ApprovalPolicy = "reject";
+
+type Setting = keyof typeof EnvSchema.shape;
+
+/**
+ * A setting's default as it is written in the environment (`30m`, `4`, `reject`): the schema's,
+ * read from it, so that help texts never repeat it. Undefined for a setting that is off unless set.
+ */
+export function settingDefault(name: Setting): string | undefined {
+  if (name === "DISPATCH_APPROVAL") return DEFAULT_APPROVAL;
+  let def = (EnvSchema.shape[name] as unknown as { _zod: { def: ZodDef } })._zod.def;
+  while (def.type === "pipe" && def.in) def = def.in._zod.def;
+  return def.type === "default" || def.type === "prefault" ? String(def.defaultValue) : undefined;
+}
+interface ZodDef {
+  type: string;
+  defaultValue?: unknown;
+  in?: { _zod: { def: ZodDef } };
+}
+
+/** How a command-line option's help names the setting it defaults to: `NAME, value` (or `NAME`). */
+export function defaultFrom(name: Setting): string {
+  const value = settingDefault(name);
+  return value === undefined ? name : `${name}, ${value}`;
+}
+
+/** How long result records are kept unless DISPATCH_RESULT_TTL says. */
+export const DEFAULT_RESULT_TTL_MS = EnvSchema.shape.DISPATCH_RESULT_TTL.parse(undefined);
+/** How long a manual permission ask waits for a person unless the job or DISPATCH_APPROVAL_TIMEOUT says. */
+export const DEFAULT_APPROVAL_TIMEOUT_MS = EnvSchema.shape.DISPATCH_APPROVAL_TIMEOUT.parse(undefined);
 
 export type Config = {
   redisUrl: string;
@@ -204,7 +232,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     fairWindow: e.DISPATCH_FAIR_WINDOW,
     providerRetries: e.DISPATCH_PROVIDER_RETRIES,
-    approval: e.DISPATCH_APPROVAL ?? (e.DISPATCH_AUTO_APPROVE ? "approve" : "reject"),
+    approval: e.DISPATCH_APPROVAL ?? (e.DISPATCH_AUTO_APPROVE ? "approve" : DEFAULT_APPROVAL),
     approvalTimeoutMs: e.DISPATCH_APPROVAL_TIMEOUT,
     dataDir: e.DISPATCH_DATA_DIR,
     recycle: { jobs: e.DISPATCH_RECYCLE_JOBS, rssBytes: e.DISPATCH_RECYCLE_RSS },

@@ -54,6 +54,12 @@ function formatLimit(ms: number): string {
   return ms === MAX_TIMER_MS ? `${ms} ms (24.8 days, the longest timer Node and BullMQ can set)` : `${ms} ms`;
 }
 
+/** A duration as it would be written ("15s", "24h", "1500ms"): the largest unit that fits it exactly. */
+export function writtenDuration(ms: number): string {
+  const unit = (["d", "h", "m", "s"] as const).find((u) => ms > 0 && ms % UNITS[u]! === 0);
+  return unit ? `${ms / UNITS[unit]!}${unit}` : `${ms}ms`;
+}
+
 export function formatDuration(ms: number): string {
   if (ms < 1_000) return `${ms}ms`;
   if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;

@@ -1,3 +1,5 @@
+import { defaultFrom } from "../../shared/config.js";
+import { DEFAULT_SCHEMA_RETRIES } from "../../worker/session/structured.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command } from "commander";
@@ -57,12 +59,12 @@ export function withTaskOptions(command: Command, opts: { perTaskCaps?: string }
     .option("--delay <duration>", "start no earlier than this from now (ms, or 30s, 5m, …)", durationOption("--delay"))
     .option(
       "--attempts <n>",
-      "attempts before the job fails (default: DISPATCH_ATTEMPTS, 3)",
+      `attempts before the job fails (default: ${defaultFrom("DISPATCH_ATTEMPTS")})`,
       intOption("--attempts", 1, 100),
     )
     .option(
       "--timeout <duration>",
-      "per-attempt time limit, e.g. 10m (default: DISPATCH_JOB_TIMEOUT, 30m)",
+      `per-attempt time limit, e.g. 10m (default: ${defaultFrom("DISPATCH_JOB_TIMEOUT")})`,
       durationOption("--timeout"),
     )
     .option(
@@ -81,7 +83,7 @@ export function withTaskOptions(command: Command, opts: { perTaskCaps?: string }
     )
     .option(
       "--approval-timeout <duration>",
-      "a manual ask no one answered within this long is rejected (default: the worker's, 24h)",
+      `a manual ask no one answered within this long is rejected (default: the worker's, ${defaultFrom("DISPATCH_APPROVAL_TIMEOUT")})`,
       durationOption("--approval-timeout"),
     )
     .option("--auto-approve", "the older name of --approval approve")
@@ -111,7 +113,7 @@ export function withTaskOptions(command: Command, opts: { perTaskCaps?: string }
     )
     .option(
       "--schema-retries <n>",
-      "repair prompts after a structured answer that misses the schema (default 2)",
+      `repair prompts after a structured answer that misses the schema (default: ${DEFAULT_SCHEMA_RETRIES})`,
       intOption("--schema-retries", 0, 10),
     )
     .option(

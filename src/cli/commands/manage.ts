@@ -1,5 +1,6 @@
+import { writtenDuration } from "../../shared/duration.js";
 import { Command } from "commander";
-import type { JobSummary } from "../../producer/manage.js";
+import { CANCEL_TIMEOUT_MS, type JobSummary } from "../../producer/manage.js";
 import { ExitCode, InputError } from "../../shared/errors.js";
 import { JobState } from "../../shared/result.js";
 import { printJson } from "../output.js";
@@ -25,7 +26,7 @@ export function cancelCommand(): Command {
     .argument("<jobId>", "a job ID, or a batch ID")
     .option(
       "--timeout <duration>",
-      "how long to wait for the worker running the job to abort it (default: 15s)",
+      `how long to wait for the worker running the job to abort it (default: ${writtenDuration(CANCEL_TIMEOUT_MS)})`,
       durationOption("--timeout"),
     )
     .option("--json", "print the outcome and the final record as JSON");

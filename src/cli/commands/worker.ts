@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { Command } from "commander";
-import { parseSize } from "../../shared/config.js";
+import { parseSize, defaultFrom } from "../../shared/config.js";
 import { parseLimits } from "../../shared/flow-limits.js";
 import { InputError } from "../../shared/errors.js";
 import { createLogger } from "../../shared/logger.js";
@@ -39,66 +39,66 @@ export function withWorkerOptions(command: Command): Command {
   return command
     .option(
       "--concurrency <n>",
-      "jobs run at once (default: DISPATCH_CONCURRENCY, 4)",
+      `jobs run at once (default: ${defaultFrom("DISPATCH_CONCURRENCY")})`,
       intOption("--concurrency", 1, 1_000),
     )
     .option("--attach <url>", "use this opencode server instead of spawning one (password: OPENCODE_SERVER_PASSWORD)")
     .option(
       "--approval <policy>",
-      "what agents' permission asks get, for jobs that do not say: reject (like `opencode run`), approve (once) or manual (the job waits, holding no slot, for `approve` / `reject`) (default: DISPATCH_APPROVAL, reject)",
+      `what agents' permission asks get, for jobs that do not say: reject (like \`opencode run\`), approve (once) or manual (the job waits, holding no slot, for \`approve\` / \`reject\`) (default: ${defaultFrom("DISPATCH_APPROVAL")})`,
       approvalOption,
     )
     .option(
       "--approval-timeout <duration>",
-      "a manual ask no one answered within this long is rejected, for jobs that do not say (default: DISPATCH_APPROVAL_TIMEOUT, 24h)",
+      `a manual ask no one answered within this long is rejected, for jobs that do not say (default: ${defaultFrom("DISPATCH_APPROVAL_TIMEOUT")})`,
       durationOption("--approval-timeout"),
     )
     .option("--auto-approve", "the older name of --approval approve")
     .option(
       "--stall-timeout <duration>",
-      "abort and retry a job when opencode sends no event for this long (default: DISPATCH_STALL_TIMEOUT, 10m)",
+      `abort and retry a job when opencode sends no event for this long (default: ${defaultFrom("DISPATCH_STALL_TIMEOUT")})`,
       durationOption("--stall-timeout"),
     )
     .option(
       "--model-concurrency <limits>",
-      "caps on running jobs per provider or model, shared by all workers, e.g. anthropic=4,openai/gpt-4o=2 (default: DISPATCH_CONCURRENCY_LIMITS)",
+      `caps on running jobs per provider or model, shared by all workers, e.g. anthropic=4,openai/gpt-4o=2 (default: ${defaultFrom("DISPATCH_CONCURRENCY_LIMITS")})`,
     )
     .option(
       "--rate-limit <limits>",
-      "caps on jobs started per period per provider or model, shared by all workers, e.g. anthropic=50/1m (default: DISPATCH_RATE_LIMITS)",
+      `caps on jobs started per period per provider or model, shared by all workers, e.g. anthropic=50/1m (default: ${defaultFrom("DISPATCH_RATE_LIMITS")})`,
     )
     .option(
       "--key-concurrency <n>",
-      "running jobs allowed per --concurrency-key (default: DISPATCH_KEY_CONCURRENCY, 1)",
+      `running jobs allowed per --concurrency-key (default: ${defaultFrom("DISPATCH_KEY_CONCURRENCY")})`,
       intOption("--key-concurrency", 1, 10_000),
     )
     .option(
       "--grace <duration>",
-      "on shutdown, how long running jobs may finish before they are handed back (default: 30s)",
+      `on shutdown, how long running jobs may finish before they are handed back (default: ${defaultFrom("DISPATCH_SHUTDOWN_GRACE")})`,
       durationOption("--grace"),
     )
     .option(
       "--recycle-jobs <n>",
-      "replace the spawned opencode server after this many jobs (default: DISPATCH_RECYCLE_JOBS; 0: never)",
+      `replace the spawned opencode server after this many jobs (default: ${defaultFrom("DISPATCH_RECYCLE_JOBS")}; 0: never)`,
       intOption("--recycle-jobs", 0, 1_000_000_000),
     )
     .option(
       "--recycle-rss <size>",
-      "replace the spawned opencode server once its memory (RSS) passes this, e.g. 2GB (default: DISPATCH_RECYCLE_RSS)",
+      `replace the spawned opencode server once its memory (RSS) passes this, e.g. 2GB (default: ${defaultFrom("DISPATCH_RECYCLE_RSS")})`,
       sizeOption("--recycle-rss"),
     )
     .option(
       "--sandbox",
-      "run the agents' tools under bubblewrap: own PID namespace, read-only system, writable only in --sandbox-dir roots (default: DISPATCH_SANDBOX)",
+      `run the agents' tools under bubblewrap: own PID namespace, read-only system, writable only in --sandbox-dir roots (default: ${defaultFrom("DISPATCH_SANDBOX")})`,
     )
     .option(
       "--sandbox-dir <path>",
-      "a root where sandboxed jobs may work (repeatable; default: DISPATCH_SANDBOX_DIRS)",
+      `a root where sandboxed jobs may work (repeatable; default: ${defaultFrom("DISPATCH_SANDBOX_DIRS")})`,
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option(
       "--metrics-port <port>",
-      "serve Prometheus /metrics and /healthz on this port (default: DISPATCH_METRICS_PORT; 0: any free port)",
+      `serve Prometheus /metrics and /healthz on this port (default: ${defaultFrom("DISPATCH_METRICS_PORT")}; 0: any free port)`,
       intOption("--metrics-port", 0, 65_535),
     );
 }
