@@ -3,14 +3,14 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import type { Progress, ResultRecord } from "../../src/shared/result";
 import { verifySignature } from "../../src/shared/webhook";
 import { runCli } from "../support/cli";
 import { lastUserText, messageText } from "../support/fake-model";
 import { captureLogs } from "../support/logs";
-import { startStack, type Stack } from "../support/stack";
+import { useStack, type Stack } from "../support/stack";
 
 const SECRET = "test-webhook-secret-4f9c";
 const structured = (args: unknown) => ({ toolCall: { name: "StructuredOutput", args } });
@@ -24,17 +24,11 @@ const PERSON = {
 const requestText = (req: Stack["fake"]["requests"][number]) => req.messages.map((m) => messageText(m)).join("\n");
 
 describe("for apps: structured results, files, listeners, webhooks", () => {
-  let stack: Stack;
   const logs = captureLogs("debug");
 
-  beforeAll(async () => {
-    stack = await startStack({
-      configEnv: { DISPATCH_WEBHOOK_SECRET: SECRET, DISPATCH_WEBHOOK_BACKOFF: "200ms", DISPATCH_WEBHOOK_TIMEOUT: "2s" },
-    });
-    await stack.startWorker({ concurrency: 4, log: logs.log });
-  });
-  afterAll(async () => {
-    await stack?.close();
+  const stack = useStack({
+    configEnv: { DISPATCH_WEBHOOK_SECRET: SECRET, DISPATCH_WEBHOOK_BACKOFF: "200ms", DISPATCH_WEBHOOK_TIMEOUT: "2s" },
+    worker: { concurrency: 4, log: logs.log },
   });
 
   it("returns a structured answer that matches, typed by the zod schema it was asked with", async () => {

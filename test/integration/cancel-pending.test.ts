@@ -4,20 +4,13 @@
  * refuses it"). The job's worker is a CLI child killed with SIGKILL mid-job, so the job stays
  * active with nobody listening; a short lock lets the next worker take it back in seconds.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { runCli } from "../support/cli";
-import { SHORT_LOCK, startStack, type Stack } from "../support/stack";
+import { SHORT_LOCK, useStack } from "../support/stack";
 import { until } from "../support/until";
 
 describe("a cancel no worker confirms", () => {
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack({ configEnv: SHORT_LOCK });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack({ configEnv: SHORT_LOCK });
 
   it("exits 5 with the job pending, and the worker that picks the job up later refuses it", async () => {
     const dead = await stack.startCliWorker(["--concurrency", "1"]);

@@ -1,29 +1,22 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { messageText } from "../support/fake-model";
 import type { ResultRecord } from "../../src/shared/result";
-import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 const text = messageText;
 const userTexts = (record: ResultRecord): string[] => JSON.parse(record.text!) as string[];
 
 describe("forks: many tasks start from one shared context", () => {
-  let stack: Stack;
-  let worker: RunningWorker;
   let source: ResultRecord;
 
+  const stack = useStack({ worker: { concurrency: 10 } });
   beforeAll(async () => {
-    stack = await startStack();
-    worker = await stack.startWorker({ concurrency: 10 });
     source = await stack.dispatcher.run(
       { prompt: "read the codebase: the codeword is HELIOTROPE", model: "fake/echo" },
       { timeoutMs: 120_000 },
     );
     expect(source.state).toBe("completed");
-  });
-  afterAll(async () => {
-    await stack?.close();
   });
 
   it("ten forks of one job run at once, each in its own session carrying the shared first turn", async () => {
@@ -98,19 +91,15 @@ describe("forks: many tasks start from one shared context", () => {
     expect(Date.parse(forkRecord.startedAt!)).toBeGreaterThanOrEqual(Date.parse(slowRecord.finishedAt!));
     expect(userTexts(forkRecord)).toEqual(["slow source [[delay:1500]]", "early fork [[transcript]]"]);
 
-    await worker.close();
-    const fresh = await stack.startWorker({ concurrency: 2 });
-    try {
-      const elsewhere = await stack.dispatcher.wait(
-        (await stack.dispatcher.fork(slow.jobId, { prompt: "fork elsewhere [[transcript]]" })).jobId,
-        { timeoutMs: 120_000 },
-      );
-      expect(elsewhere.state).toBe("completed");
-      expect(elsewhere.worker).not.toBe(slowRecord.worker);
-      expect(userTexts(elsewhere)).toEqual(["slow source [[delay:1500]]", "fork elsewhere [[transcript]]"]);
-    } finally {
-      worker = fresh;
-    }
+    await stack.worker.close();
+    await stack.startWorker({ concurrency: 2 }); // it serves the tests below too
+    const elsewhere = await stack.dispatcher.wait(
+      (await stack.dispatcher.fork(slow.jobId, { prompt: "fork elsewhere [[transcript]]" })).jobId,
+      { timeoutMs: 120_000 },
+    );
+    expect(elsewhere.state).toBe("completed");
+    expect(elsewhere.worker).not.toBe(slowRecord.worker);
+    expect(userTexts(elsewhere)).toEqual(["slow source [[delay:1500]]", "fork elsewhere [[transcript]]"]);
   });
 
   it("a fork of a job that failed fails for good, without a model call", async () => {

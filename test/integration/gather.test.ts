@@ -1,11 +1,11 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { messageText } from "../support/fake-model";
 import type { JobStatus } from "../../src/producer/job-status";
 import type { ResultRecord } from "../../src/shared/result";
 import { runCli } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack, type Stack } from "../support/stack";
 import { until } from "../support/until";
 
 const text = messageText;
@@ -16,15 +16,7 @@ const callsStarting = (stack: Stack, prefix: string) =>
   );
 
 describe("gather: a batch's parent runs once every task has ended, with their results", () => {
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    await stack.startWorker({ concurrency: 4 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack({ worker: { concurrency: 4 } });
 
   it("a 20-task batch with --then runs the parent once, after the last task, and its prompt carries all 20 answers", async () => {
     const file = join(stack.opencode.root, "twenty.txt");

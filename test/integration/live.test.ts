@@ -3,11 +3,11 @@
  * (library stream, resumable; `watch` and `enqueue --stream` in the CLI), `cancel <batchId>` ends
  * every member, `retry <batchId>` runs the failed ones again, `pause` / `resume` hold the queue.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { LiveEvent } from "../../src/shared/live";
 import type { ResultRecord } from "../../src/shared/result";
 import { runCli } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 const WAIT = 120_000;
@@ -19,14 +19,7 @@ async function collect(stream: AsyncIterable<LiveEvent>): Promise<LiveEvent[]> {
 }
 
 describe("live answers and queue control", () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack();
-    await stack.startWorker({ concurrency: 2 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack({ worker: { concurrency: 2 } });
 
   it(
     "streams the answer as it is written, in order, resumable after any event without repeats",

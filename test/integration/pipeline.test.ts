@@ -1,19 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RunningWorker } from "../../src/worker/worker";
+import { describe, expect, it } from "vitest";
 import { withQueue } from "../support/queue";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 describe("dispatch pipeline on real Redis and a real opencode server", () => {
-  let stack: Stack;
-  let worker: RunningWorker;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    worker = await stack.startWorker({ concurrency: 2 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack({ worker: { concurrency: 2 } });
 
   it("runs a prompt and stores the answer with its session ID", async () => {
     const { jobId, duplicate } = await stack.dispatcher.enqueue({
@@ -33,7 +23,7 @@ describe("dispatch pipeline on real Redis and a real opencode server", () => {
     });
     expect(record.sessionId).toMatch(/^ses_/);
     expect(record.tokens!.total).toBeGreaterThan(0);
-    expect(record.worker).toBe(worker.id);
+    expect(record.worker).toBe(stack.worker.id);
     expect(Date.parse(record.finishedAt!)).toBeGreaterThanOrEqual(Date.parse(record.startedAt!));
     expect(stack.fake.calls("hello there")).toBe(1);
   });

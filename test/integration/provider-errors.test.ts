@@ -1,22 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createClient } from "../../src/worker/server/opencode-client";
-import type { RunningWorker } from "../../src/worker/worker";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 describe("failures end in the right state, fast, and stop the agent", () => {
-  let stack: Stack;
-  let worker: RunningWorker;
-
-  beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_STALL_TIMEOUT: "4s", DISPATCH_PROVIDER_RETRIES: "1" } });
-    worker = await stack.startWorker({ concurrency: 4 });
-  });
-  afterAll(async () => {
-    await stack?.close();
+  const stack = useStack({
+    configEnv: { DISPATCH_STALL_TIMEOUT: "4s", DISPATCH_PROVIDER_RETRIES: "1" },
+    worker: { concurrency: 4 },
   });
 
   const sessionStatus = async (sessionId: string) => {
-    const client = createClient(worker.server());
+    const client = createClient(stack.worker.server());
     const all = (await client.session.status({}, { signal: AbortSignal.timeout(5_000) })).data ?? {};
     return (all as Record<string, { type: string }>)[sessionId]?.type ?? "idle";
   };

@@ -1,26 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { InputError, NotFoundError } from "../../src/shared/errors";
 import type { ScheduleSpec } from "../../src/producer/schedules";
 import type { ResultRecord } from "../../src/shared/result";
-import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 const transcriptOf = (text: string | null): string[] => JSON.parse(text!.replace(/^transcript: /, "")) as string[];
 const dueAt = (jobId: string) => new Date(Number(jobId.split(":").pop())).toISOString();
 
 describe("schedules", () => {
-  let stack: Stack;
-  let worker: RunningWorker;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    worker = await stack.startWorker({ concurrency: 4 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack({ worker: { concurrency: 4 } });
 
   /** The firings of a schedule BullMQ made (`repeat:<name>:<ms>`) that completed, oldest first, with their records. */
   async function completedFirings(name: string): Promise<ResultRecord[]> {
@@ -69,11 +59,11 @@ describe("schedules", () => {
     expect((await stack.dispatcher.schedules.get("tick"))!.firings).toBeGreaterThanOrEqual(2);
 
     // No worker for a while: nothing runs; a new worker takes the schedule up again.
-    await worker.close({ graceMs: 0 });
+    await stack.worker.close({ graceMs: 0 });
     const before = (await completedFirings("tick")).length;
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     expect((await completedFirings("tick")).length).toBe(before);
-    worker = await stack.startWorker({ concurrency: 4 });
+    await stack.startWorker({ concurrency: 4 });
     await until("firings after the restart", async () => (await completedFirings("tick")).length >= before + 2, 30_000);
 
     await stack.dispatcher.schedules.remove("tick");

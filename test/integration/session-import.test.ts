@@ -4,24 +4,17 @@
  * worker A runs turn 1, worker B turn 2, then A turn 3, which must see turn 2. Which worker runs a
  * turn is decided by keeping the other one busy with a job that hangs until it is cancelled.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createClient } from "../../src/worker/server/opencode-client";
 import type { RunningWorker } from "../../src/worker/worker";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 const WAIT = 60_000;
 const transcriptOf = (text: string | null): string[] => JSON.parse(text!) as string[];
 
 describe("continuing a session on a worker that holds an older copy of it", () => {
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack();
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack();
 
   /** Keeps a one-slot worker busy: a job whose model call hangs until the job is cancelled. */
   const occupy = async (name: string) => {

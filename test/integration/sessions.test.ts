@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ResultRecord } from "../../src/shared/result";
 import type { RunningWorker } from "../../src/worker/worker";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 import { makeGitRepo } from "../support/git-repo";
 
@@ -11,16 +11,12 @@ const transcriptOf = (text: string | null): string[] => JSON.parse(text!.replace
 
 // One stack for the file (each spawned opencode server costs seconds); a test that replaces the
 // worker leaves its successor to the tests after it.
-let stack: Stack;
 let worker: RunningWorker;
 
+const stack = useStack();
 beforeAll(async () => {
-  stack = await startStack();
   // Two slots: fewer than the follow-ups that wait in a chain below.
   worker = await stack.startWorker({ concurrency: 2 });
-});
-afterAll(async () => {
-  await stack?.close();
 });
 
 describe("sessions that continue anywhere", () => {

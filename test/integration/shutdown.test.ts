@@ -3,22 +3,15 @@
  * running ones finish for `--grace`, then aborts them and hands them back to the queue for another
  * worker; a second signal hands them back at once"), on real Redis and real `opencode serve`.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { CliProcess } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 const WAIT = 60_000;
 
 describe("a worker stopped by a signal", () => {
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack();
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack();
 
   const startWorker = (grace: string, opts: { concurrency?: number; detached?: boolean } = {}) =>
     stack.startCliWorker(["--concurrency", String(opts.concurrency ?? 1), "--grace", grace], {

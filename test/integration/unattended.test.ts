@@ -6,23 +6,18 @@
  * asks a person whether to switch agents.
  */
 import { readFileSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startStack, type Stack } from "../support/stack";
+import { beforeAll, describe, expect, it } from "vitest";
+import { useStack, type Stack } from "../support/stack";
 
 const HOSTNAME = readFileSync("/etc/hostname", "utf8").trim();
 const toolNames = (request: Stack["fake"]["requests"][number]) =>
   ((request.tools ?? []) as { function: { name: string } }[]).map((t) => t.function.name);
 
 describe("a worker whose default is to approve asks", () => {
-  let stack: Stack;
-
+  const stack = useStack({ configEnv: { DISPATCH_AUTO_APPROVE: "true" } });
   beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_AUTO_APPROVE: "true" } });
     stack.opencode.env.OPENCODE_EXPERIMENTAL_PLAN_MODE = "true"; // read by the servers the worker spawns
     await stack.startWorker({ concurrency: 2 });
-  });
-  afterAll(async () => {
-    await stack?.close();
   });
 
   it("approves a permission ask once for a job that does not say, and rejects it for one that says no", async () => {

@@ -4,12 +4,12 @@
  * teardown list as close() runs), and the error is the start's.
  */
 import { execFileSync } from "node:child_process";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createWorkerMetrics } from "../../src/worker/queue/metrics";
 import { startWorker } from "../../src/worker/worker";
 import { queueKeys } from "../../src/shared/keys";
 import { withQueue } from "../support/queue";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 /** The opencode servers this test process has spawned and that still run. */
@@ -19,13 +19,7 @@ function opencodeChildren(): string[] {
 }
 
 describe("a worker whose start fails", () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack();
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack();
 
   const controlSubscribers = () =>
     withQueue(stack, async (_queue, redis) => {

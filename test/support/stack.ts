@@ -4,7 +4,7 @@
  * `opencode serve`. `close()` tears everything down and deletes the queue's keys.
  */
 import { randomUUID } from "node:crypto";
-import { inject } from "vitest";
+import { afterAll, beforeAll, beforeEach, inject } from "vitest";
 import { Redis } from "ioredis";
 import { loadConfig, type Config } from "../../src/shared/config";
 import { createLogger, type Logger } from "../../src/shared/logger";
@@ -95,6 +95,44 @@ export async function startStack(opts: { configEnv?: Record<string, string>; red
       await opencode.cleanup();
     },
   };
+}
+
+export interface UseStackOptions {
+  configEnv?: Record<string, string>;
+  redisUrl?: string;
+  /** Start an in-process worker with these options before the first test. */
+  worker?: Parameters<Stack["startWorker"]>[0];
+}
+
+/** A stack registered with the enclosing suite: `worker` is the one `UseStackOptions.worker` started. */
+export type SuiteStack = Stack & { readonly worker: RunningWorker };
+
+/**
+ * The stack of the enclosing describe (or file): started before its first test (with a worker when
+ * `worker` is given), the fake model reset before each test so that no test reads another's
+ * requests, script or quota, and closed after the last test. Read it only inside hooks and tests.
+ */
+export function useStack(opts: UseStackOptions = {}): SuiteStack {
+  let current: Stack | undefined;
+  let worker: RunningWorker | undefined;
+  beforeAll(async () => {
+    current = await startStack(opts);
+    if (opts.worker) worker = await current.startWorker(opts.worker);
+  });
+  beforeEach(() => current?.fake.reset());
+  afterAll(async () => {
+    await current?.close();
+  });
+  return new Proxy({} as SuiteStack, {
+    get(_, key) {
+      if (!current) throw new Error(`useStack: stack.${String(key)} read before the suite's beforeAll started it`);
+      if (key === "worker") {
+        if (!worker) throw new Error("useStack: no worker was asked for (give useStack({ worker: {...} }))");
+        return worker;
+      }
+      return Reflect.get(current, key);
+    },
+  });
 }
 
 export async function deleteQueueKeys(redisUrl: string, queue: string): Promise<void> {
