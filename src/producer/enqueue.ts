@@ -1,7 +1,8 @@
 /**
  * Single enqueues and `enqueueMany`: validating tasks (a zod schema becomes JSON Schema), checking
  * that what they continue or fork exists, and adding them in chunks. Batches from a file or a
- * stream have their own two-pass writer (batch/submit.ts); both end in addJobs.
+ * stream have their own two-pass submission (batch/submit.ts); both write their chunks with
+ * ChunkWriter (chunk-writer.ts), which ends in addJobs.
  */
 import { randomUUID } from "node:crypto";
 import type { JobsOptions, Queue } from "bullmq";
@@ -9,14 +10,14 @@ import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { Config } from "../shared/config.js";
 import { InputError, NotFoundError } from "../shared/errors.js";
-import { InFlight } from "../shared/in-flight.js";
 import type { ResultStore } from "../shared/result-store.js";
 import { BACKOFF, RETENTION } from "../shared/queue.js";
-import { parseTask, toPayload, type Task, type TaskInput } from "../shared/task.js";
-import { placeInThread, type Placement } from "../scheduling/placement.js";
-import { DEFAULT_GROUP, type Scheduler } from "../scheduling/scheduler.js";
+import { parseTask, type Task, type TaskInput } from "../shared/task.js";
+import { placeInThread } from "../scheduling/placement.js";
+import type { Scheduler } from "../scheduling/scheduler.js";
 import type { BatchStore } from "./batch/store.js";
-import { addJobs, type NewJob } from "./add-jobs.js";
+import { addJobs } from "./add-jobs.js";
+import { ChunkWriter, type ChunkItem } from "./chunk-writer.js";
 import { unknownFollowUps, unknownJobMessage, type FollowUp } from "./follow-ups.js";
 
 export const JOB_NAME = "dispatch";
@@ -89,44 +90,30 @@ export async function enqueueTasks(
   batch?: { batchId: string },
 ): Promise<EnqueueReceipt[]> {
   const { redis, queue, store, scheduler, config } = ctx;
-  const receipts: EnqueueReceipt[] = [];
+  const writer = new ChunkWriter({
+    batches,
+    batchId: batch?.batchId,
+    chunkSize: 1_000,
+    jobName: JOB_NAME,
+    jobTimeoutMs: config.jobTimeoutMs,
+    jobOptions: (task, jobId) => jobOptions(config, task, jobId),
+    // An ID given earlier in this call is a duplicate already: only first ones are looked up.
+    known: (items) =>
+      batches.existing(items.filter((c) => !c.duplicate && c.task.id !== undefined).map((c) => c.jobId)),
+    place: (task, jobId) => placeInThread(redis, store.keys, task, jobId, config.resultTtlMs),
+    add: (jobs) => addJobs(queue, scheduler, jobs),
+  });
+  const items: ChunkItem[] = [];
   const given = new Set<string>(); // keys earlier in this call: the first one wins
-  const writes = new InFlight(2);
-  const CHUNK = 1_000;
-  for (let i = 0; i < tasks.length; i += CHUNK) {
-    const chunk = tasks.slice(i, i + CHUNK);
-    // A follow-up is placed once everything before it is in Redis (the job it continues may be there).
-    if (chunk.some((t) => t.continue || t.session || t.fork)) await writes.drain();
-    const existing = await batches.existing([
-      ...new Set(chunk.map((t) => t.id).filter((id) => id !== undefined && !given.has(id))),
-    ] as string[]);
-    const now = new Date().toISOString();
-    const fresh: { task: Task; jobId: string; placement: Placement }[] = [];
-    for (const task of chunk) {
-      const jobId = task.id ?? randomUUID();
-      const duplicate = existing.has(jobId) || given.has(jobId);
-      receipts.push({ jobId, duplicate });
-      if (!duplicate) {
-        const placement = await placeInThread(redis, store.keys, task, jobId, config.resultTtlMs);
-        fresh.push({ task, jobId, placement });
-      }
-      if (task.id) given.add(task.id);
-    }
-    const jobs: NewJob[] = fresh.map(({ task, jobId, placement }) => ({
-      name: JOB_NAME,
-      data: Object.assign(toPayload(task, { timeoutMs: config.jobTimeoutMs }, now), placement),
-      opts: jobOptions(config, task, jobId),
-      group: task.group ?? batch?.batchId ?? DEFAULT_GROUP,
-    }));
-    const members = chunk.map((_, k) => ({ jobId: receipts[i + k]!.jobId, line: i + k + 1 }));
-    // Members only once their jobs exist: a batch never waits on a job that was never added.
-    await writes.add(async () => {
-      await addJobs(queue, scheduler, jobs);
-      if (batch) await batches.addMembers(batch.batchId, members);
-    });
+  for (const [index, task] of tasks.entries()) {
+    const jobId = task.id ?? randomUUID();
+    const item: ChunkItem = { task, jobId, line: index + 1, duplicate: given.has(jobId) };
+    if (task.id) given.add(task.id);
+    items.push(item);
+    await writer.push(item);
   }
-  await writes.drain();
-  return receipts;
+  await writer.end();
+  return items.map(({ jobId, duplicate }) => ({ jobId, duplicate: duplicate === true }));
 }
 
 export function isZodSchema(schema: unknown): schema is z.ZodType {

@@ -6,10 +6,10 @@
 import { createHash } from "node:crypto";
 import type { JobsOptions } from "bullmq";
 import { InputError } from "../../shared/errors.js";
-import { InFlight } from "../../shared/in-flight.js";
 import { JobId, parseTask, toPayload, type Task, type TaskInput } from "../../shared/task.js";
 import type { Placement } from "../../scheduling/placement.js";
 import type { NewJob } from "../add-jobs.js";
+import { ChunkWriter, type ChunkItem } from "../chunk-writer.js";
 import { BatchFollowUps } from "../follow-ups.js";
 import type { BatchEntry, BatchSource } from "./source.js";
 import type { BatchStore } from "./store.js";
@@ -227,71 +227,48 @@ export async function submitBatch(
     maxCost: opts.maxCost,
     maxTokens: opts.maxTokens,
   });
-  const chunkSize = Math.max(1, opts.chunkSize ?? 1_000);
   let enqueued = 0;
   let duplicates = 0;
   let processed = 0;
-
-  const flush = async (chunk: { task: Task; jobId: string; line: number }[]) => {
-    const ids = chunk.map((c) => c.jobId);
-    const known = existed ? await ctx.batches.members(batchId, ids) : new Set<string>();
-    const unknown = chunk
-      .filter((c) => !known.has(c.jobId) && (existed || c.task.id !== undefined))
-      .map((c) => c.jobId);
-    for (const id of await ctx.batches.existing(unknown)) known.add(id);
-    const now = new Date().toISOString();
+  const jobIds = (chunk: readonly ChunkItem[]) => chunk.map((c) => c.jobId);
+  // Reading and validating the next chunk overlaps with two chunks being written.
+  const writer = new ChunkWriter({
+    batches: ctx.batches,
+    batchId,
+    chunkSize: Math.max(1, opts.chunkSize ?? 1_000),
+    jobName: ctx.jobName,
+    jobTimeoutMs: ctx.jobTimeoutMs,
+    jobOptions: (task, jobId) => ctx.jobOptions(task, jobId),
+    known: async (chunk) => {
+      const known = existed ? await ctx.batches.members(batchId, jobIds(chunk)) : new Set<string>();
+      const unknown = chunk
+        .filter((c) => !known.has(c.jobId) && (existed || c.task.id !== undefined))
+        .map((c) => c.jobId);
+      for (const id of await ctx.batches.existing(unknown)) known.add(id);
+      return known;
+    },
     // Before their jobs exist: a member that ends counts itself for the parent.
-    if (parent) await ctx.batches.markGathered(batchId, ids);
-    const fresh = chunk.filter((c) => !known.has(c.jobId));
-    if (fresh.length) {
-      // In line order: follow-ups of one session run one at a time, in the order of the lines.
-      const placements: Placement[] = [];
-      for (const { task, jobId } of fresh)
-        placements.push(task.continue || task.session ? await ctx.place(task, jobId) : {});
-      await ctx.add(
-        fresh.map(({ task, jobId }, i) => ({
-          name: ctx.jobName,
-          data: Object.assign(
-            toPayload(task, { timeoutMs: ctx.jobTimeoutMs }, now),
-            placements[i],
-            budgeted ? { batchBudget: batchId } : {},
-          ),
-          opts: ctx.jobOptions(task, jobId),
-          group: task.group ?? batchId,
-        })),
-      );
-    }
-    await ctx.batches.addMembers(batchId, chunk);
-    enqueued += fresh.length;
-    duplicates += chunk.length - fresh.length;
-    processed += chunk.length;
-    opts.onEnqueued?.({ processed, total, enqueued, duplicates });
-  };
-
-  // Reading and validating the next chunk overlaps with two chunks being written. A chunk with a
-  // follow-up waits until everything before it is in Redis (the job it continues may be there).
-  const writes = new InFlight(2);
-  let chunk: { task: Task; jobId: string; line: number }[] = [];
-  let threaded = false;
-  const send = async () => {
-    if (threaded) await writes.drain();
-    const full = chunk;
-    await writes.add(() => flush(full));
-    chunk = [];
-    threaded = false;
-  };
+    beforeAdd: parent ? (chunk) => ctx.batches.markGathered(batchId, jobIds(chunk)) : undefined,
+    place: async (task, jobId) => (task.continue || task.session ? ctx.place(task, jobId) : {}),
+    extras: budgeted ? { batchBudget: batchId } : {},
+    add: (jobs) => ctx.add(jobs),
+    written: (chunk) => {
+      const fresh = chunk.filter((c) => !c.duplicate).length;
+      enqueued += fresh;
+      duplicates += chunk.length - fresh;
+      processed += chunk.length;
+      opts.onEnqueued?.({ processed, total, enqueued, duplicates });
+    },
+  });
   for await (const entry of source.entries()) {
     const result = validate(entry, defaults);
     if ("error" in result) continue;
     const { task } = result;
     if (task.id !== undefined && ownIds.get(task.id) !== entry.line) continue; // a repeated id
     if (leftOut.has(entry.line)) continue; // continues an unknown job
-    chunk.push({ task, jobId: task.id ?? `${batchId}-${entry.line}`, line: entry.line });
-    threaded ||= Boolean(task.continue || task.session || task.fork);
-    if (chunk.length >= chunkSize) await send();
+    await writer.push({ task, jobId: task.id ?? `${batchId}-${entry.line}`, line: entry.line });
   }
-  if (chunk.length) await send();
-  await writes.drain();
+  await writer.end();
   await ctx.batches.finish(batchId);
   if (!parent) return { batchId, total, enqueued, duplicates, invalid, invalidLines };
   // The parent: added once every member is, it waits (holding no slot) until they have all ended.
