@@ -7,6 +7,8 @@ export default defineConfig({
     // long-task-setup starts the >300 s task as the run begins: after global-setup (it needs Redis)
     // and after the build (a synchronous tsc that would stall the task's lock renewals).
     globalSetup: ["test/support/global-setup.ts", "test/support/build.ts", "test/support/long-task-setup.ts"],
+    // Before each test: every open stack's fake model is reset.
+    setupFiles: ["test/support/per-test.ts"],
     testTimeout: 180_000,
     hookTimeout: 180_000,
     pool: "forks",

@@ -14,6 +14,7 @@ import { queueKeys } from "../../src/shared/keys";
 import { baseRecord } from "../../src/shared/record";
 import { startRedisServer, type RedisProcess } from "../support/redis";
 import { scansSoFar } from "../support/redis-stats";
+import { seedRecords } from "../support/seed-records";
 
 const QUEUE = "hardening";
 const RECORDS = 50_000;
@@ -46,20 +47,19 @@ describe("a dashboard that cannot be driven from a web page", () => {
   beforeAll(async () => {
     server = await startRedisServer();
     redis = new Redis(server.url);
-    const keys = queueKeys(QUEUE);
-    for (let start = 0; start < RECORDS; start += 5_000) {
-      const pipe = redis.pipeline();
-      for (let n = start; n < start + 5_000; n++) {
-        const record = {
+    await seedRecords(
+      redis,
+      queueKeys(QUEUE),
+      RECORDS,
+      (n) => ({
+        record: {
           ...baseRecord(jobId(n), { prompt: `task ${n}` }, n % 10 === 0 ? "failed" : "completed"),
           finishedAt: new Date(T0 + n * 1_000).toISOString(),
-        };
-        pipe.set(keys.result(record.jobId), JSON.stringify(record), "PX", 86_400_000);
-        pipe.zadd(keys.results, T0 + n * 1_000, record.jobId);
-        pipe.zadd(keys.resultsInState(record.state), T0 + n * 1_000, record.jobId);
-      }
-      await pipe.exec();
-    }
+        },
+        at: T0 + n * 1_000,
+      }),
+      { ttlMs: 86_400_000 },
+    );
     [readOnly, actions] = await Promise.all([
       startDashboard({ redisUrl: server.url, queue: QUEUE, port: 0, allowedHosts: ["dash.example.org"] }),
       startDashboard({ redisUrl: server.url, queue: QUEUE, port: 0, allowActions: true }),

@@ -12,6 +12,7 @@ import { baseRecord } from "../../src/shared/record";
 import { minuteOf } from "../../src/shared/series";
 import { startRedisServer, type RedisProcess } from "../support/redis";
 import { scansSoFar } from "../support/redis-stats";
+import { seedRecords } from "../support/seed-records";
 
 const QUEUE = "scale";
 const RECORDS = 100_000;
@@ -30,35 +31,26 @@ describe("a dashboard on 100,000 records", () => {
     server = await startRedisServer();
     redis = new Redis(server.url);
     const keys = queueKeys(QUEUE);
-    for (let start = 0; start < RECORDS; start += 5_000) {
-      const pipe = redis.pipeline();
-      for (let n = start; n < start + 5_000; n++) {
-        const at = NOW - (RECORDS - n) * 500;
-        const batch = n < BIG ? "big" : `small-${n % SMALL}`;
-        const record = {
-          ...baseRecord(
-            `job-${n}`,
-            { prompt: `task ${n}`, model: "fake/priced" },
-            n % 20 === 0 ? "failed" : "completed",
-          ),
-          enqueuedAt: new Date(at - 2_000).toISOString(),
-          startedAt: new Date(at - 1_000).toISOString(),
-          finishedAt: new Date(at).toISOString(),
-          durationMs: 1_000 + (n % 7) * 400,
-          cost: 0.01,
-          text: `answer ${n} `.repeat(20),
-          error: n % 20 === 0 ? { name: "APIError", message: "fake error 401", retryable: false } : null,
-        };
+    await seedRecords(redis, keys, RECORDS, (n) => {
+      const at = NOW - (RECORDS - n) * 500;
+      const record = {
+        ...baseRecord(`job-${n}`, { prompt: `task ${n}`, model: "fake/priced" }, n % 20 === 0 ? "failed" : "completed"),
+        enqueuedAt: new Date(at - 2_000).toISOString(),
+        startedAt: new Date(at - 1_000).toISOString(),
+        finishedAt: new Date(at).toISOString(),
+        durationMs: 1_000 + (n % 7) * 400,
+        cost: 0.01,
+        text: `answer ${n} `.repeat(20),
+        error: n % 20 === 0 ? { name: "APIError", message: "fake error 401", retryable: false } : null,
+      };
+      return {
+        record,
+        at,
+        batch: n < BIG ? "big" : `small-${n % SMALL}`,
         // One record whose state is not where records put it: read by the full decode.
-        pipe.set(
-          keys.result(record.jobId),
-          JSON.stringify(n === 1 ? Object.assign({ state: record.state }, record) : record),
-        );
-        pipe.zadd(keys.results, at, record.jobId);
-        pipe.zadd(keys.batchJobs(batch), n, record.jobId);
-      }
-      await pipe.exec();
-    }
+        ...(n === 1 ? { json: JSON.stringify(Object.assign({ state: record.state }, record)) } : {}),
+      };
+    });
     const pipe = redis.pipeline();
     for (const batch of ["big", ...Array.from({ length: SMALL }, (_, i) => `small-${i}`)]) {
       pipe.hset(keys.batch(batch), {

@@ -1,10 +1,11 @@
 /**
  * A whole dispatch stack for a test: the fake model, a hermetic opencode environment, a unique
  * queue on the shared Redis, a Dispatcher, and (optionally) an in-process worker spawning a real
- * `opencode serve`. `close()` tears everything down and deletes the queue's keys.
+ * `opencode serve`. `close()` tears everything down and deletes the queue's keys. Its fake model is
+ * reset before each test (per-test.ts), so a test configures the model it needs in the test itself.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, beforeEach, inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import { Redis } from "ioredis";
 import { loadConfig, type Config } from "../../src/shared/config";
 import { createLogger, type Logger } from "../../src/shared/logger";
@@ -12,6 +13,7 @@ import { Dispatcher } from "../../src/producer/dispatcher";
 import { startWorker, type RunningWorker } from "../../src/worker/worker";
 import { startCli, type CliProcess } from "./cli";
 import { startFakeModel, type FakeModel } from "./fake-model";
+import { registerFakeModel } from "./fake-registry";
 import { makeOpencodeEnv, type OpencodeEnv } from "./opencode-env";
 
 export interface Stack {
@@ -45,6 +47,7 @@ export async function startStack(opts: { configEnv?: Record<string, string>; red
   const redisUrl = opts.redisUrl ?? inject("redisUrl");
   const queue = `test-${randomUUID().slice(0, 8)}`;
   const fake = await startFakeModel();
+  const unregister = registerFakeModel(fake); // reset before each test (per-test.ts)
   const opencode = await makeOpencodeEnv(fake.url);
   const configEnv = {
     REDIS_URL: redisUrl,
@@ -91,6 +94,7 @@ export async function startStack(opts: { configEnv?: Record<string, string>; red
       await Promise.all(workers.map((w) => w.close({ graceMs: 0 })));
       await dispatcher.close();
       await deleteQueueKeys(redisUrl, queue);
+      unregister();
       await fake.close();
       await opencode.cleanup();
     },
@@ -109,8 +113,8 @@ export type SuiteStack = Stack & { readonly worker: RunningWorker };
 
 /**
  * The stack of the enclosing describe (or file): started before its first test (with a worker when
- * `worker` is given), the fake model reset before each test so that no test reads another's
- * requests, script or quota, and closed after the last test. Read it only inside hooks and tests.
+ * `worker` is given) and closed after the last. Read it only inside hooks and tests. (Every
+ * stack's fake model is reset before each test: see per-test.ts.)
  */
 export function useStack(opts: UseStackOptions = {}): SuiteStack {
   let current: Stack | undefined;
@@ -119,7 +123,6 @@ export function useStack(opts: UseStackOptions = {}): SuiteStack {
     current = await startStack(opts);
     if (opts.worker) worker = await current.startWorker(opts.worker);
   });
-  beforeEach(() => current?.fake.reset());
   afterAll(async () => {
     await current?.close();
   });
