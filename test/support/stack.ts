@@ -113,13 +113,18 @@ export type SuiteStack = Stack & { readonly worker: RunningWorker };
 
 /**
  * The stack of the enclosing describe (or file): started before its first test (with a worker when
- * `worker` is given) and closed after the last. Read it only inside hooks and tests. (Every
+ * `worker` is given) and closed after the last. Read it only inside hooks and tests. `options` may
+ * be a function, called in that beforeAll: for options known only once an earlier hook ran (a
+ * Redis or a receiver the test starts first; register that hook before useStack). (Every
  * stack's fake model is reset before each test: see per-test.ts.)
  */
-export function useStack(opts: UseStackOptions = {}): SuiteStack {
+export function useStack(
+  options: UseStackOptions | (() => UseStackOptions | Promise<UseStackOptions>) = {},
+): SuiteStack {
   let current: Stack | undefined;
   let worker: RunningWorker | undefined;
   beforeAll(async () => {
+    const opts = typeof options === "function" ? await options() : options;
     current = await startStack(opts);
     if (opts.worker) worker = await current.startWorker(opts.worker);
   });
