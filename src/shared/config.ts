@@ -165,8 +165,6 @@ export function defaultFrom(name: Setting): string {
 
 /** How long result records are kept unless DISPATCH_RESULT_TTL says. */
 export const DEFAULT_RESULT_TTL_MS = EnvSchema.shape.DISPATCH_RESULT_TTL.parse(undefined);
-/** How long a manual permission ask waits for a person unless the job or DISPATCH_APPROVAL_TIMEOUT says. */
-export const DEFAULT_APPROVAL_TIMEOUT_MS = EnvSchema.shape.DISPATCH_APPROVAL_TIMEOUT.parse(undefined);
 
 export type Config = {
   redisUrl: string;
