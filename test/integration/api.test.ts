@@ -12,7 +12,7 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, startCli, type CliProcess } from "../support/cli";
 import { freePort } from "../support/redis";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 const run = promisify(execFile);
 const ENQUEUE = "enqueue-token-0123456789";
@@ -85,14 +85,12 @@ print(json.dumps({"receipt": receipt, "text": record["text"], "state": record["s
 `;
 
 describe("the HTTP API", () => {
-  let stack: Stack;
+  const stack = useStack({ worker: { concurrency: 2 } });
   let api: CliProcess;
   let base: string;
   let dir: string;
 
   beforeAll(async () => {
-    stack = await startStack();
-    await stack.startWorker({ concurrency: 2 });
     const port = await freePort();
     api = startCli(["api", "--port", String(port)], {
       env: { ...stack.childEnv, DISPATCH_API_TOKENS: `${ENQUEUE}:enqueue,${READER}:read,${ADMIN}:admin` },
@@ -103,7 +101,6 @@ describe("the HTTP API", () => {
   }, 120_000);
   afterAll(async () => {
     await api?.stop("SIGTERM");
-    await stack?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -423,11 +420,10 @@ describe("the HTTP API", () => {
 });
 
 describe("the HTTP API without tokens", () => {
-  let stack: Stack;
+  const stack = useStack();
   let api: CliProcess;
   let base: string;
   beforeAll(async () => {
-    stack = await startStack();
     const port = await freePort();
     api = startCli(["api", "--port", String(port)], { env: { ...stack.childEnv, DISPATCH_API_TOKENS: "" } });
     await api.waitFor(/API: http/, 60_000);
@@ -435,7 +431,6 @@ describe("the HTTP API without tokens", () => {
   }, 120_000);
   afterAll(async () => {
     await api?.stop("SIGTERM");
-    await stack?.close();
   });
 
   it("serves local processes but no web page: a foreign Host (DNS rebinding) or any Origin is refused", async () => {

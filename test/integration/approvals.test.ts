@@ -16,10 +16,9 @@ import { JobStateError, NotFinishedError } from "../../src/shared/errors";
 import { createLogger } from "../../src/shared/logger";
 import type { ResultRecord } from "../../src/shared/result";
 import { createClient } from "../../src/worker/server/opencode-client";
-import type { RunningWorker } from "../../src/worker/worker";
 import { runCli, startCli } from "../support/cli";
 import { messageText, type ChatRequest } from "../support/fake-model";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 const WAIT = 60_000;
@@ -33,8 +32,6 @@ const WORDS = "I need the machine's name, which lives outside this project.";
 const toolResults = (request: ChatRequest) => request.messages.filter((m) => m.role === "tool").map(messageText);
 
 describe("manual approval of permission asks", () => {
-  let stack: Stack;
-  let worker: RunningWorker;
   const hooks: { event: string | undefined; record: ResultRecord }[] = [];
   let hookServer: http.Server;
   let webhook: string;
@@ -53,14 +50,12 @@ describe("manual approval of permission asks", () => {
     });
     await new Promise<void>((resolve) => hookServer.listen(0, "127.0.0.1", resolve));
     webhook = `http://127.0.0.1:${(hookServer.address() as AddressInfo).port}/hook`;
-    // One worker slot, and one slot of the provider for all workers: a parked job must free both.
-    stack = await startStack({ configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake=1" } });
-    worker = await stack.startWorker({ concurrency: 1 });
   });
-  afterAll(async () => {
-    await stack?.close();
+  afterAll(() => {
     hookServer?.close();
   });
+  // One worker slot, and one slot of the provider for all workers: a parked job must free both.
+  const stack = useStack({ configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake=1" }, worker: { concurrency: 1 } });
 
   const parked = (jobId: string) =>
     until(
@@ -130,7 +125,7 @@ describe("manual approval of permission asks", () => {
     const cli = await runCli(["approve", jobId, "--by", "alice"], { env: stack.childEnv });
     expect(cli.stdout).toMatch(/external_directory \/etc\/\* approved once; the job resumes/);
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
-    expect(record).toMatchObject({ state: "completed", attempts: 1, approval: null, worker: worker.id });
+    expect(record).toMatchObject({ state: "completed", attempts: 1, approval: null, worker: stack.worker.id });
     expect(record.text).toContain(HOSTNAME);
     // The watch saw the same turn go on (no "starts over") and ends with the answer.
     expect(await watching.exited(WAIT)).toBe(0);
@@ -149,7 +144,7 @@ describe("manual approval of permission asks", () => {
     ]);
     // Its tokens are those of both turns: the one cut short by the ask (its first step) and the resumed one.
     const messages =
-      (await createClient(worker.server()).session.messages({ sessionID: record.sessionId! })).data ?? [];
+      (await createClient(stack.worker.server()).session.messages({ sessionID: record.sessionId! })).data ?? [];
     const steps = messages.map((m) => m.info).filter((m) => m.role === "assistant");
     const lastTurn = steps.filter((m) => m.parentID === steps.at(-1)!.parentID);
     const sum = (list: typeof steps) => list.reduce((n, m) => n + m.tokens.input + m.tokens.output, 0);
@@ -278,7 +273,7 @@ describe("manual approval of permission asks", () => {
     });
     const status = await parked(jobId);
     expect(status.result?.approval?.always).toEqual(["/etc/*"]);
-    await worker.close({ graceMs: 0 }); // its opencode server goes with it
+    await stack.worker.close({ graceMs: 0 }); // its opencode server goes with it
     const other = await stack.startWorker({ concurrency: 1 });
     await stack.dispatcher.approve(jobId, { always: true, by: "carol" });
     const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });

@@ -11,7 +11,7 @@ import { openQueue } from "../../src/shared/queue";
 import { closeRedis, connectRedis } from "../../src/shared/redis";
 import { queueKeys } from "../../src/shared/keys";
 import { runCli } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack, type Stack } from "../support/stack";
 
 /** The real CLI, with a long default timeout (a batch may take minutes on 2 cores). */
 function cli(args: string[], env: NodeJS.ProcessEnv, input?: string, timeoutMs = 150_000) {
@@ -48,13 +48,7 @@ afterAll(async () => {
 });
 
 describe("batch submission without workers", () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack();
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack();
 
   it("rejects a batch with a malformed line, naming the line and reason, and enqueues nothing", async () => {
     const lines = Array.from({ length: 30 }, (_, i) => JSON.stringify({ prompt: `ok ${i + 1}` }));
@@ -132,13 +126,9 @@ describe("batch submission without workers", () => {
 });
 
 describe("batches run by workers", () => {
-  let stack: Stack;
+  const stack = useStack();
   beforeAll(async () => {
-    stack = await startStack();
     await Promise.all([stack.startWorker({ concurrency: 8 }), stack.startWorker({ concurrency: 8 })]);
-  });
-  afterAll(async () => {
-    await stack?.close();
   });
 
   it("runs a 1,000-task batch with --wait --out: 1,000 records, a summary, exit 1 for the one failure", async () => {
@@ -233,14 +223,7 @@ describe("batches run by workers", () => {
 });
 
 describe("a batch budget", () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_PROVIDER_RETRIES: "0" } });
-    await stack.startWorker({ concurrency: 2 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack({ configEnv: { DISPATCH_PROVIDER_RETRIES: "0" }, worker: { concurrency: 2 } });
 
   it("batch --max-cost: once its tasks pass it, no task starts, the running one is stopped, the rest fail BudgetExceeded", async () => {
     // fake/priced costs about $2.40 a task: the second task to spend passes $4 (and is stopped itself,
