@@ -7,25 +7,20 @@
 import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { ResultRecord } from "../../src/shared/result";
 import { queueKeys } from "../../src/shared/keys";
 import { startCli, type CliProcess } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { alive, until } from "../support/until";
 
 const WAIT = 120_000;
 
 describe("a worker killed with SIGKILL mid-job", () => {
-  let stack: Stack;
+  const stack = useStack({ configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s" } });
   const workers: CliProcess[] = [];
-
-  beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s" } });
-  });
   afterAll(async () => {
     await Promise.all(workers.map((w) => w.stop("SIGKILL")));
-    await stack?.close();
   });
 
   const startWorker = async () => {

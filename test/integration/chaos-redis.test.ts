@@ -3,27 +3,24 @@
  * before completes, none is lost, and the producer and the worker reconnect on their own.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RunningWorker } from "../../src/worker/worker";
 import { startRedisServer, type RedisProcess } from "../support/redis";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 const WAIT = 150_000;
 
 describe("Redis killed and restarted mid-batch", () => {
   let redis: RedisProcess;
-  let stack: Stack;
-  let worker: RunningWorker;
-
   beforeAll(async () => {
     redis = await startRedisServer({ appendonly: true });
-    stack = await startStack({ redisUrl: redis.url });
-    worker = await stack.startWorker({ concurrency: 2 });
   });
   afterAll(async () => {
-    await redis?.start().catch(() => undefined); // so the stack can clean its keys
-    await stack?.close();
     await redis?.close();
+  });
+  const stack = useStack(() => ({ redisUrl: redis.url, worker: { concurrency: 2 } }));
+  // Runs before the stack's close (afterAll hooks run in reverse).
+  afterAll(async () => {
+    await redis?.start().catch(() => undefined); // so the stack can clean its keys
   }, 180_000);
 
   it("completes every job enqueued before the crash, and the same producer enqueues after it", async () => {
@@ -68,6 +65,6 @@ describe("Redis killed and restarted mid-batch", () => {
     for (let i = 0; i < tasks.length; i++) expect(stack.fake.calls(`persisted ${i}`)).toBeGreaterThanOrEqual(1);
 
     const after = await stack.dispatcher.run({ prompt: "after the restart", model: "fake/echo" }, { timeoutMs: WAIT });
-    expect(after).toMatchObject({ state: "completed", text: "echo: after the restart", worker: worker.id });
+    expect(after).toMatchObject({ state: "completed", text: "echo: after the restart", worker: stack.worker.id });
   }, 400_000);
 });

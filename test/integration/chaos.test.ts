@@ -3,13 +3,12 @@
  * opencode server killed mid-job, a running job cancelled from the CLI, a poisoned payload,
  * cancel/retry/list of queued jobs, and a server recycled after N jobs.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ResultStore } from "../../src/shared/result-store";
 import { createClient } from "../../src/worker/server/opencode-client";
-import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
 import { withQueue } from "../support/queue";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { alive, until } from "../support/until";
 
 /** The machine running the suite may be shared and loaded: a cold opencode prompt can take 30 s. */
@@ -17,16 +16,7 @@ const WAIT = 120_000;
 const TEST = 240_000;
 
 describe("chaos on one worker", () => {
-  let stack: Stack;
-  let worker: RunningWorker;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    worker = await stack.startWorker({ concurrency: 3 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack({ worker: { concurrency: 3 } });
 
   it(
     "the opencode server killed mid-job: the server is restarted and the job completes on a retry",
@@ -36,11 +26,11 @@ describe("chaos on one worker", () => {
         model: "fake/echo",
       });
       await until("the model call", () => stack.fake.calls("survive the crash") >= 1);
-      const first = worker.server().pid!;
+      const first = stack.worker.server().pid!;
       process.kill(first, "SIGKILL");
       const record = await stack.dispatcher.wait(jobId, { timeoutMs: WAIT });
       expect(record).toMatchObject({ state: "completed", text: "echo: [[delay:2500]] survive the crash", attempts: 2 });
-      expect(worker.server().pid).not.toBe(first);
+      expect(stack.worker.server().pid).not.toBe(first);
       expect(alive(first)).toBe(false);
       expect(stack.fake.calls("survive the crash")).toBe(2);
     },
@@ -91,7 +81,7 @@ describe("chaos on one worker", () => {
         "the session",
         async () => (await stack.dispatcher.status(jobId)).result?.sessionId ?? undefined,
       );
-      const client = createClient(worker.server());
+      const client = createClient(stack.worker.server());
       const statusOf = async () => ((await client.session.status()).data ?? {})[sessionId]?.type ?? "idle";
       expect(await statusOf()).toBe("busy");
 
@@ -214,14 +204,7 @@ describe("chaos on one worker", () => {
 });
 
 describe("server recycling", () => {
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack();
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack();
 
   it(
     "replaces the opencode server after N jobs, between jobs, and goes on",

@@ -6,21 +6,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queueKeys } from "../../src/shared/keys";
 import { closeRedis, connectRedis } from "../../src/shared/redis";
 import { startRedisCluster, type RedisCluster } from "../support/redis-cluster";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 describe("on a Redis Cluster", () => {
   let cluster: RedisCluster;
-  let stack: Stack;
-
   beforeAll(async () => {
     cluster = await startRedisCluster(3);
-    stack = await startStack({ configEnv: { REDIS_URL: cluster.url } });
-    await stack.startWorker({ concurrency: 2 });
   });
   afterAll(async () => {
-    await stack?.close();
     await cluster?.close();
   });
+  const stack = useStack(() => ({ configEnv: { REDIS_URL: cluster.url }, worker: { concurrency: 2 } }));
 
   it("runs enqueue → worker → result through redis+cluster://", async () => {
     const jobs = await Promise.all(

@@ -14,13 +14,13 @@ import type { BatchStatus } from "../../src/producer/batch/handle";
 import type { ResultRecord } from "../../src/shared/result";
 import { launchChromium } from "../support/browser";
 import { runCli } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 const SHOTS = process.env.DASHBOARD_SCREENSHOTS === "1";
 const DOCS = new URL("../../docs/", import.meta.url).pathname;
 
 describe("dashboard pages", () => {
-  let stack: Stack;
+  const stack = useStack({ worker: { concurrency: 2 } });
   let dashboard: RunningDashboard;
   let browser: Browser;
   let context: BrowserContext;
@@ -36,9 +36,7 @@ describe("dashboard pages", () => {
   };
 
   beforeAll(async () => {
-    stack = await startStack();
-    const [, launched] = await Promise.all([stack.startWorker({ concurrency: 2 }), launchChromium()]);
-    browser = launched;
+    browser = await launchChromium();
     first = await stack.dispatcher.run(
       {
         id: "first-turn",
@@ -74,7 +72,6 @@ describe("dashboard pages", () => {
     await context?.close();
     await browser?.close();
     await dashboard?.close();
-    await stack?.close();
   });
 
   it("shows a batch with the counts of `status <batchId>`, its failures by error, and its members", async () => {

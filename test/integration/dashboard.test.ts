@@ -9,23 +9,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDashboard, type RunningDashboard } from "../../src/dashboard/server";
 import type { ResultRecord } from "../../src/shared/result";
 import { launchChromium } from "../support/browser";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 const USER = "ops";
 const PASSWORD = "dash-board-secret";
 const auth = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}`;
 
 describe("dashboard", () => {
-  let stack: Stack;
+  const stack = useStack({ worker: { concurrency: 2 } });
   let dashboard: RunningDashboard;
   let browser: Browser;
   let completed: ResultRecord;
   let failed: ResultRecord;
 
   beforeAll(async () => {
-    stack = await startStack();
-    const [, launched] = await Promise.all([stack.startWorker({ concurrency: 2 }), launchChromium()]);
-    browser = launched;
+    browser = await launchChromium();
     [completed, failed] = await Promise.all([
       stack.dispatcher.run(
         { prompt: "show me <b>on the dashboard</b>", model: "fake/priced", title: "dash ok" },
@@ -43,7 +41,6 @@ describe("dashboard", () => {
   afterAll(async () => {
     await browser?.close();
     await dashboard?.close();
-    await stack?.close();
   });
 
   it("shows a completed and a failed job in Chromium, opens a result and its session", async () => {

@@ -13,7 +13,7 @@ import { cancelledRecord } from "../../src/shared/cancel";
 import { queueKeys } from "../../src/shared/keys";
 import { runCli, startCli, type CliProcess } from "../support/cli";
 import { withQueue } from "../support/queue";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 import { freePort } from "../support/redis";
 import { makeGitRepo } from "../support/git-repo";
@@ -22,16 +22,15 @@ const WAIT = 120_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("outcomes exactly once", () => {
-  let stack: Stack;
+  // No opencode retries of provider errors: a 500 hands the attempt to the queue's retry at once.
+  const stack = useStack({
+    configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s", DISPATCH_PROVIDER_RETRIES: "0" },
+  });
   let frozen: CliProcess | undefined;
   let receiver: http.Server;
   const deliveries: { id: string; worker: string }[] = [];
 
   beforeAll(async () => {
-    // No opencode retries of provider errors: a 500 hands the attempt to the queue's retry at once.
-    stack = await startStack({
-      configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s", DISPATCH_PROVIDER_RETRIES: "0" },
-    });
     receiver = http.createServer((req, res) => {
       let body = "";
       req.on("data", (d: Buffer) => (body += d.toString()));
@@ -51,7 +50,6 @@ describe("outcomes exactly once", () => {
       await frozen.stop("SIGKILL");
     }
     receiver?.close();
-    await stack?.close();
   });
 
   it("a worker frozen past its lock while another completes the job leaves one record and one delivery ID", async () => {

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { ResultRecord } from "../../src/shared/result";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 const span = (r: ResultRecord) => [Date.parse(r.startedAt!), Date.parse(r.finishedAt!)] as const;
 
@@ -10,17 +10,13 @@ function expectNoOverlap(records: ResultRecord[]): void {
 }
 
 describe("flow control shared by all workers", () => {
-  let stack: Stack;
+  const stack = useStack({
+    configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake/echo=1", DISPATCH_RATE_LIMITS: "fake/priced=2/4s" },
+  });
 
   beforeAll(async () => {
-    stack = await startStack({
-      configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake/echo=1", DISPATCH_RATE_LIMITS: "fake/priced=2/4s" },
-    });
     // Two slots in all, fewer than the jobs that wait at the cap below.
     await Promise.all([stack.startWorker({ concurrency: 1 }), stack.startWorker({ concurrency: 1 })]);
-  });
-  afterAll(async () => {
-    await stack?.close();
   });
 
   it("a model's concurrency cap holds across two workers, and other models keep flowing", async () => {
@@ -56,15 +52,11 @@ describe("flow control shared by all workers", () => {
 });
 
 describe("per-key concurrency", () => {
-  let stack: Stack;
+  const stack = useStack();
 
   beforeAll(async () => {
-    stack = await startStack();
     // Four slots in all, fewer than the jobs that wait for the key below.
     await Promise.all([stack.startWorker({ concurrency: 2 }), stack.startWorker({ concurrency: 2 })]);
-  });
-  afterAll(async () => {
-    await stack?.close();
   });
 
   it("runs jobs sharing a key one at a time across workers, without holding worker slots", async () => {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CliProcess } from "../support/cli";
 import { freePort, startRedisServer, type RedisProcess } from "../support/redis";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 interface Health {
@@ -16,23 +16,26 @@ interface Health {
 
 describe("the worker's /healthz", () => {
   let redis: RedisProcess;
-  let stack: Stack;
+  beforeAll(async () => {
+    redis = await startRedisServer();
+  });
+  afterAll(async () => {
+    await redis?.close();
+  });
+  const stack = useStack(() => ({ redisUrl: redis.url }));
   let worker: CliProcess;
   let url: string;
 
   beforeAll(async () => {
-    redis = await startRedisServer();
-    stack = await startStack({ redisUrl: redis.url });
     const port = await freePort();
     url = `http://127.0.0.1:${port}/healthz`;
     worker = await stack.startCliWorker(["--concurrency", "1", "--metrics-port", String(port)], {
       readyLine: /metrics served/,
     });
   });
+  // Runs before the stack's close (afterAll hooks run in reverse).
   afterAll(async () => {
     await redis?.start().catch(() => undefined); // so the stack can delete its keys
-    await stack?.close();
-    await redis?.close();
   });
 
   const health = async (): Promise<Health> => {
