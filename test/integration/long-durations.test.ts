@@ -12,16 +12,13 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queueKeys } from "../../src/shared/keys";
 import { retriesKey } from "../../src/shared/webhook";
-import type { RunningWorker } from "../../src/worker/worker";
 import { runCli } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 const TTL = 2 * 3_600_000;
 
 describe("durations past 24.8 days, and records' TTLs", () => {
-  let stack: Stack;
-  let worker: RunningWorker;
   let redis: Redis;
   let receiver: http.Server;
   const deliveries: string[] = [];
@@ -35,14 +32,19 @@ describe("durations past 24.8 days, and records' TTLs", () => {
       });
     });
     await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-    stack = await startStack({ configEnv: { DISPATCH_WEBHOOK_TIMEOUT: "30d", DISPATCH_RESULT_TTL: "2h" } });
-    worker = await stack.startWorker({ concurrency: 1 });
+  });
+  afterAll(() => {
+    receiver?.close();
+  });
+  const stack = useStack({
+    configEnv: { DISPATCH_WEBHOOK_TIMEOUT: "30d", DISPATCH_RESULT_TTL: "2h" },
+    worker: { concurrency: 1 },
+  });
+  beforeAll(() => {
     redis = new Redis(stack.redisUrl);
   });
-  afterAll(async () => {
+  afterAll(() => {
     redis?.disconnect();
-    await stack?.close();
-    receiver?.close();
   });
 
   it("a job with --timeout 30d completes, and its webhook with a 30-day timeout is delivered", async () => {
@@ -84,7 +86,7 @@ describe("durations past 24.8 days, and records' TTLs", () => {
     await expectConfiguredTtl(keys.taskCopy(later.jobId));
 
     // No worker runs the re-queued jobs, so what the test reads is what the producer wrote.
-    await worker.close({ graceMs: 0 });
+    await stack.worker.close({ graceMs: 0 });
     expect(await stack.dispatcher.retry(failed.jobId)).toMatchObject({ how: "retried" });
     expect((await stack.dispatcher.status(failed.jobId)).result?.state).toBe("waiting");
     await expectConfiguredTtl(keys.result(failed.jobId));

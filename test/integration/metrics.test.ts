@@ -10,7 +10,7 @@ import {
   type WorkerMetrics,
 } from "../../src/worker/queue/metrics";
 import { startWorker, type RunningWorker } from "../../src/worker/worker";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 /** The value of one sample line `name{labels} value`, or undefined when absent. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -24,13 +24,12 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 }
 
 describe("worker metrics", () => {
-  let stack: Stack;
+  const stack = useStack();
   let metrics: WorkerMetrics;
   let worker: RunningWorker;
   let server: MetricsServer;
 
   beforeAll(async () => {
-    stack = await startStack();
     metrics = createWorkerMetrics();
     worker = await startWorker({
       config: stack.config,
@@ -49,7 +48,6 @@ describe("worker metrics", () => {
   afterAll(async () => {
     await server?.close();
     await worker?.close({ graceMs: 0 });
-    await stack?.close();
   });
 
   it("counts completed, retried and failed jobs by model, with tokens, cost, durations and queue depth", async () => {

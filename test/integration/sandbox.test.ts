@@ -8,17 +8,16 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 const SECRET = "hunter2-sandbox-secret";
 
 describe("a sandboxed worker", () => {
-  let stack: Stack;
+  const stack = useStack({ configEnv: { DISPATCH_SANDBOX: "true", DISPATCH_WEBHOOK_SECRET: `whsec-${SECRET}` } });
   let jobs: string;
   const saved = { REDIS_URL: process.env.REDIS_URL, DISPATCH_WEBHOOK_SECRET: process.env.DISPATCH_WEBHOOK_SECRET };
 
   beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_SANDBOX: "true", DISPATCH_WEBHOOK_SECRET: `whsec-${SECRET}` } });
     jobs = join(stack.opencode.root, "jobs");
     mkdirSync(join(jobs, "project"), { recursive: true });
     writeFileSync(join(stack.opencode.root, "worker-secrets.env"), `REDIS_URL=redis://:${SECRET}@db:6379\n`);
@@ -28,12 +27,11 @@ describe("a sandboxed worker", () => {
     process.env.DISPATCH_WEBHOOK_SECRET = `whsec-${SECRET}`;
     await stack.startWorker({ concurrency: 1 });
   });
-  afterAll(async () => {
+  afterAll(() => {
     for (const [key, value] of Object.entries(saved)) {
       if (value === undefined) delete process.env[key];
       else process.env[key] = value;
     }
-    await stack?.close();
   });
 
   it("keeps the worker's secrets from a job's bash tool, which still edits its directory", async () => {

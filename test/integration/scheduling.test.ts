@@ -12,7 +12,7 @@ import type { ResultRecord } from "../../src/shared/result";
 import { parseTask } from "../../src/shared/task";
 import { startCli, type CliProcess } from "../support/cli";
 import { startRedisServer, type RedisProcess } from "../support/redis";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 const WAIT = 120_000;
@@ -28,22 +28,24 @@ async function commandsProcessed(redis: Redis): Promise<number> {
 describe("waiting costs nothing", () => {
   // Its own Redis: every command it counts is this test's.
   let redisServer: RedisProcess;
-  let stack: Stack;
   let probe: Redis;
 
   beforeAll(async () => {
     redisServer = await startRedisServer();
-    stack = await startStack({
-      redisUrl: redisServer.url,
-      configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake/priced=1" },
-    });
-    await stack.startWorker({ concurrency: 4 });
-    probe = new Redis(redisServer.url);
   });
   afterAll(async () => {
-    probe?.disconnect();
-    await stack?.close();
     await redisServer?.close();
+  });
+  const stack = useStack(() => ({
+    redisUrl: redisServer.url,
+    configEnv: { DISPATCH_CONCURRENCY_LIMITS: "fake/priced=1" },
+    worker: { concurrency: 4 },
+  }));
+  beforeAll(() => {
+    probe = new Redis(redisServer.url);
+  });
+  afterAll(() => {
+    probe?.disconnect();
   });
 
   /** Redis commands per job for a batch, with the idle rate (sweeps, BullMQ's own) taken off. */
@@ -97,15 +99,7 @@ describe("waiting costs nothing", () => {
 
 /** One stack and worker for the chains and fair share below (each spawned server costs seconds). */
 describe("on a default stack with one four-slot worker", () => {
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    await stack.startWorker({ concurrency: 4 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack({ worker: { concurrency: 4 } });
 
   describe("chains that cannot tie themselves", () => {
     let redis: Redis;
@@ -232,15 +226,10 @@ describe("on a default stack with one four-slot worker", () => {
 });
 
 describe("leases that cannot leak", () => {
-  let stack: Stack;
+  const stack = useStack({ configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s" } });
   let dead: CliProcess | undefined;
-
-  beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_LOCK_DURATION: "3s", DISPATCH_STALLED_INTERVAL: "1s" } });
-  });
   afterAll(async () => {
     await dead?.stop("SIGKILL");
-    await stack?.close();
   });
 
   it("a killed worker's concurrency key is free again within the lock duration plus a margin", async () => {
@@ -273,15 +262,7 @@ describe("leases that cannot leak", () => {
 });
 
 describe("a provider's quota holds all workers", () => {
-  let stack: Stack;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    await stack.startWorker({ concurrency: 8 });
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const stack = useStack({ worker: { concurrency: 8 } });
 
   it("a 24-task batch against 3 calls per 3 s finishes with no failure and at most 12 rejected calls", async () => {
     // Warm the server first: the quota counts only the batch's calls.

@@ -11,7 +11,7 @@ import { freePort } from "../support/redis";
 import { startSecureRedis, type SecureRedis } from "../support/redis-secure";
 import { startOpencodeServer, type OpencodeServer } from "../support/opencode-server";
 import { runCli } from "../support/cli";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 const OPENCODE_PASSWORD = "oc-server-secret-7f3k";
 
@@ -19,18 +19,16 @@ describe("Redis ACL users and TLS, and secrets in logs", () => {
   let redis: SecureRedis;
   let aclUrl: string;
   let tlsUrl: string;
-  let stack: Stack;
 
   beforeAll(async () => {
     redis = await startSecureRedis();
     aclUrl = `redis://${redis.user}:${redis.password}@127.0.0.1:${redis.port}`;
     tlsUrl = `rediss://${redis.user}:${redis.password}@127.0.0.1:${redis.tlsPort}`;
-    stack = await startStack({ configEnv: { REDIS_URL: aclUrl } });
   });
   afterAll(async () => {
-    await stack?.close();
     await redis?.close();
   });
+  const stack = useStack(() => ({ configEnv: { REDIS_URL: aclUrl } }));
 
   it("runs a job as an ACL user restricted to the dispatch:* keys and channels", async () => {
     const worker = await stack.startWorker({ concurrency: 1 });

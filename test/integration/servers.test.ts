@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningWorker } from "../../src/worker/worker";
 import { startOpencodeServer, type OpencodeServer } from "../support/opencode-server";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { alive, until } from "../support/until";
 
 const WAIT = 60_000;
@@ -22,7 +22,7 @@ async function deadPid(): Promise<number> {
 }
 
 describe("a worker's opencode servers", () => {
-  let stack: Stack;
+  const stack = useStack();
   let worker: RunningWorker;
   const children: ChildProcess[] = [];
   let orphan: OpencodeServer;
@@ -42,7 +42,6 @@ describe("a worker's opencode servers", () => {
   };
 
   beforeAll(async () => {
-    stack = await startStack();
     orphan = await startOpencodeServer({ env: stack.opencode.env, cwd: join(stack.opencode.root, "project") });
     const orphanPid = orphan.proc.pid!;
     // A dead worker's directory with its server still running.
@@ -59,7 +58,6 @@ describe("a worker's opencode servers", () => {
   afterAll(async () => {
     children.forEach((child) => child.kill("SIGKILL"));
     await orphan?.stop();
-    await stack?.close();
   });
 
   it("at start-up kills the server of a worker that is gone and removes its directory, and leaves the rest alone", async () => {

@@ -7,8 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { RunningWorker } from "../../src/worker/worker";
-import { deleteQueueKeys, startStack, type Stack } from "../support/stack";
+import { deleteQueueKeys, useStack } from "../support/stack";
 import { until } from "../support/until";
 import { queueKeys } from "../../src/shared/keys";
 
@@ -23,9 +22,6 @@ describe("storing the session is part of the attempt", () => {
   const user = `worker-${queue}`;
   const password = randomUUID();
   let admin: Redis;
-  let stack: Stack;
-  /** Started once for both tests (each spawned opencode server costs seconds); the second replaces it. */
-  let worker: RunningWorker;
 
   /** Every key of the queue is writable except the session copies (QueueKeys.sessionExport). */
   const denySessionWrites = async () => {
@@ -42,19 +38,19 @@ describe("storing the session is part of the attempt", () => {
   beforeAll(async () => {
     admin = new Redis(adminUrl);
     await admin.call("ACL", "SETUSER", user, "reset", "on", `>${password}`, "allkeys", "allchannels", "+@all");
-    const url = new URL(adminUrl);
-    url.username = user;
-    url.password = password;
-    stack = await startStack({
-      configEnv: { REDIS_URL: url.toString(), DISPATCH_QUEUE: queue, DISPATCH_PROVIDER_RETRIES: "0" },
-    });
-    worker = await stack.startWorker({ concurrency: 1 });
   });
   afterAll(async () => {
-    await stack?.close();
     await deleteQueueKeys(adminUrl, queue);
     await admin?.call("ACL", "DELUSER", user).catch(() => undefined);
     admin?.disconnect();
+  });
+  const url = new URL(adminUrl);
+  url.username = user;
+  url.password = password;
+  /** Its worker is started once for both tests (each spawned opencode server costs seconds); the second replaces it. */
+  const stack = useStack({
+    configEnv: { REDIS_URL: url.toString(), DISPATCH_QUEUE: queue, DISPATCH_PROVIDER_RETRIES: "0" },
+    worker: { concurrency: 1 },
   });
 
   it("an answer whose session could not be stored is kept, the session stored on retry, the model asked once", async () => {
@@ -86,7 +82,7 @@ describe("storing the session is part of the attempt", () => {
 
   it("a follow-up never runs on a transcript older than the job before it", async () => {
     await allowAll();
-    const first = worker;
+    const first = stack.worker;
     const opening = await stack.dispatcher.enqueue({ prompt: "opening turn" });
     const opened = await stack.dispatcher.wait(opening.jobId, { timeoutMs: WAIT });
     expect(opened.state).toBe("completed");
