@@ -10,7 +10,7 @@ import { tracingConfig } from "../../src/shared/config";
 import { startTracing, type Tracing } from "../../src/shared/tracing";
 import { startOtlpCollector, type OtlpCollector, type ReceivedSpan } from "../support/otlp-collector";
 import { withQueue } from "../support/queue";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { until } from "../support/until";
 
 describe("tracing configuration", () => {
@@ -57,21 +57,23 @@ describe("tracing configuration", () => {
 
 describe("a job's trace", () => {
   let collector: OtlpCollector;
-  let stack: Stack;
   let tracing: Tracing | undefined;
+  const otel = () => ({ OTEL_EXPORTER_OTLP_ENDPOINT: collector.url, OTEL_BSP_SCHEDULE_DELAY: "100" });
 
   beforeAll(async () => {
     collector = await startOtlpCollector();
-    const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: collector.url, OTEL_BSP_SCHEDULE_DELAY: "100" };
-    // The worker's environment names the collector; so does this process's tracer (the producer).
-    stack = await startStack({ configEnv: { ...otel, OTEL_SERVICE_NAME: "test-worker" } });
+  });
+  afterAll(async () => {
+    await collector?.close();
+  });
+  // The worker's environment names the collector; so does this process's tracer (the producer).
+  const stack = useStack(() => ({ configEnv: { ...otel(), OTEL_SERVICE_NAME: "test-worker" } }));
+  beforeAll(async () => {
     await stack.startCliWorker(["--concurrency", "1"]);
-    tracing = await startTracing(tracingConfig({ ...otel, OTEL_SERVICE_NAME: "test-producer" }));
+    tracing = await startTracing(tracingConfig({ ...otel(), OTEL_SERVICE_NAME: "test-producer" }));
   });
   afterAll(async () => {
     await tracing?.close();
-    await stack?.close();
-    await collector?.close();
   });
 
   it("links enqueue, attempt and the attempt's opencode calls by one trace ID", async () => {

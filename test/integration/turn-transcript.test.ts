@@ -17,32 +17,33 @@ import { queueKeys } from "../../src/shared/keys";
 import { createLogger } from "../../src/shared/logger";
 import type { ResultRecord } from "../../src/shared/result";
 import { EventHub, type ServerEvent } from "../../src/worker/server/event-hub";
+import type { RunningWorker } from "../../src/worker/worker";
 import { TurnTranscript } from "../../src/worker/session/turn-transcript";
 import { until } from "../support/until";
 import { startOpencodeServer, type OpencodeServer } from "../support/opencode-server";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 
 const unzip = promisify(gunzip);
 const MESSAGES = "GET /session/:id/message";
 
 describe("the transcript built from events", () => {
-  let stack: Stack;
+  const stack = useStack();
   let server: OpencodeServer;
   let proxy: Awaited<ReturnType<typeof countingProxy>>;
   let direct: OpencodeClient;
   let redis: Redis;
+  let worker: RunningWorker;
 
   beforeAll(async () => {
-    stack = await startStack();
     server = await startOpencodeServer({ env: stack.opencode.env, cwd: join(stack.opencode.root, "project") });
     // The worker talks to opencode through a proxy that counts its calls; the test reads past it.
     proxy = await countingProxy(server.url);
     direct = createOpencodeClient({ baseUrl: server.url });
     redis = new Redis(stack.redisUrl);
-    await stack.startWorker({ concurrency: 1, attach: proxy.url });
+    worker = await stack.startWorker({ concurrency: 1, attach: proxy.url });
   });
   afterAll(async () => {
-    await stack?.close();
+    await worker?.close({ graceMs: 0 }); // before its server goes; the stack is closed after this hook
     await proxy?.close();
     await server?.stop();
     redis?.disconnect();
@@ -137,13 +138,12 @@ describe("the transcript built from events", () => {
 });
 
 describe("a transcript in doubt gives way to reading the messages", () => {
-  let stack: Stack;
+  const stack = useStack();
   let server: OpencodeServer;
   let client: OpencodeClient;
   let hub: EventHub;
 
   beforeAll(async () => {
-    stack = await startStack();
     server = await startOpencodeServer({ env: stack.opencode.env, cwd: join(stack.opencode.root, "project") });
     client = createOpencodeClient({ baseUrl: server.url });
     hub = new EventHub(client, createLogger("warn")).start();
@@ -152,7 +152,6 @@ describe("a transcript in doubt gives way to reading the messages", () => {
   afterAll(async () => {
     hub?.close();
     await server?.stop();
-    await stack?.close();
   });
 
   /** A new session's turn followed through the server's real stream, less the events `drop` takes out. */

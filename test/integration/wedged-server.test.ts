@@ -7,10 +7,9 @@
  */
 import { join } from "node:path";
 import { createOpencodeClient } from "@opencode-ai/sdk/v2";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { makeGitRepo } from "../support/git-repo";
-import type { RunningWorker } from "../../src/worker/worker";
-import { startStack, type Stack } from "../support/stack";
+import { useStack } from "../support/stack";
 import { alive, until } from "../support/until";
 
 const STALL_MS = 5_000;
@@ -18,21 +17,14 @@ const STALL_MS = 5_000;
 const MARGIN_MS = 60_000;
 
 describe("a wedged opencode server", () => {
-  let stack: Stack;
-  let worker: RunningWorker;
+  const stack = useStack({ configEnv: { DISPATCH_STALL_TIMEOUT: `${STALL_MS}ms` }, worker: { concurrency: 1 } });
   let stopped: number | undefined;
-
-  beforeAll(async () => {
-    stack = await startStack({ configEnv: { DISPATCH_STALL_TIMEOUT: `${STALL_MS}ms` } });
-    worker = await stack.startWorker({ concurrency: 1 });
-  });
-  afterAll(async () => {
+  afterAll(() => {
     if (stopped !== undefined && alive(stopped)) process.kill(stopped, "SIGKILL");
-    await stack?.close();
   });
 
   it("is replaced, and its job completes on the new server", async () => {
-    const wedged = worker.server().pid!;
+    const wedged = stack.worker.server().pid!;
     const { jobId } = await stack.dispatcher.enqueue({
       prompt: "wedge me [[delay:1500]] [[reply:done anyway]]",
       attempts: 3,
@@ -46,13 +38,13 @@ describe("a wedged opencode server", () => {
     expect(record).toMatchObject({ state: "completed", text: "done anyway" });
     expect(record.attempts).toBeGreaterThanOrEqual(2);
     expect(took).toBeLessThan(STALL_MS + MARGIN_MS);
-    expect(worker.server().pid).not.toBe(wedged);
+    expect(stack.worker.server().pid).not.toBe(wedged);
     await until("the wedged server to be gone", () => !alive(wedged), 15_000);
     console.info(`wedged server replaced; job completed ${took} ms after the SIGSTOP`);
   }, 120_000);
 
   it("disposes the opencode instance of a finished worktree job's directory", async () => {
-    const server = worker.server();
+    const server = stack.worker.server();
     const client = createOpencodeClient({
       baseUrl: server.url,
       headers: server.authorization ? { authorization: server.authorization } : {},
