@@ -93,6 +93,14 @@ const EnvSchema = z.object({
     .enum(["true", "false", "1", "0"])
     .default("false")
     .transform((v) => v === "true" || v === "1"),
+  /**
+   * Exact budgets: spawned servers load the budget guard plugin, so no model call follows the step
+   * that passed a job's cap (opencode then installs its plugin package once per config folder). @defaultValue false
+   */
+  DISPATCH_BUDGET_GUARD: z
+    .enum(["true", "false", "1", "0"])
+    .default("false")
+    .transform((v) => v === "true" || v === "1"),
   /** Where a worker keeps its opencode server's data. @defaultValue $TMPDIR/opencode-dispatch */
   DISPATCH_DATA_DIR: z.string().min(1).default(join(tmpdir(), "opencode-dispatch")),
   /** Replace the spawned opencode server after this many jobs; 0: never. @defaultValue 0 */
@@ -176,6 +184,8 @@ export type Config = {
   shutdownGraceMs: number;
   stallMs: number;
   snapshots: boolean;
+  /** Spawned servers load the budget guard plugin (DISPATCH_BUDGET_GUARD). */
+  budgetGuard: boolean;
   flow: FlowSettings;
   /** Jobs ready in the queue at most; the rest wait in fair lanes (DISPATCH_FAIR_WINDOW). */
   fairWindow: number;
@@ -223,6 +233,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: e.DISPATCH_SHUTDOWN_GRACE,
     stallMs: e.DISPATCH_STALL_TIMEOUT,
     snapshots: e.DISPATCH_SNAPSHOTS,
+    budgetGuard: e.DISPATCH_BUDGET_GUARD,
     flow: {
       concurrency: parseLimits(e.DISPATCH_CONCURRENCY_LIMITS, "concurrency", "DISPATCH_CONCURRENCY_LIMITS"),
       rate: parseLimits(e.DISPATCH_RATE_LIMITS, "rate", "DISPATCH_RATE_LIMITS"),

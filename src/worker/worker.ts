@@ -84,6 +84,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
           env: opts.serverEnv ?? process.env,
           userDataHome: config.userDataHome,
           snapshots: config.snapshots,
+          budgetGuard: config.budgetGuard,
           ...(config.sandbox.enabled ? { sandbox: { dirs: config.sandbox.dirs } } : {}),
           log,
         });

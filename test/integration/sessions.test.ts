@@ -244,7 +244,7 @@ describe("unattended runs that never hang", () => {
     // the run let go on, the second step would answer after 15 s with another tool call, and a
     // third call would follow. opencode reports a step's usage once its tools have run and sends
     // the next call ~0.1 s later, so the abort may come just after that call was sent: it stops
-    // it in flight.
+    // it in flight. (With the budget guard no call follows: budget-guard.test.ts.)
     stack.fake.script(bash("echo hi"), { ...bash("echo again"), delayMs: 15_000 });
     const started = Date.now();
     try {

@@ -30,4 +30,12 @@ describe("the environment a spawned opencode server gets", () => {
       JSON.parse(configOverlay({ OPENCODE_CONFIG_CONTENT: "not json" }, { snapshot: false }).OPENCODE_CONFIG_CONTENT),
     ).toEqual({ snapshot: false });
   });
+
+  it("adds the worker's plugin to the user's own", () => {
+    const user = { OPENCODE_CONFIG_CONTENT: JSON.stringify({ plugin: ["user-plugin"] }) };
+    const merged = (env: NodeJS.ProcessEnv) =>
+      JSON.parse(configOverlay(env, {}, { plugin: ["file:///guard.js"] }).OPENCODE_CONFIG_CONTENT) as unknown;
+    expect(merged(user)).toEqual({ plugin: ["user-plugin", "file:///guard.js"] });
+    expect(merged({})).toEqual({ plugin: ["file:///guard.js"] });
+  });
 });

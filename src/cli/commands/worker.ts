@@ -33,6 +33,7 @@ export interface WorkerFlags extends ConnectionFlags {
   keyConcurrency?: number;
   sandbox?: boolean;
   sandboxDir?: string[];
+  budgetGuard?: boolean;
 }
 
 export function withWorkerOptions(command: Command): Command {
@@ -92,6 +93,10 @@ export function withWorkerOptions(command: Command): Command {
       `run the agents' tools under bubblewrap: own PID namespace, read-only system, writable only in --sandbox-dir roots (default: ${defaultFrom("DISPATCH_SANDBOX")})`,
     )
     .option(
+      "--budget-guard",
+      `exact budgets: no model call after the step that passed a job's --max-cost / --max-tokens (spawned servers load a small plugin; opencode installs its plugin package once per config folder) (default: ${defaultFrom("DISPATCH_BUDGET_GUARD")})`,
+    )
+    .option(
       "--sandbox-dir <path>",
       `a root where sandboxed jobs may work (repeatable; default: ${defaultFrom("DISPATCH_SANDBOX_DIRS")})`,
       (value: string, previous: string[] = []) => [...previous, value],
@@ -121,6 +126,7 @@ export async function runWorkerUntilSignal(flags: WorkerFlags, onStop?: () => Pr
   if (flags.recycleJobs !== undefined) config.recycle = { ...config.recycle, jobs: flags.recycleJobs };
   if (flags.recycleRss !== undefined) config.recycle = { ...config.recycle, rssBytes: flags.recycleRss };
   if (flags.sandbox) config.sandbox = { ...config.sandbox, enabled: true };
+  if (flags.budgetGuard) config.budgetGuard = true;
   if (flags.sandboxDir?.length)
     config.sandbox = { ...config.sandbox, dirs: flags.sandboxDir.map((dir) => resolve(dir)) };
   const log = createLogger(config.logLevel);

@@ -4,6 +4,7 @@ import { copyFile, mkdir, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import type { Logger } from "../../shared/logger.js";
+import { installBudgetGuard } from "./budget-guard-plugin.js";
 import { basicAuth } from "./opencode-client.js";
 import { ownPids, startReaper, writePids } from "./orphans.js";
 import { sandboxed, type SandboxSettings } from "./sandbox.js";
@@ -16,6 +17,8 @@ export interface OpencodeServer {
   pid: number | undefined;
   /** The spawned server's own data directory (removed on close). */
   dataDir?: string;
+  /** Where the budget guard plugin reads the guarded sessions (a spawned server's; see budget-guard-plugin.ts). */
+  guardDir?: string;
   /** Resolves when a spawned server exits (never, for an attached one). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /**
@@ -40,6 +43,8 @@ export interface SpawnOptions {
    * large directory they cost more than the model call, and a queue does not undo.
    */
   snapshots?: boolean;
+  /** Load the budget guard plugin (see budget-guard-plugin.ts). */
+  budgetGuard?: boolean;
   startTimeoutMs?: number;
   signal?: AbortSignal;
   /** Run the server under bubblewrap (see sandbox.ts). */
@@ -75,10 +80,11 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
       () => undefined,
     );
   }
+  const guard = opts.budgetGuard ? await installBudgetGuard(opts.dataDir) : undefined;
   const env = {
     ...withoutWorkerSecrets(opts.env),
     XDG_DATA_HOME: dataHome,
-    ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }),
+    ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }, guard ? { plugin: [guard.plugin] } : {}),
   };
   const serve = ["serve", "--hostname", "127.0.0.1", "--port", String(port)];
   const run = opts.sandbox
@@ -112,6 +118,7 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
     authorization: basicAuth(username, password),
     pid: child.pid,
     dataDir: opts.dataDir,
+    ...(guard ? { guardDir: guard.guardDir } : {}),
     exited,
     runCli: (args, cliOpts) => runOpencode(opts.bin, args, { env, ...cliOpts }),
     close: once(async () => {
@@ -249,11 +256,13 @@ export function runOpencode(
 
 /**
  * Settings laid over the user's opencode configuration through OPENCODE_CONFIG_CONTENT (which
- * opencode merges last), keeping whatever else the user gave there.
+ * opencode merges last), keeping whatever else the user gave there; `append` lists are added to
+ * the user's own (plugins).
  */
 export function configOverlay(
   env: NodeJS.ProcessEnv,
   overlay: Record<string, unknown>,
+  append: Record<string, unknown[]> = {},
 ): { OPENCODE_CONFIG_CONTENT: string } {
   let content: Record<string, unknown> = {};
   try {
@@ -262,7 +271,13 @@ export function configOverlay(
   } catch {
     // not JSON: opencode would reject it too; our overlay alone is used
   }
-  return { OPENCODE_CONFIG_CONTENT: JSON.stringify({ ...content, ...overlay }) };
+  const appended = Object.fromEntries(
+    Object.entries(append).map(([key, items]) => {
+      const own = content[key];
+      return [key, [...(Array.isArray(own) ? (own as unknown[]) : []), ...items]];
+    }),
+  );
+  return { OPENCODE_CONFIG_CONTENT: JSON.stringify({ ...content, ...overlay, ...appended }) };
 }
 
 /**

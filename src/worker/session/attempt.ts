@@ -17,6 +17,7 @@ import { NotRunnableError, SessionNotStoredError, StoppedError, UpstreamError } 
 import type { OpencodeClient } from "../server/opencode-client.js";
 import type { OpencodeServer } from "../server/opencode-server.js";
 import { createSession, forkSession, type PromptOutcome } from "./run-prompt.js";
+import { BudgetGuard } from "./budget-guard.js";
 import { SessionWatch } from "./session-watch.js";
 import type { Fence, SessionTransfer } from "./session-transfer.js";
 import { promptChecked } from "./structured.js";
@@ -156,6 +157,8 @@ export async function runAttempt(
   // A structured-output session's messages are read with `opencode export` (see SessionTransfer.save).
   const transcript =
     prior && !payload.schema ? new TurnTranscript(hub, sessionId, prior, prior.length === 0) : undefined;
+  const budgeted = payload.maxCost !== undefined || payload.maxTokens !== undefined;
+  const guard = budgeted && server.guardDir ? new BudgetGuard(server.guardDir) : undefined;
   const watch = new SessionWatch({
     client,
     hub,
@@ -167,6 +170,7 @@ export async function runAttempt(
     grants: opts.resume?.grants ?? opts.grants ?? [],
     maxCost: payload.maxCost,
     maxTokens: payload.maxTokens,
+    ...(guard ? { guard } : {}),
     ...(opts.spentBefore ? { spentBefore: opts.spentBefore } : {}),
     stallMs: deps.config.stallMs,
     providerRetries: deps.config.providerRetries,
@@ -192,6 +196,7 @@ export async function runAttempt(
     offInfo();
     transcript?.close();
     watch.close();
+    await guard?.close();
     await live.close();
     trace.asks = watch.asks;
     if (opts.spend) {

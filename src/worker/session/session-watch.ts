@@ -12,6 +12,7 @@ import { checkBudget, ModelError, ProviderBusyError, StoppedError } from "../fai
 import type { OpencodeClient } from "../server/opencode-client.js";
 import type { ApprovalPolicy } from "../../shared/task.js";
 import { ApprovalNeededError, covers, type Grant } from "./approvals.js";
+import type { BudgetGuard } from "./budget-guard.js";
 import {
   classifyFailure,
   DEFAULT_PROVIDER_HOLD_MS,
@@ -38,6 +39,8 @@ export interface WatchOptions {
   grants?: Grant[];
   maxCost?: number;
   maxTokens?: number;
+  /** Makes the caps exact on a spawned server: no model call after the step that passed them. */
+  guard?: BudgetGuard;
   /** What earlier attempts of the job spent: the caps hold for all attempts together. */
   spentBefore?: { tokens: number; cost: number };
   /** No event for this long aborts the attempt as stalled. */
@@ -92,6 +95,7 @@ export class SessionWatch {
 
   private watch(sessionId: string): void {
     if (this.sessions.has(sessionId) || this.stopped) return;
+    this.opts.guard?.open(sessionId);
     this.sessions.set(
       sessionId,
       this.opts.hub.subscribe(sessionId, (event, directory) => this.onEvent(event, directory)),
@@ -159,6 +163,9 @@ export class SessionWatch {
     this.reportProgress();
     const before = this.opts.spentBefore ?? { tokens: 0, cost: 0 };
     const overBudget = checkBudget(this.opts, tokens + before.tokens, cost + before.cost);
+    if (overBudget) this.opts.guard?.stop(overBudget.message);
+    // A finished step, counted: the guard lets the session's next model call go (or refuses it).
+    if (info.time.completed) this.opts.guard?.counted(info.sessionID, info.id);
     if (overBudget) this.stop(overBudget);
   }
 
