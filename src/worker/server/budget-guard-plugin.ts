@@ -1,7 +1,8 @@
 /**
  * The opencode plugin that makes a job's budget exact: before each model call of a session the
- * worker guards (see session/budget-guard.ts), it waits until the worker has counted the turn's
- * last finished step, and refuses the call once the worker says the budget is spent.
+ * worker guards (see session/budget-guard.ts), it waits until the worker has counted the session's
+ * last finished step, and refuses the call once the worker says the budget is spent. Whatever
+ * else goes wrong in it lets the call go ahead: the guard never fails a job by itself.
  * Without it the worker can only abort: opencode reports a step's usage after its tools have run
  * and sends the next call ~0.1 s later, so an abort could land just after that call was sent.
  *
@@ -38,28 +39,33 @@ function read(sessionID) {
 export const DispatchBudgetGuard = async ({ client }) => ({
   "chat.params": async (input) => {
     if (!read(input.sessionID)) return;
-    // The turn's last finished step (the newest messages are the one this call is for and the
-    // one before it): the worker, which counts steps in order, must have counted it.
-    const newest = await client.session.messages({ path: { id: input.sessionID }, query: { limit: 2 } });
-    const steps = (newest.data ?? [])
-      .map((m) => m.info)
-      .filter((m) => m.role === "assistant" && m.parentID === input.message.id && m.time.completed)
-      .map((m) => m.id);
-    let changes = 0;
-    let wake;
-    const watcher = watch(DIR, () => {
-      changes += 1;
-      wake?.();
-    });
     const deadline = Date.now() + WAIT_MS;
+    let refusal;
+    let watcher;
     try {
+      // The session's last finished step (the newest messages are the one this call is for and
+      // the one before it): the worker, which counts steps in order, must have counted it.
+      const newest = await client.session.messages({
+        path: { id: input.sessionID },
+        query: { limit: 2 },
+        signal: AbortSignal.timeout(WAIT_MS),
+      });
+      const steps = (newest.data ?? [])
+        .map((m) => m.info)
+        .filter((m) => m.role === "assistant" && m.time.completed)
+        .map((m) => m.id);
+      let changes = 0;
+      let wake;
+      watcher = watch(DIR, () => {
+        changes += 1;
+        wake?.();
+      });
       for (;;) {
         const seen = changes;
         const guard = read(input.sessionID);
         if (!guard) return;
-        // A stop holds for the turns begun before it (a later job's turn in the session is its own).
         if (guard.stop) {
-          if (input.message.time.created <= guard.stop.at) throw new Error(guard.stop.reason);
+          refusal = new Error(guard.stop);
           return;
         }
         if (steps.every((id) => guard.checked.includes(id))) return;
@@ -72,8 +78,11 @@ export const DispatchBudgetGuard = async ({ client }) => ({
           });
         wake = undefined;
       }
+    } catch {
+      return; // the guard cannot tell: the call goes ahead (the worker's abort still stops the run)
     } finally {
-      watcher.close();
+      watcher?.close();
+      if (refusal) throw refusal;
     }
   },
 });

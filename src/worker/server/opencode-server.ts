@@ -81,11 +81,15 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
     );
   }
   const guard = opts.budgetGuard ? await installBudgetGuard(opts.dataDir) : undefined;
-  const env = {
+  // `opencode export` / `import` (runCli) get no plugin: they make no model call.
+  const cliEnv = {
     ...withoutWorkerSecrets(opts.env),
     XDG_DATA_HOME: dataHome,
-    ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }, guard ? { plugin: [guard.plugin] } : {}),
+    ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }),
   };
+  const env = guard
+    ? { ...cliEnv, ...configOverlay(opts.env, { snapshot: opts.snapshots ?? false }, { plugin: [guard.plugin] }) }
+    : cliEnv;
   const serve = ["serve", "--hostname", "127.0.0.1", "--port", String(port)];
   const run = opts.sandbox
     ? sandboxed(opts.bin, serve, { dataDir: opts.dataDir, settings: opts.sandbox, env })
@@ -120,7 +124,7 @@ export async function spawnOpencodeServer(opts: SpawnOptions): Promise<OpencodeS
     dataDir: opts.dataDir,
     ...(guard ? { guardDir: guard.guardDir } : {}),
     exited,
-    runCli: (args, cliOpts) => runOpencode(opts.bin, args, { env, ...cliOpts }),
+    runCli: (args, cliOpts) => runOpencode(opts.bin, args, { env: cliEnv, ...cliOpts }),
     close: once(async () => {
       await stopProcess(child, exited);
       reaper?.stop();

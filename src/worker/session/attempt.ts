@@ -16,8 +16,8 @@ import { LivePublisher } from "./live-publisher.js";
 import { NotRunnableError, SessionNotStoredError, StoppedError, UpstreamError } from "../failures.js";
 import type { OpencodeClient } from "../server/opencode-client.js";
 import type { OpencodeServer } from "../server/opencode-server.js";
-import { createSession, forkSession, type PromptOutcome } from "./run-prompt.js";
-import { BudgetGuard } from "./budget-guard.js";
+import { ABORT_IDLE_MS, createSession, forkSession, type PromptOutcome } from "./run-prompt.js";
+import { BudgetGuard, sessionIdle } from "./budget-guard.js";
 import { SessionWatch } from "./session-watch.js";
 import type { Fence, SessionTransfer } from "./session-transfer.js";
 import { promptChecked } from "./structured.js";
@@ -196,6 +196,8 @@ export async function runAttempt(
     offInfo();
     transcript?.close();
     watch.close();
+    // A spent budget's refusals hold until opencode has taken in the abort.
+    if (guard?.stopped) await sessionIdle(hub, client, sessionId, directory, ABORT_IDLE_MS);
     await guard?.close();
     await live.close();
     trace.asks = watch.asks;

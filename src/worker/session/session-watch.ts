@@ -94,8 +94,8 @@ export class SessionWatch {
   }
 
   private watch(sessionId: string): void {
+    this.opts.guard?.open(sessionId); // also once stopped: a subagent started meanwhile is refused too
     if (this.sessions.has(sessionId) || this.stopped) return;
-    this.opts.guard?.open(sessionId);
     this.sessions.set(
       sessionId,
       this.opts.hub.subscribe(sessionId, (event, directory) => this.onEvent(event, directory)),
