@@ -144,7 +144,9 @@ describe("gather: a batch's parent runs once every task has ended, with their re
     );
     const failed = await stack.dispatcher.wait("reopened-1", { timeoutMs: 60_000 });
     expect(failed.state).toBe("failed");
-    stack.fake.script({ delayMs: 6_000, text: "second time lucky" }); // the retry's model call, the only one left to come
+    // The steady task's call is in (it answers after 3 s): the retry's is the only one left to come.
+    await until("the steady task's model call", () => stack.fake.calls("steady") >= 1, 60_000);
+    stack.fake.script({ delayMs: 6_000, text: "second time lucky" });
     // The record is final a moment before BullMQ moves the job to its failed set.
     await until(
       "the failed task to be retried",

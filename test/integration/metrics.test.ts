@@ -62,7 +62,8 @@ describe("worker metrics", () => {
     // First attempt hangs until its timeout (retryable), the second gets the default echo.
     stack.fake.script({ hang: true });
     const retried = await stack.dispatcher.run(
-      { prompt: "second time lucky", model: "fake/echo", timeout: "2s", attempts: 2 },
+      // Long enough for a second attempt on a loaded machine; the first one hangs until it passes.
+      { prompt: "second time lucky", model: "fake/echo", timeout: "8s", attempts: 2 },
       { timeoutMs: 120_000 },
     );
     expect(retried).toMatchObject({ state: "completed", attempts: 2 });
